@@ -1,0 +1,30 @@
+import type { ChangeEvent, ReplicationPosition } from '../events/ChangeEvent.js';
+
+/**
+ * A batch the pipeline hands to every sink. It never splits a MULTI/EXEC transaction.
+ */
+export interface EventBatch {
+  events: ChangeEvent[];
+  /**
+   * The resume position after this batch (covers non-event bytes such as PING too), to be stored atomically with
+   * the events. `null` while a snapshot is still loading: a position inside a snapshot cannot be resumed from, so the
+   * sink must not advance its checkpoint for such a batch.
+   */
+  checkpoint: ReplicationPosition | null;
+}
+
+/**
+ * A destination for change events. The contract that makes exactly-once possible: `write` resolves only when the
+ * events and the checkpoint are durable together, and `open` returns the last checkpoint so the pipeline can resume
+ * with PSYNC and skip what this sink already has.
+ */
+export interface Sink {
+  /** Stable name, also the key of this sink's checkpoint. */
+  readonly name: string;
+  /** Connects and prepares; returns the last durably committed position, or null when there is none. */
+  open(): Promise<ReplicationPosition | null>;
+  /** Durably writes the events and the checkpoint as one unit. */
+  write(batch: EventBatch): Promise<void>;
+  /** Flushes and releases resources; no write follows. */
+  close(): Promise<void>;
+}
