@@ -1,0 +1,201 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Admin, ITopicConfig, Kafka as KafkaClient, KafkaConfig, KafkaMessage } from 'kafkajs';
+import kafkajs from 'kafkajs';
+
+const { Kafka, logLevel } = kafkajs;
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+let cached: string[] | undefined;
+
+/**
+ * Brokers of the test Kafka: `KAFKA_BROKERS` (comma separated, as scripts/test.sh exports it) or, when unset, the
+ * broker scripts/kafka.sh starts (a no-op when it already runs). Tests never mock the broker.
+ */
+export function kafkaBrokers(): string[] {
+  if (cached) return cached;
+  let spec = process.env.KAFKA_BROKERS;
+  if (!spec) {
+    const script = join(root, 'scripts', 'kafka.sh');
+    execFileSync(script, ['start'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    spec = execFileSync(script, ['address'], { encoding: 'utf8' }).trim();
+    process.env.KAFKA_BROKERS = spec;
+  }
+  cached = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return cached;
+}
+
+/** The tail of the broker's log when it is the scripts/kafka.sh one, for failure messages. */
+export function kafkaBrokerLog(lines = 60): string {
+  const dir = process.env.REDTAIL_KAFKA_DIR ?? join(process.env.TMPDIR ?? tmpdir(), 'redtail-kafka');
+  try {
+    return readFileSync(join(dir, 'logs', 'server.log'), 'utf8')
+      .split('\n')
+      .slice(-lines)
+      .join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/** A kafkajs client for tests; quiet unless KAFKA_LOG=debug|info. */
+export function kafkaClient(extra: Partial<KafkaConfig> = {}): KafkaClient {
+  const level =
+    process.env.KAFKA_LOG === 'debug'
+      ? logLevel.DEBUG
+      : process.env.KAFKA_LOG === 'info'
+        ? logLevel.INFO
+        : logLevel.NOTHING;
+  return new Kafka({
+    clientId: 'redtail-test',
+    brokers: kafkaBrokers(),
+    logLevel: level,
+    retry: { retries: 5, initialRetryTime: 100 },
+    ...extra,
+  });
+}
+
+/** A topic (or transactional id, group id) name no other test or run uses. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
+export async function withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T> {
+  const admin = kafkaClient().admin();
+  await admin.connect();
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export interface TopicOptions {
+  partitions?: number;
+  configs?: Record<string, string>;
+}
+
+/** Creates a topic (replication factor 1) and waits until its leaders are known. */
+export async function createTopic(topic: string, options: TopicOptions = {}): Promise<void> {
+  const spec: ITopicConfig = {
+    topic,
+    numPartitions: options.partitions ?? 1,
+    replicationFactor: 1,
+    configEntries: Object.entries(options.configs ?? {}).map(([name, value]) => ({ name, value })),
+  };
+  await withAdmin((admin) => admin.createTopics({ topics: [spec], waitForLeaders: true }));
+}
+
+/** Topic config values as the broker reports them. */
+export async function topicConfig(topic: string): Promise<Record<string, string>> {
+  return withAdmin(async (admin) => {
+    const res = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic }],
+    });
+    const out: Record<string, string> = {};
+    for (const e of res.resources[0]?.configEntries ?? []) out[e.configName] = e.configValue;
+    return out;
+  });
+}
+
+export interface ReadMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  timestamp: string;
+}
+
+export interface ReadOptions {
+  /** `read_committed` (default) hides aborted and open transactions, as a downstream consumer would. */
+  isolation?: 'read_committed' | 'read_uncommitted';
+  /** Stop once no message arrived for this long after every partition reached its end (default 1500 ms). */
+  idleMs?: number;
+  /** Keep waiting (up to timeoutMs) until at least this many messages arrived. */
+  minMessages?: number;
+  timeoutMs?: number;
+}
+
+function headersOf(message: KafkaMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(message.headers ?? {})) {
+    if (v === undefined) continue;
+    out[k] = Array.isArray(v) ? v.map(String).join(',') : String(v);
+  }
+  return out;
+}
+
+/**
+ * Reads a topic from the beginning with a fresh consumer group and returns every message it sees until idle, in
+ * partition order (per partition: offset order). Enough for assertions on what a downstream consumer observes.
+ */
+export async function readTopic(topic: string, options: ReadOptions = {}): Promise<ReadMessage[]> {
+  const idleMs = options.idleMs ?? 1500;
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const min = options.minMessages ?? 0;
+  const consumer = kafkaClient().consumer({
+    groupId: uniqueName('redtail-test-reader'),
+    readUncommitted: options.isolation === 'read_uncommitted',
+    maxWaitTimeInMs: 200,
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1000,
+  });
+  const out: ReadMessage[] = [];
+  let last = Date.now();
+  let assigned = false;
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    assigned = true;
+    last = Date.now();
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ topic: t, partition, message }) => {
+        last = Date.now();
+        out.push({
+          topic: t,
+          partition,
+          offset: message.offset,
+          key: message.key,
+          value: message.value,
+          headers: headersOf(message),
+          timestamp: message.timestamp,
+        });
+      },
+    });
+    const start = Date.now();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = Date.now();
+      if (now - start > timeoutMs) {
+        if (out.length < min)
+          throw new Error(
+            `readTopic(${topic}): ${out.length} of at least ${min} messages within ${timeoutMs} ms`,
+          );
+        break;
+      }
+      if (assigned && out.length >= min && now - last >= idleMs) break;
+    }
+  } finally {
+    await consumer.disconnect();
+  }
+  out.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
+  return out;
+}
+
+/** Messages parsed as the sink's event JSON. */
+export function jsonValues(messages: ReadMessage[]): Record<string, unknown>[] {
+  return messages.filter((m) => m.value !== null).map((m) => JSON.parse(m.value!.toString('utf8')));
+}
