@@ -1,0 +1,39 @@
+import { runCommand } from './runCommand.js';
+
+const usage = `Usage: redtail <command> [options]
+
+Commands:
+  run      tail a Redis master as a replica and stream every change to the sinks
+  rdb      print the contents of an RDB file as NDJSON snapshot events (or --stats)
+  help     this text
+
+Run 'redtail <command> --help' for a command's options.
+`;
+
+/** Entry point of the `redtail` binary; returns the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return runCommand(rest, await defaultHooks());
+    case 'rdb': {
+      const rdbModule = './rdbCommand.js';
+      const { rdbCommand } = (await import(rdbModule)) as { rdbCommand: (argv: string[]) => Promise<number> };
+      return rdbCommand(rest);
+    }
+    case undefined:
+    case 'help':
+    case '-h':
+    case '--help':
+      process.stdout.write(usage);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`redtail: unknown command '${command}'\n\n${usage}`);
+      return 2;
+  }
+}
+
+/** The normalizer and snapshot decoder `run` uses, wired in as those modules land. */
+async function defaultHooks() {
+  return {};
+}

@@ -1,0 +1,155 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type RedtailConfig } from '../config/Config.js';
+import { isFatal } from '../link/errors.js';
+import { describeMaster, parseMasterUrl } from '../link/MasterAddress.js';
+import { ReplicaLink } from '../link/ReplicaLink.js';
+import { createLogger } from '../observe/logger.js';
+import { Pipeline } from '../pipeline/Pipeline.js';
+import { type CommandNormalizer, Replicator, rawCommandEvents } from '../pipeline/Replicator.js';
+import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
+import { createSinks } from './sinks.js';
+
+export const runUsage = `Usage: redtail run [options]
+
+Tails a Redis master as a replica and writes every change to the sinks.
+
+Options:
+  --master URL        redis://[user:password@]host:port   (env REDTAIL_MASTER; default redis://127.0.0.1:6379)
+  --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port]; repeatable (env REDTAIL_SINKS)
+  --checkpoint PATH   checkpoint file of the stdout/file sinks (env REDTAIL_CHECKPOINT; default ./redtail.checkpoint.json)
+  --config FILE       JSON config file (env REDTAIL_CONFIG); flags override it
+  --ack MODE          durable (default): ACK to the master what the sinks committed; received: what redtail read
+  --snapshot MODE     decode (default): one event per key of the snapshot; skip: changes only
+  --log-level LEVEL   fatal|error|warn|info|debug|trace|silent (env REDTAIL_LOG_LEVEL; default info); logs go to stderr
+  -h, --help          this text
+`;
+
+export interface RunHooks {
+  normalize?: CommandNormalizer;
+  snapshot?: SnapshotDecoderFactory;
+}
+
+/** `redtail run`: returns the exit status. */
+export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<number> {
+  let config: RedtailConfig;
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        master: { type: 'string' },
+        sink: { type: 'string', multiple: true },
+        checkpoint: { type: 'string' },
+        config: { type: 'string' },
+        ack: { type: 'string' },
+        snapshot: { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      process.stdout.write(runUsage);
+      return 0;
+    }
+    config = loadConfig({
+      file: values.config,
+      env: process.env,
+      flags: {
+        master: values.master,
+        sinks: values.sink,
+        checkpoint: values.checkpoint,
+        logLevel: values['log-level'],
+        ack: values.ack as RedtailConfig['ack'] | undefined,
+        snapshot: values.snapshot as RedtailConfig['snapshot'] | undefined,
+      },
+    });
+  } catch (err) {
+    process.stderr.write(
+      `redtail: ${(err as Error).message}\n${err instanceof ConfigError ? '' : `\n${runUsage}`}`,
+    );
+    return 2;
+  }
+
+  const logger = createLogger(config.logLevel);
+  let master: ReturnType<typeof parseMasterUrl>;
+  try {
+    master = parseMasterUrl(config.master);
+  } catch (err) {
+    process.stderr.write(`redtail: ${(err as Error).message}\n`);
+    return 2;
+  }
+
+  let link: ReplicaLink | null = null;
+  let pipeline: Pipeline | null = null;
+  let sinkFailure: (err: Error) => void = () => {};
+  const sinkFailed = new Promise<never>((_, reject) => {
+    sinkFailure = reject;
+  });
+  sinkFailed.catch(() => {});
+  let stopRequested: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => {
+    stopRequested = resolve;
+  });
+  const onSignal = (sig: string) => {
+    logger.info({ signal: sig }, 'stopping: flushing sinks and writing the checkpoint');
+    stopRequested();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    const sinks = await createSinks(config);
+    pipeline = new Pipeline(sinks, {
+      logger,
+      maxBatchEvents: config.pipeline.maxBatchEvents,
+      lingerMs: config.pipeline.lingerMs,
+      highWaterEvents: config.pipeline.highWaterEvents,
+      onBackpressure: (paused) => {
+        if (paused) link?.pause();
+        else link?.resume();
+      },
+      onDurable: () => link?.ackAdvanced(),
+      onError: (err) => sinkFailure(err),
+    });
+    const start = await pipeline.open();
+    logger.info(
+      { master: describeMaster(master), sinks: config.sinks, resume: start ?? 'full resync' },
+      'starting replication',
+    );
+    const replicator = new Replicator({
+      pipeline,
+      logger,
+      start,
+      ack: config.ack,
+      normalize: hooks.normalize ?? rawCommandEvents,
+      snapshot: config.snapshot === 'skip' ? skipSnapshot : (hooks.snapshot ?? skipSnapshot),
+    });
+    link = new ReplicaLink({
+      master,
+      handler: replicator,
+      logger,
+      listeningPort: config.link.listeningPort,
+      announceIp: config.link.announceIp,
+      readTimeoutMs: config.link.readTimeoutMs,
+    });
+    const running = link.run();
+    await Promise.race([running, sinkFailed, stopped]);
+    await link.stop();
+    await running;
+    await pipeline.close();
+    logger.info({ position: pipeline.durablePosition }, 'stopped');
+    return 0;
+  } catch (err) {
+    await link?.stop().catch(() => {});
+    // Never advance a checkpoint past a failure: close the sinks without flushing what is queued.
+    const message = (err as Error).message ?? String(err);
+    logger.error({ err: message }, 'fatal');
+    process.stderr.write(`redtail: ${message}\n`);
+    if (!isFatal(err) && !(err instanceof ConfigError))
+      logger.debug({ stack: (err as Error).stack }, 'stack');
+    return err instanceof ConfigError ? 2 : 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,41 @@
+import { NdjsonSink } from '../../sinks/stdout/NdjsonSink.js';
+import { FileCheckpointStore } from '../checkpoint/FileCheckpointStore.js';
+import { ConfigError, type RedtailConfig } from '../config/Config.js';
+import type { Sink } from '../pipeline/Sink.js';
+
+/**
+ * Builds the sinks named on the command line. The Kafka and Postgres sinks are loaded only when used, so their
+ * client libraries cost nothing to a stdout-only run.
+ */
+export async function createSinks(config: RedtailConfig): Promise<Sink[]> {
+  const ndjson = config.sinks.filter((s) => s === 'stdout' || s.startsWith('file:'));
+  const sinks: Sink[] = [];
+  for (const spec of config.sinks) {
+    if (spec === 'stdout' || spec.startsWith('file:')) {
+      // One NDJSON sink keeps the checkpoint path as given; several get one file each.
+      const idx = ndjson.indexOf(spec);
+      const cpPath = ndjson.length === 1 ? config.checkpoint : `${config.checkpoint}.${idx}`;
+      const checkpoints = new FileCheckpointStore(cpPath);
+      if (spec === 'stdout')
+        sinks.push(new NdjsonSink({ name: 'stdout', checkpoints, stream: process.stdout }));
+      else {
+        const path = spec.slice('file:'.length);
+        if (!path) throw new ConfigError(`sink '${spec}' needs a path: file:/path/to/events.ndjson`);
+        sinks.push(new NdjsonSink({ name: spec, checkpoints, path }));
+      }
+    } else if (spec.startsWith('kafka://')) {
+      const kafkaModule = '../../sinks/kafka/index.js';
+      const { createKafkaSink } = (await import(kafkaModule)) as {
+        createKafkaSink: (spec: string, options: Record<string, unknown>) => Sink;
+      };
+      sinks.push(createKafkaSink(spec, config.sinkOptions.kafka ?? {}));
+    } else if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
+      throw new ConfigError('the Postgres sink is not available yet');
+    } else {
+      throw new ConfigError(
+        `unknown sink '${spec}': use stdout, file:PATH, kafka://host:port[,host:port] or postgres://...`,
+      );
+    }
+  }
+  return sinks;
+}

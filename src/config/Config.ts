@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+
+/** Everything `redtail run` needs; see config/redtail.example.json and config/config.schema.json. */
+export interface RedtailConfig {
+  master: string;
+  sinks: string[];
+  /** Checkpoint file of the stdout/file sinks. */
+  checkpoint: string;
+  logLevel: string;
+  ack: 'durable' | 'received';
+  /** `decode` turns the snapshot into one event per key; `skip` only streams changes after it. */
+  snapshot: 'decode' | 'skip';
+  pipeline: { maxBatchEvents: number; lingerMs: number; highWaterEvents: number };
+  link: { listeningPort: number; announceIp?: string; readTimeoutMs: number };
+  /** Per-sink options keyed by sink scheme (`kafka`, `postgres`), passed to the sink's factory. */
+  sinkOptions: Record<string, Record<string, unknown>>;
+  /** Include/exclude filters applied after normalization (docs/events.md). */
+  filter?: Record<string, unknown>;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export const defaults: RedtailConfig = {
+  master: 'redis://127.0.0.1:6379',
+  sinks: ['stdout'],
+  checkpoint: './redtail.checkpoint.json',
+  logLevel: 'info',
+  ack: 'durable',
+  snapshot: 'decode',
+  pipeline: { maxBatchEvents: 2_000, lingerMs: 10, highWaterEvents: 50_000 },
+  link: { listeningPort: 0, readTimeoutMs: 60_000 },
+  sinkOptions: {},
+};
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Flags win over environment variables, which win over the config file, which wins over defaults. */
+export interface ConfigSources {
+  file?: string;
+  env: NodeJS.ProcessEnv;
+  flags: Partial<Pick<RedtailConfig, 'master' | 'checkpoint' | 'logLevel' | 'ack' | 'snapshot'>> & {
+    sinks?: string[];
+  };
+}
+
+export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
+  let fromFile: Partial<RedtailConfig> = {};
+  const path = file ?? env.REDTAIL_CONFIG;
+  if (path) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    try {
+      fromFile = JSON.parse(text) as Partial<RedtailConfig>;
+    } catch (err) {
+      throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile))
+      throw new ConfigError(`config file ${path} must hold a JSON object`);
+  }
+  const fromEnv: Partial<RedtailConfig> = {};
+  if (env.REDTAIL_MASTER) fromEnv.master = env.REDTAIL_MASTER;
+  if (env.REDTAIL_SINKS)
+    fromEnv.sinks = env.REDTAIL_SINKS.split(/\s+/)
+      .map((s) => s.trim())
+      .filter(Boolean);
+  if (env.REDTAIL_CHECKPOINT) fromEnv.checkpoint = env.REDTAIL_CHECKPOINT;
+  if (env.REDTAIL_LOG_LEVEL) fromEnv.logLevel = env.REDTAIL_LOG_LEVEL;
+  if (env.REDTAIL_ACK) fromEnv.ack = env.REDTAIL_ACK as RedtailConfig['ack'];
+
+  const definedFlags = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+  const merged: RedtailConfig = {
+    ...defaults,
+    ...fromFile,
+    ...fromEnv,
+    ...definedFlags,
+    pipeline: { ...defaults.pipeline, ...(fromFile.pipeline ?? {}) },
+    link: { ...defaults.link, ...(fromFile.link ?? {}) },
+    sinkOptions: { ...(fromFile.sinkOptions ?? {}) },
+  };
+  if (flags.sinks && flags.sinks.length === 0) merged.sinks = defaults.sinks;
+  validate(merged);
+  return merged;
+}
+
+function validate(c: RedtailConfig): void {
+  if (typeof c.master !== 'string') throw new ConfigError('master must be a redis:// URL');
+  if (!Array.isArray(c.sinks) || c.sinks.length === 0) throw new ConfigError('at least one sink is needed');
+  if (!LOG_LEVELS.includes(c.logLevel))
+    throw new ConfigError(`log level '${c.logLevel}' is not one of ${LOG_LEVELS.join(', ')}`);
+  if (c.ack !== 'durable' && c.ack !== 'received')
+    throw new ConfigError(`ack must be 'durable' or 'received'`);
+  if (c.snapshot !== 'decode' && c.snapshot !== 'skip')
+    throw new ConfigError(`snapshot must be 'decode' or 'skip'`);
+  for (const [k, v] of Object.entries(c.pipeline))
+    if (!Number.isFinite(v) || v < 0) throw new ConfigError(`pipeline.${k} must be a non-negative number`);
+}

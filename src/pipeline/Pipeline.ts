@@ -1,0 +1,210 @@
+import type { ChangeEvent, ReplicationPosition } from '../events/ChangeEvent.js';
+import type { Logger } from '../observe/logger.js';
+import type { EventBatch, Sink } from './Sink.js';
+
+export interface PipelineOptions {
+  logger: Logger;
+  /** Flush when this many events are waiting. */
+  maxBatchEvents?: number;
+  /** Flush at most this long after the first waiting event (or position change). */
+  lingerMs?: number;
+  /** Ask the link to stop reading when this many events are buffered or in flight... */
+  highWaterEvents?: number;
+  /** ...and to read again below this many. */
+  lowWaterEvents?: number;
+  /** Called with true to pause the replication socket, false to resume it. */
+  onBackpressure?: (paused: boolean) => void;
+  /** Called after every batch that became durable in all sinks, with its checkpoint. */
+  onDurable?: (position: ReplicationPosition) => void;
+  /** Called once when a sink write fails; nothing is written after it. */
+  onError?: (err: Error) => void;
+}
+
+interface SinkState {
+  sink: Sink;
+  /** Events at or below this offset were committed before a restart; skipped for this sink only. */
+  skipThrough: ReplicationPosition | null;
+}
+
+/**
+ * Batches events, hands each batch to every sink and tracks what is durable. One batch is in flight at a time, so
+ * sinks see batches in stream order; while it is in flight the next batch grows, which batches naturally under load.
+ * A batch never ends inside a MULTI/EXEC (the caller only passes positions at command boundaries outside one).
+ */
+export class Pipeline {
+  private readonly sinks: SinkState[];
+  private events: ChangeEvent[] = [];
+  private checkpoint: ReplicationPosition | null = null;
+  /** True when something (events or a newer position) waits to be written. */
+  private dirty = false;
+  private inFlight: Promise<void> | null = null;
+  private inFlightCount = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private paused = false;
+  private failure: Error | null = null;
+  private closed = false;
+  private durable: ReplicationPosition | null = null;
+  private readonly maxBatch: number;
+  private readonly linger: number;
+  private readonly high: number;
+  private readonly low: number;
+  readonly stats = { events: 0, batches: 0, skipped: 0 };
+
+  constructor(
+    sinks: Sink[],
+    private readonly opts: PipelineOptions,
+  ) {
+    this.sinks = sinks.map((sink) => ({ sink, skipThrough: null }));
+    this.maxBatch = opts.maxBatchEvents ?? 2_000;
+    this.linger = opts.lingerMs ?? 10;
+    this.high = opts.highWaterEvents ?? 50_000;
+    this.low = opts.lowWaterEvents ?? Math.floor(this.high / 2);
+  }
+
+  /**
+   * Opens every sink and returns where to resume: the lowest position any sink has, so that none misses anything.
+   * Sinks that are further along skip events up to their own position. Positions of different replication histories
+   * cannot be ordered; then the lowest offset still wins and the master decides (it answers +FULLRESYNC if it cannot
+   * continue from there).
+   */
+  async open(): Promise<ReplicationPosition | null> {
+    let resume: ReplicationPosition | null = null;
+    let anyWithout = false;
+    for (const s of this.sinks) {
+      const pos = await s.sink.open();
+      s.skipThrough = pos;
+      if (!pos) anyWithout = true;
+      else if (!resume || pos.offset < resume.offset) resume = pos;
+    }
+    // A sink without any checkpoint needs the whole dataset: only a full resync gives it.
+    if (anyWithout) return null;
+    this.durable = resume;
+    return resume;
+  }
+
+  /** The highest offset every sink has durably committed (the `REPLCONF ACK` offset in durable mode). */
+  get durableOffset(): number {
+    return this.durable?.offset ?? 0;
+  }
+
+  get durablePosition(): ReplicationPosition | null {
+    return this.durable;
+  }
+
+  /** Set when a sink failed; the caller stops and exits without advancing checkpoints. */
+  get error(): Error | null {
+    return this.failure;
+  }
+
+  /** A full resync starts a new history: nothing of it is in any sink yet. */
+  forgetSkips(): void {
+    for (const s of this.sinks) s.skipThrough = null;
+  }
+
+  /**
+   * Queues events that end at `position` (null while a snapshot is loading: no resumable position exists then).
+   * A position without events still matters: it advances checkpoints past PINGs and empty transactions.
+   */
+  push(events: ChangeEvent[], position: ReplicationPosition | null): void {
+    if (this.failure) throw this.failure;
+    for (let i = 0; i < events.length; i++) this.events.push(events[i]!);
+    this.checkpoint = position;
+    this.dirty = true;
+    this.stats.events += events.length;
+    this.schedule();
+    if (!this.paused && this.events.length + this.inFlightCount >= this.high) {
+      this.paused = true;
+      this.opts.onBackpressure?.(true);
+    }
+  }
+
+  /** Writes everything queued and waits until it is durable. */
+  async flush(): Promise<void> {
+    while (this.inFlight || this.dirty) {
+      if (this.failure) throw this.failure;
+      if (this.inFlight) await this.inFlight;
+      else this.startWrite();
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      if (!this.failure) await this.flush();
+    } finally {
+      // After a failure nothing queued is written, so no checkpoint moves past what is really in the sinks.
+      this.closed = true;
+      if (this.timer) clearTimeout(this.timer);
+      for (const s of this.sinks) await s.sink.close();
+    }
+  }
+
+  private schedule(): void {
+    if (this.inFlight) return;
+    if (this.events.length >= this.maxBatch) {
+      this.startWrite();
+      return;
+    }
+    if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        if (!this.inFlight && this.dirty) this.startWrite();
+      }, this.linger);
+    }
+  }
+
+  private startWrite(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const batch: EventBatch = { events: this.events, checkpoint: this.checkpoint };
+    this.events = [];
+    this.dirty = false;
+    this.inFlightCount = batch.events.length;
+    this.inFlight = this.writeAll(batch).then(
+      () => {
+        this.inFlight = null;
+        this.inFlightCount = 0;
+        this.stats.batches++;
+        if (batch.checkpoint) {
+          this.durable = batch.checkpoint;
+          this.opts.onDurable?.(batch.checkpoint);
+        }
+        if (this.paused && this.events.length < this.low) {
+          this.paused = false;
+          this.opts.onBackpressure?.(false);
+        }
+        if (this.dirty && !this.closed) {
+          if (this.events.length > 0) this.startWrite();
+          else this.schedule();
+        }
+      },
+      (err: Error) => {
+        this.inFlight = null;
+        this.inFlightCount = 0;
+        this.failure = err;
+        this.opts.logger.error(
+          { err: err.message },
+          'sink write failed; stopping without advancing the checkpoint',
+        );
+        this.opts.onError?.(err);
+      },
+    );
+  }
+
+  private async writeAll(batch: EventBatch): Promise<void> {
+    await Promise.all(this.sinks.map((s) => s.sink.write(this.forSink(s, batch))));
+  }
+
+  private forSink(s: SinkState, batch: EventBatch): EventBatch {
+    const skip = s.skipThrough;
+    if (!skip) return batch;
+    const events = batch.events.filter((e) => e.source.snapshot || e.source.offset > skip.offset);
+    this.stats.skipped += batch.events.length - events.length;
+    const checkpoint = batch.checkpoint && batch.checkpoint.offset >= skip.offset ? batch.checkpoint : null;
+    if (batch.checkpoint && batch.checkpoint.offset > skip.offset) s.skipThrough = null;
+    return { events, checkpoint };
+  }
+}

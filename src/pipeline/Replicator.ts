@@ -1,0 +1,192 @@
+import type { ChangeEvent, ReplicationPosition } from '../events/ChangeEvent.js';
+import type { ReplicationHandler } from '../link/ReplicaLink.js';
+import type { Logger } from '../observe/logger.js';
+import type { Pipeline } from './Pipeline.js';
+import type { SnapshotDecoder, SnapshotDecoderFactory } from './SnapshotDecoder.js';
+
+export interface CommandContext {
+  db: number;
+  replid: string;
+  offset: number;
+  txn?: string;
+  ts: number;
+}
+
+/** Turns one replicated command into zero or more change events. */
+export type CommandNormalizer = (args: Buffer[], ctx: CommandContext) => ChangeEvent[];
+
+export interface ReplicatorOptions {
+  pipeline: Pipeline;
+  normalize: CommandNormalizer;
+  snapshot: SnapshotDecoderFactory;
+  logger: Logger;
+  /** `durable` (default): ACK what every sink committed, so WAIT means "in the sinks". `received`: ACK on receipt. */
+  ack?: 'durable' | 'received';
+  /** Where to resume from (the pipeline's lowest sink checkpoint). */
+  start: ReplicationPosition | null;
+}
+
+/** Lower-cases ASCII command names without allocating for the handful the replicator itself looks at. */
+function nameIs(buf: Buffer, lower: string): boolean {
+  if (buf.length !== lower.length) return false;
+  for (let i = 0; i < buf.length; i++) if ((buf[i]! | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * The replica's view of the stream: tracks the replication id, offset and selected database, frames MULTI/EXEC,
+ * drives the snapshot decoder, and turns commands into events for the pipeline.
+ *
+ * The resume position only moves at command boundaries outside a transaction: if the link drops inside MULTI,
+ * the buffered part is discarded and PSYNC asks for the whole transaction again.
+ */
+export class Replicator implements ReplicationHandler {
+  private replid: string | null;
+  private offset: number;
+  private db: number;
+  /** Position at the last boundary outside a transaction. */
+  private boundary: ReplicationPosition | null;
+  private txn: ChangeEvent[] | null = null;
+  private txnDb = 0;
+  private snapshot: SnapshotDecoder | null = null;
+  readonly stats = { commands: 0, transactions: 0 };
+
+  constructor(private readonly opts: ReplicatorOptions) {
+    this.boundary = opts.start;
+    this.replid = opts.start?.replid ?? null;
+    this.offset = opts.start?.offset ?? 0;
+    this.db = opts.start?.db ?? 0;
+  }
+
+  /** The last position whose effects have been handed to the pipeline. */
+  get position(): ReplicationPosition | null {
+    return this.boundary;
+  }
+
+  resumePosition(): { replid: string; offset: number } | null {
+    if (this.snapshot) return null;
+    return this.boundary ? { replid: this.boundary.replid, offset: this.boundary.offset } : null;
+  }
+
+  fullResync(replid: string, offset: number): void {
+    const previous = this.boundary;
+    this.opts.logger.info({ replid, offset, previous }, 'full resynchronization: loading the snapshot');
+    this.replid = replid;
+    this.offset = offset;
+    // A master selects the database again before the first command after a full sync.
+    this.db = 0;
+    this.txn = null;
+    this.boundary = null;
+    this.opts.pipeline.forgetSkips();
+    this.opts.pipeline.push([this.control('snapshot-begin', { previous: previous ?? null })], null);
+    this.snapshot = this.opts.snapshot({
+      replid,
+      offset,
+      emit: (events) => this.opts.pipeline.push(events, null),
+    });
+  }
+
+  partialResync(replid: string, offset: number): void {
+    const pos = this.boundary!;
+    if (replid !== pos.replid)
+      this.opts.logger.info({ from: pos.replid, to: replid, offset }, 'master history switched (failover)');
+    this.replid = replid;
+    this.offset = offset;
+    this.db = pos.db;
+    this.txn = null;
+    this.boundary = { replid, offset, db: pos.db };
+  }
+
+  snapshotData(chunk: Buffer): void {
+    this.snapshot!.write(chunk);
+  }
+
+  snapshotEnd(): void {
+    const summary = this.snapshot!.end();
+    this.snapshot = null;
+    this.boundary = { replid: this.replid!, offset: this.offset, db: this.db };
+    this.opts.pipeline.push([this.control('snapshot-end', { ...summary })], this.boundary);
+    this.opts.logger.info({ keys: summary.keys, bytes: summary.bytes }, 'snapshot loaded');
+  }
+
+  command(args: Buffer[], endOffset: number): void {
+    this.offset = endOffset;
+    this.stats.commands++;
+    const name = args[0]!;
+    if (nameIs(name, 'ping') || nameIs(name, 'replconf')) {
+      if (!this.txn) this.advance([]);
+      return;
+    }
+    if (nameIs(name, 'select')) {
+      const db = Number(args[1]?.toString('latin1'));
+      if (Number.isInteger(db) && db >= 0) this.db = db;
+      if (!this.txn) this.advance([]);
+      return;
+    }
+    if (nameIs(name, 'multi')) {
+      this.txn = [];
+      this.txnDb = this.db;
+      return;
+    }
+    if (nameIs(name, 'exec') && this.txn) {
+      const events = this.txn;
+      this.txn = null;
+      const id = String(endOffset);
+      for (const e of events) e.source.txn = id;
+      this.stats.transactions++;
+      this.advance(events);
+      return;
+    }
+    const events = this.opts.normalize(args, {
+      db: this.db,
+      replid: this.replid!,
+      offset: endOffset,
+      ts: Date.now(),
+    });
+    if (this.txn) {
+      for (const e of events) this.txn.push(e);
+      return;
+    }
+    this.advance(events);
+  }
+
+  ackOffset(): number {
+    if (this.opts.ack === 'received') return this.boundary?.offset ?? this.offset;
+    return this.opts.pipeline.durableOffset;
+  }
+
+  /** Database that was selected when the open transaction began (unused outside one). */
+  get transactionDb(): number {
+    return this.txnDb;
+  }
+
+  private advance(events: ChangeEvent[]): void {
+    this.boundary = { replid: this.replid!, offset: this.offset, db: this.db };
+    this.opts.pipeline.push(events, this.boundary);
+  }
+
+  private control(op: string, fields: Record<string, unknown>): ChangeEvent {
+    return {
+      v: 1,
+      op,
+      db: 0,
+      ...fields,
+      source: { replid: this.replid!, offset: this.offset, seq: 0, snapshot: true },
+      ts: Date.now(),
+    };
+  }
+}
+
+/** Until commands are normalized, every command becomes one event with its raw arguments. */
+export const rawCommandEvents: CommandNormalizer = (args, ctx) => {
+  const event: ChangeEvent = {
+    v: 1,
+    op: args[0]!.toString('latin1').toLowerCase(),
+    db: ctx.db,
+    args: args.slice(1),
+    source: { replid: ctx.replid, offset: ctx.offset, seq: 0, snapshot: false },
+    ts: ctx.ts,
+  };
+  if (args.length > 1) event.key = args[1];
+  return [event];
+};
