@@ -1,0 +1,105 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = join(repoRoot, 'bin', 'redtail.js');
+
+/** A parsed NDJSON event as a consumer sees it. */
+export type JsonEvent = Record<string, unknown> & {
+  op: string;
+  db: number;
+  key?: unknown;
+  source: { replid: string; offset: number; seq: number; txn?: string; snapshot: boolean };
+};
+
+/**
+ * The real `redtail` binary in a child process, as users run it. Collects stdout events and stderr lines and can
+ * be stopped gracefully or killed with SIGKILL.
+ */
+export class RedtailProcess {
+  readonly events: JsonEvent[] = [];
+  stderr = '';
+  private partial = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  private constructor(readonly proc: ChildProcess) {
+    proc.stdout!.setEncoding('utf8');
+    proc.stdout!.on('data', (d: string) => this.onStdout(d));
+    proc.stderr!.setEncoding('utf8');
+    proc.stderr!.on('data', (d: string) => {
+      this.stderr += d;
+    });
+    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  static start(args: string[], env: NodeJS.ProcessEnv = {}): RedtailProcess {
+    const proc = spawn(process.execPath, [bin, ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, REDTAIL_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new RedtailProcess(proc);
+  }
+
+  get pid(): number {
+    return this.proc.pid!;
+  }
+
+  private onStdout(data: string): void {
+    const text = this.partial + data;
+    const lines = text.split('\n');
+    this.partial = lines.pop()!;
+    for (const line of lines) if (line) this.events.push(JSON.parse(line) as JsonEvent);
+  }
+
+  /** Stops consuming stdout (so the pipe fills and redtail must apply backpressure) or resumes. */
+  pauseStdout(paused: boolean): void {
+    if (paused) this.proc.stdout!.pause();
+    else this.proc.stdout!.resume();
+  }
+
+  /** Resident set size in bytes, from /proc. */
+  rss(): number {
+    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const m = /VmRSS:\s+(\d+) kB/.exec(status);
+    return m ? Number(m[1]) * 1024 : 0;
+  }
+
+  async waitFor(predicate: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null)
+        throw new Error(`redtail exited while waiting for ${what}: ${this.stderr.slice(-2000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${what}; stderr: ${this.stderr.slice(-2000)}`);
+      await sleep(20);
+    }
+  }
+
+  /** Waits until an event whose source offset is at least `offset` arrived (or any event, with 0). */
+  waitForOffset(offset: number, timeoutMs?: number): Promise<void> {
+    return this.waitFor(
+      () => this.events.some((e) => e.source.offset >= offset && !e.source.snapshot),
+      `an event at offset ${offset}`,
+      timeoutMs,
+    );
+  }
+
+  /** Log lines (pino JSON on stderr) parsed. */
+  logs(): Record<string, unknown>[] {
+    return this.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  async stop(
+    signal: NodeJS.Signals = 'SIGTERM',
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+    return this.exited;
+  }
+}

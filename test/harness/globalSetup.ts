@@ -1,0 +1,21 @@
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Tests that run the real `redtail` binary need dist/ to match the sources: build once per test run
+ * (incremental, so an unchanged tree costs about a second). Type errors do not stop the emit and are reported by
+ * `npm run lint`, which CI runs first; here they are only echoed.
+ */
+export default function setup(): void {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const r = spawnSync(
+    process.execPath,
+    [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (r.status !== 0)
+    process.stderr.write(`tsc reported errors (dist/ was still emitted):\n${r.stdout}${r.stderr}`);
+}
