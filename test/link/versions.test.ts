@@ -6,7 +6,9 @@ import { RedisServer } from '../harness/RedisServer.js';
 import { RedtailProcess } from '../harness/RedtailProcess.js';
 import { REDIS_VERSIONS, redisBinary } from '../harness/redisVersions.js';
 
-const binaries = Object.fromEntries(await Promise.all(REDIS_VERSIONS.map(async (v) => [v, await redisBinary(v)])));
+const binaries = Object.fromEntries(
+  await Promise.all(REDIS_VERSIONS.map(async (v) => [v, await redisBinary(v)])),
+);
 const cleanup: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
   for (const f of cleanup.splice(0)) await f();
@@ -23,7 +25,13 @@ describe.each(REDIS_VERSIONS)('master redis %s', (version) => {
       const master = await RedisServer.start({ binary: binaries[version]!, password: 'pw' });
       cleanup.push(() => master.stop());
       const dir = mkdtempSync(join(tmpdir(), 'redtail-ver-'));
-      const proc = RedtailProcess.start(['run', '--master', master.url(), '--checkpoint', join(dir, 'cp.json')]);
+      const proc = RedtailProcess.start([
+        'run',
+        '--master',
+        master.url(),
+        '--checkpoint',
+        join(dir, 'cp.json'),
+      ]);
       cleanup.push(() => proc.stop('SIGKILL'));
       await proc.waitFor(() => proc.events.some((e) => e.op === 'snapshot-end'), 'snapshot end');
       const c = master.client();

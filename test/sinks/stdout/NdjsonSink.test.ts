@@ -1,0 +1,67 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { NdjsonSink } from '../../../sinks/stdout/NdjsonSink.js';
+import { FileCheckpointStore } from '../../../src/checkpoint/FileCheckpointStore.js';
+import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
+
+function ev(offset: number, key: Buffer | string): ChangeEvent {
+  return {
+    v: 1,
+    op: 'set',
+    db: 0,
+    key: Buffer.isBuffer(key) ? key : Buffer.from(key),
+    value: Buffer.from('v'),
+    source: { replid: 'r', offset, seq: 0, snapshot: false },
+    ts: 1,
+  };
+}
+
+describe('NdjsonSink', () => {
+  it('writes one JSON line per event, base64 for bytes that are not UTF-8', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-sink-'));
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (d) => {
+      text += d;
+    });
+    const sink = new NdjsonSink({
+      name: 'stdout',
+      stream: out,
+      checkpoints: new FileCheckpointStore(join(dir, 'cp')),
+    });
+    expect(await sink.open()).toBeNull();
+    await sink.write({ events: [ev(10, 'plain'), ev(20, Buffer.from([0xff, 0x00]))], checkpoint: null });
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines[0].key).toBe('plain');
+    expect(lines[1].key).toEqual({ base64: Buffer.from([0xff, 0x00]).toString('base64') });
+  });
+
+  it('truncates a file back to the checkpoint after a crash between the write and the checkpoint', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-sink-'));
+    const path = join(dir, 'events.ndjson');
+    const cp = new FileCheckpointStore(join(dir, 'cp.json'));
+    const sink = new NdjsonSink({ name: 'file', path, checkpoints: cp });
+    await sink.open();
+    await sink.write({ events: [ev(10, 'a')], checkpoint: { replid: 'r', offset: 10, db: 0 } });
+    await sink.close();
+    const committed = readFileSync(path, 'utf8');
+    // A batch whose lines reached the file but whose checkpoint never did.
+    writeFileSync(path, `${committed}{"half":"written"}\n`);
+    const again = new NdjsonSink({ name: 'file', path, checkpoints: cp });
+    expect(await again.open()).toEqual({ replid: 'r', offset: 10, db: 0 });
+    expect(readFileSync(path, 'utf8')).toBe(committed);
+    await again.write({ events: [ev(20, 'b')], checkpoint: { replid: 'r', offset: 20, db: 0 } });
+    await again.close();
+    const keys = readFileSync(path, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).key);
+    expect(keys).toEqual(['a', 'b']);
+  });
+});
