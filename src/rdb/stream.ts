@@ -1,0 +1,205 @@
+import { type Cursor, u64BE } from './Cursor.js';
+import { decodeListpack } from './listpack.js';
+import { type PackedValue, packedToBuffer } from './packedValue.js';
+import type { RdbKeyRecord, StreamEntry, StreamGroup, StreamPendingEntry, StreamValue } from './records.js';
+
+/** Stream entry flags inside a node listpack (src/t_stream.c). */
+const FLAG_DELETED = 1;
+const FLAG_SAMEFIELDS = 2;
+
+const U64_MAX = (1n << 64n) - 1n;
+
+function idPart(v: number | bigint): string {
+  return typeof v === 'bigint' ? v.toString() : String(v);
+}
+
+function add(a: number | bigint, b: PackedValue): number | bigint {
+  if (typeof b === 'object') throw new TypeError('stream ID delta is not an integer');
+  if (typeof a === 'number' && typeof b === 'number') {
+    const s = a + b;
+    if (Number.isSafeInteger(s)) return s;
+  }
+  return BigInt.asUintN(64, BigInt(a) + BigInt(b));
+}
+
+function num(v: PackedValue | undefined, c: Cursor, at: number, what: string): number {
+  if (typeof v !== 'number') throw c.fail(`corrupt stream listpack: ${what} is not a small integer`, at);
+  return v;
+}
+
+/**
+ * Decodes one stream node: the 16-byte master ID (ms and seq, uint64 big-endian) and its listpack, whose first
+ * entry is the master entry (count, deleted, master fields, 0) followed by entries of
+ * flags, ms-delta, seq-delta, [field count, fields and values | values of the master fields], lp-count.
+ */
+function decodeNode(
+  c: Cursor,
+  nodeKey: Buffer,
+  lp: Buffer,
+  at: number,
+  entries: StreamEntry[],
+  deleted: string[],
+): void {
+  const rel = at - c.base;
+  if (nodeKey.length !== 16) throw c.fail(`stream node key is ${nodeKey.length} bytes, not a 16-byte stream ID`, rel);
+  const hi = nodeKey.readUInt32BE(0);
+  const msBase: number | bigint = hi < 0x200000 ? hi * 0x100000000 + nodeKey.readUInt32BE(4) : BigInt(u64BE(nodeKey, 0));
+  const hi2 = nodeKey.readUInt32BE(8);
+  const seqBase: number | bigint =
+    hi2 < 0x200000 ? hi2 * 0x100000000 + nodeKey.readUInt32BE(12) : BigInt(u64BE(nodeKey, 8));
+  const vals = decodeListpack(lp, 0, lp.length, at);
+  let i = 0;
+  const count = num(vals[i++], c, rel, 'entry count');
+  const dels = num(vals[i++], c, rel, 'deleted count');
+  const nMaster = num(vals[i++], c, rel, 'master field count');
+  if (i + nMaster > vals.length) throw c.fail('corrupt stream listpack: master fields run past the end', rel);
+  const master: Buffer[] = new Array(nMaster);
+  for (let k = 0; k < nMaster; k++) master[k] = packedToBuffer(vals[i++]!);
+  if (vals[i++] !== 0) throw c.fail('corrupt stream listpack: master entry not terminated by 0', rel);
+  const total = count + dels;
+  try {
+    for (let e = 0; e < total; e++) {
+      const flags = num(vals[i++], c, rel, 'entry flags');
+      const id = `${idPart(add(msBase, vals[i++]!))}-${idPart(add(seqBase, vals[i++]!))}`;
+      let fields: Array<[Buffer, Buffer]>;
+      if (flags & FLAG_SAMEFIELDS) {
+        if (i + nMaster > vals.length) throw c.fail('corrupt stream listpack: entry runs past the end', rel);
+        fields = new Array(nMaster);
+        for (let k = 0; k < nMaster; k++) fields[k] = [master[k]!, packedToBuffer(vals[i++]!)];
+      } else {
+        const nf = num(vals[i++], c, rel, 'field count');
+        if (i + 2 * nf > vals.length) throw c.fail('corrupt stream listpack: entry runs past the end', rel);
+        fields = new Array(nf);
+        for (let k = 0; k < nf; k++) {
+          const f = packedToBuffer(vals[i++]!);
+          fields[k] = [f, packedToBuffer(vals[i++]!)];
+        }
+      }
+      i++; // lp-count, used by Redis to walk entries backwards
+      if (flags & FLAG_DELETED) deleted.push(id);
+      else entries.push({ id, fields });
+    }
+  } catch (err) {
+    if (err instanceof TypeError) throw c.fail('corrupt stream listpack: malformed entry', rel);
+    throw err;
+  }
+  if (i !== vals.length) throw c.fail(`corrupt stream listpack: ${vals.length - i} elements after the last entry`, rel);
+}
+
+function bigOrNum(v: number | bigint): number | string {
+  return typeof v === 'bigint' ? v.toString() : v;
+}
+
+function streamId(c: Cursor): string {
+  const ms = c.readLenBig();
+  const seq = c.readLenBig();
+  return `${idPart(ms)}-${idPart(seq)}`;
+}
+
+/**
+ * Reads a stream value (RDB_TYPE_STREAM_LISTPACKS 1..5) as rdbLoadObject does: the node listpacks, length, last
+ * ID, [v2+: first ID, max deleted ID, entries added], consumer groups (name, last ID, [v2+: entries read], global
+ * PEL with delivery time/count, consumers with seen time, [v3+: active time] and their PEL IDs, [v5: NACK zone]),
+ * then [v4+: idempotent-producer state].
+ */
+export function readStream(c: Cursor, version: number, build: boolean, rec: RdbKeyRecord): void {
+  const nodes = c.readLen();
+  const entries: StreamEntry[] = [];
+  const deleted: string[] = [];
+  for (let n = 0; n < nodes; n++) {
+    if (!build) {
+      c.skipString();
+      c.skipString();
+      continue;
+    }
+    const nodeKey = c.readString();
+    const at = c.offset;
+    const lp = c.readString();
+    decodeNode(c, nodeKey, lp, at, entries, deleted);
+  }
+  const length = c.readLenBig();
+  const lastId = streamId(c);
+  const value: StreamValue = { entries, deleted, length: Number(length), lastId, groups: [] };
+  if (version >= 2) {
+    value.firstId = streamId(c);
+    value.maxDeletedEntryId = streamId(c);
+    value.entriesAdded = bigOrNum(c.readLenBig());
+  }
+  const groups = c.readLen();
+  for (let g = 0; g < groups; g++) {
+    const name = c.readString();
+    const gLast = streamId(c);
+    let entriesRead: number | string | null = null;
+    if (version >= 2) {
+      const er = c.readLenBig();
+      // SCG_INVALID_ENTRIES_READ (-1) is saved through rdbSaveLen as 2^64 - 1.
+      entriesRead = typeof er === 'bigint' && er === U64_MAX ? null : bigOrNum(er);
+    }
+    const pelSize = c.readLen();
+    const pending: StreamPendingEntry[] = [];
+    const byId = build ? new Map<string, StreamPendingEntry>() : null;
+    for (let p = 0; p < pelSize; p++) {
+      const id = c.rawStreamId();
+      const deliveryTime = c.int64LE();
+      const deliveryCount = Number(c.readLenBig());
+      if (build) {
+        const pe: StreamPendingEntry = { id, deliveryTime, deliveryCount, consumer: null };
+        pending.push(pe);
+        byId!.set(id, pe);
+      }
+    }
+    const nConsumers = c.readLen();
+    const consumers: StreamGroup['consumers'] = [];
+    for (let k = 0; k < nConsumers; k++) {
+      const cname = c.readString();
+      const seenTime = c.int64LE();
+      const activeTime = version >= 3 ? c.int64LE() : null;
+      const cpel = c.readLen();
+      const ids: string[] = [];
+      for (let p = 0; p < cpel; p++) {
+        const at = c.pos;
+        const id = c.rawStreamId();
+        if (build) {
+          const pe = byId!.get(id);
+          if (!pe) throw c.fail(`consumer PEL entry ${id} is not in the group PEL`, at);
+          pe.consumer = cname;
+          ids.push(id);
+        }
+      }
+      if (build) consumers.push({ name: cname, seenTime, activeTime, pending: ids });
+    }
+    if (version >= 5) {
+      const nacked = c.readLen();
+      for (let p = 0; p < nacked; p++) {
+        const at = c.pos;
+        const id = c.rawStreamId();
+        if (build) {
+          const pe = byId!.get(id);
+          if (!pe) throw c.fail(`NACK-zone entry ${id} is not in the group PEL`, at);
+          pe.nacked = true;
+        }
+      }
+    }
+    if (build) value.groups.push({ name, lastId: gLast, entriesRead, pending, consumers });
+  }
+  if (version >= 4) {
+    const duration = bigOrNum(c.readLenBig());
+    const maxEntries = bigOrNum(c.readLenBig());
+    const nProducers = c.readLen();
+    const producers: NonNullable<StreamValue['idmp']>['producers'] = [];
+    for (let p = 0; p < nProducers; p++) {
+      const pid = c.readString();
+      const n = c.readLen();
+      const list: Array<{ iid: Buffer; id: string }> = [];
+      for (let k = 0; k < n; k++) {
+        const iid = c.readString();
+        list.push({ iid, id: streamId(c) });
+      }
+      producers.push({ pid, entries: list });
+    }
+    const iidsAdded = bigOrNum(c.readLenBig());
+    const iidsDuplicates = bigOrNum(c.readLenBig());
+    value.idmp = { duration, maxEntries, producers, iidsAdded, iidsDuplicates };
+  }
+  if (build) rec.value = value;
+}
