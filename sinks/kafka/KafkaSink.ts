@@ -1,0 +1,428 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Admin, Kafka, KafkaConfig, LogEntry, Producer, ProducerConfig } from 'kafkajs';
+import kafkajs from 'kafkajs';
+import { pino } from 'pino';
+import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
+import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
+import {
+  type KafkaSinkOptions,
+  type ResolvedKafkaSinkConfig,
+  resolveKafkaSinkConfig,
+  type SinkLogger,
+} from './config.js';
+import {
+  classifyKafkaError,
+  KafkaMessageTooLargeError,
+  KafkaProducerFencedError,
+  KafkaSinkError,
+  KafkaUnreachableError,
+  kafkaCodes,
+} from './errors.js';
+import { buildMessages, chunkMessages, type OutMessage } from './messages.js';
+import { type CheckpointRecord, checkpointMessage, positionOf, readLastCheckpoint } from './OffsetsTopic.js';
+import type { StateRule } from './StateTopic.js';
+import { type TopicKind, TopicManager } from './TopicManager.js';
+import { TopicRouter } from './TopicRouter.js';
+
+const { CompressionTypes, Kafka: KafkaClient, Partitioners, logLevel } = kafkajs;
+
+export type DeliveryMode = 'exactly-once' | 'at-least-once';
+
+/** Counters for metrics; `mode` says whether the exactly-once guarantee holds. */
+export interface KafkaSinkStats {
+  mode: DeliveryMode;
+  batches: number;
+  events: number;
+  records: number;
+  bytes: number;
+  /** Failed transaction attempts that were retried. */
+  retries: number;
+  /** Events replaced by a truncation marker (oversize policy). */
+  truncated: number;
+  lastError: string | null;
+}
+
+function defaultLogger(name: string): SinkLogger {
+  return pino(
+    { level: 'info', base: { name: 'redtail', sink: name } },
+    pino.destination({ fd: 2, sync: true }),
+  );
+}
+
+/**
+ * kafkajs logs every failed attempt of its internal retries at ERROR; the sink logs one classified line per failed
+ * transaction instead, so kafkajs' own lines go to debug.
+ */
+function kafkajsLogCreator(logger: SinkLogger) {
+  return () =>
+    ({ namespace, log }: LogEntry) => {
+      const { message, timestamp: _t, logger: _l, ...extra } = log;
+      logger.debug({ kafkajs: namespace, ...extra }, message);
+    };
+}
+
+/**
+ * Writes change events to Kafka with exactly-once delivery to read_committed consumers: each `write` is one Kafka
+ * transaction holding the batch's event records, state records and the sink's checkpoint record in the offsets
+ * topic, so the events and the position they lead to become visible together or not at all (docs/kafka.md).
+ */
+export class KafkaSink implements Sink {
+  readonly name: string;
+  readonly stats: KafkaSinkStats;
+  /** Op → state-topic effect table; replace entries to teach the sink new exact ops. */
+  stateRules: Record<string, StateRule> | undefined;
+  private readonly kafka: Kafka;
+  private readonly logger: SinkLogger;
+  private readonly router: TopicRouter;
+  private admin: Admin | undefined;
+  private producer: Producer | undefined;
+  private topics: TopicManager | undefined;
+  private lastPosition: ReplicationPosition | null = null;
+  private state: 'new' | 'opening' | 'open' | 'closed' = 'new';
+
+  constructor(readonly config: ResolvedKafkaSinkConfig) {
+    this.name = config.name;
+    this.logger = config.logger ?? defaultLogger(config.name);
+    this.router = new TopicRouter(config.topic, config.routes, config.stateTopic);
+    this.stats = {
+      mode: config.exactlyOnce ? 'exactly-once' : 'at-least-once',
+      batches: 0,
+      events: 0,
+      records: 0,
+      bytes: 0,
+      retries: 0,
+      truncated: 0,
+      lastError: null,
+    };
+    const client: KafkaConfig = {
+      clientId: config.clientId,
+      brokers: config.brokers,
+      connectionTimeout: Math.min(5000, config.connectTimeoutMs),
+      requestTimeout: config.requestTimeoutMs,
+      retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },
+      logLevel: logLevel.WARN,
+      logCreator: kafkajsLogCreator(this.logger),
+    };
+    if (config.ssl !== undefined) client.ssl = config.ssl;
+    if (config.sasl !== undefined) client.sasl = config.sasl;
+    this.kafka = new KafkaClient(client);
+  }
+
+  get mode(): DeliveryMode {
+    return this.stats.mode;
+  }
+
+  private ctx(what: string) {
+    return {
+      brokers: this.config.brokers,
+      what,
+      transactionalId: this.mode === 'exactly-once' ? this.config.transactionalId : undefined,
+    };
+  }
+
+  private backoff(attempt: number): number {
+    const base = Math.min(this.config.retryMaxMs, this.config.retryInitialMs * 2 ** Math.min(attempt, 16));
+    return base / 2 + Math.random() * (base / 2);
+  }
+
+  private topicKind = (topic: string): TopicKind =>
+    topic === this.config.offsetsTopic ? 'offsets' : this.isStateTopic(topic) ? 'state' : 'events';
+
+  private readonly stateTopics = new Set<string>();
+  private isStateTopic(topic: string): boolean {
+    return this.stateTopics.has(topic);
+  }
+
+  /**
+   * Connects, prepares the offsets topic, fences any previous producer with this transactionalId (which aborts
+   * its unfinished transaction) and only then reads the checkpoint, so nothing can commit behind it.
+   */
+  async open(): Promise<ReplicationPosition | null> {
+    if (this.state !== 'new') throw new KafkaSinkError(`kafka sink ${this.name}: open() called twice`);
+    this.state = 'opening';
+    const deadline = Date.now() + this.config.connectTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const position = await this.openOnce();
+        this.state = 'open';
+        return position;
+      } catch (raw) {
+        await this.disconnectAll();
+        const err = classifyKafkaError(raw, this.ctx('open'));
+        if (
+          err.fatal ||
+          !(err instanceof KafkaUnreachableError) ||
+          Date.now() + this.backoff(attempt) > deadline
+        ) {
+          this.state = 'closed';
+          throw err;
+        }
+        this.logger.warn({ err: err.message, attempt }, 'kafka sink: brokers unreachable; retrying');
+        await sleep(this.backoff(attempt));
+      }
+    }
+  }
+
+  private async openOnce(): Promise<ReplicationPosition | null> {
+    const admin = this.kafka.admin({ retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 } });
+    this.admin = admin;
+    await admin.connect();
+    this.topics = new TopicManager(admin, {
+      brokers: this.config.brokers,
+      create: this.config.createTopics,
+      partitions: this.config.partitions,
+      replicationFactor: this.config.replicationFactor,
+      eventTopicConfig: this.config.topicConfig,
+      logger: this.logger,
+    });
+    await this.topics.ensure([this.config.offsetsTopic], this.topicKind);
+    await this.topics.verifyCompacted(this.config.offsetsTopic);
+    await this.startProducer();
+    const record = await this.readCheckpoint();
+    this.lastPosition = positionOf(record);
+    this.logger.info(
+      { mode: this.mode, checkpoint: this.lastPosition, offsetsTopic: this.config.offsetsTopic },
+      'kafka sink: open',
+    );
+    return this.lastPosition;
+  }
+
+  private readCheckpoint(): Promise<CheckpointRecord | null> {
+    return readLastCheckpoint(this.kafka, this.admin!, this.config.offsetsTopic, this.name, {
+      groupIdPrefix: this.config.groupIdPrefix,
+      timeoutMs: this.config.connectTimeoutMs,
+    });
+  }
+
+  private producerConfig(kind: 'transactional' | 'idempotent' | 'plain'): ProducerConfig {
+    const cfg: ProducerConfig = {
+      allowAutoTopicCreation: false,
+      // Java-compatible murmur2, so other Kafka clients map a key to the same partition.
+      createPartitioner: Partitioners.DefaultPartitioner,
+      maxInFlightRequests: 1,
+      idempotent: kind !== 'plain',
+      retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },
+    };
+    if (kind === 'transactional') {
+      cfg.transactionalId = this.config.transactionalId;
+      cfg.transactionTimeout = this.config.transactionTimeoutMs;
+    }
+    return cfg;
+  }
+
+  /**
+   * Transactional when allowed. A TransactionalId ACL refusal (or exactlyOnce=false) downgrades to an idempotent
+   * producer: at-least-once, duplicates possible after a crash; said loudly in the log and in `stats.mode`.
+   */
+  private async startProducer(): Promise<void> {
+    if (this.stats.mode === 'exactly-once') {
+      const producer = this.kafka.producer(this.producerConfig('transactional'));
+      this.producer = producer;
+      try {
+        await producer.connect();
+        // kafkajs sends the transactional InitProducerId at the first transaction(); an empty one fences a zombie
+        // and makes the coordinator finish (abort) whatever the previous incarnation left open.
+        const txn = await producer.transaction();
+        await txn.abort();
+        return;
+      } catch (err) {
+        if (!kafkaCodes(err).includes('TRANSACTIONAL_ID_AUTHORIZATION_FAILED')) throw err;
+        await producer.disconnect().catch(() => {});
+        this.stats.mode = 'at-least-once';
+        this.logger.warn(
+          { transactionalId: this.config.transactionalId },
+          'kafka sink: transactions are not authorized for this transactionalId; falling back to an idempotent ' +
+            'AT-LEAST-ONCE producer (events may be duplicated after a crash). Grant Write/Describe on the ' +
+            'TransactionalId to restore exactly-once.',
+        );
+      }
+    } else if (this.state === 'opening') {
+      this.logger.warn({}, 'kafka sink: exactlyOnce=false; using an idempotent AT-LEAST-ONCE producer');
+    }
+    let producer = this.kafka.producer(this.producerConfig('idempotent'));
+    this.producer = producer;
+    try {
+      await producer.connect();
+    } catch (err) {
+      if (!kafkaCodes(err).includes('CLUSTER_AUTHORIZATION_FAILED')) throw err;
+      await producer.disconnect().catch(() => {});
+      this.logger.warn({}, 'kafka sink: IdempotentWrite is not authorized; using a plain acks=all producer');
+      producer = this.kafka.producer(this.producerConfig('plain'));
+      this.producer = producer;
+      await producer.connect();
+    }
+  }
+
+  private async restartProducer(): Promise<void> {
+    const old = this.producer;
+    this.producer = undefined;
+    await old?.disconnect().catch(() => {});
+    await this.startProducer();
+  }
+
+  private build(events: EventBatch['events'], maxMessageBytes: number) {
+    const built = buildMessages(events, this.router, { maxMessageBytes, stateRules: this.stateRules });
+    for (const ev of events) {
+      const st = this.router.stateTopicFor(ev);
+      if (st !== null) this.stateTopics.add(st);
+    }
+    return built;
+  }
+
+  /**
+   * Resolves only once the batch is committed. Failures abort the transaction and retry it whole with backoff
+   * (an aborted transaction is invisible to read_committed consumers, so a retry cannot duplicate); while the
+   * brokers are down `write` keeps waiting, which stalls the pipeline instead of dropping or buffering events.
+   */
+  async write(batch: EventBatch): Promise<void> {
+    if (this.state !== 'open')
+      throw new KafkaSinkError(`kafka sink ${this.name}: write() on a ${this.state} sink`);
+    if (batch.events.length === 0 && batch.checkpoint === null) return;
+    const batchId = randomUUID();
+    const position = batch.checkpoint ?? this.lastPosition;
+    let maxMessageBytes = this.config.maxMessageBytes;
+    let maxBatchBytes = this.config.maxBatchBytes;
+    let built = this.build(batch.events, maxMessageBytes);
+    const started = Date.now();
+    let outage = false;
+    let restart = false;
+    let ambiguous = false;
+    for (let attempt = 0; ; attempt++) {
+      let committing = false;
+      try {
+        if (restart) {
+          await this.restartProducer();
+          restart = false;
+        }
+        if (ambiguous) {
+          // The commit's outcome was unknown. The restart above finished it either way (InitProducerId waits for
+          // the coordinator), and the checkpoint record tells which way.
+          ambiguous = false;
+          const record = await this.readCheckpoint();
+          if (record?.batch === batchId) {
+            this.committed(batch, built.messages, position, built.truncated);
+            return;
+          }
+        }
+        const offsets: OutMessage = {
+          topic: this.config.offsetsTopic,
+          message: checkpointMessage(this.name, position, batchId),
+          size: 256,
+        };
+        const records = [...built.messages, offsets];
+        await this.topics!.ensure(
+          records.map((r) => r.topic),
+          this.topicKind,
+        );
+        const chunks = chunkMessages(records, maxBatchBytes);
+        const compression =
+          this.config.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+        const timeout = this.config.requestTimeoutMs;
+        const producer = this.producer!;
+        if (this.mode === 'exactly-once') {
+          const txn = await producer.transaction();
+          try {
+            for (const topicMessages of chunks)
+              await txn.sendBatch({ topicMessages, acks: -1, compression, timeout });
+            committing = true;
+            await txn.commit();
+          } catch (err) {
+            if (!committing && txn.isActive()) await txn.abort().catch(() => {});
+            throw err;
+          }
+        } else {
+          // Events before the checkpoint: a crash in between re-sends events, never skips them.
+          for (const topicMessages of chunks)
+            await producer.sendBatch({ topicMessages, acks: -1, compression, timeout });
+        }
+        this.committed(batch, built.messages, position, built.truncated);
+        return;
+      } catch (raw) {
+        const err = classifyKafkaError(raw, this.ctx(`write ${batch.events.length} events`));
+        this.stats.retries++;
+        this.stats.lastError = err.message;
+        restart = true;
+        ambiguous = committing && this.mode === 'exactly-once';
+        if (err instanceof KafkaMessageTooLargeError) {
+          // The topic's max.message.bytes is below our estimate: halve the request and the per-record limit.
+          if (maxBatchBytes <= 4096) throw err;
+          maxBatchBytes = Math.max(4096, Math.floor(maxBatchBytes / 2));
+          maxMessageBytes = Math.min(maxMessageBytes, maxBatchBytes);
+          built = this.build(batch.events, maxMessageBytes);
+          this.logger.warn(
+            { maxBatchBytes, maxMessageBytes },
+            'kafka sink: broker rejected a batch as too large; retrying with smaller requests',
+          );
+          continue;
+        }
+        if (err instanceof KafkaUnreachableError) outage = true;
+        // Fencing after our own outage is most likely the coordinator aborting our transaction on
+        // transaction.timeout.ms; a fresh InitProducerId recovers. Without an outage it means a second instance.
+        const selfFenced = err instanceof KafkaProducerFencedError && outage;
+        if (err.fatal && !selfFenced) {
+          await this.producer?.disconnect().catch(() => {});
+          throw err;
+        }
+        if (this.config.writeTimeoutMs > 0 && Date.now() - started > this.config.writeTimeoutMs) throw err;
+        const delay = this.backoff(attempt);
+        this.logger.warn(
+          {
+            err: err.message,
+            errorClass: err.name,
+            attempt,
+            retryInMs: Math.round(delay),
+            events: batch.events.length,
+          },
+          'kafka sink: write failed; retrying the whole transaction',
+        );
+        await sleep(delay);
+      }
+    }
+  }
+
+  private committed(
+    batch: EventBatch,
+    messages: OutMessage[],
+    position: ReplicationPosition | null,
+    truncated: Array<{ topic: string; key: Buffer | null; bytes: number }>,
+  ): void {
+    this.lastPosition = position;
+    this.stats.batches++;
+    this.stats.events += batch.events.length;
+    this.stats.records += messages.length + 1;
+    for (const m of messages) this.stats.bytes += m.size;
+    this.stats.truncated += truncated.length;
+    for (const t of truncated) {
+      this.logger.warn(
+        {
+          topic: t.topic,
+          key: t.key?.subarray(0, 200).toString('utf8'),
+          bytes: t.bytes,
+          limit: this.config.maxMessageBytes,
+        },
+        'kafka sink: event larger than maxMessageBytes was written as a truncation marker',
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    await this.disconnectAll();
+  }
+
+  private async disconnectAll(): Promise<void> {
+    const producer = this.producer;
+    const admin = this.admin;
+    this.producer = undefined;
+    this.admin = undefined;
+    await producer?.disconnect().catch(() => {});
+    await admin?.disconnect().catch(() => {});
+  }
+}
+
+/** `kafka://host:port[,host:port][?topic=...&transactionalId=...]` plus options (routes, TLS, SASL, logger). */
+export function createKafkaSink(spec: string, options?: KafkaSinkOptions): KafkaSink {
+  return new KafkaSink(resolveKafkaSinkConfig(spec, options));
+}

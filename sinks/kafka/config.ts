@@ -1,0 +1,233 @@
+import type { ConnectionOptions } from 'node:tls';
+import type { SASLOptions } from 'kafkajs';
+import { KafkaConfigError } from './errors.js';
+import type { TopicRoute } from './TopicRouter.js';
+
+/** The subset of pino's Logger the sink uses, so any structured logger fits. */
+export interface SinkLogger {
+  error(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export type Compression = 'gzip' | 'none';
+
+/** Options of `createKafkaSink`; every one also has a spec query parameter unless noted. */
+export interface KafkaSinkOptions {
+  /** Sink name: the key of its checkpoint in the offsets topic (default `kafka`). */
+  name?: string;
+  brokers?: string[];
+  clientId?: string;
+  /** Event topic template; `<db>`, `<type>` and `<op>` are replaced (default `redtail.<db>`). */
+  topic?: string;
+  /** First matching route wins over `topic` (options only). */
+  routes?: TopicRoute[];
+  /** Compacted per-key state topic template, e.g. `redtail.state.<db>`; off unless set. */
+  stateTopic?: string | false;
+  /** Compacted topic holding the checkpoint (default `redtail.offsets`). */
+  offsetsTopic?: string;
+  /** Default `redtail.<name>`; must be unique per running redtail instance. */
+  transactionalId?: string;
+  /** false: idempotent at-least-once producer, no transactions (default true). */
+  exactlyOnce?: boolean;
+  compression?: Compression;
+  /** Partitions for topics the sink creates (default 3; the offsets topic always gets 1). */
+  partitions?: number;
+  /** Replication factor for created topics (default min(3, number of brokers)). */
+  replicationFactor?: number;
+  /** Create missing topics (default true); false makes a missing topic a fatal error. */
+  createTopics?: boolean;
+  /** Extra topic configs for created event topics (options only). */
+  topicConfig?: Record<string, string>;
+  /** Upper bound for one produce request's records; larger batches become several sends in one transaction. */
+  maxBatchBytes?: number;
+  /** Largest single record; bigger events are replaced by a truncation marker (docs/kafka.md). */
+  maxMessageBytes?: number;
+  transactionTimeoutMs?: number;
+  /** Budget for `open()` to reach the cluster before failing with KafkaUnreachableError. */
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  /** `write` retries failed transactions with this backoff until it commits or `writeTimeoutMs` passes. */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+  /** 0 (default): retry forever; the pipeline stalls (backpressure) instead of losing the batch. */
+  writeTimeoutMs?: number;
+  /** Prefix of the throwaway consumer groups that read the offsets topic (ACLs: grant Read on the prefix). */
+  groupIdPrefix?: string;
+  ssl?: boolean | ConnectionOptions;
+  sasl?: SASLOptions;
+  logger?: SinkLogger;
+}
+
+export type ResolvedKafkaSinkConfig = Required<
+  Omit<KafkaSinkOptions, 'ssl' | 'sasl' | 'stateTopic' | 'logger'>
+> & {
+  stateTopic: string | null;
+  ssl: boolean | ConnectionOptions | undefined;
+  sasl: SASLOptions | undefined;
+  logger: SinkLogger | undefined;
+  replicationFactor: number;
+};
+
+const DEFAULTS = {
+  name: 'kafka',
+  clientId: 'redtail',
+  topic: 'redtail.<db>',
+  offsetsTopic: 'redtail.offsets',
+  exactlyOnce: true,
+  compression: 'gzip' as Compression,
+  partitions: 3,
+  createTopics: true,
+  maxBatchBytes: 900_000,
+  maxMessageBytes: 1_000_000,
+  transactionTimeoutMs: 60_000,
+  connectTimeoutMs: 30_000,
+  requestTimeoutMs: 30_000,
+  retryInitialMs: 200,
+  retryMaxMs: 10_000,
+  writeTimeoutMs: 0,
+  groupIdPrefix: 'redtail.offsets-reader.',
+};
+
+function bool(name: string, v: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off)$/i.test(v)) return false;
+  throw new KafkaConfigError(`kafka sink: ${name}=${v} is not a boolean`);
+}
+
+function int(name: string, v: string, min: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min)
+    throw new KafkaConfigError(`kafka sink: ${name}=${v} must be an integer >= ${min}`);
+  return n;
+}
+
+const SASL_MECHANISMS = new Set(['plain', 'scram-sha-256', 'scram-sha-512']);
+
+/**
+ * Parses `kafka://[user:pass@]host:port[,host:port...][?param=value&...]` (`kafkas://` turns TLS on). Hosts are
+ * split by hand: WHATWG URLs cannot hold a broker list.
+ */
+export function parseKafkaSpec(spec: string): KafkaSinkOptions {
+  const m = /^(kafkas?):\/\/([^?#]*)(?:\?([^#]*))?$/.exec(spec.trim());
+  if (!m) throw new KafkaConfigError(`kafka sink: "${spec}" is not kafka://host:port[,host:port][?options]`);
+  const out: KafkaSinkOptions = {};
+  if (m[1] === 'kafkas') out.ssl = true;
+  let hosts = m[2]!;
+  let user: string | undefined;
+  let pass: string | undefined;
+  const at = hosts.lastIndexOf('@');
+  if (at >= 0) {
+    const info = hosts.slice(0, at);
+    hosts = hosts.slice(at + 1);
+    const colon = info.indexOf(':');
+    user = decodeURIComponent(colon >= 0 ? info.slice(0, colon) : info);
+    pass = decodeURIComponent(colon >= 0 ? info.slice(colon + 1) : '');
+  }
+  const brokers = hosts
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
+  if (brokers.length === 0) throw new KafkaConfigError(`kafka sink: "${spec}" names no broker`);
+  for (const b of brokers) {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):\d{1,5}$/.test(b))
+      throw new KafkaConfigError(`kafka sink: broker "${b}" is not host:port`);
+  }
+  out.brokers = brokers;
+  let mechanism: string | undefined;
+  for (const [k, v] of new URLSearchParams(m[3] ?? '')) {
+    switch (k) {
+      case 'name':
+      case 'clientId':
+      case 'topic':
+      case 'offsetsTopic':
+      case 'transactionalId':
+      case 'groupIdPrefix':
+        out[k] = v;
+        break;
+      case 'stateTopic':
+        out.stateTopic = /^(0|false|off|no)$/i.test(v) ? false : v;
+        break;
+      case 'exactlyOnce':
+      case 'createTopics':
+        out[k] = bool(k, v);
+        break;
+      case 'ssl':
+      case 'tls':
+        out.ssl = bool(k, v);
+        break;
+      case 'compression':
+        if (v !== 'gzip' && v !== 'none')
+          throw new KafkaConfigError(`kafka sink: compression=${v} is not supported (gzip or none)`);
+        out.compression = v;
+        break;
+      case 'partitions':
+      case 'replicationFactor':
+        out[k] = int(k, v, 1);
+        break;
+      case 'maxBatchBytes':
+      case 'maxMessageBytes':
+        out[k] = int(k, v, 1024);
+        break;
+      case 'transactionTimeoutMs':
+      case 'connectTimeoutMs':
+      case 'requestTimeoutMs':
+      case 'retryInitialMs':
+      case 'retryMaxMs':
+        out[k] = int(k, v, 1);
+        break;
+      case 'writeTimeoutMs':
+        out[k] = int(k, v, 0);
+        break;
+      case 'sasl':
+        mechanism = v.toLowerCase();
+        break;
+      default:
+        throw new KafkaConfigError(`kafka sink: unknown parameter ${k}`);
+    }
+  }
+  if (user !== undefined || mechanism !== undefined) {
+    const mech = mechanism ?? 'plain';
+    if (!SASL_MECHANISMS.has(mech))
+      throw new KafkaConfigError(`kafka sink: sasl=${mech} is not one of ${[...SASL_MECHANISMS].join(', ')}`);
+    if (user === undefined)
+      throw new KafkaConfigError(`kafka sink: sasl=${mech} needs user:password@ in the spec`);
+    out.sasl = { mechanism: mech, username: user, password: pass ?? '' } as SASLOptions;
+  }
+  return out;
+}
+
+/** Spec first, then options on top (options are how routes, TLS material and loggers are given). */
+export function resolveKafkaSinkConfig(
+  spec: string | undefined,
+  options: KafkaSinkOptions = {},
+): ResolvedKafkaSinkConfig {
+  const fromSpec = spec ? parseKafkaSpec(spec) : {};
+  const merged: KafkaSinkOptions = { ...fromSpec };
+  for (const [k, v] of Object.entries(options))
+    if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
+  const brokers = merged.brokers ?? [];
+  if (brokers.length === 0) throw new KafkaConfigError('kafka sink: no brokers (kafka://host:port)');
+  const name = merged.name ?? DEFAULTS.name;
+  if (merged.maxBatchBytes !== undefined && merged.maxBatchBytes < 1024)
+    throw new KafkaConfigError('kafka sink: maxBatchBytes must be >= 1024');
+  const stateTopic =
+    merged.stateTopic === undefined || merged.stateTopic === false ? null : merged.stateTopic;
+  const cfg: ResolvedKafkaSinkConfig = {
+    ...DEFAULTS,
+    ...(merged as Partial<typeof DEFAULTS>),
+    name,
+    brokers,
+    routes: merged.routes ?? [],
+    topicConfig: merged.topicConfig ?? {},
+    transactionalId: merged.transactionalId ?? `redtail.${name}`,
+    replicationFactor: merged.replicationFactor ?? 0,
+    stateTopic,
+    ssl: merged.ssl,
+    sasl: merged.sasl,
+    logger: merged.logger,
+  };
+  if (cfg.maxBatchBytes > cfg.maxMessageBytes) cfg.maxBatchBytes = cfg.maxMessageBytes;
+  return cfg;
+}

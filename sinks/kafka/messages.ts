@@ -1,0 +1,159 @@
+import { createHash } from 'node:crypto';
+import type { Message, TopicMessages } from 'kafkajs';
+import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
+import { encodeEventLine } from '../../src/events/EventEncoder.js';
+import { type StateRule, stateEffect, stateValue } from './StateTopic.js';
+import type { TopicRouter } from './TopicRouter.js';
+
+/** A record ready for kafkajs plus its estimated size on the wire. */
+export interface OutMessage {
+  topic: string;
+  message: Message;
+  size: number;
+}
+
+export interface BuiltMessages {
+  messages: OutMessage[];
+  /** Events replaced by a truncation marker because they exceed maxMessageBytes. */
+  truncated: Array<{ topic: string; key: Buffer | null; bytes: number }>;
+}
+
+/** Record framing (length, attributes, varints, header counts) beyond key, value and header bytes. */
+const RECORD_OVERHEAD = 64;
+
+function sizeOf(key: Buffer | null, value: Buffer | null, headers: Record<string, string>): number {
+  let n = RECORD_OVERHEAD + (key?.length ?? 0) + (value?.length ?? 0);
+  for (const k in headers) n += k.length + Buffer.byteLength(headers[k]!) + 4;
+  return n;
+}
+
+function headersOf(ev: ChangeEvent): Record<string, string> {
+  return {
+    op: ev.op,
+    db: String(ev.db),
+    replid: ev.source.replid,
+    offset: String(ev.source.offset),
+    seq: String(ev.source.seq),
+  };
+}
+
+/**
+ * The oversize policy (docs/kafka.md): the event keeps its place (same topic, key and so partition) but loses its
+ * payload, replaced by `truncated: {bytes, limit, sha256}`; consumers see that the key changed and can read the
+ * value from Redis. A dead-letter topic would not help: it has the same size limit, and moving the event elsewhere
+ * would break per-key order. A key alone too large for a record is replaced by its SHA-256.
+ */
+function truncatedEvent(
+  ev: ChangeEvent,
+  original: Buffer,
+  limit: number,
+): { key: Buffer | null; value: Buffer } {
+  const marker: ChangeEvent = { v: 1, op: ev.op, db: ev.db, source: ev.source, ts: ev.ts };
+  let key = ev.key ?? null;
+  if (ev.key !== undefined) marker.key = ev.key;
+  if (typeof ev.type === 'string') marker.type = ev.type;
+  marker.truncated = {
+    bytes: original.length,
+    limit,
+    sha256: createHash('sha256').update(original).digest('hex'),
+  };
+  let value = Buffer.from(encodeEventLine(reorder(marker)), 'utf8');
+  if (key !== null && value.length + key.length * 2 + RECORD_OVERHEAD > limit) {
+    const digest = createHash('sha256').update(key).digest('hex');
+    delete marker.key;
+    marker.keySha256 = digest;
+    key = Buffer.from(`sha256:${digest}`, 'utf8');
+    value = Buffer.from(encodeEventLine(reorder(marker)), 'utf8');
+  }
+  return { key, value };
+}
+
+/** Keeps the JSON field order of real events: envelope and payload first, source and ts last. */
+function reorder(ev: ChangeEvent): ChangeEvent {
+  const { source, ts, ...rest } = ev;
+  return { ...rest, source, ts } as ChangeEvent;
+}
+
+export interface BuildOptions {
+  maxMessageBytes: number;
+  stateRules?: Record<string, StateRule>;
+}
+
+/**
+ * Turns events into records: the event topic gets every event (key = Redis key bytes so a key's events share a
+ * partition and keep their order; keyless events such as FLUSHDB go to partition 0), the state topic the records
+ * the op table in StateTopic.ts asks for.
+ */
+export function buildMessages(
+  events: ChangeEvent[],
+  router: TopicRouter,
+  options: BuildOptions,
+): BuiltMessages {
+  const limit = options.maxMessageBytes;
+  const messages: OutMessage[] = [];
+  const truncated: BuiltMessages['truncated'] = [];
+  for (const ev of events) {
+    const topic = router.topicFor(ev);
+    const headers = headersOf(ev);
+    let key: Buffer | null = ev.key ?? null;
+    let value: Buffer = Buffer.from(encodeEventLine(ev), 'utf8');
+    let size = sizeOf(key, value, headers);
+    let cut = false;
+    if (size > limit) {
+      truncated.push({ topic, key, bytes: value.length });
+      ({ key, value } = truncatedEvent(ev, value, limit));
+      headers.truncated = '1';
+      size = sizeOf(key, value, headers);
+      cut = true;
+    }
+    const message: Message = { key, value, headers, timestamp: String(ev.ts) };
+    if (key === null) message.partition = 0;
+    messages.push({ topic, message, size });
+
+    const stateTopic = router.stateTopicFor(ev);
+    if (stateTopic === null) continue;
+    let effect = stateEffect(ev, options.stateRules);
+    if (effect === 'ignore') continue;
+    if (cut && effect === 'value') effect = 'unknown';
+    let stateVal = effect === 'tombstone' ? null : Buffer.from(stateValue(ev, effect), 'utf8');
+    const stateHeaders = { op: ev.op, db: String(ev.db) };
+    if (stateVal !== null && sizeOf(key, stateVal, stateHeaders) > limit) {
+      stateVal = Buffer.from(stateValue(ev, 'unknown'), 'utf8');
+    }
+    if (sizeOf(key, stateVal, stateHeaders) > limit) continue;
+    messages.push({
+      topic: stateTopic,
+      message: { key, value: stateVal, headers: stateHeaders, timestamp: String(ev.ts) },
+      size: sizeOf(key, stateVal, stateHeaders),
+    });
+  }
+  return { messages, truncated };
+}
+
+/**
+ * Splits records into produce requests of at most `maxBytes` (estimated, before compression), keeping record
+ * order within each topic. Each chunk becomes one `sendBatch` inside the same transaction.
+ */
+export function chunkMessages(messages: OutMessage[], maxBytes: number): TopicMessages[][] {
+  const chunks: TopicMessages[][] = [];
+  let current = new Map<string, Message[]>();
+  let bytes = 0;
+  const flush = () => {
+    if (current.size === 0) return;
+    chunks.push([...current].map(([topic, msgs]) => ({ topic, messages: msgs })));
+    current = new Map();
+    bytes = 0;
+  };
+  for (const m of messages) {
+    if (bytes > 0 && bytes + m.size > maxBytes) flush();
+    let list = current.get(m.topic);
+    if (!list) {
+      list = [];
+      current.set(m.topic, list);
+    }
+    list.push(m.message);
+    bytes += m.size;
+  }
+  flush();
+  return chunks;
+}
