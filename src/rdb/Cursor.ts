@@ -21,6 +21,8 @@ export class Cursor {
   final: boolean;
   /** Set when NEED_MORE is thrown: the buffer index the unit needed to reach. */
   wantEnd = 0;
+  /** Set whenever a read ran past `end` (lets speculative parses tell "wrong guess" from "not enough data"). */
+  ranOut = false;
   /** Set by readLenOrEnc: whether the last length was an RDB_ENCVAL special encoding. */
   isEnc = false;
 
@@ -46,6 +48,7 @@ export class Cursor {
   }
 
   short(n: number): never {
+    this.ranOut = true;
     if (this.final)
       throw this.fail(`unexpected end of data: need ${n} bytes, ${this.end - this.pos} left`, this.end);
     this.wantEnd = this.pos + n;

@@ -101,6 +101,8 @@ export class RdbParser {
   private partStart = 0;
   private bigRemaining = 0;
 
+  /** Set by end(): no more input will come, so speculative parsing must decide with what is buffered. */
+  private ending = false;
   private readonly build: boolean;
   private readonly threshold: number;
   private readonly maxUnit: number;
@@ -130,6 +132,7 @@ export class RdbParser {
   end(): RdbSummary {
     if (this.failure) throw this.failure;
     // Units left pending by the doubling rule in run() may be complete now that no more bytes will come.
+    this.ending = true;
     if (this.state !== State.Done && this.c.end > this.c.pos) this.run();
     if (this.state !== State.Done) {
       const c = this.c;
@@ -469,6 +472,10 @@ export class RdbParser {
       this.state = State.Collection;
       return;
     }
+    if (layout === 'module-pre-ga') {
+      this.readPreGaModule(rec);
+      return;
+    }
     if (layout === 'string' && this.threshold !== Number.POSITIVE_INFINITY) {
       const len = c.peekRawStringLength();
       if (len > this.threshold) {
@@ -487,6 +494,96 @@ export class RdbParser {
     this.resetKeyState();
     this.commit = c.pos;
     this.emit(rec);
+  }
+
+  /**
+   * RDB_TYPE_MODULE_PRE_GA (Redis 4.0 release candidates) stored module values without the module2 opcode framing,
+   * so only the module itself knows where they end; Redis refuses such files. To still read the rest of the file,
+   * the value is taken to end at the first position from which the following records parse cleanly (up to 16 of
+   * them, or the EOF opcode). Best effort by nature: the value's bytes are reported opaque.
+   */
+  private readPreGaModule(rec: RdbKeyRecord): void {
+    const c = this.c;
+    rec.module = moduleInfo(c.readLenBig());
+    const vstart = c.pos;
+    const window = 256 * 1024;
+    if (!this.ending && c.end - vstart < window) {
+      c.wantEnd = vstart + window;
+      throw NEED_MORE;
+    }
+    const limit = Math.min(c.end - 1, vstart + window);
+    let found = -1;
+    const wasFinal = c.final;
+    c.final = true;
+    try {
+      for (let e = vstart + 1; e <= limit && found < 0; e++) {
+        c.pos = e;
+        c.ranOut = false;
+        try {
+          if (this.probe(c)) found = e;
+        } catch (err) {
+          if (!(err instanceof RdbFormatError)) throw err;
+        }
+      }
+    } finally {
+      c.final = wasFinal;
+    }
+    if (found < 0) throw c.fail('cannot find the end of a module value in the pre-GA format (type 6)', vstart);
+    if (this.build) rec.value = c.buf.subarray(vstart, found);
+    c.pos = found;
+    rec.size = c.base + c.pos - rec.offset;
+    this.resetKeyState();
+    this.commit = c.pos;
+    this.emit(rec);
+  }
+
+  /** Speculatively parses up to 16 records from c.pos without side effects; true if they all parse. */
+  private probe(c: Cursor): boolean {
+    const scratch = { value: undefined } as RdbKeyRecord;
+    for (let n = 0; n < 16; n++) {
+      const t = c.u8();
+      if (t >= 0xf0) {
+        switch (t) {
+          case Opcode.EOF:
+            return c.end - c.pos <= 8;
+          case Opcode.EXPIRETIME_MS:
+            c.int64LE();
+            break;
+          case Opcode.EXPIRETIME:
+            c.u32LE();
+            break;
+          case Opcode.SELECTDB:
+          case Opcode.IDLE:
+            c.readLen();
+            break;
+          case Opcode.FREQ:
+            c.u8();
+            break;
+          case Opcode.RESIZEDB:
+            c.readLen();
+            c.readLen();
+            break;
+          case Opcode.AUX:
+            c.readString();
+            c.readString();
+            break;
+          default:
+            return false;
+        }
+        continue;
+      }
+      const info = this.types[t];
+      if (!info) return false;
+      c.readString();
+      if (info.layout === 'module-pre-ga') return true;
+      if (isCollectionLayout(info.layout)) {
+        if (info.layout === 'hash-metadata') c.int64LE();
+        new CollectionReader(info.layout, c.readLen(), true, 0).step(c, Number.POSITIVE_INFINITY);
+      } else {
+        readAtomicValue(c, info.layout, true, scratch, info.streamVersion ?? 0);
+      }
+    }
+    return true;
   }
 
   private resetKeyState(): void {

@@ -318,7 +318,7 @@ export function readAtomicValue(c: Cursor, layout: Layout, build: boolean, rec: 
       else c.skipString();
       return;
     case 'module-pre-ga':
-      throw c.fail('module values in the Redis 4.0 release-candidate format (type 6) cannot be parsed', c.pos - 1);
+      throw c.fail('internal: type-6 module values are located by the parser', c.pos);
     case 'module2': {
       const id = c.readLenBig();
       rec.module = moduleInfo(id);
