@@ -1,0 +1,203 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKafkaSink, type KafkaSink, type KafkaSinkOptions } from '../../../sinks/kafka/index.js';
+import { kafkaBrokers, readTopic, topicConfig, uniqueName } from '../../harness/kafka.js';
+import { captureLogger, event, position, REPLID, setBatch } from './fixtures/events.js';
+
+const open: KafkaSink[] = [];
+afterAll(async () => {
+  for (const s of open) await s.close();
+});
+
+function names() {
+  const base = uniqueName('rt');
+  return {
+    base,
+    topic: `${base}.<db>`,
+    offsetsTopic: `${base}.offsets`,
+    stateTopic: `${base}.state.<db>`,
+    name: `sink-${base}`,
+    transactionalId: `txn-${base}`,
+  };
+}
+
+function sink(n: ReturnType<typeof names>, extra: KafkaSinkOptions = {}): KafkaSink {
+  const spec = `kafka://${kafkaBrokers().join(',')}?topic=${encodeURIComponent(n.topic)}&offsetsTopic=${n.offsetsTopic}`;
+  const s = createKafkaSink(spec, {
+    name: n.name,
+    transactionalId: n.transactionalId,
+    partitions: 3,
+    logger: captureLogger(),
+    ...extra,
+  });
+  open.push(s);
+  return s;
+}
+
+describe('KafkaSink against a real broker', () => {
+  beforeAll(() => {
+    kafkaBrokers();
+  });
+
+  it('writes batches with checkpoints in transactions; read_committed sees every event once, per key in order', async () => {
+    const n = names();
+    const s = sink(n);
+    expect(await s.open()).toBeNull();
+    expect(s.mode).toBe('exactly-once');
+    expect((await topicConfig(n.offsetsTopic))['cleanup.policy']).toBe('compact');
+
+    const batches = [setBatch(100, 50), setBatch(150, 50), setBatch(200, 1)];
+    for (const b of batches) await s.write(b);
+    await s.write({ events: [], checkpoint: position(260) });
+
+    const got = await readTopic(`${n.base}.0`, { minMessages: 101 });
+    expect(got).toHaveLength(101);
+    const values = got.map((m) => JSON.parse(m.value!.toString()));
+    expect(new Set(values.map((v) => v.source.offset)).size).toBe(101);
+    // Per key: offsets strictly increasing, and every event of a key on one partition.
+    const byKey = new Map<string, { partition: number; offsets: number[] }>();
+    for (const m of got) {
+      const key = m.key!.toString();
+      const v = JSON.parse(m.value!.toString());
+      expect(v.key).toBe(key);
+      const entry = byKey.get(key) ?? { partition: m.partition, offsets: [] };
+      expect(m.partition).toBe(entry.partition);
+      entry.offsets.push(v.source.offset);
+      byKey.set(key, entry);
+    }
+    for (const { offsets } of byKey.values()) expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    expect(new Set([...byKey.values()].map((e) => e.partition)).size).toBeGreaterThan(1);
+
+    const first = got.find((m) => JSON.parse(m.value!.toString()).source.offset === 100)!;
+    expect(first.headers).toMatchObject({ op: 'set', db: '0', replid: REPLID, offset: '100', seq: '0' });
+    expect(JSON.parse(first.value!.toString())).toEqual({
+      v: 1,
+      op: 'set',
+      db: 0,
+      key: 'key:0',
+      type: 'string',
+      value: 'v100',
+      source: { replid: REPLID, offset: 100, seq: 0, snapshot: false },
+      ts: 1_700_000_000_100,
+    });
+    expect(first.timestamp).toBe('1700000000100');
+    expect(s.stats).toMatchObject({ mode: 'exactly-once', batches: 4, events: 101, truncated: 0 });
+
+    const offsets = await readTopic(n.offsetsTopic, { minMessages: 4 });
+    expect(offsets.every((m) => m.key!.toString() === n.name)).toBe(true);
+    expect(JSON.parse(offsets.at(-1)!.value!.toString())).toMatchObject({
+      sink: n.name,
+      replid: REPLID,
+      offset: 260,
+      db: 0,
+    });
+    await s.close();
+
+    const again = sink(n);
+    expect(await again.open()).toEqual(position(260));
+  });
+
+  it('keeps the previous checkpoint for batches without one (snapshot loading)', async () => {
+    const n = names();
+    const s = sink(n);
+    await s.open();
+    await s.write(setBatch(10, 5));
+    await s.write({
+      events: [event('snapshot', 'a', 20, { type: 'string', value: Buffer.from('x') })],
+      checkpoint: null,
+    });
+    await s.close();
+    const again = sink(n);
+    expect(await again.open()).toEqual(position(14));
+  });
+
+  it('routes by db, key prefix and type; binary keys stay bytes', async () => {
+    const n = names();
+    const s = sink(n, {
+      routes: [
+        { prefix: 'session:', topic: `${n.base}.sessions` },
+        { type: 'hash', db: [0, 1], topic: `${n.base}.hashes.<db>` },
+      ],
+    });
+    await s.open();
+    const bin = Buffer.from([0xff, 0x00, 0xfe]);
+    await s.write({
+      events: [
+        event('set', 'session:1', 1, { type: 'string', value: Buffer.from('s') }),
+        event('hset', 'h', 2, { type: 'hash', fields: { f: Buffer.from('v') } }, 1),
+        event('set', bin, 3, { type: 'string', value: bin }, 2),
+        event('flushdb', undefined, 4, {}, 2),
+      ],
+      checkpoint: position(4, 2),
+    });
+    expect((await readTopic(`${n.base}.sessions`, { minMessages: 1 }))[0]!.key!.toString()).toBe('session:1');
+    const h = await readTopic(`${n.base}.hashes.1`, { minMessages: 1 });
+    expect(JSON.parse(h[0]!.value!.toString()).fields).toEqual({ f: 'v' });
+    const db2 = await readTopic(`${n.base}.2`, { minMessages: 2 });
+    const binMsg = db2.find((m) => m.key !== null)!;
+    expect(binMsg.key).toEqual(bin);
+    expect(JSON.parse(binMsg.value!.toString()).key).toEqual({ base64: bin.toString('base64') });
+    const flush = db2.find((m) => m.key === null)!;
+    expect(flush.partition).toBe(0);
+    expect(flush.headers.op).toBe('flushdb');
+  });
+
+  it('writes the compacted state topic: values, tombstones for deletes and expiries, markers for inexact ops', async () => {
+    const n = names();
+    const s = sink(n, { stateTopic: n.stateTopic });
+    await s.open();
+    await s.write({
+      events: [
+        event('snapshot', 'a', 1, { type: 'hash', value: { f: Buffer.from('1') } }),
+        event('snapshot', 'b', 1, { type: 'string', value: Buffer.from('B') }, 0, 1),
+        event('set', 'c', 2, { type: 'string', value: Buffer.from('C') }),
+        event('del', 'a', 3),
+        event('expired', 'b', 4),
+        event('incr', 'c', 5, { type: 'string', by: 1 }),
+        event('flushdb', undefined, 6),
+      ],
+      checkpoint: position(6),
+    });
+    const state = `${n.base}.state.0`;
+    expect((await topicConfig(state))['cleanup.policy']).toBe('compact');
+    const got = await readTopic(state, { minMessages: 6 });
+    const rows = got.map((m) => [
+      m.key!.toString(),
+      m.value === null ? null : JSON.parse(m.value.toString()),
+    ]);
+    expect(
+      rows.map(([k, v]) => `${k}:${v === null ? 'tombstone' : v.exact ? 'exact' : 'marker'}`).sort(),
+    ).toEqual(['a:exact', 'a:tombstone', 'b:exact', 'b:tombstone', 'c:exact', 'c:marker']);
+    const c = rows.filter(([k]) => k === 'c').map(([, v]) => v);
+    expect(c[0]).toMatchObject({ exact: true, type: 'string', value: 'C', source: { offset: 2 } });
+    expect(c[1]).toMatchObject({ exact: false, op: 'incr', source: { offset: 5 } });
+    expect(rows.find(([k, v]) => k === 'a' && v !== null)![1]).toMatchObject({
+      type: 'hash',
+      value: { f: '1' },
+    });
+  });
+
+  it('splits a batch larger than maxBatchBytes into several sends of one transaction', async () => {
+    const n = names();
+    const s = sink(n, { maxBatchBytes: 4096 });
+    await s.open();
+    const big = setBatch(1000, 400, 40);
+    await s.write(big);
+    const got = await readTopic(`${n.base}.0`, { minMessages: 400 });
+    expect(got).toHaveLength(400);
+    const again = sink(n);
+    expect(await again.open()).toEqual(position(1399));
+  });
+
+  it('falls back to an idempotent at-least-once producer when exactlyOnce=false', async () => {
+    const n = names();
+    const logger = captureLogger();
+    const s = sink(n, { exactlyOnce: false, logger });
+    await s.open();
+    expect(s.mode).toBe('at-least-once');
+    expect(logger.lines.some((l) => l.level === 'warn' && /AT-LEAST-ONCE/.test(l.msg ?? ''))).toBe(true);
+    await s.write(setBatch(1, 3));
+    expect(await readTopic(`${n.base}.0`, { minMessages: 3 })).toHaveLength(3);
+    const again = sink(n, { exactlyOnce: false });
+    expect(await again.open()).toEqual(position(3));
+  });
+});
