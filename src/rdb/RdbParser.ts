@@ -1,5 +1,5 @@
-import { Crc64 } from './crc64.js';
 import { Cursor, NEED_MORE } from './Cursor.js';
+import { Crc64 } from './crc64.js';
 import { RdbFormatError } from './RdbFormatError.js';
 import type { RdbKeyRecord, RdbSummary } from './records.js';
 import {
@@ -10,7 +10,13 @@ import {
   typeTable,
   UNSUPPORTED_TYPES,
 } from './types.js';
-import { CollectionReader, isCollectionLayout, moduleInfo, readAtomicValue, skipModuleValue } from './ValueDecoder.js';
+import {
+  CollectionReader,
+  isCollectionLayout,
+  moduleInfo,
+  readAtomicValue,
+  skipModuleValue,
+} from './ValueDecoder.js';
 
 export interface ModuleAuxRecord {
   module: ReturnType<typeof moduleInfo>;
@@ -47,7 +53,7 @@ export interface RdbParserOptions {
   maxUnitBytes?: number;
 }
 
-const enum State {
+enum State {
   Header,
   Body,
   Collection,
@@ -109,7 +115,8 @@ export class RdbParser {
 
   constructor(private readonly opts: RdbParserOptions) {
     this.build = opts.values !== false;
-    this.threshold = opts.streamThreshold && opts.streamThreshold > 0 ? opts.streamThreshold : Number.POSITIVE_INFINITY;
+    this.threshold =
+      opts.streamThreshold && opts.streamThreshold > 0 ? opts.streamThreshold : Number.POSITIVE_INFINITY;
     this.maxUnit = opts.maxUnitBytes ?? 1024 * 1024 * 1024;
   }
 
@@ -389,7 +396,8 @@ export class RdbParser {
         const id = c.readLenBig();
         const whenAt = c.pos;
         const whenOp = c.readLen();
-        if (whenOp !== 2) throw c.fail(`module aux "when" is not an unsigned integer opcode (${whenOp})`, whenAt);
+        if (whenOp !== 2)
+          throw c.fail(`module aux "when" is not an unsigned integer opcode (${whenOp})`, whenAt);
         const when = c.readLen();
         const vstart = c.pos;
         skipModuleValue(c);
@@ -528,7 +536,8 @@ export class RdbParser {
     } finally {
       c.final = wasFinal;
     }
-    if (found < 0) throw c.fail('cannot find the end of a module value in the pre-GA format (type 6)', vstart);
+    if (found < 0)
+      throw c.fail('cannot find the end of a module value in the pre-GA format (type 6)', vstart);
     if (this.build) rec.value = c.buf.subarray(vstart, found);
     c.pos = found;
     rec.size = c.base + c.pos - rec.offset;
@@ -613,7 +622,9 @@ export class RdbParser {
     const base = this.collRec!;
     for (;;) {
       const stopAt =
-        this.threshold === Number.POSITIVE_INFINITY ? Number.POSITIVE_INFINITY : this.partStart - c.base + this.threshold;
+        this.threshold === Number.POSITIVE_INFINITY
+          ? Number.POSITIVE_INFINITY
+          : this.partStart - c.base + this.threshold;
       const done = coll.step(c, stopAt);
       this.commit = coll.lastPos;
       if (done) {

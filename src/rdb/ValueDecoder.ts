@@ -259,14 +259,16 @@ function pushBuffers(out: Buffer[], vals: PackedValue[]): void {
 function pairsOf(vals: PackedValue[], what: string, c: Cursor, at: number): Array<[Buffer, Buffer]> {
   if (vals.length % 2 !== 0) throw c.fail(`${what} has an odd number of elements (${vals.length})`, at);
   const out: Array<[Buffer, Buffer]> = new Array(vals.length / 2);
-  for (let i = 0, j = 0; i < vals.length; i += 2, j++) out[j] = [packedToBuffer(vals[i]!), packedToBuffer(vals[i + 1]!)];
+  for (let i = 0, j = 0; i < vals.length; i += 2, j++)
+    out[j] = [packedToBuffer(vals[i]!), packedToBuffer(vals[i + 1]!)];
   return out;
 }
 
 function zpairsOf(vals: PackedValue[], what: string, c: Cursor, at: number): Array<[Buffer, Score]> {
   if (vals.length % 2 !== 0) throw c.fail(`${what} has an odd number of elements (${vals.length})`, at);
   const out: Array<[Buffer, Score]> = new Array(vals.length / 2);
-  for (let i = 0, j = 0; i < vals.length; i += 2, j++) out[j] = [packedToBuffer(vals[i]!), toScore(parseScore(vals[i + 1]!))];
+  for (let i = 0, j = 0; i < vals.length; i += 2, j++)
+    out[j] = [packedToBuffer(vals[i]!), toScore(parseScore(vals[i + 1]!))];
   return out;
 }
 
@@ -311,7 +313,13 @@ export function skipModuleValue(c: Cursor): void {
 }
 
 /** Reads a non-collection value (everything except isCollectionLayout) into `rec`. */
-export function readAtomicValue(c: Cursor, layout: Layout, build: boolean, rec: RdbKeyRecord, streamVersion = 0): void {
+export function readAtomicValue(
+  c: Cursor,
+  layout: Layout,
+  build: boolean,
+  rec: RdbKeyRecord,
+  streamVersion = 0,
+): void {
   switch (layout) {
     case 'string':
       if (build) rec.value = c.readString();
@@ -382,7 +390,8 @@ export function readAtomicValue(c: Cursor, layout: Layout, build: boolean, rec: 
     case 'hash-listpack-ex':
     case 'hash-listpack-ex-pre-ga': {
       const vals = decodeListpack(blob, 0, n, at);
-      if (vals.length % 3 !== 0) throw c.fail(`hash listpack-ex has ${vals.length} elements, not triplets`, at - c.base);
+      if (vals.length % 3 !== 0)
+        throw c.fail(`hash listpack-ex has ${vals.length} elements, not triplets`, at - c.base);
       const pairs: Array<[Buffer, Buffer]> = [];
       const fe: Array<[Buffer, number]> = [];
       for (let i = 0; i < vals.length; i += 3) {

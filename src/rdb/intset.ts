@@ -6,10 +6,14 @@ export function decodeIntset(buf: Buffer, start: number, end: number, base: numb
   const size = end - start;
   if (size < 8) throw new RdbFormatError(base, `intset of ${size} bytes is shorter than its header`);
   const width = buf.readUInt32LE(start);
-  if (width !== 2 && width !== 4 && width !== 8) throw new RdbFormatError(base, `invalid intset encoding ${width}`);
+  if (width !== 2 && width !== 4 && width !== 8)
+    throw new RdbFormatError(base, `invalid intset encoding ${width}`);
   const count = buf.readUInt32LE(start + 4);
   if (8 + count * width !== size)
-    throw new RdbFormatError(base + 4, `intset of ${count} x ${width}-byte integers does not fit ${size} bytes`);
+    throw new RdbFormatError(
+      base + 4,
+      `intset of ${count} x ${width}-byte integers does not fit ${size} bytes`,
+    );
   const out: Array<number | bigint> = new Array(count);
   let p = start + 8;
   for (let i = 0; i < count; i++, p += width) {

@@ -9,7 +9,8 @@ import { RdbFormatError } from './RdbFormatError.js';
 export function decodeListpack(buf: Buffer, start: number, end: number, base: number): PackedValue[] {
   const size = end - start;
   if (size < 7) throw new RdbFormatError(base, `listpack of ${size} bytes is shorter than its header`);
-  const total = (buf[start]! | (buf[start + 1]! << 8) | (buf[start + 2]! << 16) | (buf[start + 3]! << 24)) >>> 0;
+  const total =
+    (buf[start]! | (buf[start + 1]! << 8) | (buf[start + 2]! << 16) | (buf[start + 3]! << 24)) >>> 0;
   if (total !== size) throw new RdbFormatError(base, `listpack header says ${total} bytes, blob has ${size}`);
   if (buf[end - 1] !== 0xff) throw new RdbFormatError(base + size - 1, 'listpack does not end with 0xFF');
   const declared = buf[start + 4]! | (buf[start + 5]! << 8);
@@ -75,7 +76,8 @@ export function decodeListpack(buf: Buffer, start: number, end: number, base: nu
       }
     }
     // The backlen field stores entryLen in 7-bit groups; its size is implied by entryLen.
-    const backlen = entryLen < 128 ? 1 : entryLen < 16384 ? 2 : entryLen < 2097152 ? 3 : entryLen < 268435456 ? 4 : 5;
+    const backlen =
+      entryLen < 128 ? 1 : entryLen < 16384 ? 2 : entryLen < 2097152 ? 3 : entryLen < 268435456 ? 4 : 5;
     p += entryLen + backlen;
     if (p > last) throw lpError(base, start, p - backlen, 'entry back-length runs past the end');
   }
@@ -88,7 +90,8 @@ export function decodeListpack(buf: Buffer, start: number, end: number, base: nu
 export function checkListpackHeader(buf: Buffer, start: number, end: number, base: number): void {
   const size = end - start;
   if (size < 7) throw new RdbFormatError(base, `listpack of ${size} bytes is shorter than its header`);
-  const total = (buf[start]! | (buf[start + 1]! << 8) | (buf[start + 2]! << 16) | (buf[start + 3]! << 24)) >>> 0;
+  const total =
+    (buf[start]! | (buf[start + 1]! << 8) | (buf[start + 2]! << 16) | (buf[start + 3]! << 24)) >>> 0;
   if (total !== size) throw new RdbFormatError(base, `listpack header says ${total} bytes, blob has ${size}`);
   if (buf[end - 1] !== 0xff) throw new RdbFormatError(base + size - 1, 'listpack does not end with 0xFF');
 }

@@ -41,9 +41,11 @@ function decodeNode(
   deleted: string[],
 ): void {
   const rel = at - c.base;
-  if (nodeKey.length !== 16) throw c.fail(`stream node key is ${nodeKey.length} bytes, not a 16-byte stream ID`, rel);
+  if (nodeKey.length !== 16)
+    throw c.fail(`stream node key is ${nodeKey.length} bytes, not a 16-byte stream ID`, rel);
   const hi = nodeKey.readUInt32BE(0);
-  const msBase: number | bigint = hi < 0x200000 ? hi * 0x100000000 + nodeKey.readUInt32BE(4) : BigInt(u64BE(nodeKey, 0));
+  const msBase: number | bigint =
+    hi < 0x200000 ? hi * 0x100000000 + nodeKey.readUInt32BE(4) : BigInt(u64BE(nodeKey, 0));
   const hi2 = nodeKey.readUInt32BE(8);
   const seqBase: number | bigint =
     hi2 < 0x200000 ? hi2 * 0x100000000 + nodeKey.readUInt32BE(12) : BigInt(u64BE(nodeKey, 8));
@@ -83,7 +85,8 @@ function decodeNode(
     if (err instanceof TypeError) throw c.fail('corrupt stream listpack: malformed entry', rel);
     throw err;
   }
-  if (i !== vals.length) throw c.fail(`corrupt stream listpack: ${vals.length - i} elements after the last entry`, rel);
+  if (i !== vals.length)
+    throw c.fail(`corrupt stream listpack: ${vals.length - i} elements after the last entry`, rel);
 }
 
 function bigOrNum(v: number | bigint): number | string {

@@ -96,7 +96,9 @@ const redisOnly: TypeInfo[] = [
   { code: 27, type: 'stream', layout: 'stream', encoding: 'stream-listpacks-5', streamVersion: 5 },
 ];
 
-const valkeyOnly: TypeInfo[] = [{ code: 22, type: 'hash', layout: 'valkey-hash2', encoding: 'hash-valkey-hash2' }];
+const valkeyOnly: TypeInfo[] = [
+  { code: 22, type: 'hash', layout: 'valkey-hash2', encoding: 'hash-valkey-hash2' },
+];
 
 function table(entries: TypeInfo[]): Array<TypeInfo | undefined> {
   const t: Array<TypeInfo | undefined> = new Array(256).fill(undefined);

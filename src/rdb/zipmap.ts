@@ -16,7 +16,8 @@ export function decodeZipmap(buf: Buffer, start: number, end: number, base: numb
       return b;
     }
     if (b === 254) {
-      if (p + 5 > end) throw new RdbFormatError(base + (p - start), 'corrupt zipmap: length runs past the end');
+      if (p + 5 > end)
+        throw new RdbFormatError(base + (p - start), 'corrupt zipmap: length runs past the end');
       const n = buf.readUInt32LE(p + 1);
       p += 5;
       return n;
@@ -34,7 +35,8 @@ export function decodeZipmap(buf: Buffer, start: number, end: number, base: numb
     if (vlen < 0) throw new RdbFormatError(base + (p - start), 'corrupt zipmap: key without value');
     if (p >= end) throw new RdbFormatError(base + (p - start), 'corrupt zipmap: free byte runs past the end');
     const free = buf[p++]!;
-    if (p + vlen + free > end) throw new RdbFormatError(base + (p - start), 'corrupt zipmap: value runs past the end');
+    if (p + vlen + free > end)
+      throw new RdbFormatError(base + (p - start), 'corrupt zipmap: value runs past the end');
     out.push([key, buf.subarray(p, p + vlen)]);
     p += vlen + free;
   }

@@ -34,7 +34,10 @@ const expectations = readdirSync(fixturesDir)
 function parse(buf: Buffer, chunk: number) {
   const keys: RdbKeyRecord[] = [];
   const functions: string[] = [];
-  const p = new RdbParser({ onKey: (r) => keys.push(r), onFunction: (code) => functions.push(code.toString('utf8')) });
+  const p = new RdbParser({
+    onKey: (r) => keys.push(r),
+    onFunction: (code) => functions.push(code.toString('utf8')),
+  });
   for (let i = 0; i < buf.length; i += chunk) p.write(buf.subarray(i, i + chunk));
   const summary = p.end();
   return { keys, functions, summary };
@@ -90,7 +93,9 @@ describe('third-party RDB fixtures', () => {
               expect(normalize(k.type, fixtureShape(rec!, k.value))).toEqual(normalize(k.type, k.value));
             }
             if (k.fieldExpireAtMs) {
-              const fe = Object.fromEntries((rec!.fieldExpireAt ?? []).map(([f, t]) => [f.toString('utf8'), t]));
+              const fe = Object.fromEntries(
+                (rec!.fieldExpireAt ?? []).map(([f, t]) => [f.toString('utf8'), t]),
+              );
               expect(fe).toEqual(k.fieldExpireAtMs);
             }
           }
