@@ -1,4 +1,4 @@
-import { runCommand } from './runCommand.js';
+import { type RunHooks, runCommand } from './runCommand.js';
 
 const usage = `Usage: redtail <command> [options]
 
@@ -33,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** The normalizer and snapshot decoder `run` uses, wired in as those modules land. */
-async function defaultHooks() {
+/** The snapshot decoder `run` uses. */
+async function defaultHooks(): Promise<RunHooks> {
   return {};
 }

@@ -1,11 +1,12 @@
 import { parseArgs } from 'node:util';
+import { normalizeCommand } from '../commands/normalize.js';
 import { ConfigError, loadConfig, type RedtailConfig } from '../config/Config.js';
 import { isFatal } from '../link/errors.js';
 import { describeMaster, parseMasterUrl } from '../link/MasterAddress.js';
 import { ReplicaLink } from '../link/ReplicaLink.js';
 import { createLogger } from '../observe/logger.js';
 import { Pipeline } from '../pipeline/Pipeline.js';
-import { type CommandNormalizer, Replicator, rawCommandEvents } from '../pipeline/Replicator.js';
+import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
 import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
 import { createSinks } from './sinks.js';
 
@@ -121,7 +122,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       logger,
       start,
       ack: config.ack,
-      normalize: hooks.normalize ?? rawCommandEvents,
+      normalize: hooks.normalize ?? normalizeCommand,
       snapshot: config.snapshot === 'skip' ? skipSnapshot : (hooks.snapshot ?? skipSnapshot),
     });
     link = new ReplicaLink({

@@ -176,17 +176,3 @@ export class Replicator implements ReplicationHandler {
     };
   }
 }
-
-/** Until commands are normalized, every command becomes one event with its raw arguments. */
-export const rawCommandEvents: CommandNormalizer = (args, ctx) => {
-  const event: ChangeEvent = {
-    v: 1,
-    op: args[0]!.toString('latin1').toLowerCase(),
-    db: ctx.db,
-    args: args.slice(1),
-    source: { replid: ctx.replid, offset: ctx.offset, seq: 0, snapshot: false },
-    ts: ctx.ts,
-  };
-  if (args.length > 1) event.key = args[1];
-  return [event];
-};
