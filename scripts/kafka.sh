@@ -4,6 +4,8 @@
 #
 #   scripts/kafka.sh start     resolve (cached) + format + start; no-op when already running
 #   scripts/kafka.sh address   prints 127.0.0.1:PORT of the running broker (exit 1 when not running)
+#   scripts/kafka.sh sasl-address  the SASL_PLAINTEXT listener (PLAIN users redtail/redtail-secret, a super
+#                              user, and limited/limited-secret, bound by ACLs)
 #   scripts/kafka.sh status    "running 127.0.0.1:PORT (pid N)" or "stopped" (exit 3)
 #   scripts/kafka.sh stop      stops the broker and removes its state
 #   scripts/kafka.sh logs      prints the tail of the broker log
@@ -101,17 +103,24 @@ free_port() {
 }
 
 write_config() {
-  local port=$1 cport=$2
+  local port=$1 cport=$2 sport=$3
   mkdir -p "$STATE/data" "$STATE/logs"
   cat >"$STATE/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+# A SASL/PLAIN listener with ACLs lets tests prove authentication and authorization errors and the transactions
+# fallback for real. The PLAINTEXT listener (ANONYMOUS) and user redtail are super users, so ACLs only bind
+# the user "limited".
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_redtail="redtail-secret" user_limited="limited-secret";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:redtail
 log.dirs=$STATE/data
 num.partitions=1
 default.replication.factor=1
@@ -188,11 +197,13 @@ start() {
   rm -rf "$STATE"
   check_java
   resolve
-  local port cport
+  local port cport sport
   port=$(free_port)
   cport=$(free_port)
   while [ "$cport" = "$port" ]; do cport=$(free_port); done
-  write_config "$port" "$cport"
+  sport=$(free_port)
+  while [ "$sport" = "$port" ] || [ "$sport" = "$cport" ]; do sport=$(free_port); done
+  write_config "$port" "$cport" "$sport"
   local cluster out
   cluster=$(java_cmd kafka.tools.StorageTool random-uuid 2>"$STATE/format.err" | tail -n 1) ||
     {
@@ -211,6 +222,7 @@ start() {
   echo $! >"$STATE/pid"
   echo "$port" >"$STATE/port"
   echo "$cport" >"$STATE/controller-port"
+  echo "$sport" >"$STATE/sasl-port"
   local deadline=$((SECONDS + 120))
   until port_open "$port"; do
     if ! pid_alive; then
@@ -271,6 +283,10 @@ address)
   running || die "no broker is running (state $STATE); run scripts/kafka.sh start"
   echo "127.0.0.1:$(cat "$STATE/port")"
   ;;
+sasl-address)
+  running || die "no broker is running (state $STATE); run scripts/kafka.sh start"
+  echo "127.0.0.1:$(cat "$STATE/sasl-port")"
+  ;;
 status)
   if running; then
     echo "running 127.0.0.1:$(cat "$STATE/port") (pid $(cat "$STATE/pid"), Kafka $VERSION, state $STATE)"
@@ -281,7 +297,7 @@ status)
   ;;
 logs) log_tail ;;
 *)
-  echo "usage: $0 start|stop|address|status|logs" >&2
+  echo "usage: $0 start|stop|address|sasl-address|status|logs" >&2
   exit 2
   ;;
 esac
