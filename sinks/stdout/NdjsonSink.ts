@@ -1,6 +1,6 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import type { Checkpoint, CheckpointStore } from '../../src/checkpoint/CheckpointStore.js';
+import type { CheckpointStore } from '../../src/checkpoint/CheckpointStore.js';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
 import { encodeEventLine } from '../../src/events/EventEncoder.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
@@ -13,13 +13,16 @@ export interface NdjsonSinkOptions {
   stream?: Writable;
 }
 
+/** Checkpoint of a file that holds no resumable position yet (before the first snapshot has completed). */
+const NO_POSITION = '';
+
 /**
  * Newline-delimited JSON, one event per line, to stdout or a file.
  *
- * For a file the checkpoint also records the file's length after the batch. A crash between the file write and the
- * checkpoint leaves extra lines; on the next start they are truncated away before the stream resumes from the
- * checkpoint, so the file holds every event exactly once. Stdout cannot be taken back: after a crash the events of
- * the last unacknowledged batch may be printed again (at-least-once), which docs/sinks.md states.
+ * For a file the checkpoint also records the file's length at the last resumable position. Lines written after it
+ * (a batch whose checkpoint never landed, or a snapshot that was cut off) are truncated away on the next start,
+ * before the stream resumes from the checkpoint, so the file holds every event exactly once. Stdout cannot be
+ * taken back: after a crash the events after the last checkpoint may be printed again (at-least-once).
  */
 export class NdjsonSink implements Sink {
   readonly name: string;
@@ -35,15 +38,18 @@ export class NdjsonSink implements Sink {
     if (this.opts.path) {
       this.file = await open(this.opts.path, 'a+');
       const { size } = await this.file.stat();
-      // Without a checkpoint nothing is known to be half-written, and an existing file is the user's: keep it.
-      const committed = typeof cp?.extra?.fileSize === 'number' ? cp.extra.fileSize : size;
-      if (size > committed) {
-        // Lines past the checkpoint were written by a batch whose checkpoint never landed: they will come again.
-        await this.file.truncate(committed);
+      if (cp && typeof cp.extra?.fileSize === 'number') {
+        if (size > cp.extra.fileSize) await this.file.truncate(cp.extra.fileSize);
+        this.fileSize = Math.min(size, cp.extra.fileSize);
+      } else {
+        // Nothing is known to be half-written and an existing file is the user's: keep it, and remember where
+        // redtail's own lines begin, so a first snapshot that is cut off can be taken back.
+        this.fileSize = size;
+        await this.opts.checkpoints.save({ replid: NO_POSITION, offset: -1, db: 0, extra: { fileSize: size } });
       }
-      this.fileSize = Math.min(size, committed);
     }
-    return cp ? { replid: cp.replid, offset: cp.offset, db: cp.db } : null;
+    if (!cp || cp.replid === NO_POSITION) return null;
+    return { replid: cp.replid, offset: cp.offset, db: cp.db };
   }
 
   async write(batch: EventBatch): Promise<void> {
@@ -59,10 +65,10 @@ export class NdjsonSink implements Sink {
         await writeAll(this.opts.stream ?? process.stdout, text);
       }
     }
+    // Lines of a batch without a checkpoint (inside a snapshot) are committed by the next batch that has one.
     if (batch.checkpoint) {
-      const cp: Checkpoint = { ...batch.checkpoint };
-      if (this.file) cp.extra = { fileSize: this.fileSize };
-      await this.opts.checkpoints.save(cp);
+      const extra = this.file ? { fileSize: this.fileSize } : undefined;
+      await this.opts.checkpoints.save(extra ? { ...batch.checkpoint, extra } : { ...batch.checkpoint });
     }
   }
 

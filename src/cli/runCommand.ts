@@ -2,9 +2,15 @@ import { parseArgs } from 'node:util';
 import { normalizeCommand } from '../commands/normalize.js';
 import { ConfigError, loadConfig, type RedtailConfig } from '../config/Config.js';
 import { isFatal } from '../link/errors.js';
-import { describeMaster, parseMasterUrl } from '../link/MasterAddress.js';
+import { parseMasterUrl } from '../link/MasterAddress.js';
+import {
+  CandidateMasters,
+  type MasterLocator,
+  SentinelMasters,
+  StaticMaster,
+} from '../link/MasterLocator.js';
 import { ReplicaLink } from '../link/ReplicaLink.js';
-import { createLogger } from '../observe/logger.js';
+import { createLogger, type Logger } from '../observe/logger.js';
 import { Pipeline } from '../pipeline/Pipeline.js';
 import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
 import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
@@ -15,7 +21,10 @@ export const runUsage = `Usage: redtail run [options]
 Tails a Redis master as a replica and writes every change to the sinks.
 
 Options:
-  --master URL        redis://[user:password@]host:port   (env REDTAIL_MASTER; default redis://127.0.0.1:6379)
+  --master URL        redis://[user:password@]host:port   (env REDTAIL_MASTER; default redis://127.0.0.1:6379);
+                      repeat it to give candidates (a master and its replicas): redtail uses the one that is master
+  --sentinel HOST:PORT  follow the master through Redis Sentinel (repeatable; env REDTAIL_SENTINELS)
+  --master-name NAME  the master's name in Sentinel (env REDTAIL_MASTER_NAME)
   --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port]; repeatable (env REDTAIL_SINKS)
   --checkpoint PATH   checkpoint file of the stdout/file sinks (env REDTAIL_CHECKPOINT; default ./redtail.checkpoint.json)
   --config FILE       JSON config file (env REDTAIL_CONFIG); flags override it
@@ -37,7 +46,9 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     const { values } = parseArgs({
       args: argv,
       options: {
-        master: { type: 'string' },
+        master: { type: 'string', multiple: true },
+        sentinel: { type: 'string', multiple: true },
+        'master-name': { type: 'string' },
         sink: { type: 'string', multiple: true },
         checkpoint: { type: 'string' },
         config: { type: 'string' },
@@ -57,6 +68,8 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       env: process.env,
       flags: {
         master: values.master,
+        sentinels: values.sentinel,
+        masterName: values['master-name'],
         sinks: values.sink,
         checkpoint: values.checkpoint,
         logLevel: values['log-level'],
@@ -72,9 +85,9 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   }
 
   const logger = createLogger(config.logLevel);
-  let master: ReturnType<typeof parseMasterUrl>;
+  let locator: MasterLocator;
   try {
-    master = parseMasterUrl(config.master);
+    locator = createLocator(config, logger);
   } catch (err) {
     process.stderr.write(`redtail: ${(err as Error).message}\n`);
     return 2;
@@ -114,7 +127,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     });
     const start = await pipeline.open();
     logger.info(
-      { master: describeMaster(master), sinks: config.sinks, resume: start ?? 'full resync' },
+      { master: locator.describe(), sinks: config.sinks, resume: start ?? 'full resync' },
       'starting replication',
     );
     const replicator = new Replicator({
@@ -126,12 +139,13 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       snapshot: config.snapshot === 'skip' ? skipSnapshot : (hooks.snapshot ?? skipSnapshot),
     });
     link = new ReplicaLink({
-      master,
+      locator,
       handler: replicator,
       logger,
       listeningPort: config.link.listeningPort,
       announceIp: config.link.announceIp,
       readTimeoutMs: config.link.readTimeoutMs,
+      minFullSyncIntervalMs: config.link.minFullSyncIntervalMs,
     });
     const running = link.run();
     await Promise.race([running, sinkFailed, stopped]);
@@ -153,4 +167,25 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** A fixed master, candidates (several --master), or Sentinel (--sentinel with --master-name). */
+function createLocator(config: RedtailConfig, logger: Logger): MasterLocator {
+  const urls = Array.isArray(config.master) ? config.master : [config.master];
+  const masters = urls.map(parseMasterUrl);
+  if (config.sentinel) {
+    const sentinels = config.sentinel.addresses.map((a) => {
+      const i = a.lastIndexOf(':');
+      return { host: a.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(a.slice(i + 1)) };
+    });
+    const { username, password } = masters[0]!;
+    return new SentinelMasters(
+      sentinels,
+      config.sentinel.masterName,
+      { username, password },
+      logger,
+      config.sentinel.password,
+    );
+  }
+  return masters.length === 1 ? new StaticMaster(masters[0]!) : new CandidateMasters(masters, logger);
 }

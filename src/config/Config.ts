@@ -2,7 +2,10 @@ import { readFileSync } from 'node:fs';
 
 /** Everything `redtail run` needs; see config/redtail.example.json and config/config.schema.json. */
 export interface RedtailConfig {
-  master: string;
+  /** One master URL, or several candidates of which the one with role master is used. */
+  master: string | string[];
+  /** Follow the master through Redis Sentinel; credentials for the master still come from `master`. */
+  sentinel?: { addresses: string[]; masterName: string; password?: string };
   sinks: string[];
   /** Checkpoint file of the stdout/file sinks. */
   checkpoint: string;
@@ -11,7 +14,7 @@ export interface RedtailConfig {
   /** `decode` turns the snapshot into one event per key; `skip` only streams changes after it. */
   snapshot: 'decode' | 'skip';
   pipeline: { maxBatchEvents: number; lingerMs: number; highWaterEvents: number };
-  link: { listeningPort: number; announceIp?: string; readTimeoutMs: number };
+  link: { listeningPort: number; announceIp?: string; readTimeoutMs: number; minFullSyncIntervalMs: number };
   /** Per-sink options keyed by sink scheme (`kafka`, `postgres`), passed to the sink's factory. */
   sinkOptions: Record<string, Record<string, unknown>>;
   /** Include/exclude filters applied after normalization (docs/events.md). */
@@ -30,7 +33,7 @@ export const defaults: RedtailConfig = {
   ack: 'durable',
   snapshot: 'decode',
   pipeline: { maxBatchEvents: 2_000, lingerMs: 10, highWaterEvents: 50_000 },
-  link: { listeningPort: 0, readTimeoutMs: 60_000 },
+  link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000 },
   sinkOptions: {},
 };
 
@@ -40,8 +43,11 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export interface ConfigSources {
   file?: string;
   env: NodeJS.ProcessEnv;
-  flags: Partial<Pick<RedtailConfig, 'master' | 'checkpoint' | 'logLevel' | 'ack' | 'snapshot'>> & {
+  flags: Partial<Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot'>> & {
+    master?: string[];
     sinks?: string[];
+    sentinels?: string[];
+    masterName?: string;
   };
 }
 
@@ -73,7 +79,21 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   if (env.REDTAIL_LOG_LEVEL) fromEnv.logLevel = env.REDTAIL_LOG_LEVEL;
   if (env.REDTAIL_ACK) fromEnv.ack = env.REDTAIL_ACK as RedtailConfig['ack'];
 
-  const definedFlags = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+  const { sentinels, masterName, master: masterFlags, ...plainFlags } = flags;
+  const definedFlags: Partial<RedtailConfig> = Object.fromEntries(
+    Object.entries(plainFlags).filter(([, v]) => v !== undefined),
+  );
+  if (masterFlags && masterFlags.length > 0)
+    definedFlags.master = masterFlags.length === 1 ? masterFlags[0]! : masterFlags;
+  if (env.REDTAIL_SENTINELS || env.REDTAIL_MASTER_NAME) {
+    fromEnv.sentinel = {
+      addresses: (env.REDTAIL_SENTINELS ?? '').split(/[\s,]+/).filter(Boolean),
+      masterName: env.REDTAIL_MASTER_NAME ?? '',
+    };
+  }
+  if (sentinels?.length || masterName) {
+    definedFlags.sentinel = { addresses: sentinels ?? [], masterName: masterName ?? '' };
+  }
   const merged: RedtailConfig = {
     ...defaults,
     ...fromFile,
@@ -89,7 +109,18 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
 }
 
 function validate(c: RedtailConfig): void {
-  if (typeof c.master !== 'string') throw new ConfigError('master must be a redis:// URL');
+  const masters = Array.isArray(c.master) ? c.master : [c.master];
+  if (masters.length === 0 || masters.some((m) => typeof m !== 'string'))
+    throw new ConfigError('master must be a redis:// URL or a list of them');
+  if (c.sentinel) {
+    if (!c.sentinel.masterName)
+      throw new ConfigError('following a master through Sentinel needs --master-name');
+    if (!Array.isArray(c.sentinel.addresses) || c.sentinel.addresses.length === 0)
+      throw new ConfigError('--master-name needs at least one --sentinel host:port');
+    for (const a of c.sentinel.addresses)
+      if (!/^[^:]+:\d+$|^\[.+\]:\d+$/.test(a))
+        throw new ConfigError(`sentinel address '${a}' must be host:port`);
+  }
   if (!Array.isArray(c.sinks) || c.sinks.length === 0) throw new ConfigError('at least one sink is needed');
   if (!LOG_LEVELS.includes(c.logLevel))
     throw new ConfigError(`log level '${c.logLevel}' is not one of ${LOG_LEVELS.join(', ')}`);

@@ -4,6 +4,7 @@ import type { Logger } from '../observe/logger.js';
 import { RespReader } from '../resp/RespReader.js';
 import { AuthError, FatalLinkError, HandshakeError, isFatal, ReplicationTimeoutError } from './errors.js';
 import { describeMaster, type MasterAddress } from './MasterAddress.js';
+import type { MasterLocator } from './MasterLocator.js';
 
 /** What the link needs from the rest of redtail; all calls are synchronous and may throw to end the link. */
 export interface ReplicationHandler {
@@ -22,7 +23,8 @@ export interface ReplicationHandler {
 }
 
 export interface ReplicaLinkOptions {
-  master: MasterAddress;
+  /** Finds the master before each connection (a fixed address, candidates, or Sentinel). */
+  locator: MasterLocator;
   handler: ReplicationHandler;
   logger: Logger;
   /** Reported with `REPLCONF listening-port`; redtail accepts no connections, so 0 unless told otherwise. */
@@ -40,6 +42,11 @@ export interface ReplicaLinkOptions {
   ackIntervalMs?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /**
+   * A full sync costs the master a fork and a snapshot transfer. When a full sync would follow another one sooner
+   * than this, the link waits, so a link that keeps breaking never turns into a full-sync storm.
+   */
+  minFullSyncIntervalMs?: number;
 }
 
 type Mode = 'handshake' | 'snapshot-header' | 'snapshot-length' | 'snapshot-eof' | 'stream';
@@ -54,7 +61,8 @@ const LF = 10;
  * exponential backoff until stopped or until an error that retrying cannot fix.
  */
 export class ReplicaLink {
-  private readonly master: string;
+  private master: string;
+  private address: MasterAddress | null = null;
   private socket: net.Socket | null = null;
   private stopping = false;
   private paused = false;
@@ -71,11 +79,23 @@ export class ReplicaLink {
   private getAckPending = false;
   private sessionError: Error | null = null;
   private wake: (() => void) | null = null;
+  private lastFullSyncAt = 0;
+  private pausedAt = 0;
+  private resumeWaiter: (() => void) | null = null;
   /** Counts of what the link has seen, for metrics and tests. */
-  readonly stats = { connects: 0, fullResyncs: 0, partialResyncs: 0, snapshotBytes: 0, streamBytes: 0 };
+  readonly stats = {
+    connects: 0,
+    fullResyncs: 0,
+    partialResyncs: 0,
+    snapshotBytes: 0,
+    streamBytes: 0,
+    /** Links the master closed while redtail held back for slow sinks (output buffer limit, most likely). */
+    droppedWhileHoldingBack: 0,
+  };
 
   constructor(private readonly opts: ReplicaLinkOptions) {
-    this.master = describeMaster(opts.master);
+    this.master = opts.locator.describe();
+    opts.locator.watch?.(() => this.reconnect('the master moved'));
   }
 
   /** Runs until `stop()` (resolves) or a fatal error (rejects). */
@@ -97,6 +117,9 @@ export class ReplicaLink {
       }
       if (this.stopping) break;
       if (streamed) attempt = 0;
+      // Reconnecting while the sinks are still behind would only refill the master's buffer for us: first let
+      // the pipeline drain (it resumes the link below its low-water mark).
+      await this.waitUntilResumed();
       // Full jitter keeps many redtail instances from reconnecting to a restarted master in lockstep.
       const delay = Math.min(max, initial * 2 ** attempt);
       attempt = Math.min(attempt + 1, 20);
@@ -107,6 +130,8 @@ export class ReplicaLink {
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake?.();
+    this.resumeWaiter?.();
+    await this.opts.locator.close();
     const s = this.socket;
     if (s && !s.destroyed) {
       await new Promise<void>((resolve) => {
@@ -120,6 +145,7 @@ export class ReplicaLink {
   pause(): void {
     if (this.paused) return;
     this.paused = true;
+    this.pausedAt = Date.now();
     this.socket?.pause();
   }
 
@@ -128,6 +154,28 @@ export class ReplicaLink {
     this.paused = false;
     this.lastDataAt = Date.now();
     this.socket?.resume();
+    this.resumeWaiter?.();
+  }
+
+  /** Ends the current connection (not the link): the next attempt locates the master again. */
+  reconnect(reason: string): void {
+    const s = this.socket;
+    if (s && !s.destroyed) {
+      this.opts.logger.info({ master: this.master, reason }, 'reconnecting');
+      this.sessionError ??= new Error(`reconnecting: ${reason}`);
+      s.destroy();
+    }
+    this.wake?.();
+  }
+
+  private waitUntilResumed(): Promise<void> {
+    if (!this.paused || this.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.resumeWaiter = () => {
+        this.resumeWaiter = null;
+        resolve();
+      };
+    });
   }
 
   get isPaused(): boolean {
@@ -154,8 +202,12 @@ export class ReplicaLink {
 
   /** One connection: handshake, snapshot, stream. Resolves true if it reached the stream before ending. */
   private async session(): Promise<boolean> {
-    const { master, handler, logger } = this.opts;
+    const { handler, logger } = this.opts;
     this.resetSessionState();
+    if (!handler.resumePosition()) await this.respectFullSyncInterval();
+    const master = await this.opts.locator.locate(handler.resumePosition());
+    this.address = master;
+    this.master = describeMaster(master);
     const socket = await this.connect();
     this.stats.connects++;
     let reachedStream = false;
@@ -196,6 +248,7 @@ export class ReplicaLink {
       reachedStream = true;
       await closed;
       if (this.sessionError) throw this.sessionError;
+      this.noteRemoteClose();
       return reachedStream;
     } catch (err) {
       socket.destroy();
@@ -223,8 +276,31 @@ export class ReplicaLink {
     this.sessionError = null;
   }
 
+  /** Called when the master closed a streaming link without a reason we caused. */
+  private noteRemoteClose(): void {
+    if (this.paused || Date.now() - this.pausedAt < 2_000) {
+      this.stats.droppedWhileHoldingBack++;
+      this.opts.logger.error(
+        { master: this.master, times: this.stats.droppedWhileHoldingBack },
+        'the master closed the link while redtail was holding back for slow sinks: its client-output-buffer-limit for replicas was probably exceeded. Raise it (and repl-backlog-size, so a partial resync stays possible) or make the sinks faster; redtail reconnects once the sinks have caught up',
+      );
+    }
+  }
+
+  private async respectFullSyncInterval(): Promise<void> {
+    const min = this.opts.minFullSyncIntervalMs ?? 30_000;
+    const wait = this.lastFullSyncAt + min - Date.now();
+    if (this.lastFullSyncAt === 0 || wait <= 0) return;
+    this.opts.logger.warn(
+      { master: this.master, waitMs: wait },
+      'another full sync so soon would load the master: waiting for the minimum interval between full syncs',
+    );
+    await this.interruptibleSleep(wait);
+    if (this.stopping) throw new Error('stopped');
+  }
+
   private connect(): Promise<net.Socket> {
-    const { host, port } = this.opts.master;
+    const { host, port } = this.address!;
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host, port });
       socket.setNoDelay(true);
@@ -380,6 +456,7 @@ export class ReplicaLink {
         const replid = parts[1]!;
         const offset = Number(parts[2]);
         this.stats.fullResyncs++;
+        this.lastFullSyncAt = Date.now();
         this.opts.handler.fullResync(replid, offset);
         this.reader = this.newReader(offset);
         this.mode = 'snapshot-header';

@@ -78,11 +78,28 @@ export class Replicator implements ReplicationHandler {
     this.txn = null;
     this.boundary = null;
     this.opts.pipeline.forgetSkips();
-    this.opts.pipeline.push([this.control('snapshot-begin', { previous: previous ?? null })], null);
+    const events: ChangeEvent[] = [];
+    if (previous) {
+      // The master could not continue from our position (backlog overrun, another dataset, a new master without
+      // our history). What the sinks hold may contain keys the new snapshot lacks; the snapshot that follows is
+      // the whole truth, and sinks that keep state (Postgres mirror, Kafka state topic) drop what it lacks.
+      this.opts.logger.warn(
+        { requested: previous, replid, offset },
+        'master refused to continue from the checkpoint; full resync',
+      );
+      events.push(
+        this.control('resync', {
+          reason: 'master answered +FULLRESYNC to PSYNC from the checkpoint',
+          requested: { replid: previous.replid, offset: previous.offset },
+        }),
+      );
+    }
+    events.push(this.control('snapshot-begin', { resync: previous !== null }));
+    this.opts.pipeline.push(events, null);
     this.snapshot = this.opts.snapshot({
       replid,
       offset,
-      emit: (events) => this.opts.pipeline.push(events, null),
+      emit: (decoded) => this.opts.pipeline.push(decoded, null),
     });
   }
 

@@ -38,7 +38,7 @@ describe('configuration', () => {
         REDTAIL_CHECKPOINT: '/env',
         REDTAIL_SINKS: 'stdout file:/tmp/x',
       },
-      flags: { master: 'redis://flag:3' },
+      flags: { master: ['redis://flag:3'] },
     });
     expect(c.master).toBe('redis://flag:3');
     expect(c.checkpoint).toBe('/env');

@@ -64,4 +64,20 @@ describe('NdjsonSink', () => {
       .map((l) => JSON.parse(l).key);
     expect(keys).toEqual(['a', 'b']);
   });
+
+  it('takes back a snapshot that was cut off before it completed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-sink-'));
+    const path = join(dir, 'events.ndjson');
+    writeFileSync(path, 'earlier content\n');
+    const cp = new FileCheckpointStore(join(dir, 'cp.json'));
+    const sink = new NdjsonSink({ name: 'file', path, checkpoints: cp });
+    expect(await sink.open()).toBeNull();
+    // Snapshot batches carry no checkpoint until the snapshot ends; the process dies before that.
+    await sink.write({ events: [ev(0, 'snap1'), ev(0, 'snap2')], checkpoint: null });
+    await sink.close();
+    const again = new NdjsonSink({ name: 'file', path, checkpoints: cp });
+    expect(await again.open()).toBeNull();
+    expect(readFileSync(path, 'utf8')).toBe('earlier content\n');
+    await again.close();
+  });
 });
