@@ -1,3 +1,4 @@
+import { rdbSnapshot } from '../pipeline/RdbSnapshot.js';
 import { type RunHooks, runCommand } from './runCommand.js';
 
 const usage = `Usage: redtail <command> [options]
@@ -17,8 +18,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'run':
       return runCommand(rest, await defaultHooks());
     case 'rdb': {
-      const rdbModule = './rdbCommand.js';
-      const { rdbCommand } = (await import(rdbModule)) as { rdbCommand: (argv: string[]) => Promise<number> };
+      const { rdbCommand } = await import('./rdbCommand.js');
       return rdbCommand(rest);
     }
     case undefined:
@@ -35,5 +35,5 @@ export async function main(argv: string[]): Promise<number> {
 
 /** The snapshot decoder `run` uses. */
 async function defaultHooks(): Promise<RunHooks> {
-  return {};
+  return { snapshot: rdbSnapshot() };
 }

@@ -5,7 +5,9 @@ export interface SnapshotSummary {
   keys: number;
   bytes: number;
   /** Keys per database. */
-  dbs?: Record<string, number>;
+  keysPerDb?: Record<string, number>;
+  /** Decoder-specific facts (RDB version, checksum state, ...), copied into the event. */
+  [fact: string]: unknown;
 }
 
 /** Turns the snapshot's bytes into snapshot events, incrementally. */

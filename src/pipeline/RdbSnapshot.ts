@@ -1,0 +1,55 @@
+import type { ChangeEvent } from '../events/ChangeEvent.js';
+import { RdbParser } from '../rdb/RdbParser.js';
+import { snapshotEvent } from '../rdb/snapshotEvent.js';
+import type { SnapshotDecoderFactory } from './SnapshotDecoder.js';
+
+export interface RdbSnapshotOptions {
+  /**
+   * Values larger than this many encoded bytes come out as several `snapshot` events with `part`/`last`, so one
+   * huge key never has to be materialised whole (docs/rdb.md). Large by default: most consumers want whole values.
+   */
+  streamThreshold?: number;
+}
+
+/**
+ * Decodes the master's snapshot with the RDB parser, one `snapshot` event per key. Events of one socket chunk are
+ * handed to the pipeline together, which then applies backpressure to the link like for the command stream.
+ */
+export function rdbSnapshot(options: RdbSnapshotOptions = {}): SnapshotDecoderFactory {
+  return (ctx) => {
+    let pending: ChangeEvent[] = [];
+    let seq = 0;
+    const ts = Date.now();
+    const parser = new RdbParser({
+      streamThreshold: options.streamThreshold ?? 64 * 1024 * 1024,
+      onKey(rec) {
+        seq++;
+        pending.push(snapshotEvent(rec, { replid: ctx.replid, offset: ctx.offset, seq }, ts));
+      },
+    });
+    const flush = () => {
+      if (pending.length === 0) return;
+      const out = pending;
+      pending = [];
+      ctx.emit(out);
+    };
+    return {
+      write(chunk) {
+        parser.write(chunk);
+        flush();
+      },
+      end() {
+        const summary = parser.end();
+        flush();
+        return {
+          keys: summary.keys,
+          bytes: summary.bytes,
+          keysPerDb: Object.fromEntries(Object.entries(summary.keysPerDb)),
+          rdbVersion: summary.version,
+          checksum: summary.checksum,
+          functions: summary.functions,
+        };
+      },
+    };
+  };
+}
