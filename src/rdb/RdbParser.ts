@@ -65,6 +65,10 @@ enum State {
 
 const MIN_BUFFER = 64 * 1024;
 
+class CallbackError {
+  constructor(readonly cause: unknown) {}
+}
+
 /**
  * Incremental RDB parser. Feed it chunks with `write` and finish with `end`; it calls `onKey` once per key (or once
  * per part in streaming mode) synchronously from inside `write`.
@@ -251,6 +255,12 @@ export class RdbParser {
         }
       }
     } catch (err) {
+      if (err instanceof CallbackError) {
+        // Callbacks only run once their unit has been read completely.
+        this.commit = c.pos;
+        this.updateCrc();
+        throw err.cause;
+      }
       if (err !== NEED_MORE) {
         throw this.setFailure(this.wrap(err));
       }
@@ -267,6 +277,18 @@ export class RdbParser {
       // Waiting for at least twice the current window bounds re-parsing of big atomic values to O(log n) passes.
       this.minAvail = Math.min(Math.max(want, 2 * (c.end - this.commit)), this.maxUnit);
       this.updateCrc();
+    }
+  }
+
+  /**
+   * Runs a user callback. Its exceptions are not input errors: they pass through unchanged (the unit is
+   * committed, so the parser stays usable) instead of being turned into an RdbFormatError.
+   */
+  private user(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      throw new CallbackError(err);
     }
   }
 
@@ -347,12 +369,12 @@ export class RdbParser {
         break;
       case Opcode.SELECTDB:
         this.db = c.readLen();
-        this.opts.onDb?.(this.db);
+        this.user(() => this.opts.onDb?.(this.db));
         break;
       case Opcode.RESIZEDB: {
         const keys = c.readLen();
         const expires = c.readLen();
-        this.opts.onResizeDb?.(this.db, keys, expires);
+        this.user(() => this.opts.onResizeDb?.(this.db, keys, expires));
         break;
       }
       case Opcode.AUX: {
@@ -360,7 +382,7 @@ export class RdbParser {
         const value = c.readString();
         const n = name.toString('utf8');
         this.aux[n] = value.toString('utf8');
-        this.opts.onAux?.(n, value);
+        this.user(() => this.opts.onAux?.(n, value));
         break;
       }
       case Opcode.IDLE:
@@ -373,13 +395,13 @@ export class RdbParser {
         const slot = c.readLen();
         const keys = c.readLen();
         const expires = c.readLen();
-        this.opts.onSlotInfo?.(slot, keys, expires);
+        this.user(() => this.opts.onSlotInfo?.(slot, keys, expires));
         break;
       }
       case Opcode.FUNCTION2: {
         const code = c.readString();
         this.functions++;
-        this.opts.onFunction?.(code);
+        this.user(() => this.opts.onFunction?.(code));
         break;
       }
       case Opcode.FUNCTION_PRE_GA: {
@@ -389,7 +411,7 @@ export class RdbParser {
         if (c.readLen() !== 0) c.skipString();
         const code = c.readString();
         this.functions++;
-        this.opts.onFunction?.(code, { name, engine });
+        this.user(() => this.opts.onFunction?.(code, { name, engine }));
         break;
       }
       case Opcode.MODULE_AUX: {
@@ -401,7 +423,8 @@ export class RdbParser {
         const when = c.readLen();
         const vstart = c.pos;
         skipModuleValue(c);
-        this.opts.onModuleAux?.({ module: moduleInfo(id), when, raw: c.buf.subarray(vstart, c.pos) });
+        const raw = c.buf.subarray(vstart, c.pos);
+        this.user(() => this.opts.onModuleAux?.({ module: moduleInfo(id), when, raw }));
         break;
       }
       case Opcode.KEY_META_OR_SLOT_IMPORT:
@@ -426,7 +449,7 @@ export class RdbParser {
     const n = c.readLen();
     const ranges: Array<[number, number]> = [];
     for (let i = 0; i < n; i++) ranges.push([c.readLen(), c.readLen()]);
-    this.opts.onSlotImport?.(job, ranges);
+    this.user(() => this.opts.onSlotImport?.(job, ranges));
   }
 
   /** RDB 13 KEY_META: a class count, then per class a 4-byte class spec and a module-framed value ending in EOF. */
@@ -607,7 +630,7 @@ export class RdbParser {
       this.keys++;
       this.keysPerDb[rec.db] = (this.keysPerDb[rec.db] ?? 0) + 1;
     }
-    this.opts.onKey(rec);
+    this.user(() => this.opts.onKey(rec));
   }
 
   private partRecord(base: RdbKeyRecord, last: boolean): RdbKeyRecord {

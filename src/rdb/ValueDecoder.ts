@@ -1,3 +1,4 @@
+import { decodeBlob, isViewOf } from './blob.js';
 import type { Cursor } from './Cursor.js';
 import { decodeIntset } from './intset.js';
 import { decodeListpack } from './listpack.js';
@@ -196,9 +197,12 @@ export class CollectionReader {
           }
           const at = c.offset;
           if (build) {
-            this.nodes.push(c.readString());
+            const blob = c.readString();
+            this.nodes.push(blob);
             this.nodeKinds.push(kind);
-            this.nodeOffsets.push(at);
+            // Offset of the blob's bytes, or -1 - (string start) when LZF-compressed (see decodeBlob).
+            const view = isViewOf(blob, c.buf);
+            this.nodeOffsets.push(view ? c.base + (blob.byteOffset - c.buf.byteOffset) : -1 - at);
           } else {
             c.skipString();
           }
@@ -233,9 +237,17 @@ export class CollectionReader {
         for (let i = 0; i < this.nodes.length; i++) {
           const blob = this.nodes[i]!;
           const off = this.nodeOffsets[i]!;
-          if (this.nodeKinds[i] === 1) out.push(blob);
-          else if (this.layout === 'quicklist') pushBuffers(out, decodeZiplist(blob, 0, blob.length, off));
-          else pushBuffers(out, decodeListpack(blob, 0, blob.length, off));
+          if (this.nodeKinds[i] === 1) {
+            out.push(blob);
+            continue;
+          }
+          const decode = this.layout === 'quicklist' ? decodeZiplist : decodeListpack;
+          if (off >= 0) pushBuffers(out, decode(blob, 0, blob.length, off));
+          else
+            pushBuffers(
+              out,
+              decodeBlob(blob, blob, 0, -1 - off, (b) => decode(blob, 0, blob.length, b)),
+            );
         }
         this.nodes = [];
         this.nodeKinds = [];
@@ -351,42 +363,44 @@ export function readAtomicValue(
     return;
   }
   const blob = c.readString();
+  rec.value = decodeBlob(blob, c.buf, c.base, at, (base) => decodePacked(c, layout, blob, base, rec));
+}
+
+function decodePacked(
+  c: Cursor,
+  layout: Layout,
+  blob: Buffer,
+  at: number,
+  rec: RdbKeyRecord,
+): RdbKeyRecord['value'] {
   const n = blob.length;
   switch (layout) {
     case 'zipmap':
-      rec.value = decodeZipmap(blob, 0, n, at);
-      return;
+      return decodeZipmap(blob, 0, n, at);
     case 'list-ziplist': {
       const out: Buffer[] = [];
       pushBuffers(out, decodeZiplist(blob, 0, n, at));
-      rec.value = out;
-      return;
+      return out;
     }
     case 'intset': {
       const ints = decodeIntset(blob, 0, n, at);
       const out: Buffer[] = new Array(ints.length);
       for (let i = 0; i < ints.length; i++) out[i] = Buffer.from(String(ints[i]), 'latin1');
-      rec.value = out;
-      return;
+      return out;
     }
     case 'set-listpack': {
       const out: Buffer[] = [];
       pushBuffers(out, decodeListpack(blob, 0, n, at));
-      rec.value = out;
-      return;
+      return out;
     }
     case 'zset-ziplist':
-      rec.value = zpairsOf(decodeZiplist(blob, 0, n, at), 'zset ziplist', c, at - c.base);
-      return;
+      return zpairsOf(decodeZiplist(blob, 0, n, at), 'zset ziplist', c, at - c.base);
     case 'zset-listpack':
-      rec.value = zpairsOf(decodeListpack(blob, 0, n, at), 'zset listpack', c, at - c.base);
-      return;
+      return zpairsOf(decodeListpack(blob, 0, n, at), 'zset listpack', c, at - c.base);
     case 'hash-ziplist':
-      rec.value = pairsOf(decodeZiplist(blob, 0, n, at), 'hash ziplist', c, at - c.base);
-      return;
+      return pairsOf(decodeZiplist(blob, 0, n, at), 'hash ziplist', c, at - c.base);
     case 'hash-listpack':
-      rec.value = pairsOf(decodeListpack(blob, 0, n, at), 'hash listpack', c, at - c.base);
-      return;
+      return pairsOf(decodeListpack(blob, 0, n, at), 'hash listpack', c, at - c.base);
     case 'hash-listpack-ex':
     case 'hash-listpack-ex-pre-ga': {
       const vals = decodeListpack(blob, 0, n, at);
@@ -402,9 +416,8 @@ export function readAtomicValue(
         // HASH_LP_NO_TTL is 0.
         if (t !== 0) fe.push([f, t]);
       }
-      rec.value = pairs;
+      return pairs;
       rec.fieldExpireAt = fe;
-      return;
     }
     default:
       throw c.fail(`internal: no decoder for layout ${layout}`);

@@ -1,3 +1,4 @@
+import { decodeBlob } from './blob.js';
 import { type Cursor, u64BE } from './Cursor.js';
 import { decodeListpack } from './listpack.js';
 import { type PackedValue, packedToBuffer } from './packedValue.js';
@@ -118,7 +119,7 @@ export function readStream(c: Cursor, version: number, build: boolean, rec: RdbK
     const nodeKey = c.readString();
     const at = c.offset;
     const lp = c.readString();
-    decodeNode(c, nodeKey, lp, at, entries, deleted);
+    decodeBlob(lp, c.buf, c.base, at, (base) => decodeNode(c, nodeKey, lp, base, entries, deleted));
   }
   const length = c.readLenBig();
   const lastId = streamId(c);
