@@ -416,8 +416,8 @@ function decodePacked(
         // HASH_LP_NO_TTL is 0.
         if (t !== 0) fe.push([f, t]);
       }
-      return pairs;
       rec.fieldExpireAt = fe;
+      return pairs;
     }
     default:
       throw c.fail(`internal: no decoder for layout ${layout}`);
