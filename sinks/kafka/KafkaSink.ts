@@ -13,6 +13,7 @@ import {
 } from './config.js';
 import {
   classifyKafkaError,
+  errorChain,
   KafkaMessageTooLargeError,
   KafkaProducerFencedError,
   KafkaSinkError,
@@ -73,6 +74,7 @@ export class KafkaSink implements Sink {
   /** Op → state-topic effect table; replace entries to teach the sink new exact ops. */
   stateRules: Record<string, StateRule> | undefined;
   private readonly kafka: Kafka;
+  private readonly clientConfig: KafkaConfig;
   private readonly logger: SinkLogger;
   private readonly router: TopicRouter;
   private admin: Admin | undefined;
@@ -106,6 +108,7 @@ export class KafkaSink implements Sink {
     };
     if (config.ssl !== undefined) client.ssl = config.ssl;
     if (config.sasl !== undefined) client.sasl = config.sasl;
+    this.clientConfig = client;
     this.kafka = new KafkaClient(client);
   }
 
@@ -227,8 +230,12 @@ export class KafkaSink implements Sink {
         await txn.abort();
         return;
       } catch (err) {
-        if (!kafkaCodes(err).includes('TRANSACTIONAL_ID_AUTHORIZATION_FAILED')) throw err;
         await producer.disconnect().catch(() => {});
+        const forbidden =
+          kafkaCodes(err).includes('TRANSACTIONAL_ID_AUTHORIZATION_FAILED') ||
+          (errorChain(err).some((e) => e.name === 'KafkaJSGroupCoordinatorNotFound') &&
+            (await this.transactionalIdForbidden()));
+        if (!forbidden) throw err;
         this.stats.mode = 'at-least-once';
         this.logger.warn(
           { transactionalId: this.config.transactionalId },
@@ -252,6 +259,35 @@ export class KafkaSink implements Sink {
       this.producer = producer;
       await producer.connect();
     }
+  }
+
+  /**
+   * kafkajs turns a FindCoordinator refusal into a bare KafkaJSGroupCoordinatorNotFound (its broker pool swallows
+   * the per-broker error), so a missing TransactionalId ACL looks like an unavailable coordinator. A one-shot
+   * probe client at debug level sees the protocol error kafkajs only logs.
+   */
+  private async transactionalIdForbidden(): Promise<boolean> {
+    const codes = new Set<string>();
+    const probe = new KafkaClient({
+      ...this.clientConfig,
+      retry: { retries: 1, initialRetryTime: 50 },
+      logLevel: logLevel.DEBUG,
+      logCreator: () => (entry: LogEntry) => {
+        const e = (entry.log as { error?: { type?: unknown } }).error;
+        if (e && typeof e.type === 'string') codes.add(e.type);
+      },
+    });
+    const producer = probe.producer({ ...this.producerConfig('transactional'), retry: { retries: 1 } });
+    try {
+      await producer.connect();
+      const txn = await producer.transaction();
+      await txn.abort();
+    } catch {
+      // The outcome is in `codes`.
+    } finally {
+      await producer.disconnect().catch(() => {});
+    }
+    return codes.has('TRANSACTIONAL_ID_AUTHORIZATION_FAILED');
   }
 
   private async restartProducer(): Promise<void> {

@@ -207,6 +207,12 @@ export function classifyKafkaError(
     )
   )
     return new KafkaUnreachableError(ctx.brokers, innermost(err));
+  if (chain.some((e) => e.name === 'KafkaJSGroupCoordinatorNotFound'))
+    return new KafkaTransientError(
+      `${ctx.what} failed: no coordinator found (kafkajs hides the broker's reason; a missing Describe ACL on the ` +
+        'TransactionalId or Read ACL on the consumer group looks like this too)',
+      { cause: err },
+    );
   return new KafkaTransientError(`${ctx.what} failed: ${describeCause(innermost(err))}`, { cause: err });
 }
 

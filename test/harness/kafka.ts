@@ -33,6 +33,32 @@ export function kafkaBrokers(): string[] {
   return cached;
 }
 
+/**
+ * The SASL_PLAINTEXT listener of the scripts/kafka.sh broker (users redtail/redtail-secret, a super user, and
+ * limited/limited-secret, bound by ACLs), or `KAFKA_SASL_BROKERS`. Undefined when the tests run against some
+ * other broker given by KAFKA_BROKERS: SASL tests then skip.
+ */
+export function kafkaSaslBrokers(): string[] | undefined {
+  if (process.env.KAFKA_SASL_BROKERS) return process.env.KAFKA_SASL_BROKERS.split(',');
+  const brokers = kafkaBrokers();
+  const script = join(root, 'scripts', 'kafka.sh');
+  try {
+    const ours = execFileSync(script, ['address'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    if (brokers.length !== 1 || brokers[0] !== ours) return undefined;
+    return [
+      execFileSync(script, ['sasl-address'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim(),
+    ];
+  } catch {
+    return undefined;
+  }
+}
+
 /** The tail of the broker's log when it is the scripts/kafka.sh one, for failure messages. */
 export function kafkaBrokerLog(lines = 60): string {
   const dir = process.env.REDTAIL_KAFKA_DIR ?? join(process.env.TMPDIR ?? tmpdir(), 'redtail-kafka');

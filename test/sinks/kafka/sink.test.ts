@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKafkaSink, type KafkaSink, type KafkaSinkOptions } from '../../../sinks/kafka/index.js';
 import { kafkaBrokers, readTopic, topicConfig, uniqueName } from '../../harness/kafka.js';
-import { captureLogger, event, position, REPLID, setBatch } from './fixtures/events.js';
+import { captureLogger, event, position, REPLID, setBatch, T0 } from './fixtures/events.js';
 
 const open: KafkaSink[] = [];
 afterAll(async () => {
@@ -77,9 +77,9 @@ describe('KafkaSink against a real broker', () => {
       type: 'string',
       value: 'v100',
       source: { replid: REPLID, offset: 100, seq: 0, snapshot: false },
-      ts: 1_700_000_000_100,
+      ts: T0 + 100,
     });
-    expect(first.timestamp).toBe('1700000000100');
+    expect(first.timestamp).toBe(String(T0 + 100));
     expect(s.stats).toMatchObject({ mode: 'exactly-once', batches: 4, events: 101, truncated: 0 });
 
     const offsets = await readTopic(n.offsetsTopic, { minMessages: 4 });
