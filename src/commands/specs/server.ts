@@ -19,6 +19,13 @@ export const hllCommands: CommandSpec[] = [
     if (!a.done) throw new ArgError('multi-key PFCOUNT writes nothing');
     e.emit('hll-cache', key, 'string');
   }),
+  // PFDEBUG TODENSE/GETREG convert a sparse HLL to the dense encoding and are propagated verbatim (verified on 7.0).
+  cmd('pfdebug', [2, 2, 1], ['hll-cache'], (a, e) => {
+    a.next('subcommand');
+    const key = a.next('key');
+    a.end();
+    e.emit('hll-cache', key, 'string');
+  }),
 ];
 
 /** FUNCTION LOAD/DELETE/FLUSH/RESTORE are propagated verbatim (7.0+); they change the server's library set. */

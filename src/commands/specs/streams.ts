@@ -221,7 +221,7 @@ export const streamCommands: CommandSpec[] = [
       }
       e.emit('xautoclaim', key, 'stream', p);
     },
-    'XCLAIM per claimed entry, then XGROUP SETID-like cursor is not propagated',
+    'XCLAIM key group consumer 0 id TIME ms RETRYCOUNT n FORCE JUSTID LASTID id, one per claimed entry',
   ),
   cmd('xsetid', [1, 1, 1], ['xsetid'], (a, e) => {
     const key = a.next('key');
