@@ -7,6 +7,7 @@
 #   scripts/kafka.sh sasl-address  the SASL_PLAINTEXT listener (PLAIN users redtail/redtail-secret, a super
 #                              user, and limited/limited-secret, bound by ACLs)
 #   scripts/kafka.sh status    "running 127.0.0.1:PORT (pid N)" or "stopped" (exit 3)
+#   scripts/kafka.sh restart   stops and starts the same broker (same ports, keeps its data)
 #   scripts/kafka.sh stop      stops the broker and removes its state
 #   scripts/kafka.sh logs      prints the tail of the broker log
 #
@@ -214,15 +215,23 @@ start() {
     echo "$out" >&2
     die "formatting the KRaft storage in $STATE/data failed"
   fi
-  say "starting Kafka $VERSION (KRaft) on 127.0.0.1:$port, controller 127.0.0.1:$cport, state $STATE"
-  # setsid: the broker must outlive this script and not get the terminal's SIGINT meant for the test runner.
-  # 9>&-: the broker must not inherit the lock, or the next stop would wait on it forever.
-  java_opts
-  setsid java "${JOPTS[@]}" kafka.Kafka "$STATE/server.properties" </dev/null >"$STATE/kafka.out" 2>&1 9>&- &
-  echo $! >"$STATE/pid"
   echo "$port" >"$STATE/port"
   echo "$cport" >"$STATE/controller-port"
   echo "$sport" >"$STATE/sasl-port"
+  say "starting Kafka $VERSION (KRaft) on 127.0.0.1:$port, controller 127.0.0.1:$cport, state $STATE"
+  launch
+}
+
+# Starts the JVM on the prepared state dir and waits until it serves clients.
+launch() {
+  local port
+  port=$(cat "$STATE/port")
+  rm -f "$STATE/ready"
+  # setsid: the broker must outlive this script and not get the terminal's SIGINT meant for the test runner.
+  # 9>&-: the broker must not inherit the lock, or the next stop would wait on it forever.
+  java_opts
+  setsid java "${JOPTS[@]}" kafka.Kafka "$STATE/server.properties" </dev/null >>"$STATE/kafka.out" 2>&1 9>&- &
+  echo $! >"$STATE/pid"
   local deadline=$((SECONDS + 120))
   until port_open "$port"; do
     if ! pid_alive; then
@@ -252,7 +261,9 @@ start() {
   say "ready at 127.0.0.1:$port"
 }
 
-stop_locked() {
+# Stops the JVM only; state and ports stay, so `restart` brings the same broker back with its data (tests of
+# a broker restart under load).
+kill_broker() {
   if pid_alive; then
     local pid
     pid=$(cat "$STATE/pid")
@@ -266,6 +277,20 @@ stop_locked() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
+}
+
+restart() {
+  mkdir -p "$(dirname "$STATE")"
+  exec 9>"$STATE.lock"
+  flock -w 300 9 || die "timed out waiting for another kafka.sh holding $STATE.lock"
+  [ -f "$STATE/server.properties" ] && [ -f "$STATE/port" ] || die "no broker state in $STATE; run scripts/kafka.sh start"
+  kill_broker
+  say "restarting Kafka on 127.0.0.1:$(cat "$STATE/port") with its data"
+  launch
+}
+
+stop_locked() {
+  kill_broker
   rm -rf "$STATE"
 }
 
@@ -278,6 +303,7 @@ stop() {
 
 case "${1:-}" in
 start) start ;;
+restart) restart ;;
 stop) stop ;;
 address)
   running || die "no broker is running (state $STATE); run scripts/kafka.sh start"
@@ -297,7 +323,7 @@ status)
   ;;
 logs) log_tail ;;
 *)
-  echo "usage: $0 start|stop|address|sasl-address|status|logs" >&2
+  echo "usage: $0 start|restart|stop|address|sasl-address|status|logs" >&2
   exit 2
   ;;
 esac
