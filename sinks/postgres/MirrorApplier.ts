@@ -1,0 +1,467 @@
+import { isUtf8 } from 'node:buffer';
+import type { PoolClient } from 'pg';
+import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
+import { MirrorError } from './errors.js';
+import type { FetchedValue, Fetcher } from './MasterFetcher.js';
+import { ident } from './migrations.js';
+import { fieldTtlToJson, valueFromJson, valueFromRdb, valueToJson } from './model/encoding.js';
+import { applyEvent, isModelOp, isNoKeyOp, keysOf } from './model/RedisModel.js';
+import { type ApplyContext, Divergence, type KeyEntry } from './model/types.js';
+
+/** A value fetched from the master, to replace the mirror's when the stream passes `at`. */
+interface Pending extends FetchedValue {
+  id: number;
+  at: number;
+}
+
+export interface ApplierLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+/** What the applier keeps in `sink_state` across batches. */
+export interface SinkState {
+  gen: number;
+  loading: boolean;
+  /** Highest stream (non-snapshot) offset applied; replays at or below it are skipped. */
+  appliedOffset: number;
+}
+
+const GLOBAL_OPS = new Set(['flushdb', 'flushall', 'swapdb', 'snapshot-begin', 'snapshot-end']);
+
+function id(db: number, key: Buffer): string {
+  return `${db}:${key.toString('latin1')}`;
+}
+
+/** key_text: the key as text when it is valid UTF-8 without NUL (Postgres text cannot hold NUL), else NULL. */
+export function keyText(key: Buffer): string | null {
+  return isUtf8(key) && !key.includes(0) ? key.toString('utf8') : null;
+}
+
+/**
+ * Applies events to the `keys` mirror inside the caller's transaction. Keys an event touches are loaded
+ * (`SELECT ... FOR UPDATE`), changed in JS with Redis's semantics (model/), and written back once per segment with
+ * array parameters, so a key touched by many events costs one row write. Keyspace-wide ops (FLUSHDB, FLUSHALL,
+ * SWAPDB, snapshot boundaries) end a segment and run as single SQL statements.
+ */
+export class MirrorApplier {
+  private readonly s: string;
+  private pendings: Pending[] = [];
+  private working = new Map<string, KeyEntry>();
+  private toFetch = new Map<string, { db: number; key: Buffer; reason: string }>();
+  private deletedPendingIds: number[] = [];
+  private offset = 0;
+  state: SinkState = { gen: 0, loading: false, appliedOffset: 0 };
+  readonly stats = { fetches: 0, fetchedKeys: 0, divergences: 0, rowsWritten: 0 };
+
+  constructor(
+    schema: string,
+    private readonly fetcher: Fetcher | null,
+    private readonly logger: ApplierLogger,
+    private readonly snapshotChunkRows = 5_000,
+  ) {
+    this.s = ident(schema);
+  }
+
+  /** Loads the outstanding fetched values (after a restart, or after a failed transaction). */
+  async loadPendings(client: PoolClient): Promise<void> {
+    const { rows } = await client.query<{
+      id: string;
+      db: number;
+      key: Buffer;
+      at_offset: string;
+      type: string | null;
+      value: unknown;
+      expire_at_ms: string | null;
+      field_expire_at: unknown;
+    }>(
+      `SELECT id, db, key, at_offset, type, value, expire_at_ms, field_expire_at FROM ${this.s}.pending_values ORDER BY at_offset, id`,
+    );
+    this.pendings = rows.map((r) => ({
+      id: Number(r.id),
+      db: r.db,
+      key: r.key,
+      at: Number(r.at_offset),
+      value: r.type === null ? null : valueFromJson(r.type, r.value, r.field_expire_at),
+      expireAt: r.expire_at_ms === null ? null : Number(r.expire_at_ms),
+    }));
+  }
+
+  get pendingCount(): number {
+    return this.pendings.length;
+  }
+
+  /**
+   * Applies a batch's events in order, then the fetched values the checkpoint has passed. Returns the events that
+   * were applied (replays of already applied stream events are dropped).
+   */
+  async apply(
+    client: PoolClient,
+    events: ChangeEvent[],
+    checkpointOffset: number | null,
+  ): Promise<ChangeEvent[]> {
+    this.working.clear();
+    this.toFetch.clear();
+    this.deletedPendingIds = [];
+    const fresh = events.filter((e) => e.source.snapshot || e.source.offset > this.state.appliedOffset);
+    let i = 0;
+    while (i < fresh.length) {
+      const ev = fresh[i]!;
+      if (GLOBAL_OPS.has(ev.op)) {
+        if (!ev.source.snapshot) await this.segment(client, [], ev.source.offset - 1);
+        await this.global(client, ev);
+        i++;
+        continue;
+      }
+      if (ev.op === 'snapshot' && ev.part === undefined) {
+        let j = i;
+        while (j < fresh.length && fresh[j]!.op === 'snapshot' && fresh[j]!.part === undefined) j++;
+        await this.snapshotRows(client, fresh.slice(i, j));
+        i = j;
+        continue;
+      }
+      let j = i;
+      while (
+        j < fresh.length &&
+        !GLOBAL_OPS.has(fresh[j]!.op) &&
+        !(fresh[j]!.op === 'snapshot' && fresh[j]!.part === undefined)
+      )
+        j++;
+      await this.segment(client, fresh.slice(i, j), -1);
+      i = j;
+    }
+    if (checkpointOffset !== null && !this.state.loading) await this.segment(client, [], checkpointOffset);
+    for (const ev of fresh)
+      if (!ev.source.snapshot && ev.source.offset > this.state.appliedOffset)
+        this.state.appliedOffset = ev.source.offset;
+    if (this.deletedPendingIds.length > 0)
+      await client.query(`DELETE FROM ${this.s}.pending_values WHERE id = ANY($1::bigint[])`, [
+        this.deletedPendingIds,
+      ]);
+    return fresh;
+  }
+
+  /**
+   * Applies `events` and, before each, the fetched values whose offset it passed; after them, those at or below
+   * `drainThrough`. Then fetches what the events could not compute and writes the changed keys.
+   */
+  private async segment(client: PoolClient, events: ChangeEvent[], drainThrough: number): Promise<void> {
+    const last = events.length > 0 ? events[events.length - 1]!.source.offset : drainThrough;
+    const due = this.pendings.filter((p) => p.at < last || p.at <= drainThrough);
+    if (events.length === 0 && due.length === 0) return;
+    if (events.length === 0) this.offset = Math.max(this.offset, drainThrough);
+    const commandKeys = new Map<ChangeEvent, Buffer[]>();
+    const need: Array<[number, Buffer]> = [];
+    for (const ev of events) {
+      if (ev.op === 'command') {
+        const keys = await this.commandKeys(ev);
+        commandKeys.set(ev, keys);
+        for (const k of keys) need.push([ev.db, k]);
+      } else if (ev.key || ev.op === 'store') need.push(...keysOf(ev));
+    }
+    for (const p of due) need.push([p.db, p.key]);
+    await this.load(client, need);
+    const ctx = this.context();
+    for (const ev of events) {
+      this.offset = ev.source.offset;
+      this.applyDue(ev.source.offset, false);
+      if (ev.op === 'command') {
+        for (const k of commandKeys.get(ev)!)
+          ctx.fetch(ev.db, k, `unknown command ${ev.reason ?? ''}`.trim());
+        continue;
+      }
+      if (isNoKeyOp(ev.op) || !isModelOp(ev.op)) {
+        if (!isNoKeyOp(ev.op) && ev.key) ctx.fetch(ev.db, ev.key, `op ${ev.op} has no mirror rule`);
+        continue;
+      }
+      try {
+        applyEvent(ev, ctx);
+      } catch (err) {
+        if (!(err instanceof Divergence)) throw err;
+        // The master only propagates what succeeded, so a failure here means the mirror's value was only provisional
+        // (a fetch is outstanding) or wrong; either way the exact value is read from the master.
+        const pending = keysOf(ev).some(([db, k]) => ctx.isPending(db, k));
+        if (!pending) {
+          this.stats.divergences++;
+          this.logger.warn(
+            { op: ev.op, db: ev.db, offset: ev.source.offset, err: err.message },
+            'mirror diverged; fetching the exact value',
+          );
+        }
+        for (const [db, k] of keysOf(ev)) ctx.fetch(db, k, `divergence: ${err.message}`);
+      }
+    }
+    if (drainThrough >= 0) this.applyDue(drainThrough, true);
+    await this.runFetches(client);
+    await this.flush(client);
+  }
+
+  private applyDue(offset: number, inclusive: boolean): void {
+    while (this.pendings.length > 0) {
+      const p = this.pendings[0]!;
+      if (inclusive ? p.at > offset : p.at >= offset) break;
+      this.pendings.shift();
+      const e = this.working.get(id(p.db, p.key));
+      if (!e) throw new Error('internal: a due fetched value was not loaded');
+      e.value = p.value;
+      e.expireAt = p.value ? p.expireAt : null;
+      const later = this.pendings.find((q) => q.db === p.db && q.key.equals(p.key));
+      e.pendingOffset = later ? later.at : null;
+      e.dirty = true;
+      this.deletedPendingIds.push(p.id);
+    }
+  }
+
+  private context(): ApplyContext {
+    return {
+      entry: (db, key) => {
+        const e = this.working.get(id(db, key));
+        if (!e) throw new Error(`internal: key ${key.toString('latin1')} of db ${db} was not loaded`);
+        return e;
+      },
+      fetch: (db, key, reason) => {
+        this.toFetch.set(id(db, key), { db, key, reason });
+      },
+      isPending: (db, key) => {
+        const k = id(db, key);
+        return this.toFetch.has(k) || this.pendings.some((p) => p.db === db && p.key.equals(key));
+      },
+    };
+  }
+
+  private async commandKeys(ev: ChangeEvent): Promise<Buffer[]> {
+    const args = ev.args as Buffer[] | undefined;
+    if (!args || args.length === 0) return [];
+    if (!this.fetcher)
+      throw new MirrorError(
+        `command '${args[0]!.toString('latin1')}' at offset ${ev.source.offset} is not normalized and no master is configured to read its keys' values from; set the sink option 'master'`,
+      );
+    return this.fetcher.commandKeys(args);
+  }
+
+  private async runFetches(client: PoolClient): Promise<void> {
+    if (this.toFetch.size === 0) return;
+    const wanted = [...this.toFetch.values()];
+    this.toFetch.clear();
+    if (!this.fetcher)
+      throw new MirrorError(
+        `${wanted[0]!.reason} (key ${wanted[0]!.key.toString('latin1')}, db ${wanted[0]!.db}) needs the master's value and no master is configured; set the sink option 'master'`,
+      );
+    const res = await this.fetcher.fetch(wanted);
+    this.stats.fetches++;
+    this.stats.fetchedKeys += wanted.length;
+    if (res.offset < this.offset)
+      throw new MirrorError(
+        `the master reported offset ${res.offset}, behind the stream (${this.offset}): is it the master redtail replicates?`,
+      );
+    const rows = res.values.map((v) => ({
+      db: v.db,
+      key: v.key,
+      type: v.value?.type ?? null,
+      value: v.value ? JSON.stringify(valueToJson(v.value)) : null,
+      exp: v.value ? v.expireAt : null,
+      fttl: v.value ? JSON.stringify(fieldTtlToJson(v.value)) : null,
+    }));
+    const { rows: ids } = await client.query<{ id: string }>(
+      `INSERT INTO ${this.s}.pending_values (db, key, at_offset, type, value, expire_at_ms, field_expire_at)
+       SELECT d, k, $7, t, v::jsonb, x, f::jsonb FROM unnest($1::int[], $2::bytea[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(d, k, t, v, x, f)
+       RETURNING id`,
+      [
+        rows.map((r) => r.db),
+        rows.map((r) => r.key),
+        rows.map((r) => r.type),
+        rows.map((r) => r.value),
+        rows.map((r) => r.exp),
+        rows.map((r) => r.fttl),
+        res.offset,
+      ],
+    );
+    res.values.forEach((v, i) => {
+      this.pendings.push({ ...v, id: Number(ids[i]!.id), at: res.offset });
+      const e = this.working.get(id(v.db, v.key));
+      if (e) {
+        e.pendingOffset = res.offset;
+        e.dirty = true;
+      }
+    });
+    this.pendings.sort((a, b) => a.at - b.at || a.id - b.id);
+  }
+
+  private async load(client: PoolClient, keys: Array<[number, Buffer]>): Promise<void> {
+    const dbs: number[] = [];
+    const ks: Buffer[] = [];
+    const seen = new Set<string>();
+    for (const [db, key] of keys) {
+      const k = id(db, key);
+      if (seen.has(k) || this.working.has(k)) continue;
+      seen.add(k);
+      dbs.push(db);
+      ks.push(key);
+      this.working.set(k, { db, key, value: null, expireAt: null, pendingOffset: null, dirty: false });
+    }
+    if (dbs.length === 0) return;
+    const { rows } = await client.query<{
+      db: number;
+      key: Buffer;
+      type: string;
+      value: unknown;
+      exp: string | null;
+      field_expire_at: unknown;
+    }>(
+      `SELECT k.db, k.key, k.type, k.value, (extract(epoch FROM k.expire_at) * 1000)::bigint AS exp, k.field_expire_at
+       FROM ${this.s}.keys k JOIN unnest($1::int[], $2::bytea[]) AS u(d, kk) ON k.db = u.d AND k.key = u.kk
+       FOR UPDATE OF k`,
+      [dbs, ks],
+    );
+    for (const r of rows) {
+      const e = this.working.get(id(r.db, r.key))!;
+      e.value = valueFromJson(r.type, r.value, r.field_expire_at);
+      e.expireAt = r.exp === null ? null : Number(r.exp);
+      e.pendingOffset = this.pendings.find((p) => p.db === r.db && p.key.equals(r.key))?.at ?? null;
+    }
+  }
+
+  /** Writes the changed keys of the working set: one DELETE and one upsert per chunk, whatever the event count. */
+  private async flush(client: PoolClient): Promise<void> {
+    const del: KeyEntry[] = [];
+    const up: KeyEntry[] = [];
+    for (const e of this.working.values()) {
+      if (!e.dirty) continue;
+      if (e.value === null) del.push(e);
+      else up.push(e);
+      e.dirty = false;
+    }
+    this.working.clear();
+    if (del.length > 0)
+      await client.query(
+        `DELETE FROM ${this.s}.keys k USING unnest($1::int[], $2::bytea[]) AS u(d, kk) WHERE k.db = u.d AND k.key = u.kk`,
+        [del.map((e) => e.db), del.map((e) => e.key)],
+      );
+    for (let i = 0; i < up.length; i += this.snapshotChunkRows)
+      await this.upsert(
+        client,
+        up.slice(i, i + this.snapshotChunkRows).map((e) => ({
+          db: e.db,
+          key: e.key,
+          type: e.value!.type,
+          json: JSON.stringify(valueToJson(e.value!)),
+          exp: e.expireAt,
+          fttl: e.value!.type === 'hash' ? JSON.stringify(fieldTtlToJson(e.value!)) : null,
+          pending: e.pendingOffset,
+        })),
+      );
+    this.stats.rowsWritten += del.length + up.length;
+  }
+
+  async upsert(
+    client: PoolClient,
+    rows: Array<{
+      db: number;
+      key: Buffer;
+      type: string;
+      json: string;
+      exp: number | null;
+      fttl: string | null;
+      pending: number | null;
+    }>,
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    await client.query(
+      `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset)
+       SELECT d, k, kt, ty, v::jsonb, CASE WHEN x IS NULL THEN NULL ELSE timestamptz 'epoch' + x * interval '1 millisecond' END,
+              f::jsonb, $9, $10, p
+       FROM unnest($1::int[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[]) AS u(d, k, kt, ty, v, x, f, p)
+       ON CONFLICT (db, key) DO UPDATE SET key_text = EXCLUDED.key_text, type = EXCLUDED.type, value = EXCLUDED.value,
+         expire_at = EXCLUDED.expire_at, field_expire_at = EXCLUDED.field_expire_at, updated_offset = EXCLUDED.updated_offset,
+         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset`,
+      [
+        rows.map((r) => r.db),
+        rows.map((r) => r.key),
+        rows.map((r) => keyText(r.key)),
+        rows.map((r) => r.type),
+        rows.map((r) => r.json),
+        rows.map((r) => r.exp),
+        rows.map((r) => r.fttl),
+        rows.map((r) => r.pending),
+        this.offset,
+        this.state.gen,
+      ],
+    );
+  }
+
+  /** Whole snapshot keys overwrite their rows without being read first: the bulk path of the initial load. */
+  private async snapshotRows(client: PoolClient, events: ChangeEvent[]): Promise<void> {
+    this.offset = events[0]!.source.offset;
+    const rows = [];
+    for (const ev of events) {
+      if (ev.type === 'module') {
+        this.logger.warn(
+          { db: ev.db, key: ev.key?.toString('latin1') },
+          'module values cannot be mirrored; key skipped',
+        );
+        continue;
+      }
+      const v = valueFromRdb(
+        ev.type as string,
+        ev.value,
+        ev.fieldExpireAt as Array<[Buffer, number]> | undefined,
+      );
+      rows.push({
+        db: ev.db,
+        key: ev.key!,
+        type: v.type,
+        json: JSON.stringify(valueToJson(v)),
+        exp: (ev.expireAt as number | null) ?? null,
+        fttl: v.type === 'hash' ? JSON.stringify(fieldTtlToJson(v)) : null,
+        pending: null,
+      });
+    }
+    for (let i = 0; i < rows.length; i += this.snapshotChunkRows)
+      await this.upsert(client, rows.slice(i, i + this.snapshotChunkRows));
+    this.stats.rowsWritten += rows.length;
+  }
+
+  private async global(client: PoolClient, ev: ChangeEvent): Promise<void> {
+    this.offset = ev.source.offset;
+    const k = `${this.s}.keys`;
+    switch (ev.op) {
+      case 'flushdb':
+        await client.query(`DELETE FROM ${k} WHERE db = $1`, [ev.db]);
+        break;
+      case 'flushall':
+        await client.query(`DELETE FROM ${k}`);
+        break;
+      case 'swapdb': {
+        const a = ev.db1 as number;
+        const b = ev.db2 as number;
+        if (a === b) break;
+        // Three steps through a temporary db number: one UPDATE swapping both would collide on the primary key.
+        await client.query(`UPDATE ${k} SET db = -1 WHERE db = $1`, [a]);
+        await client.query(`UPDATE ${k} SET db = $1 WHERE db = $2`, [a, b]);
+        await client.query(`UPDATE ${k} SET db = $1 WHERE db = -1`, [b]);
+        break;
+      }
+      case 'snapshot-begin':
+        // A full resync: values fetched for the old history are void, and every key must come again in this
+        // snapshot or be deleted at its end.
+        this.state.gen++;
+        this.state.loading = true;
+        this.state.appliedOffset = 0;
+        this.pendings = [];
+        this.deletedPendingIds = [];
+        await client.query(`DELETE FROM ${this.s}.pending_values`);
+        break;
+      case 'snapshot-end': {
+        const r = await client.query(`DELETE FROM ${k} WHERE snapshot_gen < $1`, [this.state.gen]);
+        this.state.loading = false;
+        this.state.appliedOffset = ev.source.offset;
+        if ((r.rowCount ?? 0) > 0)
+          this.logger.info(
+            { deleted: r.rowCount, gen: this.state.gen },
+            'full resync: deleted keys absent from the new snapshot',
+          );
+        break;
+      }
+    }
+  }
+}

@@ -1,0 +1,269 @@
+import { isUtf8 } from 'node:buffer';
+import { type Bytes, buf, type RedisValue, type StreamModel } from './types.js';
+
+/**
+ * The mirror's JSON encoding (docs/postgres.md): the one of docs/events.md (`toJsonValue`: valid UTF-8 as a string,
+ * anything else as `{"base64": ...}`), except that UTF-8 containing NUL is base64 too, because jsonb rejects
+ * `\u0000` in strings.
+ */
+export function encodeBytes(b: Buffer): string | { base64: string } {
+  return isUtf8(b) && !b.includes(0) ? b.toString('utf8') : { base64: b.toString('base64') };
+}
+
+export function encodeLatin1(s: Bytes): string | { base64: string } {
+  return encodeBytes(buf(s));
+}
+
+export function decodeToBuffer(v: unknown): Buffer {
+  if (typeof v === 'string') return Buffer.from(v, 'utf8');
+  if (v && typeof v === 'object' && typeof (v as { base64?: unknown }).base64 === 'string')
+    return Buffer.from((v as { base64: string }).base64, 'base64');
+  if (typeof v === 'number') return Buffer.from(String(v), 'latin1');
+  throw new Error(`not an encoded byte string: ${JSON.stringify(v)}`);
+}
+
+export function decodeToLatin1(v: unknown): Bytes {
+  return decodeToBuffer(v).toString('latin1');
+}
+
+/** Buffers anywhere inside a payload, encoded for jsonb (see encodeBytes). */
+export function toJsonb(value: unknown): unknown {
+  if (Buffer.isBuffer(value)) return encodeBytes(value);
+  if (Array.isArray(value)) return value.map(toJsonb);
+  if (typeof value === 'number' && !Number.isFinite(value))
+    return Number.isNaN(value) ? 'nan' : value > 0 ? 'inf' : '-inf';
+  if (typeof value === 'bigint') return value.toString();
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(value)) {
+      const v = (value as Record<string, unknown>)[k];
+      if (v !== undefined) out[k] = toJsonb(v);
+    }
+    return out;
+  }
+  return value;
+}
+
+export function scoreToJson(n: number): number | string {
+  if (Number.isFinite(n)) return Object.is(n, -0) ? 0 : n;
+  return n > 0 ? 'inf' : '-inf';
+}
+
+export function scoreFromJson(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (v === 'inf' || v === '+inf') return Number.POSITIVE_INFINITY;
+  if (v === '-inf') return Number.NEGATIVE_INFINITY;
+  if (typeof v === 'string') return Number(v);
+  throw new Error(`not a score: ${JSON.stringify(v)}`);
+}
+
+const byBytes = (a: Bytes, b: Bytes): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Zset members in Redis order: score ascending, ties by member bytes. */
+export function sortedZset(z: Map<Bytes, number>): Array<[Bytes, number]> {
+  return [...z.entries()].sort((x, y) => (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : byBytes(x[0], y[0])));
+}
+
+export function compareStreamIds(a: string, b: string): number {
+  const [am, as] = splitId(a);
+  const [bm, bs] = splitId(b);
+  if (am !== bm) return am < bm ? -1 : 1;
+  if (as !== bs) return as < bs ? -1 : 1;
+  return 0;
+}
+
+export function splitId(id: string): [bigint, bigint] {
+  const i = id.indexOf('-');
+  return i < 0 ? [BigInt(id), 0n] : [BigInt(id.slice(0, i)), BigInt(id.slice(i + 1))];
+}
+
+/**
+ * The stored JSON of a value. Sets and hashes have no order in Redis (a hashtable iterates in an order that depends
+ * on its history), so the mirror sorts them by bytes: two equal datasets always have equal rows.
+ */
+export function valueToJson(v: RedisValue): unknown {
+  switch (v.type) {
+    case 'string':
+      return encodeBytes(v.v);
+    case 'list':
+      return v.v.map(encodeLatin1);
+    case 'set':
+      return [...v.v].sort(byBytes).map(encodeLatin1);
+    case 'zset':
+      return sortedZset(v.v).map(([m, s]) => [encodeLatin1(m), scoreToJson(s)]);
+    case 'hash':
+      return [...v.v.entries()]
+        .sort((x, y) => byBytes(x[0], y[0]))
+        .map(([f, x]) => [encodeLatin1(f), encodeLatin1(x)]);
+    case 'stream':
+      return streamToJson(v.v);
+  }
+}
+
+function streamToJson(s: StreamModel): unknown {
+  const entries = [...s.entries.entries()].map(([id, fields]) => ({
+    id,
+    fields: fields.map(([f, x]) => [encodeLatin1(f), encodeLatin1(x)]),
+  }));
+  return {
+    entries,
+    length: entries.length,
+    lastId: s.lastId,
+    firstId: entries.length > 0 ? entries[0]!.id : '0-0',
+    maxDeletedEntryId: s.maxDeletedEntryId,
+    entriesAdded: s.entriesAdded,
+    groups: s.groups,
+  };
+}
+
+/** Field TTLs of a hash as stored in `field_expire_at`: [[field, ms], ...] sorted by field, or null. */
+export function fieldTtlToJson(v: RedisValue | null): unknown {
+  if (v?.type !== 'hash' || v.ttl.size === 0) return null;
+  return [...v.ttl.entries()].sort((x, y) => byBytes(x[0], y[0])).map(([f, ms]) => [encodeLatin1(f), ms]);
+}
+
+export function valueFromJson(type: string, json: unknown, fieldTtl: unknown): RedisValue {
+  switch (type) {
+    case 'string':
+      return { type, v: decodeToBuffer(json) };
+    case 'list':
+      return { type, v: (json as unknown[]).map(decodeToLatin1) };
+    case 'set':
+      return { type, v: new Set((json as unknown[]).map(decodeToLatin1)) };
+    case 'zset':
+      return {
+        type,
+        v: new Map(
+          (json as Array<[unknown, unknown]>).map(([m, s]) => [decodeToLatin1(m), scoreFromJson(s)]),
+        ),
+      };
+    case 'hash': {
+      const ttl = new Map<Bytes, number>();
+      if (Array.isArray(fieldTtl))
+        for (const [f, ms] of fieldTtl as Array<[unknown, number]>) ttl.set(decodeToLatin1(f), Number(ms));
+      return {
+        type,
+        v: new Map(
+          (json as Array<[unknown, unknown]>).map(([f, x]) => [decodeToLatin1(f), decodeToLatin1(x)]),
+        ),
+        ttl,
+      };
+    }
+    case 'stream': {
+      const j = json as {
+        entries: Array<{ id: string; fields: Array<[unknown, unknown]> }>;
+        lastId: string;
+        maxDeletedEntryId?: string;
+        entriesAdded?: number | string;
+        groups?: unknown[];
+      };
+      return {
+        type,
+        v: {
+          entries: new Map(
+            j.entries.map((e) => [
+              e.id,
+              e.fields.map(([f, x]) => [decodeToLatin1(f), decodeToLatin1(x)] as [Bytes, Bytes]),
+            ]),
+          ),
+          lastId: j.lastId,
+          maxDeletedEntryId: j.maxDeletedEntryId ?? '0-0',
+          entriesAdded: Number(j.entriesAdded ?? j.entries.length),
+          groups: j.groups ?? [],
+        },
+      };
+    }
+    default:
+      throw new Error(`unknown type ${type} in the mirror`);
+  }
+}
+
+interface RdbStreamLike {
+  entries: Array<{ id: string; fields: Array<[Buffer, Buffer]> }>;
+  lastId: string;
+  maxDeletedEntryId?: string;
+  entriesAdded?: number | string;
+  groups?: Array<Record<string, unknown>>;
+}
+
+/** Consumer groups as the mirror stores them: names and consumers encoded, pending entries in id order. */
+function groupsToJson(groups: Array<Record<string, unknown>>): unknown[] {
+  return groups.map((g) => {
+    const pending = ((g.pending as Array<Record<string, unknown>>) ?? []).map((p) => ({
+      id: p.id,
+      consumer: p.consumer ?? null,
+      deliveryCount: p.deliveryCount,
+      deliveryTime: p.deliveryTime,
+    }));
+    const consumers = ((g.consumers as Array<Record<string, unknown>>) ?? []).map((c) => ({
+      name: c.name,
+      seenTime: c.seenTime,
+      activeTime: c.activeTime ?? null,
+      pending: c.pending,
+    }));
+    return toJsonb({
+      name: g.name,
+      lastId: g.lastId,
+      entriesRead: g.entriesRead ?? null,
+      pending,
+      consumers,
+    });
+  });
+}
+
+/**
+ * A value as the RDB parser decodes it (snapshot events and DUMP payloads): string Buffer, list/set Buffer[],
+ * zset [member, score] pairs, hash [field, value] pairs (+ field TTLs), stream {entries, groups, ...}.
+ */
+export function valueFromRdb(
+  type: string,
+  value: unknown,
+  fieldExpireAt?: Array<[Buffer, number]>,
+): RedisValue {
+  switch (type) {
+    case 'string':
+      return { type, v: Buffer.from(value as Buffer) };
+    case 'list':
+      return { type, v: (value as Buffer[]).map((x) => x.toString('latin1')) };
+    case 'set':
+      return { type, v: new Set((value as Buffer[]).map((x) => x.toString('latin1'))) };
+    case 'zset':
+      return {
+        type,
+        v: new Map(
+          (value as Array<[Buffer, unknown]>).map(([m, s]) => [m.toString('latin1'), scoreFromJson(s)]),
+        ),
+      };
+    case 'hash': {
+      const ttl = new Map<Bytes, number>();
+      for (const [f, ms] of fieldExpireAt ?? []) ttl.set(f.toString('latin1'), ms);
+      return {
+        type,
+        v: new Map(
+          (value as Array<[Buffer, Buffer]>).map(([f, x]) => [f.toString('latin1'), x.toString('latin1')]),
+        ),
+        ttl,
+      };
+    }
+    case 'stream': {
+      const s = value as RdbStreamLike;
+      return {
+        type,
+        v: {
+          entries: new Map(
+            s.entries.map((e) => [
+              e.id,
+              e.fields.map(([f, x]) => [f.toString('latin1'), x.toString('latin1')] as [Bytes, Bytes]),
+            ]),
+          ),
+          lastId: s.lastId,
+          maxDeletedEntryId: s.maxDeletedEntryId ?? '0-0',
+          entriesAdded: Number(s.entriesAdded ?? s.entries.length),
+          groups: groupsToJson(s.groups ?? []),
+        },
+      };
+    }
+    default:
+      throw new Error(`values of type ${type} cannot be mirrored`);
+  }
+}

@@ -1,0 +1,99 @@
+import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
+import { parseInt64 } from './strings.js';
+import { type ApplyContext, type Bytes, b, Divergence, dropIfEmpty, setValue, typed } from './types.js';
+
+type Handler = (ev: ChangeEvent, ctx: ApplyContext) => void;
+
+function hashOf(ctx: ApplyContext, ev: ChangeEvent) {
+  const e = ctx.entry(ev.db, ev.key!);
+  let v = typed(e, 'hash');
+  if (!v) {
+    v = { type: 'hash', v: new Map<Bytes, Bytes>(), ttl: new Map<Bytes, number>() };
+    setValue(e, v, undefined);
+  }
+  e.dirty = true;
+  return { e, v };
+}
+
+/**
+ * HSET/HMSET/HSETNX/HSETEX: `fieldExpireAt` null drops the written fields' TTLs (a plain HSET does, hashTypeSet
+ * without HASH_SET_KEEP_TTL), a number sets it, absent (KEEPTTL) keeps it.
+ */
+const hset: Handler = (ev, ctx) => {
+  const { e, v } = hashOf(ctx, ev);
+  const ttl = ev.fieldExpireAt as number | null | undefined;
+  for (const [f, x] of ev.fields as Array<[Buffer, Buffer]>) {
+    const field = b(f);
+    v.v.set(field, b(x));
+    if (ttl === null) v.ttl.delete(field);
+    else if (ttl !== undefined) v.ttl.set(field, ttl);
+  }
+  dropIfEmpty(e);
+};
+
+const hincrby: Handler = (ev, ctx) => {
+  const { v } = hashOf(ctx, ev);
+  const f = b(ev.field as Buffer);
+  const curText = v.v.get(f);
+  const cur = curText === undefined ? 0n : parseInt64(curText);
+  if (cur === null) throw new Divergence('HINCRBY on a field that is not an integer');
+  const next = cur + BigInt(ev.delta as number | string);
+  if (next < -(2n ** 63n) || next > 2n ** 63n - 1n) throw new Divergence('HINCRBY overflow');
+  v.v.set(f, next.toString());
+};
+
+const hdel: Handler = (ev, ctx) => {
+  const e = ctx.entry(ev.db, ev.key!);
+  const v = typed(e, 'hash');
+  if (!v) return;
+  for (const f of ev.fields as Buffer[]) {
+    v.v.delete(b(f));
+    v.ttl.delete(b(f));
+  }
+  dropIfEmpty(e);
+};
+
+/**
+ * HPEXPIREAT with NX/XX/GT/LT evaluated per field (hexpireGenericCommand): a field without TTL counts as an infinite
+ * one for GT/LT; a time already past deletes the field; missing fields are skipped. Past times are judged against
+ * the event's receive time, like the key-level `expire`.
+ */
+const hexpire: Handler = (ev, ctx) => {
+  const e = ctx.entry(ev.db, ev.key!);
+  const v = typed(e, 'hash');
+  if (!v) return;
+  const at = ev.expireAt as number;
+  const cond = ev.condition as string | undefined;
+  for (const fb of ev.fields as Buffer[]) {
+    const f = b(fb);
+    if (!v.v.has(f)) continue;
+    const cur = v.ttl.get(f);
+    if (cond === 'nx' && cur !== undefined) continue;
+    if (cond === 'xx' && cur === undefined) continue;
+    if (cond === 'gt' && (cur === undefined || !(at > cur))) continue;
+    if (cond === 'lt' && cur !== undefined && !(at < cur)) continue;
+    if (at <= ev.ts) {
+      v.v.delete(f);
+      v.ttl.delete(f);
+    } else v.ttl.set(f, at);
+  }
+  dropIfEmpty(e);
+};
+
+const hpersist: Handler = (ev, ctx) => {
+  const e = ctx.entry(ev.db, ev.key!);
+  const v = typed(e, 'hash');
+  if (!v) return;
+  for (const f of ev.fields as Buffer[]) v.ttl.delete(b(f));
+  e.dirty = true;
+};
+
+export const hashOps: Record<string, Handler> = {
+  hset,
+  hincrby,
+  hincrbyfloat: (ev, ctx) =>
+    ctx.fetch(ev.db, ev.key!, 'hincrbyfloat (a verbatim one: 7.0+ masters send HSET with the result)'),
+  hdel,
+  hexpire,
+  hpersist,
+};

@@ -1,0 +1,130 @@
+/**
+ * The in-memory form of a Redis value while a batch is applied. Byte strings inside collections are `latin1`
+ * JavaScript strings: latin1 maps every byte to one UTF-16 code unit and back, so they are lossless, usable as Map
+ * and Set keys, and compare (with `<`) in the same byte order Redis uses for zset ties and lex ranges.
+ */
+export type Bytes = string;
+
+export interface StreamEntryModel {
+  id: string;
+  fields: Array<[Bytes, Bytes]>;
+}
+
+export interface StreamModel {
+  /** Live entries by id, in id order (XADD only ever appends larger ids). */
+  entries: Map<string, Array<[Bytes, Bytes]>>;
+  lastId: string;
+  maxDeletedEntryId: string;
+  entriesAdded: number;
+  /** Consumer groups in the mirror's JSON encoding; every group op is fetched from the master, never computed. */
+  groups: unknown[];
+}
+
+export type RedisValue =
+  | { type: 'string'; v: Buffer }
+  | { type: 'list'; v: Bytes[] }
+  | { type: 'set'; v: Set<Bytes> }
+  | { type: 'zset'; v: Map<Bytes, number> }
+  | { type: 'hash'; v: Map<Bytes, Bytes>; ttl: Map<Bytes, number> }
+  | { type: 'stream'; v: StreamModel };
+
+export type RedisTypeName = RedisValue['type'];
+
+/** One key of the working set of a batch. */
+export interface KeyEntry {
+  db: number;
+  key: Buffer;
+  value: RedisValue | null;
+  /** Absolute ms since the epoch, or null. */
+  expireAt: number | null;
+  /** Offset at which a value fetched from the master replaces this one; null when the mirror is exact. */
+  pendingOffset: number | null;
+  dirty: boolean;
+}
+
+/** What an op handler may do besides changing entries. */
+export interface ApplyContext {
+  /** The entry of a key; every key an event names is loaded before it is applied. */
+  entry(db: number, key: Buffer): KeyEntry;
+  /**
+   * The op's result cannot be computed from the mirror: the exact value is read from the master (DUMP at a known
+   * offset) and replaces this key when the stream reaches that offset.
+   */
+  fetch(db: number, key: Buffer, reason: string): void;
+  /** True when the key's current value is only provisional (a fetch is outstanding). */
+  isPending(db: number, key: Buffer): boolean;
+}
+
+/** Thrown by an op handler that finds the mirror in a state the master could never have propagated from. */
+export class Divergence extends Error {
+  override readonly name = 'Divergence';
+}
+
+export function setValue(e: KeyEntry, value: RedisValue | null, expireAt: number | null | undefined): void {
+  e.value = value;
+  if (value === null) e.expireAt = null;
+  else if (expireAt !== undefined) e.expireAt = expireAt;
+  e.dirty = true;
+}
+
+export function touch(e: KeyEntry): void {
+  e.dirty = true;
+}
+
+/** Deletes the key when its collection became empty, as Redis does after every removal. */
+export function dropIfEmpty(e: KeyEntry): void {
+  const v = e.value;
+  if (!v) return;
+  let empty = false;
+  if (v.type === 'list') empty = v.v.length === 0;
+  else if (v.type === 'set' || v.type === 'zset' || v.type === 'hash') empty = v.v.size === 0;
+  if (empty) setValue(e, null, null);
+  else e.dirty = true;
+}
+
+/** Returns the value when it has the expected type; null when the key is absent; throws on a type mismatch. */
+export function typed<T extends RedisTypeName>(
+  e: KeyEntry,
+  type: T,
+): Extract<RedisValue, { type: T }> | null {
+  const v = e.value;
+  if (v === null) return null;
+  if (v.type !== type) throw new Divergence(`expected a ${type}, the mirror holds a ${v.type}`);
+  return v as Extract<RedisValue, { type: T }>;
+}
+
+export function cloneValue(v: RedisValue): RedisValue {
+  switch (v.type) {
+    case 'string':
+      return { type: 'string', v: Buffer.from(v.v) };
+    case 'list':
+      return { type: 'list', v: [...v.v] };
+    case 'set':
+      return { type: 'set', v: new Set(v.v) };
+    case 'zset':
+      return { type: 'zset', v: new Map(v.v) };
+    case 'hash':
+      return { type: 'hash', v: new Map(v.v), ttl: new Map(v.ttl) };
+    case 'stream':
+      return {
+        type: 'stream',
+        v: {
+          entries: new Map(
+            [...v.v.entries].map(([id, f]) => [id, f.map(([a, b]) => [a, b] as [Bytes, Bytes])]),
+          ),
+          lastId: v.v.lastId,
+          maxDeletedEntryId: v.v.maxDeletedEntryId,
+          entriesAdded: v.v.entriesAdded,
+          groups: structuredClone(v.v.groups),
+        },
+      };
+  }
+}
+
+export function b(buf: Buffer): Bytes {
+  return buf.toString('latin1');
+}
+
+export function buf(s: Bytes): Buffer {
+  return Buffer.from(s, 'latin1');
+}
