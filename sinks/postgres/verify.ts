@@ -1,0 +1,431 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { parseMasterUrl } from '../../src/link/MasterAddress.js';
+import { parsePostgresSpec } from './config.js';
+import { ident } from './migrations.js';
+import { encodeBytes } from './model/encoding.js';
+
+export const verifyUsage = `Usage: redtail verify --master URL --postgres URL [options]
+
+Compares the master's dataset with the Postgres mirror (the 'keys' table) and prints the differences.
+Exit status: 0 when they agree, 1 when they differ, 2 on usage or connection errors.
+
+Options:
+  --master URL       redis://[user:password@]host:port of the master redtail replicates
+  --postgres URL     postgres://... of the sink (its ?schema= is honoured)
+  --schema NAME      schema of the sink's tables (default: from the URL, else redtail)
+  --sink NAME        the sink's checkpoint name (default postgres)
+  --timeout SECONDS  how long to wait for the mirror to reach the master's offset (default 60)
+  --max-diffs N      differences printed (default 20)
+  -h, --help         this text
+`;
+
+/** One key as compared: type, value in the mirror's JSON encoding (streams summarized), absolute expiry. */
+export interface ComparableKey {
+  type: string;
+  value: unknown;
+  expireAt: number | null;
+}
+
+function cmpBuf(a: Buffer, b: Buffer): number {
+  return Buffer.compare(a, b);
+}
+
+function score(s: string): number | string {
+  const n = Number(s);
+  if (Number.isFinite(n)) return Object.is(n, -0) ? 0 : n;
+  return s.startsWith('-') ? '-inf' : 'inf';
+}
+
+function kv(arr: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < arr.length; i += 2) out[String(arr[i])] = arr[i + 1];
+  return out;
+}
+
+/**
+ * The parts of a stream both sides can state exactly: entries, length, last id, max deleted id, entries added, and
+ * per group its last-delivered id, entries-read, pending ids with owner and delivery count, and consumers with their
+ * pending ids. Times (delivery, seen, active) are left out: replicas apply them from propagated XCLAIMs but a
+ * consumer's seen-time also moves on reads the master does not propagate.
+ */
+function streamSummary(s: {
+  entries: unknown[];
+  lastId: string;
+  maxDeletedEntryId: string;
+  entriesAdded: number | string;
+  groups: Array<{
+    name: unknown;
+    lastId: string;
+    entriesRead: unknown;
+    pending: Array<{ id: string; consumer: unknown; deliveryCount: number }>;
+    consumers: Array<{ name: unknown; pending: string[] }>;
+  }>;
+}): unknown {
+  const key = (x: unknown) => JSON.stringify(x);
+  return {
+    entries: s.entries,
+    length: s.entries.length,
+    lastId: s.lastId,
+    maxDeletedEntryId: s.maxDeletedEntryId,
+    entriesAdded: Number(s.entriesAdded),
+    groups: s.groups
+      .map((g) => ({
+        name: g.name,
+        lastId: g.lastId,
+        entriesRead: g.entriesRead === null || g.entriesRead === undefined ? null : Number(g.entriesRead),
+        pending: g.pending.map((p) => [p.id, p.consumer, p.deliveryCount]),
+        consumers: g.consumers
+          .map((c) => ({ name: c.name, pending: [...c.pending] }))
+          .sort((a, b) => (key(a.name) < key(b.name) ? -1 : 1)),
+      }))
+      .sort((a, b) => (key(a.name) < key(b.name) ? -1 : 1)),
+  };
+}
+
+/** A `keys` row in the comparable form. */
+export function comparableFromRow(row: {
+  type: string;
+  value: unknown;
+  expire_ms: string | number | null;
+}): ComparableKey {
+  const value =
+    row.type === 'stream' ? streamSummary(row.value as Parameters<typeof streamSummary>[0]) : row.value;
+  return { type: row.type, value, expireAt: row.expire_ms === null ? null : Number(row.expire_ms) };
+}
+
+/**
+ * Reads one key from Redis in the comparable form, atomically (MULTI/EXEC), or null when it does not exist.
+ * The client must have the key's db selected.
+ */
+export async function readRedisKey(
+  redis: Redis,
+  key: Buffer,
+  hasPexpiretime = true,
+): Promise<ComparableKey | null> {
+  const type = await redis.type(key);
+  if (type === 'none') return null;
+  const m = redis.multi();
+  m.type(key);
+  if (hasPexpiretime) m.call('pexpiretime', key);
+  else m.pttl(key);
+  switch (type) {
+    case 'string':
+      m.getBuffer(key);
+      break;
+    case 'list':
+      m.lrangeBuffer(key, 0, -1);
+      break;
+    case 'set':
+      m.smembersBuffer(key);
+      break;
+    case 'zset':
+      m.zrangeBuffer(key, 0, -1, 'WITHSCORES');
+      break;
+    case 'hash':
+      // HKEYS and HVALS in one MULTI walk the same dict in the same order; HGETALL's reply would be turned into an
+      // object keyed by decoded text, which loses binary field names.
+      m.hkeysBuffer(key);
+      m.hvalsBuffer(key);
+      break;
+    case 'stream':
+      m.xrangeBuffer(key, '-', '+');
+      m.call('xinfo', 'stream', key, 'full');
+      break;
+    default:
+      return { type, value: null, expireAt: null };
+  }
+  const now = Date.now();
+  const res = await m.exec();
+  if (!res) return readRedisKey(redis, key, hasPexpiretime);
+  for (const [err] of res) if (err) throw err;
+  const t = res[0]![1] as string;
+  // The key changed type between TYPE and MULTI: read again.
+  if (t !== type) return t === 'none' ? null : readRedisKey(redis, key, hasPexpiretime);
+  const ttl = Number(res[1]![1]);
+  const expireAt = ttl < 0 ? null : hasPexpiretime ? ttl : now + ttl;
+  const raw = res[2]![1];
+  let value: unknown;
+  switch (type) {
+    case 'string':
+      value = encodeBytes(raw as Buffer);
+      break;
+    case 'list':
+      value = (raw as Buffer[]).map(encodeBytes);
+      break;
+    case 'set':
+      value = [...(raw as Buffer[])].sort(cmpBuf).map(encodeBytes);
+      break;
+    case 'zset': {
+      const a = raw as Buffer[];
+      const out: unknown[] = [];
+      for (let i = 0; i < a.length; i += 2)
+        out.push([encodeBytes(a[i]!), score(a[i + 1]!.toString('latin1'))]);
+      value = out;
+      break;
+    }
+    case 'hash': {
+      const vals = res[3]![1] as Buffer[];
+      const pairs: Array<[Buffer, Buffer]> = (raw as Buffer[]).map((f, i) => [f, vals[i]!]);
+      value = pairs.sort((x, y) => cmpBuf(x[0], y[0])).map(([f, v]) => [encodeBytes(f), encodeBytes(v)]);
+      break;
+    }
+    case 'stream': {
+      const entries = (raw as Array<[Buffer, Buffer[]]>).map(([id, fv]) => {
+        const fields: unknown[] = [];
+        for (let i = 0; i < fv.length; i += 2) fields.push([encodeBytes(fv[i]!), encodeBytes(fv[i + 1]!)]);
+        return { id: id.toString('latin1'), fields };
+      });
+      const info = kv(res[3]![1] as unknown[]);
+      const groups = ((info.groups as unknown[][]) ?? []).map((gr) => {
+        const g = kv(gr);
+        return {
+          name: encodeBytes(Buffer.from(String(g.name), 'utf8')),
+          lastId: String(g['last-delivered-id']),
+          entriesRead: g['entries-read'] ?? null,
+          pending: ((g.pending as unknown[][]) ?? []).map((p) => ({
+            id: String(p[0]),
+            consumer: encodeBytes(Buffer.from(String(p[1]), 'utf8')),
+            deliveryCount: Number(p[3]),
+          })),
+          consumers: ((g.consumers as unknown[][]) ?? []).map((cr) => {
+            const c = kv(cr);
+            return {
+              name: encodeBytes(Buffer.from(String(c.name), 'utf8')),
+              pending: ((c.pending as unknown[][]) ?? []).map((p) => String(p[0])),
+            };
+          }),
+        };
+      });
+      value = streamSummary({
+        entries,
+        lastId: String(info['last-generated-id']),
+        maxDeletedEntryId: String(info['max-deleted-entry-id'] ?? '0-0'),
+        entriesAdded: Number(info['entries-added'] ?? entries.length),
+        groups,
+      });
+      break;
+    }
+  }
+  return { type, value, expireAt };
+}
+
+export interface KeyDifference {
+  db: number;
+  key: Buffer;
+  redis: ComparableKey | null;
+  mirror: ComparableKey | null;
+}
+
+function same(a: ComparableKey | null, b: ComparableKey | null): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+async function masterOffset(redis: Redis): Promise<number> {
+  const info = (await redis.info('replication')) as string;
+  const m = /master_repl_offset:(\d+)/.exec(info);
+  return m ? Number(m[1]) : 0;
+}
+
+async function mirrorOffset(db: pg.Client, s: string, sink: string): Promise<number> {
+  const { rows } = await db.query<{ offset: string }>(
+    `SELECT "offset" FROM ${s}.checkpoints WHERE sink = $1`,
+    [sink],
+  );
+  return rows[0] ? Number(rows[0].offset) : -1;
+}
+
+/** Waits until the sink's checkpoint has reached the master's current offset; false on timeout. */
+async function catchUp(
+  redis: Redis,
+  db: pg.Client,
+  s: string,
+  sink: string,
+  deadline: number,
+): Promise<boolean> {
+  const target = await masterOffset(redis);
+  for (;;) {
+    if ((await mirrorOffset(db, s, sink)) >= target) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(100);
+  }
+}
+
+async function mirrorRows(
+  db: pg.Client,
+  s: string,
+  dbIndex: number,
+  keys?: Buffer[],
+): Promise<Map<string, ComparableKey>> {
+  const where = keys ? 'AND key = ANY($2::bytea[])' : '';
+  const { rows } = await db.query<{ key: Buffer; type: string; value: unknown; expire_ms: string | null }>(
+    `SELECT key, type, value, (extract(epoch FROM expire_at) * 1000)::bigint AS expire_ms FROM ${s}.keys
+     WHERE db = $1 AND (expire_at IS NULL OR expire_at > now()) ${where}`,
+    keys ? [dbIndex, keys] : [dbIndex],
+  );
+  const out = new Map<string, ComparableKey>();
+  for (const r of rows) out.set(r.key.toString('latin1'), comparableFromRow(r));
+  return out;
+}
+
+async function scanDb(redis: Redis): Promise<Buffer[]> {
+  const keys: Buffer[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scanBuffer(cursor, 'COUNT', 1000);
+    cursor = next.toString();
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}
+
+export interface VerifyOptions {
+  master: string;
+  postgres: string;
+  schema?: string;
+  sink?: string;
+  timeoutMs?: number;
+}
+
+export interface VerifyResult {
+  keys: number;
+  differences: KeyDifference[];
+  caughtUp: boolean;
+}
+
+/**
+ * Compares every key of every database. The mirror is first allowed to reach the master's offset; keys that still
+ * differ are read again after the mirror has caught up with the master once more (a key can change between the
+ * two reads on a busy master), up to three times, and only then reported.
+ */
+export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
+  const cfg = parsePostgresSpec(o.postgres, o.schema ? { schema: o.schema } : {});
+  const s = ident(cfg.schema);
+  const sink = o.sink ?? cfg.name;
+  const a = parseMasterUrl(o.master);
+  const redis = new Redis({
+    host: a.host,
+    port: a.port,
+    username: a.username,
+    password: a.password,
+    lazyConnect: true,
+    maxRetriesPerRequest: 2,
+  });
+  redis.on('error', () => {});
+  const db = new pg.Client({ connectionString: cfg.connectionString });
+  await redis.connect();
+  await db.connect();
+  try {
+    const info = (await redis.info('server')) as string;
+    const hasPexpiretime = Number(/redis_version:(\d+)/.exec(info)?.[1] ?? 0) >= 7;
+    const deadline = Date.now() + (o.timeoutMs ?? 60_000);
+    const caughtUp = await catchUp(redis, db, s, sink, deadline);
+    const keyspace = (await redis.info('keyspace')) as string;
+    const dbs = new Set<number>([...keyspace.matchAll(/^db(\d+):/gm)].map((m) => Number(m[1])));
+    const { rows } = await db.query<{ db: number }>(`SELECT DISTINCT db FROM ${s}.keys`);
+    for (const r of rows) dbs.add(r.db);
+    let total = 0;
+    let diffs: KeyDifference[] = [];
+    for (const d of [...dbs].sort((x, y) => x - y)) {
+      await redis.select(d);
+      const keys = await scanDb(redis);
+      const mirror = await mirrorRows(db, s, d);
+      const seen = new Set<string>();
+      for (const k of keys) {
+        const id = k.toString('latin1');
+        if (seen.has(id)) continue;
+        seen.add(id);
+        total++;
+        const r = await readRedisKey(redis, k, hasPexpiretime);
+        const m = mirror.get(id) ?? null;
+        if (!same(r, m)) diffs.push({ db: d, key: k, redis: r, mirror: m });
+      }
+      for (const [id, m] of mirror)
+        if (!seen.has(id)) diffs.push({ db: d, key: Buffer.from(id, 'latin1'), redis: null, mirror: m });
+    }
+    for (let round = 0; round < 3 && diffs.length > 0; round++) {
+      await catchUp(redis, db, s, sink, Math.max(deadline, Date.now() + 15_000));
+      const still: KeyDifference[] = [];
+      for (const dd of diffs) {
+        await redis.select(dd.db);
+        const r = await readRedisKey(redis, dd.key, hasPexpiretime);
+        await catchUp(redis, db, s, sink, Date.now() + 15_000);
+        const m = (await mirrorRows(db, s, dd.db, [dd.key])).get(dd.key.toString('latin1')) ?? null;
+        if (!same(r, m)) still.push({ ...dd, redis: r, mirror: m });
+      }
+      diffs = still;
+    }
+    return { keys: total, differences: diffs, caughtUp };
+  } finally {
+    redis.disconnect();
+    await db.end();
+  }
+}
+
+function show(x: ComparableKey | null): string {
+  if (!x) return '(absent)';
+  const v = JSON.stringify(x.value);
+  return `${x.type} ${v.length > 200 ? `${v.slice(0, 200)}…` : v}${x.expireAt !== null ? ` expireAt=${x.expireAt}` : ''}`;
+}
+
+/** `redtail verify`: returns the exit status (0 agree, 1 differ, 2 usage/connection error). */
+export async function verifyCommand(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        master: { type: 'string' },
+        postgres: { type: 'string' },
+        schema: { type: 'string' },
+        sink: { type: 'string' },
+        timeout: { type: 'string' },
+        'max-diffs': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`redtail verify: ${(err as Error).message}\n\n${verifyUsage}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(verifyUsage);
+    return 0;
+  }
+  const master = (values.master as string | undefined) ?? process.env.REDTAIL_MASTER;
+  const postgres = values.postgres as string | undefined;
+  if (!master || !postgres) {
+    process.stderr.write(`redtail verify: --master and --postgres are required\n\n${verifyUsage}`);
+    return 2;
+  }
+  const maxDiffs = Number(values['max-diffs'] ?? 20);
+  let result: VerifyResult;
+  try {
+    result = await verifyMirror({
+      master,
+      postgres,
+      schema: values.schema as string | undefined,
+      sink: values.sink as string | undefined,
+      timeoutMs: Number(values.timeout ?? 60) * 1000,
+    });
+  } catch (err) {
+    process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const out: string[] = [];
+  if (!result.caughtUp)
+    out.push(
+      "warning: the mirror did not reach the master's offset before the timeout; differences may be lag",
+    );
+  for (const d of result.differences.slice(0, maxDiffs)) {
+    const k = encodeBytes(d.key);
+    out.push(`db ${d.db} key ${JSON.stringify(k)}:\n  redis:  ${show(d.redis)}\n  mirror: ${show(d.mirror)}`);
+  }
+  if (result.differences.length > maxDiffs) out.push(`... and ${result.differences.length - maxDiffs} more`);
+  out.push(`verify: ${result.keys} keys on the master, ${result.differences.length} differences`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  return result.differences.length === 0 ? 0 : 1;
+}

@@ -1,0 +1,138 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { parsePostgresSpec } from '../../../sinks/postgres/config.js';
+import { PostgresSink } from '../../../sinks/postgres/PostgresSink.js';
+import { type VerifyResult, verifyMirror } from '../../../sinks/postgres/verify.js';
+import { normalizeCommand } from '../../../src/commands/normalize.js';
+import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
+import { silentLogger } from '../../../src/observe/logger.js';
+import { RedisServer } from '../../harness/RedisServer.js';
+import { ReplicationTap } from '../../harness/ReplicationTap.js';
+
+export const PG_URL = process.env.REDTAIL_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** A schema name no other test (or parallel run) uses. */
+export function uniqueSchema(prefix = 'rt'): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
+}
+
+export async function pgQuery<T extends pg.QueryResultRow = pg.QueryResultRow>(
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    return (await c.query<T>(sql, params)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  await pgQuery(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+export function sinkFor(schema: string, extra: Record<string, unknown> = {}): PostgresSink {
+  return new PostgresSink(parsePostgresSpec(PG_URL, { schema, ...extra }), { logger: silentLogger() });
+}
+
+/**
+ * A real master, a replication tap reading exactly what it propagates, and a Postgres sink fed with the normalized
+ * events, batch by batch with the tap's offset as checkpoint: the sink sees what `redtail run` would give it.
+ */
+export class MirrorHarness {
+  readonly schema = uniqueSchema('model');
+  sink!: PostgresSink;
+  private constructor(
+    readonly master: RedisServer,
+    readonly tap: ReplicationTap,
+  ) {}
+
+  static async start(): Promise<MirrorHarness> {
+    const master = await RedisServer.start();
+    const tap = await ReplicationTap.connect(master.port);
+    const h = new MirrorHarness(master, tap);
+    h.sink = sinkFor(h.schema, { master: master.url() });
+    await h.sink.open();
+    return h;
+  }
+
+  get redis() {
+    return this.master.client();
+  }
+
+  /** Runs commands on the master (errors are fine: they are not propagated) and applies the stream to the sink. */
+  async run(commands: Array<Array<string | Buffer | number>>, batch = 50): Promise<void> {
+    const c = this.master.client();
+    for (const cmd of commands) await c.call(String(cmd[0]), ...cmd.slice(1)).catch(() => {});
+    await this.sync(batch);
+  }
+
+  async sync(batch = 50): Promise<void> {
+    const info = await this.master.info('replication');
+    await this.tap.waitForOffset(Number(info.master_repl_offset));
+    const tapped = this.tap.drain();
+    const events: ChangeEvent[] = [];
+    for (const t of tapped) {
+      const evs = normalizeCommand(t.args, {
+        db: t.db,
+        replid: this.tap.replid,
+        offset: t.offset,
+        ts: t.receivedAt,
+        ...(t.txn ? { txn: t.txn } : {}),
+      });
+      events.push(...evs);
+    }
+    for (let i = 0; i < events.length; i += batch) {
+      const chunk = events.slice(i, i + batch);
+      await this.sink.write({
+        events: chunk,
+        checkpoint: { replid: this.tap.replid, offset: chunk[chunk.length - 1]!.source.offset, db: 0 },
+      });
+    }
+    await this.sink.write({
+      events: [],
+      checkpoint: { replid: this.tap.replid, offset: this.tap.offset, db: 0 },
+    });
+  }
+
+  async verify(): Promise<VerifyResult> {
+    return verifyMirror({
+      master: this.master.url(),
+      postgres: PG_URL,
+      schema: this.schema,
+      timeoutMs: 10_000,
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.tap.close();
+    await this.sink.close();
+    await this.master.stop();
+    await dropSchema(this.schema);
+  }
+}
+
+/** Formats differences for an assertion message. */
+export function describeDiffs(r: VerifyResult): string {
+  return r.differences
+    .slice(0, 5)
+    .map(
+      (d) =>
+        `db${d.db} ${d.key.toString('latin1')}: redis=${JSON.stringify(d.redis)} mirror=${JSON.stringify(d.mirror)}`,
+    )
+    .join('\n');
+}
+
+/** Deterministic pseudo-random numbers, so a failing workload can be replayed with its seed. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
