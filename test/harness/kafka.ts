@@ -1,6 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,6 +151,8 @@ export interface ReadOptions {
   /** Keep waiting (up to timeoutMs) until at least this many messages arrived. */
   minMessages?: number;
   timeoutMs?: number;
+  /** Another broker than the shared test broker (e.g. a private one a test restarts). */
+  brokers?: string[];
 }
 
 function headersOf(message: KafkaMessage): Record<string, string> {
@@ -170,7 +172,7 @@ export async function readTopic(topic: string, options: ReadOptions = {}): Promi
   const idleMs = options.idleMs ?? 1500;
   const timeoutMs = options.timeoutMs ?? 30_000;
   const min = options.minMessages ?? 0;
-  const consumer = kafkaClient().consumer({
+  const consumer = kafkaClient(options.brokers ? { brokers: options.brokers } : {}).consumer({
     groupId: uniqueName('redtail-test-reader'),
     readUncommitted: options.isolation === 'read_uncommitted',
     maxWaitTimeInMs: 200,
@@ -219,6 +221,48 @@ export async function readTopic(topic: string, options: ReadOptions = {}): Promi
   }
   out.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
   return out;
+}
+
+/**
+ * A broker of its own for tests that stop or restart it (scripts/kafka.sh with a private state dir), so the
+ * shared broker other test files use is never disturbed.
+ */
+export class PrivateKafka {
+  private constructor(
+    readonly dir: string,
+    readonly brokers: string[],
+  ) {}
+
+  private static run(dir: string, args: string[]): string {
+    return execFileSync(join(root, 'scripts', 'kafka.sh'), args, {
+      encoding: 'utf8',
+      env: { ...process.env, REDTAIL_KAFKA_DIR: dir },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }).trim();
+  }
+
+  static start(): PrivateKafka {
+    const dir = join(process.env.TMPDIR ?? tmpdir(), `redtail-kafka-${uniqueName('private')}`);
+    PrivateKafka.run(dir, ['start']);
+    return new PrivateKafka(dir, [PrivateKafka.run(dir, ['address'])]);
+  }
+
+  /** Same ports and data; returns once the broker serves clients again. */
+  restartAsync(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      execFile(
+        join(root, 'scripts', 'kafka.sh'),
+        ['restart'],
+        { env: { ...process.env, REDTAIL_KAFKA_DIR: this.dir } },
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
+  }
+
+  stop(): void {
+    PrivateKafka.run(this.dir, ['stop']);
+    rmSync(`${this.dir}.lock`, { force: true });
+  }
 }
 
 /** Messages parsed as the sink's event JSON. */
