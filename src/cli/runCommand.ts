@@ -118,6 +118,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       maxBatchEvents: config.pipeline.maxBatchEvents,
       lingerMs: config.pipeline.lingerMs,
       highWaterEvents: config.pipeline.highWaterEvents,
+      highWaterBytes: config.pipeline.highWaterBytes,
       onBackpressure: (paused) => {
         if (paused) link?.pause();
         else link?.resume();

@@ -13,7 +13,7 @@ export interface RedtailConfig {
   ack: 'durable' | 'received';
   /** `decode` turns the snapshot into one event per key; `skip` only streams changes after it. */
   snapshot: 'decode' | 'skip';
-  pipeline: { maxBatchEvents: number; lingerMs: number; highWaterEvents: number };
+  pipeline: { maxBatchEvents: number; lingerMs: number; highWaterEvents: number; highWaterBytes: number };
   link: { listeningPort: number; announceIp?: string; readTimeoutMs: number; minFullSyncIntervalMs: number };
   /** Per-sink options keyed by sink scheme (`kafka`, `postgres`), passed to the sink's factory. */
   sinkOptions: Record<string, Record<string, unknown>>;
@@ -32,7 +32,12 @@ export const defaults: RedtailConfig = {
   logLevel: 'info',
   ack: 'durable',
   snapshot: 'decode',
-  pipeline: { maxBatchEvents: 2_000, lingerMs: 10, highWaterEvents: 50_000 },
+  pipeline: {
+    maxBatchEvents: 2_000,
+    lingerMs: 10,
+    highWaterEvents: 50_000,
+    highWaterBytes: 64 * 1024 * 1024,
+  },
   link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000 },
   sinkOptions: {},
 };

@@ -80,7 +80,7 @@ export class ReplicaLink {
   private sessionError: Error | null = null;
   private wake: (() => void) | null = null;
   private lastFullSyncAt = 0;
-  private pausedAt = 0;
+  private resumedAt = 0;
   private resumeWaiter: (() => void) | null = null;
   /** Counts of what the link has seen, for metrics and tests. */
   readonly stats = {
@@ -145,7 +145,6 @@ export class ReplicaLink {
   pause(): void {
     if (this.paused) return;
     this.paused = true;
-    this.pausedAt = Date.now();
     this.socket?.pause();
   }
 
@@ -153,6 +152,7 @@ export class ReplicaLink {
     if (!this.paused) return;
     this.paused = false;
     this.lastDataAt = Date.now();
+    this.resumedAt = this.lastDataAt;
     this.socket?.resume();
     this.resumeWaiter?.();
   }
@@ -278,7 +278,8 @@ export class ReplicaLink {
 
   /** Called when the master closed a streaming link without a reason we caused. */
   private noteRemoteClose(): void {
-    if (this.paused || Date.now() - this.pausedAt < 2_000) {
+    // A paused socket sees the master's close only after reading resumes and the kernel buffer is drained.
+    if (this.paused || Date.now() - this.resumedAt < 5_000) {
       this.stats.droppedWhileHoldingBack++;
       this.opts.logger.error(
         { master: this.master, times: this.stats.droppedWhileHoldingBack },

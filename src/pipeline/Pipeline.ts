@@ -12,6 +12,11 @@ export interface PipelineOptions {
   highWaterEvents?: number;
   /** ...and to read again below this many. */
   lowWaterEvents?: number;
+  /**
+   * The same bound in bytes of replication stream (or snapshot) behind the queued events, which tracks memory far
+   * better than an event count when values are large. Reading resumes below half of it.
+   */
+  highWaterBytes?: number;
   /** Called with true to pause the replication socket, false to resume it. */
   onBackpressure?: (paused: boolean) => void;
   /** Called after every batch that became durable in all sinks, with its checkpoint. */
@@ -39,6 +44,8 @@ export class Pipeline {
   private dirty = false;
   private inFlight: Promise<void> | null = null;
   private inFlightCount = 0;
+  private bytes = 0;
+  private inFlightBytes = 0;
   private timer: NodeJS.Timeout | null = null;
   private paused = false;
   private failure: Error | null = null;
@@ -48,6 +55,7 @@ export class Pipeline {
   private readonly linger: number;
   private readonly high: number;
   private readonly low: number;
+  private readonly highBytes: number;
   readonly stats = { events: 0, batches: 0, skipped: 0 };
 
   constructor(
@@ -59,6 +67,7 @@ export class Pipeline {
     this.linger = opts.lingerMs ?? 10;
     this.high = opts.highWaterEvents ?? 50_000;
     this.low = opts.lowWaterEvents ?? Math.floor(this.high / 2);
+    this.highBytes = opts.highWaterBytes ?? 64 * 1024 * 1024;
   }
 
   /**
@@ -105,14 +114,19 @@ export class Pipeline {
    * Queues events that end at `position` (null while a snapshot is loading: no resumable position exists then).
    * A position without events still matters: it advances checkpoints past PINGs and empty transactions.
    */
-  push(events: ChangeEvent[], position: ReplicationPosition | null): void {
+  push(events: ChangeEvent[], position: ReplicationPosition | null, bytes = 0): void {
     if (this.failure) throw this.failure;
+    this.bytes += bytes;
     for (let i = 0; i < events.length; i++) this.events.push(events[i]!);
     this.checkpoint = position;
     this.dirty = true;
     this.stats.events += events.length;
     this.schedule();
-    if (!this.paused && this.events.length + this.inFlightCount >= this.high) {
+    if (
+      !this.paused &&
+      (this.events.length + this.inFlightCount >= this.high ||
+        this.bytes + this.inFlightBytes >= this.highBytes)
+    ) {
       this.paused = true;
       this.opts.onBackpressure?.(true);
     }
@@ -163,16 +177,19 @@ export class Pipeline {
     this.events = [];
     this.dirty = false;
     this.inFlightCount = batch.events.length;
+    this.inFlightBytes = this.bytes;
+    this.bytes = 0;
     this.inFlight = this.writeAll(batch).then(
       () => {
         this.inFlight = null;
         this.inFlightCount = 0;
+        this.inFlightBytes = 0;
         this.stats.batches++;
         if (batch.checkpoint) {
           this.durable = batch.checkpoint;
           this.opts.onDurable?.(batch.checkpoint);
         }
-        if (this.paused && this.events.length < this.low) {
+        if (this.paused && this.events.length < this.low && this.bytes < this.highBytes / 2) {
           this.paused = false;
           this.opts.onBackpressure?.(false);
         }

@@ -27,14 +27,17 @@ export function rdbSnapshot(options: RdbSnapshotOptions = {}): SnapshotDecoderFa
         pending.push(snapshotEvent(rec, { replid: ctx.replid, offset: ctx.offset, seq }, ts));
       },
     });
+    let bytes = 0;
     const flush = () => {
       if (pending.length === 0) return;
       const out = pending;
       pending = [];
-      ctx.emit(out);
+      ctx.emit(out, bytes);
+      bytes = 0;
     };
     return {
       write(chunk) {
+        bytes += chunk.length;
         parser.write(chunk);
         flush();
       },

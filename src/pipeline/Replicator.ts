@@ -48,6 +48,8 @@ export class Replicator implements ReplicationHandler {
   private boundary: ReplicationPosition | null;
   private txn: ChangeEvent[] | null = null;
   private txnDb = 0;
+  /** Stream bytes behind the events not yet handed to the pipeline (for its memory bound). */
+  private pendingBytes = 0;
   private snapshot: SnapshotDecoder | null = null;
   readonly stats = { commands: 0, transactions: 0 };
 
@@ -76,6 +78,7 @@ export class Replicator implements ReplicationHandler {
     // A master selects the database again before the first command after a full sync.
     this.db = 0;
     this.txn = null;
+    this.pendingBytes = 0;
     this.boundary = null;
     this.opts.pipeline.forgetSkips();
     const events: ChangeEvent[] = [];
@@ -99,7 +102,7 @@ export class Replicator implements ReplicationHandler {
     this.snapshot = this.opts.snapshot({
       replid,
       offset,
-      emit: (decoded) => this.opts.pipeline.push(decoded, null),
+      emit: (decoded, bytes) => this.opts.pipeline.push(decoded, null, bytes),
     });
   }
 
@@ -111,6 +114,7 @@ export class Replicator implements ReplicationHandler {
     this.offset = offset;
     this.db = pos.db;
     this.txn = null;
+    this.pendingBytes = 0;
     this.boundary = { replid, offset, db: pos.db };
   }
 
@@ -127,6 +131,7 @@ export class Replicator implements ReplicationHandler {
   }
 
   command(args: Buffer[], endOffset: number): void {
+    this.pendingBytes += endOffset - this.offset;
     this.offset = endOffset;
     this.stats.commands++;
     const name = args[0]!;
@@ -179,7 +184,8 @@ export class Replicator implements ReplicationHandler {
 
   private advance(events: ChangeEvent[]): void {
     this.boundary = { replid: this.replid!, offset: this.offset, db: this.db };
-    this.opts.pipeline.push(events, this.boundary);
+    this.opts.pipeline.push(events, this.boundary, this.pendingBytes);
+    this.pendingBytes = 0;
   }
 
   private control(op: string, fields: Record<string, unknown>): ChangeEvent {

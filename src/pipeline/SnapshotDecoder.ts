@@ -19,8 +19,8 @@ export interface SnapshotDecoder {
 export interface SnapshotContext {
   replid: string;
   offset: number;
-  /** Receives the events decoded so far; called synchronously from `write`. */
-  emit(events: ChangeEvent[]): void;
+  /** Receives the events decoded so far and the snapshot bytes they came from; called synchronously from `write`. */
+  emit(events: ChangeEvent[], bytes: number): void;
 }
 
 export type SnapshotDecoderFactory = (ctx: SnapshotContext) => SnapshotDecoder;

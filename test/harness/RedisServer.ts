@@ -20,6 +20,8 @@ export interface RedisServerOptions {
   /** Reuse a data dir (to restart a master on its own RDB). */
   dir?: string;
   port?: number;
+  /** Run as redis-sentinel with these `sentinel ...` directives (the config file must stay writable). */
+  sentinel?: string[];
 }
 
 const live = new Set<RedisServer>();
@@ -78,6 +80,9 @@ export class RedisServer {
 
   private configText(): string {
     const o = this.options;
+    if (o.sentinel) {
+      return `${[`port ${this.port}`, 'bind 127.0.0.1', `dir ${this.dir}`, `logfile ${this.logPath}`, ...o.sentinel].join('\n')}\n`;
+    }
     const lines = [
       `port ${this.port}`,
       'bind 127.0.0.1',
@@ -97,7 +102,8 @@ export class RedisServer {
   private async spawn(): Promise<void> {
     const confPath = join(this.dir, `redis-${this.port}.conf`);
     writeFileSync(confPath, this.configText());
-    const proc = spawn(this.binary, [confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const args = this.options.sentinel ? [confPath, '--sentinel'] : [confPath];
+    const proc = spawn(this.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     proc.stderr?.on('data', (d) => {
       stderr += d;
@@ -111,7 +117,13 @@ export class RedisServer {
     });
     for (let i = 0; i < 200; i++) {
       if (exited) throw new Error(`redis-server exited at start: ${stderr}${this.tailLog()}`);
-      const c = new Redis({ port: this.port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, ...this.auth() });
+      const c = new Redis({
+        port: this.port,
+        host: '127.0.0.1',
+        lazyConnect: true,
+        retryStrategy: () => null,
+        ...this.auth(),
+      });
       c.on('error', () => {});
       try {
         await c.connect();
@@ -153,7 +165,13 @@ export class RedisServer {
 
   /** A connected ioredis client, closed by `stop()`. */
   client(extra: RedisOptions = {}): Redis {
-    const c = new Redis({ port: this.port, host: '127.0.0.1', maxRetriesPerRequest: 1, ...this.auth(), ...extra });
+    const c = new Redis({
+      port: this.port,
+      host: '127.0.0.1',
+      maxRetriesPerRequest: 1,
+      ...this.auth(),
+      ...extra,
+    });
     c.on('error', () => {});
     this.clients.push(c);
     return c;

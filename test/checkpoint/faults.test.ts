@@ -1,0 +1,414 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { normalizeCommand } from '../../src/commands/normalize.js';
+import { toJsonValue } from '../../src/events/EventEncoder.js';
+import { RedisServer } from '../harness/RedisServer.js';
+import { type JsonEvent, RedtailProcess } from '../harness/RedtailProcess.js';
+import { ReplicationTap, type TappedCommand } from '../harness/ReplicationTap.js';
+import { prng, Workload } from '../harness/Workload.js';
+
+const cleanup: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function server(opts: Parameters<typeof RedisServer.start>[0] = {}): Promise<RedisServer> {
+  const s = await RedisServer.start(opts);
+  cleanup.push(() => s.stop());
+  return s;
+}
+
+async function tap(s: RedisServer): Promise<ReplicationTap> {
+  const t = await ReplicationTap.connect(s.port, '127.0.0.1', s.options.password);
+  cleanup.push(() => t.close());
+  return t;
+}
+
+function start(args: string[]): RedtailProcess {
+  const p = RedtailProcess.start(['run', '--log-level', 'info', ...args]);
+  cleanup.push(() => p.stop('SIGKILL'));
+  return p;
+}
+
+const offsetOf = async (s: RedisServer) => Number((await s.info('replication')).master_repl_offset);
+
+function readEvents(path: string): JsonEvent[] {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as JsonEvent);
+}
+
+/** An event's identity and content, without what legitimately differs between two runs (receive time, txn id). */
+function fingerprint(e: JsonEvent | Record<string, unknown>): string {
+  const { ts: _ts, source, ...rest } = e as JsonEvent;
+  return JSON.stringify({ ...rest, offset: source.offset, seq: source.seq, inTxn: source.txn !== undefined });
+}
+
+/** What redtail should have emitted for the master's stream after `after`, derived from the tap's recording. */
+function expectedFrom(commands: TappedCommand[], after: number): string[] {
+  const out: string[] = [];
+  for (const c of commands) {
+    if (c.offset <= after) continue;
+    if (c.args[0]!.toString('latin1').toLowerCase() === 'replconf') continue;
+    const ctx = {
+      db: c.db,
+      replid: 'x',
+      offset: c.offset,
+      ts: 0,
+      ...(c.txn !== undefined ? { txn: c.txn } : {}),
+    };
+    for (const e of normalizeCommand(c.args, ctx)) out.push(fingerprint(toJsonValue(e) as JsonEvent));
+  }
+  return out;
+}
+
+function streamEvents(events: JsonEvent[]): JsonEvent[] {
+  return events.filter((e) => !e.source.snapshot);
+}
+
+function handshakeReplies(p: RedtailProcess): string[] {
+  return p
+    .logs()
+    .filter((l) => l.msg === 'replication handshake done')
+    .map((l) => String(l.reply));
+}
+
+describe('resume after kill -9', () => {
+  it('is exactly-once across 20 kills at random moments, continuing partially after the first sync', async () => {
+    const master = await server({ config: { 'enable-debug-command': 'yes', 'repl-backlog-size': '64mb' } });
+    const c = master.client();
+    // Enough data that the first snapshot takes a while and can be cut off.
+    await c.call('DEBUG', 'POPULATE', '100000', 'pre', '32');
+    const recorder = await tap(master);
+    const workload = new Workload(master.client(), 7);
+    workload.start();
+    cleanup.push(() => workload.stop());
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-kill-'));
+    const file = join(dir, 'events.ndjson');
+    const args = ['--master', master.url(), '--sink', `file:${file}`, '--checkpoint', join(dir, 'cp.json')];
+    const rnd = prng(42);
+    let completedSync = false;
+    const replies: string[][] = [];
+    const checkpointed = () => {
+      try {
+        return JSON.parse(readFileSync(join(dir, 'cp.json'), 'utf8')).replid !== '';
+      } catch {
+        return false; // killed before the sink wrote its first checkpoint
+      }
+    };
+    for (let round = 0; round < 20; round++) {
+      const p = start(args);
+      if (round === 0) {
+        // Cut the first snapshot off in the middle.
+        await p.waitFor(() => p.logs().some((l) => l.msg === 'replication handshake done'), 'the handshake');
+        await sleep(30);
+      } else if (round === 1) {
+        await p.waitFor(checkpointed, 'a completed first sync');
+        await sleep(Math.floor(rnd() * 300));
+      } else {
+        await sleep(250 + Math.floor(rnd() * 1000));
+      }
+      p.proc.kill('SIGKILL');
+      await p.exited;
+      replies.push(handshakeReplies(p));
+      if (completedSync) expect(replies[round]!.every((r) => r.startsWith('+CONTINUE'))).toBe(true);
+      if (checkpointed()) completedSync = true;
+    }
+    await workload.stop();
+    expect(workload.commands).toBeGreaterThan(1000);
+    const end = await offsetOf(master);
+    const last = start(args);
+    await last.waitFor(() => {
+      try {
+        return JSON.parse(readFileSync(join(dir, 'cp.json'), 'utf8')).offset >= end;
+      } catch {
+        return false;
+      }
+    }, 'the final checkpoint');
+    expect((await last.stop('SIGTERM')).code).toBe(0);
+    await recorder.waitForOffset(end);
+
+    const events = readEvents(file);
+    expect(events.filter((e) => e.op === 'snapshot-end')).toHaveLength(1);
+    const begin = events.find((e) => e.op === 'snapshot-begin')!;
+    const got = streamEvents(events).map(fingerprint);
+    const tapped = recorder.drain();
+    const want = expectedFrom(tapped, begin.source.offset);
+    expect(want.length).toBeGreaterThan(1000);
+    expect(got.length).toBe(want.length);
+    expect(got).toEqual(want);
+    expect(events.filter((e) => e.op === 'snapshot')).toHaveLength(
+      Number(events.find((e) => e.op === 'snapshot-end')!.keys),
+    );
+    // Most rounds got as far as the stream before being killed (some die while node is still starting).
+    expect(replies.flat().filter((r) => r.startsWith('+CONTINUE')).length).toBeGreaterThanOrEqual(15);
+  });
+});
+
+describe('master restart', () => {
+  it('continues partially after SHUTDOWN SAVE and a restart that reloads the RDB', async () => {
+    const master = await server({ config: { 'repl-backlog-size': '16mb' } });
+    const first = await tap(master);
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-mrestart-'));
+    const file = join(dir, 'events.ndjson');
+    const p = start([
+      '--master',
+      master.url(),
+      '--sink',
+      `file:${file}`,
+      '--checkpoint',
+      join(dir, 'cp.json'),
+    ]);
+    await p.waitFor(() => handshakeReplies(p).length === 1, 'the first sync');
+    const workload = new Workload(master.client(), 3);
+    workload.start();
+    await sleep(800);
+    await workload.stop();
+    const before = await offsetOf(master);
+    await first.waitForOffset(before);
+    const recorded = first.drain();
+    first.close();
+    await master
+      .client()
+      .call('SHUTDOWN', 'SAVE')
+      .catch(() => {});
+    await master.restart();
+    const second = await tap(master);
+    // The restarted master kept its history: it reloaded replid and offset from the RDB and, like a promoted
+    // replica, serves it as replid2 under a new replid, which is what lets redtail continue partially. Its offset
+    // moved a little past \`before\`: SHUTDOWN sends a REPLCONF GETACK to its replicas.
+    const info = await master.info('replication');
+    expect(info.master_replid2).toBe(first.replid);
+    expect(second.offset).toBeGreaterThanOrEqual(before);
+    const w2 = new Workload(master.client(), 4);
+    w2.start();
+    await sleep(800);
+    await w2.stop();
+    const end = await offsetOf(master);
+    await second.waitForOffset(end);
+    await p.waitFor(() => readEvents(file).some((e) => e.source.offset >= end), 'events after the restart');
+    expect((await p.stop('SIGTERM')).code).toBe(0);
+    const replies = handshakeReplies(p);
+    expect(replies[0]).toMatch(/^\+FULLRESYNC/);
+    expect(replies.slice(1).length).toBeGreaterThan(0);
+    expect(replies.slice(1).every((r) => r.startsWith('+CONTINUE'))).toBe(true);
+    const events = readEvents(file);
+    const begin = events.find((e) => e.op === 'snapshot-begin')!;
+    expect(streamEvents(events).map(fingerprint)).toEqual(
+      expectedFrom([...recorded, ...second.drain()], begin.source.offset),
+    );
+  });
+});
+
+describe('failover', () => {
+  async function pair() {
+    const m = await server({ config: { 'repl-backlog-size': '16mb' } });
+    const r = await server({ config: { 'repl-backlog-size': '16mb', replicaof: `127.0.0.1 ${m.port}` } });
+    for (let i = 0; i < 200 && (await r.info('replication')).master_link_status !== 'up'; i++)
+      await sleep(25);
+    return { m, r };
+  }
+
+  it('follows REPLICAOF NO ONE on the replica and the old master becoming its replica, exactly once', async () => {
+    const { m, r } = await pair();
+    // A tap chained on the replica sees the whole history: the old master's stream, then the promoted one's.
+    const recorder = await tap(r);
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-failover-'));
+    const file = join(dir, 'events.ndjson');
+    const p = start([
+      '--master',
+      m.url(),
+      '--master',
+      r.url(),
+      '--sink',
+      `file:${file}`,
+      '--checkpoint',
+      join(dir, 'cp.json'),
+    ]);
+    await p.waitFor(() => handshakeReplies(p).length === 1, 'the first sync');
+    const workload = new Workload(m.client(), 11);
+    workload.start();
+    await sleep(700);
+    await workload.stop();
+    const oldId = (await m.info('replication')).master_replid;
+    for (
+      let i = 0;
+      i < 200 && Number((await r.info('replication')).master_repl_offset) < (await offsetOf(m));
+      i++
+    )
+      await sleep(25);
+    // What Sentinel does: promote the replica, then turn the old master into its replica.
+    await r.client().call('REPLICAOF', 'NO', 'ONE');
+    await m.client().call('REPLICAOF', '127.0.0.1', String(r.port));
+    workload.retarget(r.client());
+    workload.start();
+    await sleep(700);
+    await workload.stop();
+    const end = await offsetOf(r);
+    await recorder.waitForOffset(end);
+    await p.waitFor(() => readEvents(file).some((e) => e.source.offset >= end), 'events from the new master');
+    expect((await p.stop('SIGTERM')).code).toBe(0);
+    const replies = handshakeReplies(p);
+    const newId = (await r.info('replication')).master_replid;
+    expect(replies.at(-1)).toBe(`+CONTINUE ${newId}`);
+    expect(newId).not.toBe(oldId);
+    const cp = JSON.parse(readFileSync(join(dir, 'cp.json'), 'utf8'));
+    expect(cp.replid).toBe(newId);
+    const events = readEvents(file);
+    const begin = events.find((e) => e.op === 'snapshot-begin')!;
+    expect(streamEvents(events).map(fingerprint)).toEqual(
+      expectedFrom(recorder.drain(), begin.source.offset),
+    );
+  });
+
+  it('follows a failover through redis-sentinel', async () => {
+    const { m, r } = await pair();
+    const recorder = await tap(r);
+    const sentinelDir = mkdtempSync(join(tmpdir(), 'redtail-sentinel-'));
+    const sentinel = await RedisServer.start({
+      dir: sentinelDir,
+      sentinel: [
+        `sentinel monitor mymaster 127.0.0.1 ${m.port} 1`,
+        'sentinel down-after-milliseconds mymaster 1000',
+        'sentinel failover-timeout mymaster 5000',
+      ],
+    });
+    cleanup.push(() => sentinel.stop());
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-sfailover-'));
+    const file = join(dir, 'events.ndjson');
+    const p = start([
+      '--sentinel',
+      `127.0.0.1:${sentinel.port}`,
+      '--master-name',
+      'mymaster',
+      '--sink',
+      `file:${file}`,
+      '--checkpoint',
+      join(dir, 'cp.json'),
+    ]);
+    await p.waitFor(() => handshakeReplies(p).length === 1, 'the first sync');
+    const workload = new Workload(m.client(), 13);
+    workload.start();
+    await sleep(500);
+    await workload.stop();
+    // Sentinel needs to have discovered the replica before it can fail over to it.
+    for (let i = 0; i < 200; i++) {
+      const replicas = (await sentinel.client().call('SENTINEL', 'REPLICAS', 'mymaster')) as unknown[];
+      if (replicas.length > 0) break;
+      await sleep(50);
+    }
+    for (
+      let i = 0;
+      i < 200 && Number((await r.info('replication')).master_repl_offset) < (await offsetOf(m));
+      i++
+    )
+      await sleep(25);
+    await sentinel.client().call('SENTINEL', 'FAILOVER', 'mymaster');
+    for (let i = 0; i < 400 && (await r.info('replication')).role !== 'master'; i++) await sleep(25);
+    expect((await r.info('replication')).role).toBe('master');
+    await p.waitFor(() => handshakeReplies(p).length >= 2, 'redtail to follow the new master', 30_000);
+    workload.retarget(r.client());
+    workload.start();
+    await sleep(500);
+    await workload.stop();
+    const end = await offsetOf(r);
+    await recorder.waitForOffset(end);
+    await p.waitFor(() => readEvents(file).some((e) => e.source.offset >= end), 'events from the new master');
+    expect((await p.stop('SIGTERM')).code).toBe(0);
+    const replies = handshakeReplies(p);
+    expect(replies.slice(1).every((x) => x.startsWith('+CONTINUE'))).toBe(true);
+    const events = readEvents(file);
+    const begin = events.find((e) => e.op === 'snapshot-begin')!;
+    expect(streamEvents(events).map(fingerprint)).toEqual(
+      expectedFrom(recorder.drain(), begin.source.offset),
+    );
+  });
+});
+
+describe('backlog overrun', () => {
+  it('falls back to a full resync with a resync event, and keys deleted meanwhile are gone downstream', async () => {
+    const master = await server({ config: { 'repl-backlog-size': '16kb' } });
+    const c = master.client();
+    for (let i = 0; i < 100; i++) await c.set(`keep:${i}`, 'v');
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-overrun-'));
+    const file = join(dir, 'events.ndjson');
+    const args = ['--master', master.url(), '--sink', `file:${file}`, '--checkpoint', join(dir, 'cp.json')];
+    const p1 = start(args);
+    await p1.waitFor(() => handshakeReplies(p1).length === 1, 'the first sync');
+    for (let i = 0; i < 50; i++) await c.set(`gone:${i}`, 'v');
+    await p1.waitFor(
+      () => readEvents(file).filter((e) => String(e.key).startsWith('gone:')).length === 50,
+      'writes',
+    );
+    expect((await p1.stop('SIGTERM')).code).toBe(0);
+    // While redtail is down: delete keys and write far more than the backlog holds.
+    for (let i = 0; i < 50; i++) await c.del(`gone:${i}`);
+    for (let i = 0; i < 40; i++) await c.del(`keep:${i}`);
+    for (let i = 0; i < 200; i++) await c.set(`filler:${i % 10}`, 'x'.repeat(500));
+    const p2 = start(args);
+    await p2.waitFor(() => handshakeReplies(p2).length === 1, 'the second sync');
+    await p2.waitFor(
+      () => readEvents(file).some((e) => e.op === 'snapshot-end' && e.source.offset > 0),
+      'resync',
+    );
+    await sleep(200);
+    expect((await p2.stop('SIGTERM')).code).toBe(0);
+    expect(handshakeReplies(p2)[0]).toMatch(/^\+FULLRESYNC/);
+    const events = readEvents(file);
+    const resync = events.find((e) => e.op === 'resync');
+    expect(resync).toBeDefined();
+    expect(resync!.requested).toMatchObject({ replid: events[0]!.source.replid });
+    // A consumer that follows the documented contract (docs/events.md: a snapshot-begin with resync=true replaces
+    // everything known) ends with exactly the master's keys.
+    const state = new Set<string>();
+    for (const e of events) {
+      if (e.op === 'snapshot-begin' && e.resync) state.clear();
+      else if (e.op === 'snapshot' || e.op === 'set') state.add(String(e.key));
+      else if (e.op === 'del') state.delete(String(e.key));
+    }
+    const actual = new Set((await c.keys('*')).map(String));
+    expect([...state].sort()).toEqual([...actual].sort());
+    expect([...state].some((k) => k.startsWith('gone:'))).toBe(false);
+  });
+});
+
+describe('output buffer limit', () => {
+  it('reports a link the master dropped for slow sinks and recovers with one full sync, not a storm', async () => {
+    // Since Redis 7 replicas share the backlog's buffer and the effective hard limit is the larger of the limit and
+    // repl-backlog-size; once it is passed the backlog no longer covers the replica, so one full sync must follow.
+    const master = await server({
+      config: { 'client-output-buffer-limit': 'replica 1mb 0 0', 'repl-backlog-size': '1mb' },
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-obuf-'));
+    // A small in-process bound, so the stalled consumer's backlog has to wait at the master.
+    const config = join(dir, 'redtail.json');
+    writeFileSync(config, JSON.stringify({ pipeline: { highWaterEvents: 1000, highWaterBytes: 1_000_000 } }));
+    const p = start(['--master', master.url(), '--checkpoint', join(dir, 'cp.json'), '--config', config]);
+    await p.waitFor(() => p.events.some((e) => e.op === 'snapshot-end'), 'the first sync');
+    p.pauseStdout(true);
+    const c = master.client();
+    const value = 'y'.repeat(1000);
+    for (let i = 0; i < 40; i++) {
+      const pipe = c.pipeline();
+      for (let j = 0; j < 500; j++) pipe.set(`big:${i}:${j}`, value);
+      await pipe.exec();
+    }
+    await sleep(1000);
+    p.pauseStdout(false);
+    await p.waitFor(() => p.events.filter((e) => e.op === 'snapshot-end').length === 2, 'the resync', 60_000);
+    await sleep(500);
+    expect(master.log()).toMatch(/scheduled to be closed ASAP for overcoming of output buffer limits/);
+    expect(p.logs().some((l) => String(l.msg).includes('client-output-buffer-limit'))).toBe(true);
+    const replies = handshakeReplies(p);
+    expect(replies).toHaveLength(2);
+    expect(replies.every((r) => r.startsWith('+FULLRESYNC'))).toBe(true);
+    expect(p.events.filter((e) => e.op === 'resync')).toHaveLength(1);
+    // The second snapshot holds every key, so a consumer following the resync contract has them all.
+    const snap = p.events.filter((e) => e.op === 'snapshot' && String(e.key).startsWith('big:'));
+    expect(new Set(snap.map((e) => e.key)).size).toBe(20_000);
+  });
+});
