@@ -13,7 +13,7 @@ const MAX_BULK = 4 * 1024 * 1024 * 1024;
 /** Redis rejects multibulk headers above 1024*1024*1024 arguments as well. */
 const MAX_ARGS = 1024 * 1024 * 1024;
 
-const enum State {
+enum State {
   /** Between commands: the next byte is `*` (multibulk) or the start of an inline command. */
   Start,
   /** Inside the `*N\r\n` header line. */
@@ -132,7 +132,8 @@ export class RespReader {
   private keepLinePart(part: Buffer, at: number): void {
     this.lineLength += part.length;
     // Header lines are tiny; an inline command is capped like Redis's 64 KB PROTO_INLINE_MAX_SIZE.
-    if (this.lineLength > 64 * 1024) throw new RespProtocolError(at, 'line longer than 64 KB without a newline');
+    if (this.lineLength > 64 * 1024)
+      throw new RespProtocolError(at, 'line longer than 64 KB without a newline');
     this.lineParts.push(Buffer.from(part));
   }
 
@@ -166,7 +167,10 @@ export class RespReader {
       }
       case State.BulkHeader: {
         if (line[0] !== DOLLAR)
-          throw new RespProtocolError(end - line.length - 1, `expected '$', got 0x${(line[0] ?? 0).toString(16)}`);
+          throw new RespProtocolError(
+            end - line.length - 1,
+            `expected '$', got 0x${(line[0] ?? 0).toString(16)}`,
+          );
         const n = parseLength(line, 1, l);
         if (n < 0 || n > MAX_BULK) throw new RespProtocolError(end - line.length - 1, 'invalid bulk length');
         this.bulkLen = n;
