@@ -43,8 +43,6 @@ export const handledAsUnknown: Readonly<Record<string, string>> = {
     'masters propagate MIGRATE as DEL of the migrated keys (nothing with COPY), which the table handles; a verbatim MIGRATE would talk to another server',
   xreadgroup:
     'masters propagate its effects as XCLAIM (one per delivered entry) and XGROUP SETID, which the table handles',
-  pfdebug:
-    'debugging command that only changes the internal HLL encoding (TODENSE); the logical value is unchanged',
 };
 
 /**
