@@ -230,11 +230,18 @@ async function masterOffset(redis: Redis): Promise<number> {
 }
 
 async function mirrorOffset(db: pg.Client, s: string, sink: string): Promise<number> {
-  const { rows } = await db.query<{ offset: string }>(
-    `SELECT "offset" FROM ${s}.checkpoints WHERE sink = $1`,
-    [sink],
-  );
-  return rows[0] ? Number(rows[0].offset) : -1;
+  try {
+    const { rows } = await db.query<{ offset: string }>(
+      `SELECT "offset" FROM ${s}.checkpoints WHERE sink = $1`,
+      [sink],
+    );
+    return rows[0] ? Number(rows[0].offset) : -1;
+  } catch (err) {
+    // The sink has not created its schema yet: nothing is mirrored so far.
+    const code = (err as { code?: string }).code;
+    if (code === '42P01' || code === '3F000') return -1;
+    throw err;
+  }
 }
 
 /** Waits until the sink's checkpoint has reached the master's current offset; false on timeout. */
