@@ -204,6 +204,14 @@ describe('master restart', () => {
   });
 });
 
+/** Waits for the tap to be dropped by a promotion, then continues its recording on `server`. */
+async function resumeTap(t: ReplicationTap, s: RedisServer): Promise<ReplicationTap> {
+  for (let i = 0; i < 400 && !t.closed; i++) await sleep(25);
+  const next = await ReplicationTap.resume(s.port, t.position, '127.0.0.1', s.options.password);
+  cleanup.push(() => next.close());
+  return next;
+}
+
 describe('failover', () => {
   async function pair() {
     const m = await server({ config: { 'repl-backlog-size': '16mb' } });
@@ -242,14 +250,17 @@ describe('failover', () => {
     )
       await sleep(25);
     // What Sentinel does: promote the replica, then turn the old master into its replica.
+    await recorder.waitForOffset(await offsetOf(m));
     await r.client().call('REPLICAOF', 'NO', 'ONE');
     await m.client().call('REPLICAOF', '127.0.0.1', String(r.port));
+    // The promoted replica drops its own replicas to tell them the new id; the recording continues partially.
+    const recorder2 = await resumeTap(recorder, r);
     workload.retarget(r.client());
     workload.start();
     await sleep(700);
     await workload.stop();
     const end = await offsetOf(r);
-    await recorder.waitForOffset(end);
+    await recorder2.waitForOffset(end);
     await p.waitFor(() => readEvents(file).some((e) => e.source.offset >= end), 'events from the new master');
     expect((await p.stop('SIGTERM')).code).toBe(0);
     const replies = handshakeReplies(p);
@@ -261,7 +272,7 @@ describe('failover', () => {
     const events = readEvents(file);
     const begin = events.find((e) => e.op === 'snapshot-begin')!;
     expect(streamEvents(events).map(fingerprint)).toEqual(
-      expectedFrom(recorder.drain(), begin.source.offset),
+      expectedFrom([...recorder.drain(), ...recorder2.drain()], begin.source.offset),
     );
   });
 
@@ -307,24 +318,27 @@ describe('failover', () => {
       i++
     )
       await sleep(25);
+    await recorder.waitForOffset(await offsetOf(m));
     await sentinel.client().call('SENTINEL', 'FAILOVER', 'mymaster');
     for (let i = 0; i < 400 && (await r.info('replication')).role !== 'master'; i++) await sleep(25);
     expect((await r.info('replication')).role).toBe('master');
+    const recorder2 = await resumeTap(recorder, r);
     await p.waitFor(() => handshakeReplies(p).length >= 2, 'redtail to follow the new master', 30_000);
     workload.retarget(r.client());
     workload.start();
     await sleep(500);
     await workload.stop();
     const end = await offsetOf(r);
-    await recorder.waitForOffset(end);
+    await recorder2.waitForOffset(end);
     await p.waitFor(() => readEvents(file).some((e) => e.source.offset >= end), 'events from the new master');
     expect((await p.stop('SIGTERM')).code).toBe(0);
     const replies = handshakeReplies(p);
     expect(replies.slice(1).every((x) => x.startsWith('+CONTINUE'))).toBe(true);
+    expect(p.logs().some((l) => l.msg === 'sentinel announced a new master')).toBe(true);
     const events = readEvents(file);
     const begin = events.find((e) => e.op === 'snapshot-begin')!;
     expect(streamEvents(events).map(fingerprint)).toEqual(
-      expectedFrom(recorder.drain(), begin.source.offset),
+      expectedFrom([...recorder.drain(), ...recorder2.drain()], begin.source.offset),
     );
   });
 });

@@ -42,9 +42,37 @@ export class ReplicationTap {
     socket.on('error', (err) => {
       this.error = err;
     });
+    socket.on('close', () => {
+      this.closed = true;
+    });
   }
 
+  /** True once the master closed the link (e.g. a replica promoted with REPLICAOF NO ONE drops its replicas). */
+  closed = false;
+
   static async connect(port: number, host = '127.0.0.1', password?: string): Promise<ReplicationTap> {
+    return ReplicationTap.open(port, host, password, null);
+  }
+
+  /**
+   * Continues a recorded history on another (or the same) server with `PSYNC <replid> <offset+1>`, as a replica
+   * does after a failover; fails unless the server answers +CONTINUE.
+   */
+  static async resume(
+    port: number,
+    from: { replid: string; offset: number; db: number },
+    host = '127.0.0.1',
+    password?: string,
+  ): Promise<ReplicationTap> {
+    return ReplicationTap.open(port, host, password, from);
+  }
+
+  private static async open(
+    port: number,
+    host: string,
+    password: string | undefined,
+    from: { replid: string; offset: number; db: number } | null,
+  ): Promise<ReplicationTap> {
     const socket = net.connect(port, host);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
@@ -55,12 +83,20 @@ export class ReplicationTap {
     await tap.request(['PING']);
     await tap.request(['REPLCONF', 'listening-port', '0']);
     await tap.request(['REPLCONF', 'capa', 'eof', 'capa', 'psync2']);
-    const reply = await tap.request(['PSYNC', '?', '-1']);
-    const parts = reply.split(' ');
-    if (parts[0] !== '+FULLRESYNC') throw new Error(`unexpected PSYNC reply ${reply}`);
-    tap.replid = parts[1]!;
-    tap.offset = Number(parts[2]);
-    tap.phase = 'rdb';
+    if (from) {
+      tap.offset = from.offset;
+      tap.db = from.db;
+      const reply = await tap.request(['PSYNC', from.replid, String(from.offset + 1)]);
+      if (!reply.startsWith('+CONTINUE')) throw new Error(`expected +CONTINUE, got ${reply}`);
+      tap.replid = reply.split(' ')[1] ?? from.replid;
+    } else {
+      const reply = await tap.request(['PSYNC', '?', '-1']);
+      const parts = reply.split(' ');
+      if (parts[0] !== '+FULLRESYNC') throw new Error(`unexpected PSYNC reply ${reply}`);
+      tap.replid = parts[1]!;
+      tap.offset = Number(parts[2]);
+      tap.phase = 'rdb';
+    }
     tap.onData(Buffer.alloc(0));
     // The master drops replicas that stay silent for repl-timeout; acknowledge like a real replica does.
     tap.ackTimer = setInterval(() => tap.send(['REPLCONF', 'ACK', String(tap.offset)]), 500);
@@ -91,6 +127,8 @@ export class ReplicationTap {
           this.buf = this.buf.subarray(end + 2);
           const cb = this.pending.shift()!;
           if (line.startsWith('+FULLRESYNC')) this.phase = 'rdb';
+          // Stream bytes may follow +CONTINUE in the same chunk.
+          else if (line.startsWith('+CONTINUE')) this.phase = 'stream';
           cb(line);
         } else if (this.phase === 'rdb') {
           // The master sends bare newlines as keepalives while it produces the RDB.
@@ -159,6 +197,11 @@ export class ReplicationTap {
       if (this.txn !== undefined) c.txn = this.txn;
       this.commands.push(c);
     }
+  }
+
+  /** The position to resume from: offset and database at the end of the last parsed command. */
+  get position(): { replid: string; offset: number; db: number } {
+    return { replid: this.replid, offset: this.offset, db: this.db };
   }
 
   /** Waits until the tap has parsed the stream up to `offset`. */
