@@ -112,7 +112,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   process.once('SIGTERM', onSignal);
 
   try {
-    const sinks = await createSinks(config);
+    const sinks = await createSinks(config, logger);
     pipeline = new Pipeline(sinks, {
       logger,
       maxBatchEvents: config.pipeline.maxBatchEvents,

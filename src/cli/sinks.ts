@@ -1,13 +1,14 @@
 import { NdjsonSink } from '../../sinks/stdout/NdjsonSink.js';
 import { FileCheckpointStore } from '../checkpoint/FileCheckpointStore.js';
 import { ConfigError, type RedtailConfig } from '../config/Config.js';
+import type { Logger } from '../observe/logger.js';
 import type { Sink } from '../pipeline/Sink.js';
 
 /**
  * Builds the sinks named on the command line. The Kafka and Postgres sinks are loaded only when used, so their
  * client libraries cost nothing to a stdout-only run.
  */
-export async function createSinks(config: RedtailConfig): Promise<Sink[]> {
+export async function createSinks(config: RedtailConfig, logger: Logger): Promise<Sink[]> {
   const ndjson = config.sinks.filter((s) => s === 'stdout' || s.startsWith('file:'));
   const sinks: Sink[] = [];
   for (const spec of config.sinks) {
@@ -24,11 +25,10 @@ export async function createSinks(config: RedtailConfig): Promise<Sink[]> {
         sinks.push(new NdjsonSink({ name: spec, checkpoints, path }));
       }
     } else if (spec.startsWith('kafka://')) {
-      const kafkaModule = '../../sinks/kafka/index.js';
-      const { createKafkaSink } = (await import(kafkaModule)) as {
-        createKafkaSink: (spec: string, options: Record<string, unknown>) => Sink;
-      };
-      sinks.push(createKafkaSink(spec, config.sinkOptions.kafka ?? {}));
+      const { createKafkaSink } = await import('../../sinks/kafka/index.js');
+      sinks.push(
+        createKafkaSink(spec, { ...(config.sinkOptions.kafka ?? {}), logger: logger.child({ sink: spec }) }),
+      );
     } else if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
       throw new ConfigError('the Postgres sink is not available yet');
     } else {
