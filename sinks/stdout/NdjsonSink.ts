@@ -45,7 +45,12 @@ export class NdjsonSink implements Sink {
         // Nothing is known to be half-written and an existing file is the user's: keep it, and remember where
         // redtail's own lines begin, so a first snapshot that is cut off can be taken back.
         this.fileSize = size;
-        await this.opts.checkpoints.save({ replid: NO_POSITION, offset: -1, db: 0, extra: { fileSize: size } });
+        await this.opts.checkpoints.save({
+          replid: NO_POSITION,
+          offset: -1,
+          db: 0,
+          extra: { fileSize: size },
+        });
       }
     }
     if (!cp || cp.replid === NO_POSITION) return null;

@@ -111,7 +111,7 @@ export class RespReader {
             break;
           }
           if (this.bulk === null) this.bulk = Buffer.allocUnsafe(this.bulkLen + 2);
-          const n = avail < need ? avail : need;
+          const n = Math.min(avail, need);
           chunk.copy(this.bulk, this.bulkFill, pos, pos + n);
           this.bulkFill += n;
           pos += n;

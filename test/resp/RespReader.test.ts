@@ -13,7 +13,10 @@ function encode(...args: (string | Buffer)[]): Buffer {
 
 function collect(chunks: Buffer[], start = 0) {
   const out: { args: string[]; end: number }[] = [];
-  const r = new RespReader((args, end) => out.push({ args: args.map((a) => a.toString('latin1')), end }), start);
+  const r = new RespReader(
+    (args, end) => out.push({ args: args.map((a) => a.toString('latin1')), end }),
+    start,
+  );
   for (const c of chunks) r.feed(c);
   return { out, reader: r };
 }
