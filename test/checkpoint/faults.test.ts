@@ -221,7 +221,10 @@ describe('failover', () => {
     return { m, r };
   }
 
-  it('follows REPLICAOF NO ONE on the replica and the old master becoming its replica, exactly once', async () => {
+  it.each([
+    ['REPLICAOF NO ONE on the replica, then the old master made its replica', 'replicaof'],
+    ['FAILOVER on the master', 'failover'],
+  ])('follows %s, exactly once', async (_title, how) => {
     const { m, r } = await pair();
     // A tap chained on the replica sees the whole history: the old master's stream, then the promoted one's.
     const recorder = await tap(r);
@@ -251,8 +254,14 @@ describe('failover', () => {
       await sleep(25);
     // What Sentinel does: promote the replica, then turn the old master into its replica.
     await recorder.waitForOffset(await offsetOf(m));
-    await r.client().call('REPLICAOF', 'NO', 'ONE');
-    await m.client().call('REPLICAOF', '127.0.0.1', String(r.port));
+    if (how === 'failover') {
+      // Redis 6.2+: the master pauses writes, lets the replica catch up, hands over and becomes its replica.
+      await m.client().call('FAILOVER', 'TO', '127.0.0.1', String(r.port));
+      for (let i = 0; i < 400 && (await r.info('replication')).role !== 'master'; i++) await sleep(25);
+    } else {
+      await r.client().call('REPLICAOF', 'NO', 'ONE');
+      await m.client().call('REPLICAOF', '127.0.0.1', String(r.port));
+    }
     // The promoted replica drops its own replicas to tell them the new id; the recording continues partially.
     const recorder2 = await resumeTap(recorder, r);
     workload.retarget(r.client());
