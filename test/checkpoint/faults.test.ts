@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { normalizeCommand } from '../../src/commands/normalize.js';
-import { toJsonValue } from '../../src/events/EventEncoder.js';
+import { expectedFrom, fingerprint } from '../harness/expectedEvents.js';
 import { RedisServer } from '../harness/RedisServer.js';
 import { type JsonEvent, RedtailProcess } from '../harness/RedtailProcess.js';
-import { ReplicationTap, type TappedCommand } from '../harness/ReplicationTap.js';
+import { ReplicationTap } from '../harness/ReplicationTap.js';
 import { prng, Workload } from '../harness/Workload.js';
 
 const cleanup: (() => Promise<unknown> | unknown)[] = [];
@@ -40,30 +39,6 @@ function readEvents(path: string): JsonEvent[] {
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as JsonEvent);
-}
-
-/** An event's identity and content, without what legitimately differs between two runs (receive time, txn id). */
-function fingerprint(e: JsonEvent | Record<string, unknown>): string {
-  const { ts: _ts, source, ...rest } = e as JsonEvent;
-  return JSON.stringify({ ...rest, offset: source.offset, seq: source.seq, inTxn: source.txn !== undefined });
-}
-
-/** What redtail should have emitted for the master's stream after `after`, derived from the tap's recording. */
-function expectedFrom(commands: TappedCommand[], after: number): string[] {
-  const out: string[] = [];
-  for (const c of commands) {
-    if (c.offset <= after) continue;
-    if (c.args[0]!.toString('latin1').toLowerCase() === 'replconf') continue;
-    const ctx = {
-      db: c.db,
-      replid: 'x',
-      offset: c.offset,
-      ts: 0,
-      ...(c.txn !== undefined ? { txn: c.txn } : {}),
-    };
-    for (const e of normalizeCommand(c.args, ctx)) out.push(fingerprint(toJsonValue(e) as JsonEvent));
-  }
-  return out;
 }
 
 function streamEvents(events: JsonEvent[]): JsonEvent[] {
