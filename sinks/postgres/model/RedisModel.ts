@@ -38,15 +38,17 @@ export function keysOf(ev: ChangeEvent): Array<[number, Buffer]> {
 const SET_STORES = new Set(['sinterstore', 'sunionstore', 'sdiffstore']);
 const ZSET_STORES = new Set(['zunionstore', 'zinterstore', 'zdiffstore']);
 
-/** A past expiry deletes the key: masters send DEL for it, and an `expire` event in the past means the same. */
+/**
+ * An expiry is stored, never acted upon: a master that sets an expiry already in the past deletes the key and
+ * propagates DEL instead (expireGenericCommand, checkAlreadyExpired), and keys that expire later are deleted by
+ * DELs the master propagates when it expires them. Judging "past" by redtail's clock would delete keys wrongly
+ * whenever the stream is replayed or lags (the receive time is then later than the master's execution time).
+ */
 const keyOps: Record<string, Handler> = {
   del: (ev, ctx) => setValue(ctx.entry(ev.db, ev.key!), null, null),
   expire: (ev, ctx) => {
     const e = ctx.entry(ev.db, ev.key!);
-    if (e.value === null) return;
-    const at = ev.expireAt as number;
-    if (at <= ev.ts) setValue(e, null, null);
-    else setValue(e, e.value, at);
+    if (e.value !== null) setValue(e, e.value, ev.expireAt as number);
   },
   persist: (ev, ctx) => {
     const e = ctx.entry(ev.db, ev.key!);
@@ -93,14 +95,10 @@ const keyOps: Record<string, Handler> = {
     setValue(dest, src.value, src.expireAt);
     setValue(src, null, null);
   },
-  /** RESTORE decodes the DUMP payload it carries; a TTL already past deletes the key instead (restoreCommand). */
+  /** RESTORE decodes the DUMP payload it carries (a TTL already past makes the master propagate DEL instead). */
   restore: (ev, ctx) => {
     const e = ctx.entry(ev.db, ev.key!);
     const at = ev.expireAt as number | null | undefined;
-    if (typeof at === 'number' && at <= ev.ts) {
-      setValue(e, null, null);
-      return;
-    }
     let decoded: ReturnType<typeof decodeDumpPayload>;
     try {
       decoded = decodeDumpPayload(ev.payload as Buffer);

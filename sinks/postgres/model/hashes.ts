@@ -55,8 +55,8 @@ const hdel: Handler = (ev, ctx) => {
 
 /**
  * HPEXPIREAT with NX/XX/GT/LT evaluated per field (hexpireGenericCommand): a field without TTL counts as an infinite
- * one for GT/LT; a time already past deletes the field; missing fields are skipped. Past times are judged against
- * the event's receive time, like the key-level `expire`.
+ * one for GT/LT; missing fields are skipped. A time already past makes the master delete the fields and propagate
+ * HDEL instead, so the mirror only stores times (see the key-level `expire`).
  */
 const hexpire: Handler = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
@@ -72,10 +72,7 @@ const hexpire: Handler = (ev, ctx) => {
     if (cond === 'xx' && cur === undefined) continue;
     if (cond === 'gt' && (cur === undefined || !(at > cur))) continue;
     if (cond === 'lt' && cur !== undefined && !(at < cur)) continue;
-    if (at <= ev.ts) {
-      v.v.delete(f);
-      v.ttl.delete(f);
-    } else v.ttl.set(f, at);
+    v.ttl.set(f, at);
   }
   dropIfEmpty(e);
 };

@@ -175,7 +175,7 @@ describe('PostgresSink', () => {
     expect(await reopened.open()).toEqual({ replid: REPLID, offset: 500, db: 0 });
   });
 
-  it('live_keys hides keys whose expiry has passed; a past expire deletes', async () => {
+  it('live_keys hides keys whose expiry has passed; a key stays until the master sends DEL', async () => {
     const { sink, schema } = make();
     await sink.open();
     const now = Date.now();
@@ -192,7 +192,7 @@ describe('PostgresSink', () => {
     const live = await pgQuery(`SELECT key_text FROM "${schema}".live_keys ORDER BY key_text`);
     expect(live).toEqual([{ key_text: 'later' }]);
     const all = await pgQuery(`SELECT key_text FROM "${schema}".keys ORDER BY key_text`);
-    expect(all).toEqual([{ key_text: 'later' }, { key_text: 'soon' }]);
+    expect(all).toEqual([{ key_text: 'later' }, { key_text: 'past' }, { key_text: 'soon' }]);
   });
 
   it('an op that needs the master without one configured stops with a clear error', async () => {
