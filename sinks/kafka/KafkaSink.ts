@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Kafka, KafkaConfig, LogEntry, Producer, ProducerConfig } from 'kafkajs';
 import kafkajs from 'kafkajs';
@@ -22,6 +22,8 @@ import {
 } from './errors.js';
 import { buildMessages, chunkMessages, type OutMessage } from './messages.js';
 import { type CheckpointRecord, checkpointMessage, positionOf, readLastCheckpoint } from './OffsetsTopic.js';
+import { readToEnd } from './readToEnd.js';
+import { type LiveState, type ReconcilePlan, StateReconciler, stateTopicPattern } from './StateReconciler.js';
 import type { StateRule } from './StateTopic.js';
 import { type TopicKind, TopicManager } from './TopicManager.js';
 import { TopicRouter } from './TopicRouter.js';
@@ -41,6 +43,8 @@ export interface KafkaSinkStats {
   retries: number;
   /** Events replaced by a truncation marker (oversize policy). */
   truncated: number;
+  /** Tombstones written to the state topic for keys a full resync's snapshot no longer had. */
+  resyncTombstones: number;
   lastError: string | null;
 }
 
@@ -82,11 +86,15 @@ export class KafkaSink implements Sink {
   private topics: TopicManager | undefined;
   private lastPosition: ReplicationPosition | null = null;
   private state: 'new' | 'opening' | 'open' | 'closed' = 'new';
+  /** Reconciles the state topic with full resyncs' snapshots; null when the state topic is off. */
+  private readonly reconciler: StateReconciler | null;
 
   constructor(readonly config: ResolvedKafkaSinkConfig) {
     this.name = config.name;
     this.logger = config.logger ?? defaultLogger(config.name);
     this.router = new TopicRouter(config.topic, config.routes, config.stateTopic);
+    this.reconciler =
+      config.stateTopic === null ? null : new StateReconciler(this.router, () => this.stateRules);
     this.stats = {
       mode: config.exactlyOnce ? 'exactly-once' : 'at-least-once',
       batches: 0,
@@ -95,6 +103,7 @@ export class KafkaSink implements Sink {
       bytes: 0,
       retries: 0,
       truncated: 0,
+      resyncTombstones: 0,
       lastError: null,
     };
     const client: KafkaConfig = {
@@ -297,6 +306,53 @@ export class KafkaSink implements Sink {
     await this.startProducer();
   }
 
+  /**
+   * The keys the existing state topics hold (newest record not a tombstone), read_committed to their end. Called at
+   * a snapshot-begin, when no transaction of ours is open. Memory: one string per live key while the snapshot loads.
+   */
+  private async readStateKeys(): Promise<LiveState> {
+    const pattern = stateTopicPattern(this.config.stateTopic!);
+    let all: string[];
+    try {
+      all = await this.admin!.listTopics();
+    } catch (err) {
+      throw classifyKafkaError(err, this.ctx('list state topics'));
+    }
+    const state: LiveState = new Map();
+    for (const topic of all) {
+      const m = pattern.exec(topic);
+      if (!m) continue;
+      state.set(topic, { db: m[1] === undefined ? null : Number(m[1]), keys: new Set() });
+      this.stateTopics.add(topic);
+    }
+    const started = Date.now();
+    if (state.size > 0) {
+      await readToEnd(
+        this.kafka,
+        this.admin!,
+        [...state.keys()],
+        (topic, _partition, message) => {
+          if (message.key === null) return;
+          const key = message.key.toString('latin1');
+          const live = state.get(topic)!;
+          if (message.value === null) live.keys.delete(key);
+          else live.keys.add(key);
+        },
+        {
+          groupId: `${this.config.groupIdPrefix}${this.name}.state.${randomBytes(4).toString('hex')}`,
+          timeoutMs: this.config.connectTimeoutMs,
+        },
+      );
+    }
+    let keys = 0;
+    for (const live of state.values()) keys += live.keys.size;
+    this.logger.info(
+      { topics: [...state.keys()], keys, ms: Date.now() - started },
+      'kafka sink: snapshot begins; read the state topics to tombstone keys the snapshot lacks',
+    );
+    return state;
+  }
+
   private build(events: EventBatch['events'], maxMessageBytes: number) {
     const built = buildMessages(events, this.router, { maxMessageBytes, stateRules: this.stateRules });
     for (const ev of events) {
@@ -324,6 +380,7 @@ export class KafkaSink implements Sink {
     let outage = false;
     let restart = false;
     let ambiguous = false;
+    const loaded: { base?: LiveState } = {};
     for (let attempt = 0; ; attempt++) {
       let committing = false;
       try {
@@ -331,13 +388,16 @@ export class KafkaSink implements Sink {
           await this.restartProducer();
           restart = false;
         }
+        const plan: ReconcilePlan = this.reconciler
+          ? await this.reconciler.plan(batch.events, () => this.readStateKeys(), loaded)
+          : { next: null, tombstones: [], completed: false };
         if (ambiguous) {
           // The commit's outcome was unknown. The restart above finished it either way (InitProducerId waits for
           // the coordinator), and the checkpoint record tells which way.
           ambiguous = false;
           const record = await this.readCheckpoint();
           if (record?.batch === batchId) {
-            this.committed(batch, built.messages, position, built.truncated);
+            this.committed(batch, built.messages, position, built.truncated, plan);
             return;
           }
         }
@@ -346,7 +406,7 @@ export class KafkaSink implements Sink {
           message: checkpointMessage(this.name, position, batchId),
           size: 256,
         };
-        const records = [...built.messages, offsets];
+        const records = [...built.messages, ...plan.tombstones, offsets];
         await this.topics!.ensure(
           records.map((r) => r.topic),
           this.topicKind,
@@ -372,7 +432,7 @@ export class KafkaSink implements Sink {
           for (const topicMessages of chunks)
             await producer.sendBatch({ topicMessages, acks: -1, compression, timeout });
         }
-        this.committed(batch, built.messages, position, built.truncated);
+        this.committed(batch, built.messages, position, built.truncated, plan);
         return;
       } catch (raw) {
         const err = classifyKafkaError(raw, this.ctx(`write ${batch.events.length} events`));
@@ -422,11 +482,20 @@ export class KafkaSink implements Sink {
     messages: OutMessage[],
     position: ReplicationPosition | null,
     truncated: Array<{ topic: string; key: Buffer | null; bytes: number }>,
+    plan: ReconcilePlan,
   ): void {
     this.lastPosition = position;
+    this.reconciler?.committed(plan);
+    if (plan.completed) {
+      this.stats.resyncTombstones += plan.tombstones.length;
+      this.logger.info(
+        { tombstones: plan.tombstones.length },
+        'kafka sink: state topics reconciled with the snapshot (tombstones for keys it no longer has)',
+      );
+    }
     this.stats.batches++;
     this.stats.events += batch.events.length;
-    this.stats.records += messages.length + 1;
+    this.stats.records += messages.length + plan.tombstones.length + 1;
     for (const m of messages) this.stats.bytes += m.size;
     this.stats.truncated += truncated.length;
     for (const t of truncated) {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Admin, Kafka, Message } from 'kafkajs';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
-import { KafkaSinkError } from './errors.js';
+import { readToEnd } from './readToEnd.js';
 
 /**
  * The value of a checkpoint record, keyed by the sink name in the compacted offsets topic. It is written in every
@@ -56,10 +56,8 @@ export interface ReadOptions {
 }
 
 /**
- * Reads the offsets topic to its end as a read_committed consumer and returns the sink's latest record.
- * "The end" is the last stable offset (kafkajs' ListOffsets asks for READ_COMMITTED), so an open transaction of
- * another sink cannot make this wait past what is readable; records of aborted transactions are never seen.
- * kafkajs has no manual partition assignment, hence a throwaway consumer group (Read ACL on `groupIdPrefix`).
+ * Reads the offsets topic to its end as a read_committed consumer (see `readToEnd`) and returns the sink's latest
+ * record.
  */
 export async function readLastCheckpoint(
   kafka: Kafka,
@@ -68,59 +66,21 @@ export async function readLastCheckpoint(
   sink: string,
   options: ReadOptions,
 ): Promise<CheckpointRecord | null> {
-  const ends = await admin.fetchTopicOffsets(topic);
-  const target = new Map<number, bigint>();
-  for (const p of ends) if (BigInt(p.high) > BigInt(p.low)) target.set(p.partition, BigInt(p.high));
-  if (target.size === 0) return null;
-
-  const groupId = `${options.groupIdPrefix}${sink}.${randomBytes(4).toString('hex')}`;
-  const consumer = kafka.consumer({
-    groupId,
-    maxWaitTimeInMs: 100,
-    sessionTimeout: 10_000,
-    heartbeatInterval: 1000,
-  });
-  const position = new Map<number, bigint>();
   // Per partition, the sink's newest record (null for a tombstone: the checkpoint was reset by an operator).
   const latest = new Map<number, CheckpointRecord | null>();
-  const advance = (partition: number, next: bigint) => {
-    if (next > (position.get(partition) ?? -1n)) position.set(partition, next);
-  };
-  const done = () => [...target].every(([p, end]) => (position.get(p) ?? -1n) >= end);
   const keyBuf = Buffer.from(sink, 'utf8');
-  let failure: unknown;
-  consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
-    advance(e.payload.partition, BigInt(e.payload.lastOffset) + 1n);
-  });
-  consumer.on(consumer.events.CRASH, (e) => {
-    failure = e.payload.error;
-  });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ partition, message }) => {
-        const offset = BigInt(message.offset);
-        if (message.key?.equals(keyBuf)) latest.set(partition, parseRecord(message.value));
-        advance(partition, offset + 1n);
-      },
-    });
-    const deadline = Date.now() + options.timeoutMs;
-    while (!done()) {
-      if (failure !== undefined) throw failure;
-      if (Date.now() > deadline)
-        throw new KafkaSinkError(
-          `could not read offsets topic ${topic} to its end within ${options.timeoutMs} ms ` +
-            `(at ${JSON.stringify(Object.fromEntries([...position].map(([p, o]) => [p, String(o)])))}, ` +
-            `end ${JSON.stringify(Object.fromEntries([...target].map(([p, o]) => [p, String(o)])))})`,
-        );
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  } finally {
-    await consumer.disconnect().catch(() => {});
-    await admin.deleteGroups([groupId]).catch(() => {});
-  }
+  await readToEnd(
+    kafka,
+    admin,
+    [topic],
+    (_topic, partition, message) => {
+      if (message.key?.equals(keyBuf)) latest.set(partition, parseRecord(message.value));
+    },
+    {
+      groupId: `${options.groupIdPrefix}${sink}.${randomBytes(4).toString('hex')}`,
+      timeoutMs: options.timeoutMs,
+    },
+  );
   // The offsets topic the sink creates has one partition; a pre-created multi-partition one may hold the key on
   // several partitions (after a partition change), and the newest record by its own timestamp wins.
   let best: CheckpointRecord | null = null;

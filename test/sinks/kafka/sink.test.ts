@@ -176,6 +176,77 @@ describe('KafkaSink against a real broker', () => {
     });
   });
 
+  it('tombstones state-topic keys a full resync snapshot lacks, at its snapshot-end, across batches and a reopen', async () => {
+    const n = names();
+    const s = sink(n, { stateTopic: n.stateTopic });
+    await s.open();
+    const snap = (key: string, offset: number, seq: number, db = 0) =>
+      event('snapshot', key, offset, { type: 'string', value: Buffer.from(key) }, db, seq);
+    const ctl = (op: string, offset: number, fields: Record<string, unknown> = {}) =>
+      event(op, undefined, offset, fields);
+    await s.write({
+      events: [
+        ctl('snapshot-begin', 1, { resync: false }),
+        snap('a', 1, 0),
+        snap('b', 1, 1),
+        snap('c', 1, 2),
+        snap('x', 1, 3, 1),
+        ctl('snapshot-end', 1, { keys: 4 }),
+        event('set', 'd', 2, { type: 'string', value: Buffer.from('D') }),
+        event('del', 'c', 3),
+      ],
+      checkpoint: position(3),
+    });
+    expect(s.stats.resyncTombstones).toBe(0);
+    await s.close();
+    // A restart whose PSYNC the master refuses: the new snapshot has a and x only, loaded over three batches.
+    const again = sink(n, { stateTopic: n.stateTopic });
+    expect(await again.open()).toEqual(position(3));
+    await again.write({
+      events: [
+        event('set', 'e', 4, { type: 'string', value: Buffer.from('E') }),
+        ctl('resync', 10),
+        ctl('snapshot-begin', 10, { resync: true }),
+      ],
+      checkpoint: null,
+    });
+    await again.write({ events: [snap('a', 10, 0)], checkpoint: null });
+    await again.write({
+      events: [
+        snap('x', 10, 1, 1),
+        ctl('snapshot-end', 10, { keys: 2 }),
+        event('set', 'f', 11, { type: 'string', value: Buffer.from('F') }),
+      ],
+      checkpoint: position(11),
+    });
+    expect(again.stats.resyncTombstones).toBe(3);
+    const latest = async (topic: string) => {
+      const out = new Map<string, string | null>();
+      for (const m of await readTopic(topic))
+        out.set(m.key!.toString(), m.value === null ? null : m.value.toString());
+      return out;
+    };
+    const db0 = await latest(`${n.base}.state.0`);
+    expect(
+      [...db0]
+        .filter(([, v]) => v !== null)
+        .map(([k]) => k)
+        .sort(),
+    ).toEqual(['a', 'f']);
+    expect(
+      [...db0]
+        .filter(([, v]) => v === null)
+        .map(([k]) => k)
+        .sort(),
+    ).toEqual(['b', 'c', 'd', 'e']);
+    const db1 = await latest(`${n.base}.state.1`);
+    expect([...db1.keys()]).toEqual(['x']);
+    expect(db1.get('x')).not.toBeNull();
+    // The tombstones are committed with the snapshot-end's checkpoint.
+    const tombs = (await readTopic(`${n.base}.state.0`)).filter((m) => m.headers.op === 'resync');
+    expect(tombs.map((m) => m.key!.toString()).sort()).toEqual(['b', 'd', 'e']);
+  });
+
   it('splits a batch larger than maxBatchBytes into several sends of one transaction', async () => {
     const n = names();
     const s = sink(n, { maxBatchBytes: 4096 });
