@@ -6,6 +6,7 @@ const usage = `Usage: redtail <command> [options]
 Commands:
   run      tail a Redis master as a replica and stream every change to the sinks
   rdb      print the contents of an RDB file as NDJSON snapshot events (or --stats)
+  verify   compare the master's dataset with the Postgres mirror; exit 0 only when they agree
   help     this text
 
 Run 'redtail <command> --help' for a command's options.
@@ -20,6 +21,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'rdb': {
       const { rdbCommand } = await import('./rdbCommand.js');
       return rdbCommand(rest);
+    }
+    case 'verify': {
+      const { verifyCommand } = await import('../../sinks/postgres/verify.js');
+      return verifyCommand(rest);
     }
     case undefined:
     case 'help':

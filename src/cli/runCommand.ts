@@ -25,7 +25,8 @@ Options:
                       repeat it to give candidates (a master and its replicas): redtail uses the one that is master
   --sentinel HOST:PORT  follow the master through Redis Sentinel (repeatable; env REDTAIL_SENTINELS)
   --master-name NAME  the master's name in Sentinel (env REDTAIL_MASTER_NAME)
-  --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port]; repeatable (env REDTAIL_SINKS)
+  --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port] | postgres://user@host:port/db;
+                      repeatable (env REDTAIL_SINKS)
   --checkpoint PATH   checkpoint file of the stdout/file sinks (env REDTAIL_CHECKPOINT; default ./redtail.checkpoint.json)
   --config FILE       JSON config file (env REDTAIL_CONFIG); flags override it
   --ack MODE          durable (default): ACK to the master what the sinks committed; received: what redtail read

@@ -30,7 +30,12 @@ export async function createSinks(config: RedtailConfig, logger: Logger): Promis
         createKafkaSink(spec, { ...(config.sinkOptions.kafka ?? {}), logger: logger.child({ sink: spec }) }),
       );
     } else if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
-      throw new ConfigError('the Postgres sink is not available yet');
+      const { PostgresSink, parsePostgresSpec } = await import('../../sinks/postgres/index.js');
+      // The mirror fetches exact values from the master for ops it cannot compute (docs/postgres.md).
+      const master = Array.isArray(config.master) ? config.master[0] : config.master;
+      const options = { master, ...(config.sinkOptions.postgres ?? {}) };
+      const postgresLogger = logger.child({ sink: 'postgres' });
+      sinks.push(new PostgresSink(parsePostgresSpec(spec, options), { logger: postgresLogger }));
     } else {
       throw new ConfigError(
         `unknown sink '${spec}': use stdout, file:PATH, kafka://host:port[,host:port] or postgres://...`,
