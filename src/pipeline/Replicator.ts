@@ -1,16 +1,9 @@
+import type { CommandContext } from '../commands/types.js';
 import type { ChangeEvent, ReplicationPosition } from '../events/ChangeEvent.js';
 import type { ReplicationHandler } from '../link/ReplicaLink.js';
 import type { Logger } from '../observe/logger.js';
 import type { Pipeline } from './Pipeline.js';
 import type { SnapshotDecoder, SnapshotDecoderFactory } from './SnapshotDecoder.js';
-
-export interface CommandContext {
-  db: number;
-  replid: string;
-  offset: number;
-  txn?: string;
-  ts: number;
-}
 
 /** Turns one replicated command into zero or more change events. */
 export type CommandNormalizer = (args: Buffer[], ctx: CommandContext) => ChangeEvent[];

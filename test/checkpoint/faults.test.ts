@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectedFrom, fingerprint } from '../harness/expectedEvents.js';
+import { prng } from '../harness/prng.js';
 import { RedisServer } from '../harness/RedisServer.js';
 import { type JsonEvent, RedtailProcess } from '../harness/RedtailProcess.js';
 import { ReplicationTap } from '../harness/ReplicationTap.js';
-import { prng, Workload } from '../harness/Workload.js';
+import { Workload } from '../harness/Workload.js';
 
 const cleanup: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {

@@ -1,16 +1,8 @@
 import type { Redis } from 'ioredis';
+import { prng } from './prng.js';
 
-/** A deterministic PRNG (mulberry32), so a failing fault test can be replayed with the same seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Re-exported for tests that drive a workload and need the same PRNG. */
+export { prng };
 
 /**
  * A steady write workload over every data type, with expiries, deletes, MULTI/EXEC transactions and a Lua script,

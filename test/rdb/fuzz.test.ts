@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeDumpPayload } from '../../src/rdb/dump.js';
 import { RdbFormatError } from '../../src/rdb/RdbFormatError.js';
 import { RdbParser } from '../../src/rdb/RdbParser.js';
+import { prng } from '../harness/prng.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const fixturesDir = path.resolve(repoRoot, '../shared/fixtures/rdb');
@@ -12,18 +13,6 @@ const files = readdirSync(fixturesDir)
   .filter((f) => f.endsWith('.rdb'))
   .sort()
   .map((f) => ({ name: f, buf: readFileSync(path.join(fixturesDir, f)) }));
-
-/** mulberry32: a small seeded PRNG so every run exercises the same corruptions. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Outcome = 'ok' | 'format-error';
 
