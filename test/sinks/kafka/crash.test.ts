@@ -1,17 +1,13 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'rolldown';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createKafkaSink } from '../../../sinks/kafka/index.js';
 import { kafkaBrokers, readTopic, uniqueName } from '../../harness/kafka.js';
-import { captureLogger, position } from './fixtures/events.js';
+import { captureLogger, position, REPLID } from './fixtures/events.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..', '..');
-// Inside the repo so the bundle's bare imports (kafkajs, pino) resolve from node_modules.
-const bundle = join(root, 'node_modules', '.cache', 'redtail-test', 'kafka-crash-child.mjs');
+// Plain JavaScript importing the compiled sink from dist/ (globalSetup builds it before the tests run).
+const childScript = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'crashChild.mjs');
 
 interface ChildRun {
   lines: string[];
@@ -23,7 +19,7 @@ interface ChildRun {
 /** Runs the child until it starts its big transaction, lets it send part of it, then kill -9. */
 function runChild(args: object, killAfterMs: number): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bundle, JSON.stringify(args)], {
+    const child = spawn(process.execPath, [childScript, JSON.stringify(args)], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const lines: string[] = [];
@@ -65,22 +61,15 @@ function runChild(args: object, killAfterMs: number): Promise<ChildRun> {
 }
 
 describe('crash in the middle of a Kafka transaction', () => {
-  beforeAll(async () => {
+  beforeAll(() => {
     kafkaBrokers();
-    mkdirSync(dirname(bundle), { recursive: true });
-    await build({
-      input: join(here, 'fixtures', 'crashChild.ts'),
-      platform: 'node',
-      external: [/^[^./]/],
-      logLevel: 'silent',
-      output: { file: bundle, format: 'esm' },
-    });
   });
 
   it('kill -9 mid-transaction, repeatedly: read_committed output has no gap, no duplicate, no partial batch', async () => {
     const base = uniqueName('rt-crash');
     const args = {
       brokers: kafkaBrokers(),
+      replid: REPLID,
       topic: `${base}.<db>`,
       offsetsTopic: `${base}.offsets`,
       name: `sink-${base}`,
