@@ -131,7 +131,9 @@ describe('EventFilter', () => {
 
   it('apply() filters a batch and keeps order', () => {
     const f = new EventFilter({ include: { keys: ['a*'] } });
-    const out = f.apply(normalizeCommand(argv('MSET', 'a1', '1', 'b', '2', 'a2', '3'), ctx));
+    const events = normalizeCommand(argv('MSET', 'a1', '1', 'b', '2', 'a2', '3'), ctx);
+    events.forEach(toValidJson);
+    const out = f.apply(events);
     expect(out.map((e) => e.key!.toString())).toEqual(['a1', 'a2']);
   });
 
