@@ -1,0 +1,558 @@
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import type { Kafka as KafkaClient, Message } from 'kafkajs';
+import kafkajs from 'kafkajs';
+
+/**
+ * `npm run bench:kafka`: a live redis-server master → `redtail run --sink kafka://...` (the real binary, a child
+ * process) → a real broker, against a plain kafkajs transactional producer loop writing the same records to the
+ * same broker in the same run (the reference ceiling: no Redis, no replication, no event building).
+ *
+ * 1. Sustained throughput for BENCH_SECONDS: BENCH_WRITERS clients send pipelines of BENCH_PIPELINE SETs to the
+ *    master as fast as they can while at most BENCH_MAX_LAG events are written but not yet visible to a
+ *    read_committed consumer of redtail's topic (so the master's replica buffer stays bounded and the figure is
+ *    redtail's steady rate, not a burst). Events/s = events / (last one visible - first write). The reference, in
+ *    its own process like redtail, commits transactions of 2,000 records (redtail's default batch) for as long.
+ * 2. Latency, open loop at BENCH_RATE events/s (default: half of redtail's throughput) for BENCH_LATENCY_SECONDS,
+ *    both sides at the same rate: every value carries the time it was written (on the master, or generated in the
+ *    reference loop); a read_committed consumer in this process computes visible time minus write time for every
+ *    event; p50/p99. The reference queues records as they are generated and each transaction takes what is
+ *    queued, like redtail's pipeline while the previous batch is in flight.
+ *
+ * Uses KAFKA_BROKERS, else the scripts/kafka.sh broker (started, and stopped at the end, when not running).
+ */
+
+const { Kafka, logLevel, CompressionTypes } = kafkajs;
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, '..', '..');
+const kafkaScript = join(repoRoot, 'scripts', 'kafka.sh');
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 10);
+const WRITERS = Number(process.env.BENCH_WRITERS ?? 8);
+const PIPELINE = Number(process.env.BENCH_PIPELINE ?? 500);
+const VALUE_BYTES = Number(process.env.BENCH_VALUE_BYTES ?? 100);
+const MAX_LAG = Number(process.env.BENCH_MAX_LAG ?? 20_000);
+const KEYS = 10_000;
+const BATCH = 2_000;
+
+const now = () => performance.timeOrigin + performance.now();
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+function freePort(): Promise<number> {
+  return new Promise((res) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** A value of VALUE_BYTES whose first field is the write time (epoch ms, fractional). */
+function stamped(): string {
+  const t = now().toFixed(3);
+  return `${t};${'x'.repeat(Math.max(0, VALUE_BYTES - t.length - 1))}`;
+}
+
+function brokers(): { brokers: string[]; started: boolean } {
+  if (process.env.KAFKA_BROKERS) return { brokers: process.env.KAFKA_BROKERS.split(','), started: false };
+  const running = spawnSync(kafkaScript, ['status'], { stdio: 'ignore' }).status === 0;
+  if (!running) execFileSync(kafkaScript, ['start'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const address = execFileSync(kafkaScript, ['address'], { encoding: 'utf8' }).trim();
+  return { brokers: [address], started: !running };
+}
+
+async function startMaster(): Promise<{ port: number; proc: ChildProcess; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-kafka-'));
+  const port = await freePort();
+  const proc = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--repl-backlog-size',
+      '256mb',
+      '--client-output-buffer-limit',
+      'replica 0 0 0',
+    ],
+    { stdio: 'ignore' },
+  );
+  for (let i = 0; i < 200; i++) {
+    const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      await c.ping();
+      c.disconnect();
+      return { port, proc, dir };
+    } catch {
+      c.disconnect();
+      await sleep(25);
+    }
+  }
+  throw new Error('redis-server did not start');
+}
+
+/** A read_committed consumer collecting write→visible delays of stamped values from `valueOf(json)`. */
+async function latencyConsumer(
+  kafka: KafkaClient,
+  topics: string[],
+  stampOf: (json: Record<string, unknown>) => unknown,
+) {
+  const samples: number[] = [];
+  let from = Number.POSITIVE_INFINITY;
+  const consumer = kafka.consumer({
+    groupId: `bench-${randomBytes(4).toString('hex')}`,
+    maxWaitTimeInMs: 20,
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1000,
+  });
+  let joined = false;
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    joined = true;
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: false });
+  await consumer.run({
+    eachBatchAutoResolve: true,
+    eachBatch: async ({ batch }) => {
+      const at = now();
+      for (const m of batch.messages) {
+        if (m.value === null) continue;
+        const v = stampOf(JSON.parse(m.value.toString('utf8')) as Record<string, unknown>);
+        if (typeof v !== 'string') continue;
+        const t = Number(v.slice(0, v.indexOf(';')));
+        if (t >= from) samples.push(at - t);
+      }
+    },
+  });
+  for (let i = 0; i < 600 && !joined; i++) await sleep(50);
+  // A group joined with fromBeginning false starts at the end once its first fetch resolved the offsets.
+  await sleep(1500);
+  return {
+    samples,
+    begin() {
+      from = now();
+    },
+    async stop() {
+      await consumer.disconnect();
+    },
+  };
+}
+
+/** Counts the records of a topic as a read_committed consumer sees them, with the time of the last one. */
+async function countingConsumer(kafka: KafkaClient, topic: string) {
+  const consumer = kafka.consumer({
+    groupId: `bench-count-${randomBytes(4).toString('hex')}`,
+    maxWaitTimeInMs: 20,
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1000,
+  });
+  const state = { count: 0, lastAt: 0, joined: false };
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    state.joined = true;
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: false });
+  await consumer.run({
+    eachBatchAutoResolve: true,
+    eachBatch: async ({ batch }) => {
+      state.count += batch.messages.length;
+      state.lastAt = performance.now();
+    },
+  });
+  for (let i = 0; i < 600 && !state.joined; i++) await sleep(50);
+  await sleep(1500);
+  return { state, stop: () => consumer.disconnect() };
+}
+
+interface Figures {
+  eventsPerSec: number;
+  events: number;
+  seconds: number;
+  p50: number;
+  p99: number;
+  samples: number;
+  rate: number;
+}
+
+async function benchRedtail(
+  kafka: KafkaClient,
+  list: string[],
+  id: string,
+  rateFor: (tput: number) => number,
+): Promise<Figures> {
+  const master = await startMaster();
+  const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-cfg-'));
+  const config = join(dir, 'redtail.json');
+  const topic = `bench-${id}.<db>`;
+  writeFileSync(
+    config,
+    JSON.stringify({
+      sinkOptions: {
+        kafka: { topic, offsetsTopic: `bench-${id}.offsets`, transactionalId: `bench-${id}`, name: 'bench' },
+      },
+    }),
+  );
+  const redtail = spawn(
+    process.execPath,
+    [
+      join(repoRoot, 'bin', 'redtail.js'),
+      'run',
+      '--master',
+      `redis://127.0.0.1:${master.port}`,
+      '--sink',
+      `kafka://${list.join(',')}`,
+      '--config',
+      config,
+      '--log-level',
+      'warn',
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const clients: Redis[] = [];
+  const client = () => {
+    const c = new Redis({ port: master.port, host: '127.0.0.1' });
+    clients.push(c);
+    return c;
+  };
+  try {
+    const ctl = client();
+    // Ready when a write comes back acknowledged, i.e. committed in Kafka.
+    for (let i = 0; ; i++) {
+      await ctl.set('bench:ready', '1');
+      if (Number(await ctl.call('WAIT', '1', '1000')) === 1) break;
+      if (i > 120 || redtail.exitCode !== null) throw new Error('redtail did not become ready');
+    }
+
+    // 1. Sustained throughput with a bounded lag.
+    const counter = await countingConsumer(kafka, topic.replace('<db>', '0'));
+    let events = 0;
+    const started = performance.now();
+    const deadline = started + SECONDS * 1000;
+    const writer = async (w: number) => {
+      const c = client();
+      let n = w * 1_000_000;
+      while (performance.now() < deadline) {
+        if (events - counter.state.count > MAX_LAG) {
+          await sleep(2);
+          continue;
+        }
+        events += PIPELINE;
+        const p = c.pipeline();
+        for (let i = 0; i < PIPELINE; i++) p.set(`bench:k:${n++ % KEYS}`, stamped());
+        await p.exec();
+      }
+    };
+    await Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)));
+    for (let i = 0; i < 12_000 && counter.state.count < events; i++) await sleep(10);
+    await counter.stop();
+    if (counter.state.count !== events)
+      throw new Error(`${counter.state.count} records visible in Kafka for ${events} writes`);
+    const seconds = (counter.state.lastAt - started) / 1000;
+    const eventsPerSec = events / seconds;
+
+    // 2. Open-loop latency.
+    const rate = rateFor(eventsPerSec);
+    const consumer = await latencyConsumer(kafka, [topic.replace('<db>', '0')], (j) => j.value);
+    consumer.begin();
+    const lc = client();
+    const tick = 10;
+    const per = Math.max(1, Math.round((rate * tick) / 1000));
+    const t0 = performance.now();
+    let sent = 0;
+    while (performance.now() - t0 < LATENCY_SECONDS * 1000) {
+      const due = Math.floor(((performance.now() - t0) / tick) * per);
+      if (due > sent) {
+        const p = lc.pipeline();
+        for (; sent < due; sent++) p.set(`bench:lat:${sent % KEYS}`, stamped());
+        void p.exec();
+      }
+      await sleep(tick);
+    }
+    await lc.call('WAIT', '1', '0');
+    await sleep(1000);
+    await consumer.stop();
+    const sorted = consumer.samples.sort((a, b) => a - b);
+    return {
+      eventsPerSec,
+      events,
+      seconds,
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      samples: sorted.length,
+      rate,
+    };
+  } finally {
+    for (const c of clients) c.disconnect();
+    redtail.kill('SIGTERM');
+    await new Promise((r) => redtail.once('exit', r));
+    master.proc.kill('SIGKILL');
+    rmSync(master.dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The same records redtail writes for `SET bench:k:<n> <value>`: event JSON, key, headers, checkpoint record. */
+function record(offset: number, key: string, value: string, replid: string): Message {
+  const ts = Date.now();
+  return {
+    key,
+    value: JSON.stringify({
+      v: 1,
+      op: 'set',
+      db: 0,
+      key,
+      type: 'string',
+      value,
+      source: { replid, offset, seq: 0, snapshot: false },
+      ts,
+    }),
+    headers: { op: 'set', db: '0', replid, offset: String(offset), seq: '0' },
+    timestamp: String(ts),
+  };
+}
+
+interface ChildArgs {
+  brokers: string[];
+  id: string;
+  topic: string;
+  offsetsTopic: string;
+  mode: 'throughput' | 'latency';
+  seconds: number;
+  rate: number;
+}
+
+/** The reference loop, in a child process of its own as redtail is: prints its figures as JSON. */
+async function referenceChild(args: ChildArgs): Promise<void> {
+  const kafka = new Kafka({
+    clientId: 'redtail-bench-ref',
+    brokers: args.brokers,
+    logLevel: logLevel.NOTHING,
+  });
+  const producer = kafka.producer({
+    transactionalId: `bench-${args.id}-ref`,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
+  });
+  await producer.connect();
+  const replid = randomBytes(20).toString('hex');
+  let offset = 0;
+  let txns = 0;
+  let txnMs = 0;
+  const commit = async (messages: Message[]) => {
+    const t = performance.now();
+    txns++;
+    const txn = await producer.transaction();
+    await txn.sendBatch({
+      topicMessages: [
+        { topic: args.topic, messages },
+        {
+          topic: args.offsetsTopic,
+          messages: [
+            { key: 'ref', value: JSON.stringify({ replid, offset, batch: randomBytes(8).toString('hex') }) },
+          ],
+        },
+      ],
+      acks: -1,
+      compression: CompressionTypes.GZIP,
+    });
+    await txn.commit();
+    txnMs += performance.now() - t;
+  };
+  let events = 0;
+  const started = performance.now();
+  if (args.mode === 'throughput') {
+    while (performance.now() - started < args.seconds * 1000) {
+      const messages: Message[] = [];
+      for (let i = 0; i < BATCH; i++) {
+        offset += 50;
+        messages.push(record(offset, `bench:k:${events++ % KEYS}`, stamped(), replid));
+      }
+      await commit(messages);
+    }
+  } else {
+    const queue: Message[] = [];
+    const tick = 10;
+    const per = Math.max(1, Math.round((args.rate * tick) / 1000));
+    let generating = true;
+    const generator = (async () => {
+      while (performance.now() - started < args.seconds * 1000) {
+        const due = Math.floor(((performance.now() - started) / tick) * per);
+        for (; events < due; events++) {
+          offset += 50;
+          queue.push(record(offset, `bench:lat:${events % KEYS}`, stamped(), replid));
+        }
+        await sleep(tick);
+      }
+      generating = false;
+    })();
+    while (generating || queue.length > 0) {
+      if (queue.length === 0) {
+        await sleep(1);
+        continue;
+      }
+      await commit(queue.splice(0, BATCH));
+    }
+    await generator;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await producer.disconnect();
+  process.stdout.write(`${JSON.stringify({ events, seconds, txns, txnMs: txnMs / txns })}\n`);
+}
+
+interface ChildResult {
+  events: number;
+  seconds: number;
+  txns: number;
+  txnMs: number;
+}
+
+function runReferenceChild(args: ChildArgs): Promise<ChildResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(import.meta.url), '--reference', JSON.stringify(args)],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`reference loop exited with ${code}`));
+      resolvePromise(JSON.parse(out.trim().split('\n').at(-1)!) as ChildResult);
+    });
+  });
+}
+
+async function benchReference(
+  kafka: KafkaClient,
+  brokersList: string[],
+  id: string,
+  rate: number,
+): Promise<Figures> {
+  const topic = `bench-${id}-ref`;
+  const offsetsTopic = `bench-${id}-ref.offsets`;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: [
+      { topic, numPartitions: 3, replicationFactor: 1 },
+      {
+        topic: offsetsTopic,
+        numPartitions: 1,
+        replicationFactor: 1,
+        configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+      },
+    ],
+  });
+  await admin.disconnect();
+  const base = { brokers: brokersList, id, topic, offsetsTopic, rate };
+  const tput = await runReferenceChild({ ...base, mode: 'throughput', seconds: SECONDS });
+  const consumer = await latencyConsumer(kafka, [topic], (j) => j.value);
+  consumer.begin();
+  const lat = await runReferenceChild({ ...base, mode: 'latency', seconds: LATENCY_SECONDS });
+  console.log(
+    `reference loop: throughput phase ${fmt(tput.events / tput.txns)} records per transaction, ` +
+      `${tput.txnMs.toFixed(1)} ms each; latency phase ${fmt(lat.events / lat.txns)} records, ${lat.txnMs.toFixed(1)} ms each`,
+  );
+  await sleep(1000);
+  await consumer.stop();
+  const sorted = consumer.samples.sort((a, b) => a - b);
+  return {
+    eventsPerSec: tput.events / tput.seconds,
+    events: tput.events,
+    seconds: tput.seconds,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    samples: sorted.length,
+    rate,
+  };
+}
+
+async function main(): Promise<void> {
+  const { brokers: list, started } = brokers();
+  const kafka = new Kafka({ clientId: 'redtail-bench', brokers: list, logLevel: logLevel.NOTHING });
+  const id = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  const ms = (n: number) => n.toFixed(1);
+  try {
+    console.log(
+      `bench:kafka  brokers ${list.join(',')}  ${WRITERS} writers x ${PIPELINE}-SET pipelines, ${VALUE_BYTES}-byte values, ` +
+        `${SECONDS} s throughput + ${LATENCY_SECONDS} s latency per side`,
+    );
+    let latencyRate = Number(process.env.BENCH_RATE ?? 0);
+    const rt = await benchRedtail(kafka, list, id, (tput) => {
+      if (!latencyRate) latencyRate = Math.max(100, Math.round(tput / 2 / 100) * 100);
+      return latencyRate;
+    });
+    const ref = await benchReference(kafka, list, id, latencyRate);
+    const rows = [
+      ['', 'events/s', 'events', 'p50 ms', 'p99 ms', 'latency samples'],
+      [
+        'redtail run → Kafka',
+        fmt(rt.eventsPerSec),
+        fmt(rt.events),
+        ms(rt.p50),
+        ms(rt.p99),
+        `${fmt(rt.samples)} at ${fmt(rt.rate)}/s`,
+      ],
+      [
+        'kafkajs txn producer loop',
+        fmt(ref.eventsPerSec),
+        fmt(ref.events),
+        ms(ref.p50),
+        ms(ref.p99),
+        `${fmt(ref.samples)} at ${fmt(ref.rate)}/s`,
+      ],
+    ];
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    for (const r of rows)
+      console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+    console.log(
+      `ratio redtail / reference: throughput ${(rt.eventsPerSec / ref.eventsPerSec).toFixed(2)}, ` +
+        `p50 latency ${(rt.p50 / ref.p50).toFixed(2)}x, p99 latency ${(rt.p99 / ref.p99).toFixed(2)}x`,
+    );
+    console.log(JSON.stringify({ redtail: rt, reference: ref }));
+  } finally {
+    const admin = kafka.admin();
+    await admin.connect();
+    const mine = (await admin.listTopics()).filter((t) => t.startsWith(`bench-${id}`));
+    await admin.deleteTopics({ topics: mine }).catch(() => {});
+    await admin.disconnect();
+    if (started) execFileSync(kafkaScript, ['stop'], { stdio: 'ignore' });
+  }
+}
+
+const run =
+  process.argv[2] === '--reference' ? referenceChild(JSON.parse(process.argv[3]!) as ChildArgs) : main();
+run.catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
