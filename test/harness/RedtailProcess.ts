@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { schemaProblem } from './eventSchema.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = join(repoRoot, 'bin', 'redtail.js');
@@ -21,6 +22,8 @@ export type JsonEvent = Record<string, unknown> & {
  */
 export class RedtailProcess {
   readonly events: JsonEvent[] = [];
+  /** Events that did not match config/event.schema.json; `waitFor` and `stop` fail when there are any. */
+  readonly invalid: string[] = [];
   stderr = '';
   private partial = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -52,7 +55,13 @@ export class RedtailProcess {
     const text = this.partial + data;
     const lines = text.split('\n');
     this.partial = lines.pop()!;
-    for (const line of lines) if (line) this.events.push(JSON.parse(line) as JsonEvent);
+    for (const line of lines) {
+      if (!line) continue;
+      const event = JSON.parse(line) as JsonEvent;
+      const problem = schemaProblem(event);
+      if (problem) this.invalid.push(problem);
+      this.events.push(event);
+    }
   }
 
   /** Stops consuming stdout (so the pipe fills and redtail must apply backpressure) or resumes. */
@@ -71,6 +80,7 @@ export class RedtailProcess {
   async waitFor(predicate: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate()) {
+      this.checkSchema();
       if (this.proc.exitCode !== null || this.proc.signalCode !== null)
         throw new Error(`redtail exited while waiting for ${what}: ${this.stderr.slice(-2000)}`);
       if (Date.now() > deadline)
@@ -100,6 +110,15 @@ export class RedtailProcess {
     signal: NodeJS.Signals = 'SIGTERM',
   ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
-    return this.exited;
+    const result = await this.exited;
+    this.checkSchema();
+    return result;
+  }
+
+  private checkSchema(): void {
+    if (this.invalid.length > 0)
+      throw new Error(
+        `redtail emitted ${this.invalid.length} events outside the schema, e.g. ${this.invalid[0]}`,
+      );
   }
 }
