@@ -44,10 +44,16 @@ fi
 
 # Apache Kafka (KRaft, from Maven Central) when the Kafka tests are present and no broker is given.
 if [ -z "${KAFKA_BROKERS:-}" ] && [ -x scripts/kafka.sh ] && [ -d test/sinks/kafka ]; then
+  # Stop the broker at exit only when this run started it: one that was already running (a developer's, or another
+  # concurrent test run's) is left alone.
+  kafka_was_running=0
+  scripts/kafka.sh status >/dev/null 2>&1 && kafka_was_running=1
   scripts/kafka.sh start
   KAFKA_BROKERS=$(scripts/kafka.sh address)
   export KAFKA_BROKERS
-  trap 'scripts/kafka.sh stop || true' EXIT
+  if [ "$kafka_was_running" = 0 ]; then
+    trap 'scripts/kafka.sh stop || true' EXIT
+  fi
 fi
 
 npx vitest run "$@"
