@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -63,6 +63,7 @@ function names(prefix: string): Names {
 /** A config file whose sinkOptions.kafka gives this test its own topics and transactionalId. */
 function configFile(n: Names, kafka: Record<string, unknown> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'redtail-kafka-e2e-'));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'redtail.json');
   const { base: _base, ...sinkOptions } = n;
   writeFileSync(path, JSON.stringify({ sinkOptions: { kafka: { ...sinkOptions, ...kafka } } }));
