@@ -76,7 +76,12 @@ export class ReplicaLink {
   private eofTail: Buffer = Buffer.alloc(0);
   private reader: RespReader | null = null;
   private lastDataAt = 0;
-  private getAckPending = false;
+  /**
+   * Offset of the last `REPLCONF GETACK` whose answer is not yet complete: with durable ACKs the first answer may
+   * lag behind it, so every durable advance is acknowledged at once until the ACKed offset covers it (WAIT returns
+   * as soon as the sinks have the data, not at the next 1 s tick).
+   */
+  private ackWantedThrough = -1;
   private sessionError: Error | null = null;
   private wake: (() => void) | null = null;
   private lastFullSyncAt = 0;
@@ -184,7 +189,7 @@ export class ReplicaLink {
 
   /** Called when the acknowledged offset advanced: answers a pending `REPLCONF GETACK` at once (WAIT latency). */
   ackAdvanced(): void {
-    if (this.getAckPending) this.sendAck();
+    if (this.ackWantedThrough >= 0) this.sendAck();
   }
 
   private interruptibleSleep(ms: number): Promise<void> {
@@ -272,7 +277,7 @@ export class ReplicaLink {
     this.eofMark = null;
     this.eofTail = Buffer.alloc(0);
     this.reader = null;
-    this.getAckPending = false;
+    this.ackWantedThrough = -1;
     this.sessionError = null;
   }
 
@@ -487,7 +492,7 @@ export class ReplicaLink {
     // REPLCONF GETACK * asks for an ACK now (WAIT, failover); answer after the command counted into the offset.
     if (name.length === 8 && name.toString('latin1').toUpperCase() === 'REPLCONF' && args.length >= 2) {
       if (args[1]!.toString('latin1').toUpperCase() === 'GETACK') {
-        this.getAckPending = true;
+        this.ackWantedThrough = end;
         this.sendAck();
       }
     }
@@ -569,8 +574,9 @@ export class ReplicaLink {
   private sendAck(): void {
     const s = this.socket;
     if (!s || s.destroyed || this.mode !== 'stream') return;
-    this.getAckPending = false;
-    s.write(encodeCommand(['REPLCONF', 'ACK', String(this.opts.handler.ackOffset())]));
+    const offset = this.opts.handler.ackOffset();
+    if (offset >= this.ackWantedThrough) this.ackWantedThrough = -1;
+    s.write(encodeCommand(['REPLCONF', 'ACK', String(offset)]));
   }
 
   private checkTimeout(): void {

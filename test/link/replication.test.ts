@@ -160,6 +160,23 @@ describe('acknowledgements', () => {
   });
 });
 
+describe('WAIT', () => {
+  it('is answered as soon as the sinks have the write, not at the next periodic ACK', async () => {
+    const m = await master();
+    const { proc } = redtail(m.url());
+    await proc.waitFor(() => proc.events.some((e) => e.op === 'snapshot-end'), 'snapshot end');
+    const c = m.client();
+    // Periodic ACKs come once a second; twenty WAITs with half that timeout only all succeed when the durable
+    // offset is acknowledged on its own, right after each write reaches the sink.
+    const answers: unknown[] = [];
+    for (let i = 0; i < 20; i++) {
+      await c.set(`wait:${i}`, 'v');
+      answers.push(await c.call('WAIT', '1', '500'));
+    }
+    expect(answers).toEqual(Array(20).fill(1));
+  });
+});
+
 describe('reconnection', () => {
   it('continues with a partial resync after the master kills the link, losing and repeating nothing', async () => {
     const m = await master();
