@@ -17,6 +17,7 @@ import {
   KafkaMessageTooLargeError,
   KafkaProducerFencedError,
   KafkaSinkError,
+  KafkaTransientError,
   KafkaUnreachableError,
   kafkaCodes,
 } from './errors.js';
@@ -164,13 +165,14 @@ export class KafkaSink implements Sink {
         const err = classifyKafkaError(raw, this.ctx('open'));
         if (
           err.fatal ||
-          !(err instanceof KafkaUnreachableError) ||
+          // A broker that just restarted answers "coordinator is loading" for a while: as retryable as no broker.
+          !(err instanceof KafkaUnreachableError || err instanceof KafkaTransientError) ||
           Date.now() + this.backoff(attempt) > deadline
         ) {
           this.state = 'closed';
           throw err;
         }
-        this.logger.warn({ err: err.message, attempt }, 'kafka sink: brokers unreachable; retrying');
+        this.logger.warn({ err: err.message, attempt }, 'kafka sink: brokers not ready; retrying');
         await sleep(this.backoff(attempt));
       }
     }
