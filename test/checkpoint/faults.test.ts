@@ -2,13 +2,14 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { schemaProblem } from '../harness/eventSchema.js';
 import { expectedFrom, fingerprint } from '../harness/expectedEvents.js';
 import { prng } from '../harness/prng.js';
 import { RedisServer } from '../harness/RedisServer.js';
 import { type JsonEvent, RedtailProcess } from '../harness/RedtailProcess.js';
-import { ReplicationTap } from '../harness/ReplicationTap.js';
+import { ReplicationTap, type TappedCommand } from '../harness/ReplicationTap.js';
 import { Workload } from '../harness/Workload.js';
 
 const cleanup: (() => Promise<unknown> | unknown)[] = [];
@@ -73,38 +74,94 @@ function handshakeReplies(p: RedtailProcess): string[] {
     .map((l) => String(l.reply));
 }
 
+/** redtail writing to a `file:` sink in a temp dir of its own, and what that sink has committed. */
+class FileSinkRun {
+  readonly dir = mkdtempSync(join(tmpdir(), 'redtail-faults-'));
+  readonly file = join(this.dir, 'events.ndjson');
+  readonly checkpoint = join(this.dir, 'cp.json');
+  readonly args: string[];
+
+  /** `source` names the master: `--master URL` (repeatable) or `--sentinel ... --master-name ...`. */
+  constructor(source: string[]) {
+    this.args = [...source, '--sink', `file:${this.file}`, '--checkpoint', this.checkpoint];
+  }
+
+  start(): RedtailProcess {
+    return start(this.args);
+  }
+
+  /** Starts redtail and waits until its first handshake is done. */
+  async startSynced(): Promise<RedtailProcess> {
+    const p = this.start();
+    await p.waitFor(() => handshakeReplies(p).length === 1, 'the first sync');
+    return p;
+  }
+
+  /** True once the sink committed everything up to `offset`. */
+  reached(offset: number): () => boolean {
+    return checkpointAt(this.checkpoint, offset);
+  }
+
+  /** True once the sink has a resumable position (a first snapshot completed). */
+  hasPosition(): boolean {
+    try {
+      return JSON.parse(readFileSync(this.checkpoint, 'utf8')).replid !== '';
+    } catch {
+      return false; // killed before the sink wrote its first checkpoint
+    }
+  }
+
+  events(): JsonEvent[] {
+    return readEvents(this.file);
+  }
+
+  /** The committed stream equals, event by event, what the independent tap recorded after the snapshot. */
+  expectStreamToEqual(recorded: TappedCommand[]): void {
+    const events = this.events();
+    const begin = events.find((e) => e.op === 'snapshot-begin')!;
+    const want = expectedFrom(recorded, begin.source.offset);
+    expect(want.length).toBeGreaterThan(100);
+    expect(streamEvents(events).map(fingerprint)).toEqual(want);
+  }
+}
+
+/** Runs the mixed workload against `client` for `ms`. */
+async function writeFor(client: Redis, seed: number, ms: number): Promise<Workload> {
+  const w = new Workload(client, seed);
+  w.start();
+  await sleep(ms);
+  await w.stop();
+  return w;
+}
+
+/** Waits until the replica has everything the master has (so a promotion loses nothing). */
+async function caughtUp(replica: RedisServer, master: RedisServer): Promise<void> {
+  const target = await offsetOf(master);
+  for (let i = 0; i < 400 && Number((await replica.info('replication')).master_repl_offset) < target; i++)
+    await sleep(25);
+}
+
 describe('resume after kill -9', () => {
   it('is exactly-once across 20 kills at random moments, continuing partially after the first sync', async () => {
     const master = await server({ config: { 'enable-debug-command': 'yes', 'repl-backlog-size': '64mb' } });
-    const c = master.client();
     // Enough data that the first snapshot takes a while and can be cut off.
-    await c.call('DEBUG', 'POPULATE', '100000', 'pre', '32');
+    await master.client().call('DEBUG', 'POPULATE', '100000', 'pre', '32');
     const recorder = await tap(master);
     const workload = new Workload(master.client(), 7);
     workload.start();
     cleanup.push(() => workload.stop());
-    const dir = mkdtempSync(join(tmpdir(), 'redtail-kill-'));
-    const file = join(dir, 'events.ndjson');
-    const args = ['--master', master.url(), '--sink', `file:${file}`, '--checkpoint', join(dir, 'cp.json')];
+    const run = new FileSinkRun(['--master', master.url()]);
     const rnd = prng(42);
     let completedSync = false;
     const replies: string[][] = [];
-    const checkpointed = () => {
-      try {
-        return JSON.parse(readFileSync(join(dir, 'cp.json'), 'utf8')).replid !== '';
-      } catch {
-        return false; // killed before the sink wrote its first checkpoint
-      }
-    };
-    const handshaken = (p: RedtailProcess) => () => handshakeReplies(p).length > 0;
     for (let round = 0; round < 20; round++) {
-      const p = start(args);
-      await p.waitFor(handshaken(p), 'the handshake');
+      const p = run.start();
+      await p.waitFor(() => handshakeReplies(p).length > 0, 'the handshake');
       if (round === 0) {
         // Cut the first snapshot off in the middle.
         await sleep(30);
       } else if (round === 1) {
-        await p.waitFor(checkpointed, 'a completed first sync');
+        await p.waitFor(() => run.hasPosition(), 'a completed first sync');
         await sleep(Math.floor(rnd() * 300));
       } else {
         // Somewhere in the stream: mid-batch, mid-transaction, between checkpoints.
@@ -114,28 +171,22 @@ describe('resume after kill -9', () => {
       await p.exited;
       replies.push(handshakeReplies(p));
       if (completedSync) expect(replies[round]).toEqual([expect.stringMatching(/^\+CONTINUE/)]);
-      if (checkpointed()) completedSync = true;
+      if (run.hasPosition()) completedSync = true;
     }
     await workload.stop();
     expect(workload.commands).toBeGreaterThan(1000);
     const end = await offsetOf(master);
-    const last = start(args);
-    await last.waitFor(checkpointAt(join(dir, 'cp.json'), end), 'the final checkpoint');
+    const last = run.start();
+    await last.waitFor(run.reached(end), 'the final checkpoint');
     expect((await last.stop('SIGTERM')).code).toBe(0);
     await recorder.waitForOffset(end);
 
-    const events = readEvents(file);
+    const events = run.events();
     expect(events.filter((e) => e.op === 'snapshot-end')).toHaveLength(1);
-    const begin = events.find((e) => e.op === 'snapshot-begin')!;
-    const got = streamEvents(events).map(fingerprint);
-    const tapped = recorder.drain();
-    const want = expectedFrom(tapped, begin.source.offset);
-    expect(want.length).toBeGreaterThan(1000);
-    expect(got.length).toBe(want.length);
-    expect(got).toEqual(want);
     expect(events.filter((e) => e.op === 'snapshot')).toHaveLength(
       Number(events.find((e) => e.op === 'snapshot-end')!.keys),
     );
+    run.expectStreamToEqual(recorder.drain());
     // Every round after the first completed sync continued partially.
     expect(replies.slice(2).flat()).toHaveLength(18);
   });
@@ -145,21 +196,9 @@ describe('master restart', () => {
   it('continues partially after SHUTDOWN SAVE and a restart that reloads the RDB', async () => {
     const master = await server({ config: { 'repl-backlog-size': '16mb' } });
     const first = await tap(master);
-    const dir = mkdtempSync(join(tmpdir(), 'redtail-mrestart-'));
-    const file = join(dir, 'events.ndjson');
-    const p = start([
-      '--master',
-      master.url(),
-      '--sink',
-      `file:${file}`,
-      '--checkpoint',
-      join(dir, 'cp.json'),
-    ]);
-    await p.waitFor(() => handshakeReplies(p).length === 1, 'the first sync');
-    const workload = new Workload(master.client(), 3);
-    workload.start();
-    await sleep(800);
-    await workload.stop();
+    const run = new FileSinkRun(['--master', master.url()]);
+    const p = await run.startSynced();
+    await writeFor(master.client(), 3, 800);
     const before = await offsetOf(master);
     await first.waitForOffset(before);
     const recorded = first.drain();
@@ -172,27 +211,19 @@ describe('master restart', () => {
     const second = await tap(master);
     // The restarted master kept its history: it reloaded replid and offset from the RDB and, like a promoted
     // replica, serves it as replid2 under a new replid, which is what lets redtail continue partially. Its offset
-    // moved a little past \`before\`: SHUTDOWN sends a REPLCONF GETACK to its replicas.
-    const info = await master.info('replication');
-    expect(info.master_replid2).toBe(first.replid);
+    // moved a little past `before`: SHUTDOWN sends a REPLCONF GETACK to its replicas.
+    expect((await master.info('replication')).master_replid2).toBe(first.replid);
     expect(second.offset).toBeGreaterThanOrEqual(before);
-    const w2 = new Workload(master.client(), 4);
-    w2.start();
-    await sleep(800);
-    await w2.stop();
+    await writeFor(master.client(), 4, 800);
     const end = await offsetOf(master);
     await second.waitForOffset(end);
-    await p.waitFor(checkpointAt(join(dir, 'cp.json'), end), 'events after the restart');
+    await p.waitFor(run.reached(end), 'events after the restart');
     expect((await p.stop('SIGTERM')).code).toBe(0);
     const replies = handshakeReplies(p);
     expect(replies[0]).toMatch(/^\+FULLRESYNC/);
     expect(replies.slice(1).length).toBeGreaterThan(0);
     expect(replies.slice(1).every((r) => r.startsWith('+CONTINUE'))).toBe(true);
-    const events = readEvents(file);
-    const begin = events.find((e) => e.op === 'snapshot-begin')!;
-    expect(streamEvents(events).map(fingerprint)).toEqual(
-      expectedFrom([...recorded, ...second.drain()], begin.source.offset),
-    );
+    run.expectStreamToEqual([...recorded, ...second.drain()]);
   });
 });
 
@@ -210,79 +241,51 @@ describe('failover', () => {
     const r = await server({ config: { 'repl-backlog-size': '16mb', replicaof: `127.0.0.1 ${m.port}` } });
     for (let i = 0; i < 200 && (await r.info('replication')).master_link_status !== 'up'; i++)
       await sleep(25);
-    return { m, r };
+    // A tap chained on the replica sees the whole history: the old master's stream, then the promoted one's.
+    return { m, r, recorder: await tap(r) };
+  }
+
+  /** After the promotion: more writes on the new master, then redtail's file must equal the recording. */
+  async function finish(p: RedtailProcess, run: FileSinkRun, r: RedisServer, before: ReplicationTap) {
+    const after = await resumeTap(before, r);
+    await writeFor(r.client(), 17, 600);
+    const end = await offsetOf(r);
+    await after.waitForOffset(end);
+    await p.waitFor(run.reached(end), 'events from the new master');
+    expect((await p.stop('SIGTERM')).code).toBe(0);
+    const replies = handshakeReplies(p);
+    expect(replies.slice(1).length).toBeGreaterThan(0);
+    expect(replies.slice(1).every((x) => x.startsWith(`+CONTINUE ${after.replid}`))).toBe(true);
+    expect(JSON.parse(readFileSync(run.checkpoint, 'utf8')).replid).toBe(after.replid);
+    run.expectStreamToEqual([...before.drain(), ...after.drain()]);
   }
 
   it.each([
     ['REPLICAOF NO ONE on the replica, then the old master made its replica', 'replicaof'],
     ['FAILOVER on the master', 'failover'],
   ])('follows %s, exactly once', async (_title, how) => {
-    const { m, r } = await pair();
-    // A tap chained on the replica sees the whole history: the old master's stream, then the promoted one's.
-    const recorder = await tap(r);
-    const dir = mkdtempSync(join(tmpdir(), 'redtail-failover-'));
-    const file = join(dir, 'events.ndjson');
-    const p = start([
-      '--master',
-      m.url(),
-      '--master',
-      r.url(),
-      '--sink',
-      `file:${file}`,
-      '--checkpoint',
-      join(dir, 'cp.json'),
-    ]);
-    await p.waitFor(() => handshakeReplies(p).length === 1, 'the first sync');
-    const workload = new Workload(m.client(), 11);
-    workload.start();
-    await sleep(700);
-    await workload.stop();
-    const oldId = (await m.info('replication')).master_replid;
-    for (
-      let i = 0;
-      i < 200 && Number((await r.info('replication')).master_repl_offset) < (await offsetOf(m));
-      i++
-    )
-      await sleep(25);
-    // What Sentinel does: promote the replica, then turn the old master into its replica.
+    const { m, r, recorder } = await pair();
+    const run = new FileSinkRun(['--master', m.url(), '--master', r.url()]);
+    const p = await run.startSynced();
+    await writeFor(m.client(), 11, 700);
+    await caughtUp(r, m);
     await recorder.waitForOffset(await offsetOf(m));
     if (how === 'failover') {
       // Redis 6.2+: the master pauses writes, lets the replica catch up, hands over and becomes its replica.
       await m.client().call('FAILOVER', 'TO', '127.0.0.1', String(r.port));
       for (let i = 0; i < 400 && (await r.info('replication')).role !== 'master'; i++) await sleep(25);
     } else {
+      // What Sentinel does: promote the replica, then turn the old master into its replica.
       await r.client().call('REPLICAOF', 'NO', 'ONE');
       await m.client().call('REPLICAOF', '127.0.0.1', String(r.port));
     }
-    // The promoted replica drops its own replicas to tell them the new id; the recording continues partially.
-    const recorder2 = await resumeTap(recorder, r);
-    workload.retarget(r.client());
-    workload.start();
-    await sleep(700);
-    await workload.stop();
-    const end = await offsetOf(r);
-    await recorder2.waitForOffset(end);
-    await p.waitFor(checkpointAt(join(dir, 'cp.json'), end), 'events from the new master');
-    expect((await p.stop('SIGTERM')).code).toBe(0);
-    const replies = handshakeReplies(p);
-    const newId = (await r.info('replication')).master_replid;
-    expect(replies.at(-1)).toBe(`+CONTINUE ${newId}`);
-    expect(newId).not.toBe(oldId);
-    const cp = JSON.parse(readFileSync(join(dir, 'cp.json'), 'utf8'));
-    expect(cp.replid).toBe(newId);
-    const events = readEvents(file);
-    const begin = events.find((e) => e.op === 'snapshot-begin')!;
-    expect(streamEvents(events).map(fingerprint)).toEqual(
-      expectedFrom([...recorder.drain(), ...recorder2.drain()], begin.source.offset),
-    );
+    await finish(p, run, r, recorder);
   });
 
   it('follows a failover through redis-sentinel', async () => {
-    const { m, r } = await pair();
-    const recorder = await tap(r);
-    const sentinelDir = mkdtempSync(join(tmpdir(), 'redtail-sentinel-'));
+    const { m, r, recorder } = await pair();
     const sentinel = await RedisServer.start({
-      dir: sentinelDir,
+      dir: mkdtempSync(join(tmpdir(), 'redtail-sentinel-')),
       sentinel: [
         `sentinel monitor mymaster 127.0.0.1 ${m.port} 1`,
         'sentinel down-after-milliseconds mymaster 1000',
@@ -290,57 +293,23 @@ describe('failover', () => {
       ],
     });
     cleanup.push(() => sentinel.stop());
-    const dir = mkdtempSync(join(tmpdir(), 'redtail-sfailover-'));
-    const file = join(dir, 'events.ndjson');
-    const p = start([
-      '--sentinel',
-      `127.0.0.1:${sentinel.port}`,
-      '--master-name',
-      'mymaster',
-      '--sink',
-      `file:${file}`,
-      '--checkpoint',
-      join(dir, 'cp.json'),
-    ]);
-    await p.waitFor(() => handshakeReplies(p).length === 1, 'the first sync');
-    const workload = new Workload(m.client(), 13);
-    workload.start();
-    await sleep(500);
-    await workload.stop();
+    const run = new FileSinkRun(['--sentinel', `127.0.0.1:${sentinel.port}`, '--master-name', 'mymaster']);
+    const p = await run.startSynced();
+    await writeFor(m.client(), 13, 500);
     // Sentinel needs to have discovered the replica before it can fail over to it.
     for (let i = 0; i < 200; i++) {
       const replicas = (await sentinel.client().call('SENTINEL', 'REPLICAS', 'mymaster')) as unknown[];
       if (replicas.length > 0) break;
       await sleep(50);
     }
-    for (
-      let i = 0;
-      i < 200 && Number((await r.info('replication')).master_repl_offset) < (await offsetOf(m));
-      i++
-    )
-      await sleep(25);
+    await caughtUp(r, m);
     await recorder.waitForOffset(await offsetOf(m));
     await sentinel.client().call('SENTINEL', 'FAILOVER', 'mymaster');
     for (let i = 0; i < 400 && (await r.info('replication')).role !== 'master'; i++) await sleep(25);
     expect((await r.info('replication')).role).toBe('master');
-    const recorder2 = await resumeTap(recorder, r);
     await p.waitFor(() => handshakeReplies(p).length >= 2, 'redtail to follow the new master', 30_000);
-    workload.retarget(r.client());
-    workload.start();
-    await sleep(500);
-    await workload.stop();
-    const end = await offsetOf(r);
-    await recorder2.waitForOffset(end);
-    await p.waitFor(checkpointAt(join(dir, 'cp.json'), end), 'events from the new master');
-    expect((await p.stop('SIGTERM')).code).toBe(0);
-    const replies = handshakeReplies(p);
-    expect(replies.slice(1).every((x) => x.startsWith('+CONTINUE'))).toBe(true);
     expect(p.logs().some((l) => l.msg === 'sentinel announced a new master')).toBe(true);
-    const events = readEvents(file);
-    const begin = events.find((e) => e.op === 'snapshot-begin')!;
-    expect(streamEvents(events).map(fingerprint)).toEqual(
-      expectedFrom([...recorder.drain(), ...recorder2.drain()], begin.source.offset),
-    );
+    await finish(p, run, r, recorder);
   });
 });
 
@@ -349,31 +318,20 @@ describe('backlog overrun', () => {
     const master = await server({ config: { 'repl-backlog-size': '16kb' } });
     const c = master.client();
     for (let i = 0; i < 100; i++) await c.set(`keep:${i}`, 'v');
-    const dir = mkdtempSync(join(tmpdir(), 'redtail-overrun-'));
-    const file = join(dir, 'events.ndjson');
-    const args = ['--master', master.url(), '--sink', `file:${file}`, '--checkpoint', join(dir, 'cp.json')];
-    const p1 = start(args);
-    await p1.waitFor(() => handshakeReplies(p1).length === 1, 'the first sync');
+    const run = new FileSinkRun(['--master', master.url()]);
+    const p1 = await run.startSynced();
     for (let i = 0; i < 50; i++) await c.set(`gone:${i}`, 'v');
-    await p1.waitFor(
-      () => readEvents(file).filter((e) => String(e.key).startsWith('gone:')).length === 50,
-      'writes',
-    );
+    await p1.waitFor(run.reached(await offsetOf(master)), 'writes');
     expect((await p1.stop('SIGTERM')).code).toBe(0);
     // While redtail is down: delete keys and write far more than the backlog holds.
     for (let i = 0; i < 50; i++) await c.del(`gone:${i}`);
     for (let i = 0; i < 40; i++) await c.del(`keep:${i}`);
     for (let i = 0; i < 200; i++) await c.set(`filler:${i % 10}`, 'x'.repeat(500));
-    const p2 = start(args);
-    await p2.waitFor(() => handshakeReplies(p2).length === 1, 'the second sync');
-    await p2.waitFor(
-      () => readEvents(file).some((e) => e.op === 'snapshot-end' && e.source.offset > 0),
-      'resync',
-    );
-    await sleep(200);
+    const p2 = await run.startSynced();
+    await p2.waitFor(run.reached(await offsetOf(master)), 'the resync');
     expect((await p2.stop('SIGTERM')).code).toBe(0);
     expect(handshakeReplies(p2)[0]).toMatch(/^\+FULLRESYNC/);
-    const events = readEvents(file);
+    const events = run.events();
     const resync = events.find((e) => e.op === 'resync');
     expect(resync).toBeDefined();
     expect(resync!.requested).toMatchObject({ replid: events[0]!.source.replid });
