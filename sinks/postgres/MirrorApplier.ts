@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { PoolClient } from 'pg';
 import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
+import { type CopyType, type CopyValue, copyBinary } from './copy.js';
 import { MirrorError } from './errors.js';
 import type { FetchedValue, Fetcher } from './MasterFetcher.js';
 import { ident } from './migrations.js';
@@ -27,6 +28,19 @@ export interface SinkState {
   appliedOffset: number;
 }
 
+/**
+ * Staging table of the snapshot COPY: a temporary table (private to the session, never WAL-logged) whose rows vanish
+ * at the end of every transaction that touched it (`ON COMMIT DELETE ROWS`; Postgres skips that truncation in
+ * transactions that did not touch a temporary table, so the streaming path pays nothing for it). Created on first
+ * use in each pooled connection; a rolled-back creation is simply redone by the next batch.
+ */
+const STAGE = 'pg_temp.redtail_keys_stage';
+const STAGE_DDL = `CREATE TEMP TABLE IF NOT EXISTS redtail_keys_stage (
+  db integer NOT NULL, key bytea NOT NULL, key_text text, type text NOT NULL, value jsonb NOT NULL, expire_ms bigint,
+  field_expire_at jsonb) ON COMMIT DELETE ROWS`;
+const STAGE_COLUMNS = ['db', 'key', 'key_text', 'type', 'value', 'expire_ms', 'field_expire_at'];
+const STAGE_TYPES: CopyType[] = ['int4', 'bytea', 'text', 'text', 'jsonb', 'int8', 'jsonb'];
+
 const GLOBAL_OPS = new Set(['flushdb', 'flushall', 'swapdb', 'snapshot-begin', 'snapshot-end']);
 
 function id(db: number, key: Buffer): string {
@@ -52,7 +66,9 @@ export class MirrorApplier {
   private deletedPendingIds: number[] = [];
   private offset = 0;
   state: SinkState = { gen: 0, loading: false, appliedOffset: 0 };
-  readonly stats = { fetches: 0, fetchedKeys: 0, divergences: 0, rowsWritten: 0 };
+  /** Whether this transaction already loaded the staging table (a second load empties it first). */
+  private stageUsed = false;
+  readonly stats = { fetches: 0, fetchedKeys: 0, divergences: 0, rowsWritten: 0, copies: 0, copiedRows: 0 };
 
   constructor(
     schema: string,
@@ -103,6 +119,7 @@ export class MirrorApplier {
     this.working.clear();
     this.toFetch.clear();
     this.deletedPendingIds = [];
+    this.stageUsed = false;
     const fresh = events.filter((e) => e.source.snapshot || e.source.offset > this.state.appliedOffset);
     let i = 0;
     while (i < fresh.length) {
@@ -389,36 +406,58 @@ export class MirrorApplier {
     );
   }
 
-  /** Whole snapshot keys overwrite their rows without being read first: the bulk path of the initial load. */
+  /**
+   * Whole snapshot keys overwrite their rows without being read first: the bulk path of the initial load. The rows are
+   * streamed with a binary `COPY` into a session-local staging table, then moved into `keys` by one
+   * `INSERT ... SELECT ... ON CONFLICT (db, key) DO UPDATE` (COPY cannot upsert, and a full resync finds the previous
+   * generation's rows there), all inside the batch's transaction.
+   */
   private async snapshotRows(client: PoolClient, events: ChangeEvent[]): Promise<void> {
     this.offset = events[0]!.source.offset;
-    const rows = [];
-    for (const ev of events) {
-      if (ev.type === 'module') {
-        this.logger.warn(
-          { db: ev.db, key: ev.key?.toString('latin1') },
-          'module values cannot be mirrored; key skipped',
+    const logger = this.logger;
+    function* rows(): Generator<CopyValue[]> {
+      for (const ev of events) {
+        if (ev.type === 'module') {
+          logger.warn(
+            { db: ev.db, key: ev.key?.toString('latin1') },
+            'module values cannot be mirrored; key skipped',
+          );
+          continue;
+        }
+        const v = valueFromRdb(
+          ev.type as string,
+          ev.value,
+          ev.fieldExpireAt as Array<[Buffer, number]> | undefined,
         );
-        continue;
+        yield [
+          ev.db,
+          ev.key!,
+          keyText(ev.key!),
+          v.type,
+          JSON.stringify(valueToJson(v)),
+          (ev.expireAt as number | null) ?? null,
+          v.type === 'hash' ? JSON.stringify(fieldTtlToJson(v)) : null,
+        ];
       }
-      const v = valueFromRdb(
-        ev.type as string,
-        ev.value,
-        ev.fieldExpireAt as Array<[Buffer, number]> | undefined,
-      );
-      rows.push({
-        db: ev.db,
-        key: ev.key!,
-        type: v.type,
-        json: JSON.stringify(valueToJson(v)),
-        exp: (ev.expireAt as number | null) ?? null,
-        fttl: v.type === 'hash' ? JSON.stringify(fieldTtlToJson(v)) : null,
-        pending: null,
-      });
     }
-    for (let i = 0; i < rows.length; i += this.snapshotChunkRows)
-      await this.upsert(client, rows.slice(i, i + this.snapshotChunkRows));
-    this.stats.rowsWritten += rows.length;
+    await client.query(STAGE_DDL);
+    if (this.stageUsed) await client.query(`TRUNCATE ${STAGE}`);
+    this.stageUsed = true;
+    const n = await copyBinary(client, STAGE, STAGE_COLUMNS, STAGE_TYPES, rows());
+    await client.query(
+      `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset)
+       SELECT db, key, key_text, type, value,
+              CASE WHEN expire_ms IS NULL THEN NULL ELSE timestamptz 'epoch' + expire_ms * interval '1 millisecond' END,
+              field_expire_at, $1, $2, NULL
+       FROM ${STAGE}
+       ON CONFLICT (db, key) DO UPDATE SET key_text = EXCLUDED.key_text, type = EXCLUDED.type, value = EXCLUDED.value,
+         expire_at = EXCLUDED.expire_at, field_expire_at = EXCLUDED.field_expire_at, updated_offset = EXCLUDED.updated_offset,
+         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset`,
+      [this.offset, this.state.gen],
+    );
+    this.stats.rowsWritten += n;
+    this.stats.copies++;
+    this.stats.copiedRows += n;
   }
 
   private async global(client: PoolClient, ev: ChangeEvent): Promise<void> {

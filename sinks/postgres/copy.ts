@@ -1,0 +1,159 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { PoolClient } from 'pg';
+import copyStreams from 'pg-copy-streams';
+
+/**
+ * Column types the binary `COPY` encoder writes. Binary format rather than text or CSV: every field is a length and
+ * raw bytes, so no byte of a key or value (NUL, backslash, tab, newline, quotes, invalid UTF-8) is ever escaped or
+ * interpreted, and bytea travels at its own size instead of as hex.
+ */
+export type CopyType = 'int4' | 'int8' | 'bytea' | 'text' | 'jsonb';
+export type CopyValue = number | Buffer | string | null;
+
+/** `PGCOPY\n\377\r\n\0`, flags 0, header extension length 0. */
+const HEADER = Buffer.from([
+  0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
+]);
+const TRAILER = Buffer.from([0xff, 0xff]);
+const JSONB_VERSION = 1;
+/** Size of the buffers the encoder yields (each becomes one CopyData message). */
+const CHUNK = 1 << 20;
+
+export class CopyEncodeError extends Error {
+  override readonly name = 'CopyEncodeError';
+}
+
+function check(ok: boolean, msg: string): void {
+  if (!ok) throw new CopyEncodeError(msg);
+}
+
+/**
+ * Encodes rows in PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
+ * Format"): header, per row an int16 field count and per field an int32 length (-1 for NULL) and the type's binary
+ * representation, then an int16 -1 trailer. Representations: int4/int8 big-endian; bytea the bytes; text UTF-8 (the
+ * connection's client_encoding, UTF8 for node-postgres), which Postgres forbids to contain NUL; jsonb a version byte
+ * (1) followed by the JSON text. Yields buffers of at most 1 MB (a larger field is split across several).
+ */
+export function* encodeCopyBinary(
+  types: readonly CopyType[],
+  rows: Iterable<readonly CopyValue[]>,
+): Generator<Buffer> {
+  let buf = Buffer.allocUnsafe(CHUNK);
+  let pos = 0;
+  HEADER.copy(buf, 0);
+  pos = HEADER.length;
+  const ready: Buffer[] = [];
+  let readyBytes = 0;
+  /** Makes room for `n` more bytes, moving the filled part of the current buffer to `ready`. */
+  const room = (n: number): void => {
+    if (pos + n <= buf.length) return;
+    if (pos > 0) {
+      ready.push(buf.subarray(0, pos));
+      readyBytes += pos;
+    }
+    buf = Buffer.allocUnsafe(Math.max(CHUNK, n));
+    pos = 0;
+  };
+  const int32 = (v: number): void => {
+    room(4);
+    buf.writeInt32BE(v, pos);
+    pos += 4;
+  };
+  for (const row of rows) {
+    check(
+      row.length === types.length,
+      `a row has ${row.length} fields, the COPY has ${types.length} columns`,
+    );
+    room(2);
+    buf.writeInt16BE(types.length, pos);
+    pos += 2;
+    for (let i = 0; i < types.length; i++) {
+      const v = row[i];
+      const t = types[i]!;
+      if (v === null || v === undefined) {
+        int32(-1);
+        continue;
+      }
+      switch (t) {
+        case 'int4':
+          check(
+            typeof v === 'number' && Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff,
+            `int4 column ${i}: ${String(v)} is not a 32-bit integer`,
+          );
+          int32(4);
+          int32(v as number);
+          break;
+        case 'int8': {
+          check(
+            typeof v === 'number' && Number.isSafeInteger(v),
+            `int8 column ${i}: ${String(v)} is not a safe integer`,
+          );
+          const n = v as number;
+          const hi = Math.floor(n / 0x1_0000_0000);
+          room(12);
+          buf.writeInt32BE(8, pos);
+          buf.writeInt32BE(hi, pos + 4);
+          buf.writeUInt32BE(n - hi * 0x1_0000_0000, pos + 8);
+          pos += 12;
+          break;
+        }
+        case 'bytea': {
+          check(Buffer.isBuffer(v), `bytea column ${i}: not a Buffer`);
+          const b = v as Buffer;
+          int32(b.length);
+          room(b.length);
+          b.copy(buf, pos);
+          pos += b.length;
+          break;
+        }
+        case 'text':
+        case 'jsonb': {
+          check(typeof v === 'string', `${t} column ${i}: not a string`);
+          const s = v as string;
+          check(!s.includes('\0'), `${t} column ${i}: Postgres text cannot contain NUL`);
+          const extra = t === 'jsonb' ? 1 : 0;
+          const len = Buffer.byteLength(s, 'utf8');
+          int32(len + extra);
+          room(len + extra);
+          if (extra) buf[pos++] = JSONB_VERSION;
+          pos += buf.write(s, pos, len, 'utf8');
+          break;
+        }
+      }
+    }
+    if (readyBytes >= CHUNK) {
+      yield* slices(ready);
+      ready.length = 0;
+      readyBytes = 0;
+    }
+  }
+  room(2);
+  TRAILER.copy(buf, pos);
+  pos += 2;
+  ready.push(buf.subarray(0, pos));
+  yield* slices(ready);
+}
+
+function* slices(bufs: Buffer[]): Generator<Buffer> {
+  for (const b of bufs) for (let i = 0; i < b.length; i += CHUNK) yield b.subarray(i, i + CHUNK);
+}
+
+/**
+ * `COPY table (columns) FROM STDIN (FORMAT binary)` of `rows` on `client`, streamed with backpressure. Resolves with
+ * the number of rows Postgres stored. If encoding fails midway the COPY is aborted (CopyFail) and the error thrown;
+ * either way a failed COPY leaves the caller's transaction aborted, as any failed statement does.
+ */
+export async function copyBinary(
+  client: PoolClient,
+  table: string,
+  columns: readonly string[],
+  types: readonly CopyType[],
+  rows: Iterable<readonly CopyValue[]>,
+): Promise<number> {
+  const stream = client.query(
+    copyStreams.from(`COPY ${table} (${columns.join(', ')}) FROM STDIN (FORMAT binary)`),
+  );
+  await pipeline(Readable.from(encodeCopyBinary(types, rows), { objectMode: false }), stream);
+  return stream.rowCount;
+}
