@@ -235,6 +235,12 @@ export class ReplicaLink {
 
       const pos = handler.resumePosition();
       const psync = pos ? ['PSYNC', pos.replid, String(pos.offset + 1)] : ['PSYNC', '?', '-1'];
+      // A master with diskless sync answers only when its snapshot starts (after repl-diskless-sync-delay, 5 s by
+      // default), so say what is awaited instead of falling silent.
+      logger.info(
+        { master: this.master, requested: psync.slice(1).join(' ') },
+        'PSYNC sent; waiting for the master',
+      );
       this.expectingPsyncReply = true;
       const reply = await this.request(psync);
       if (reply.startsWith('-')) {
