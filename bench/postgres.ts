@@ -1,20 +1,31 @@
 /**
- * `npm run bench:postgres`: the Postgres sink's snapshot load against a plain bulk insert of the same rows (the
- * ceiling), and streaming throughput with end-to-end latency through the real Pipeline. Needs PostgreSQL on
+ * `npm run bench:postgres`: the Postgres sink's snapshot load against a plain COPY of the same rows (the ceiling),
+ * and streaming throughput with end-to-end latency through the real Pipeline, with where the time of the slowest
+ * batches goes (connection, lock, apply, changes, checkpoint, commit), event-loop delay and GC pauses. Needs PostgreSQL on
  * REDTAIL_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test); uses and drops its own schemas.
  */
 import { randomBytes } from 'node:crypto';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import copyStreams from 'pg-copy-streams';
 import { parsePostgresSpec } from '../sinks/postgres/config.js';
-import { PostgresSink } from '../sinks/postgres/PostgresSink.js';
+import { type CopyType, encodeCopyBinary } from '../sinks/postgres/copy.js';
+import { keyText } from '../sinks/postgres/MirrorApplier.js';
+import { valueFromRdb, valueToJson } from '../sinks/postgres/model/encoding.js';
+import { PostgresSink, type WriteTiming } from '../sinks/postgres/PostgresSink.js';
 import { normalizeCommand } from '../src/commands/normalize.js';
 import type { ChangeEvent } from '../src/events/ChangeEvent.js';
 import { silentLogger } from '../src/observe/logger.js';
 import { Pipeline } from '../src/pipeline/Pipeline.js';
+import type { Sink } from '../src/pipeline/Sink.js';
 
 const PG = process.env.REDTAIL_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SNAPSHOT_KEYS = Number(process.env.REDTAIL_BENCH_KEYS ?? 200_000);
 const STREAM_EVENTS = Number(process.env.REDTAIL_BENCH_EVENTS ?? 200_000);
+const SNAPSHOT_BATCH = Number(process.env.REDTAIL_BENCH_SNAPSHOT_BATCH ?? 5_000);
 const REPLID = 'b'.repeat(40);
 
 async function sql(q: string, params: unknown[] = []): Promise<void> {
@@ -57,7 +68,7 @@ function control(op: string): ChangeEvent {
   return { v: 1, op, db: 0, source: { replid: REPLID, offset: 0, seq: 0, snapshot: true }, ts: Date.now() };
 }
 
-async function snapshotBench(): Promise<{ sinkRate: number; ceilingRate: number }> {
+async function snapshotBench(): Promise<{ sinkRate: number; ceilingRate: number; bareRate: number }> {
   const schema = `bench_snap_${randomBytes(4).toString('hex')}`;
   const sink = new PostgresSink(parsePostgresSpec(PG, { schema, changes: false }), {
     logger: silentLogger(),
@@ -66,43 +77,63 @@ async function snapshotBench(): Promise<{ sinkRate: number; ceilingRate: number 
   const events = snapshotEvents(SNAPSHOT_KEYS);
   const t0 = performance.now();
   await sink.write({ events: [control('snapshot-begin')], checkpoint: null });
-  for (let i = 0; i < events.length; i += 5_000)
-    await sink.write({ events: events.slice(i, i + 5_000), checkpoint: null });
+  for (let i = 0; i < events.length; i += SNAPSHOT_BATCH)
+    await sink.write({ events: events.slice(i, i + SNAPSHOT_BATCH), checkpoint: null });
   await sink.write({ events: [control('snapshot-end')], checkpoint: { replid: REPLID, offset: 0, db: 0 } });
   const sinkMs = performance.now() - t0;
   await sink.close();
 
-  // The ceiling: the same rows, already encoded, bulk-inserted into an identical empty table in one statement per
-  // 5,000 rows (what the sink does, minus decoding, encoding and bookkeeping).
+  // The ceiling: a plain COPY of the same rows, already encoded (the very bytes, in the binary format the sink
+  // sends), in one statement and one transaction: into a table identical to `keys` (same primary key and indexes),
+  // and, for reference, into a bare table of the same columns without any index.
   const c = new pg.Client({ connectionString: PG });
   await c.connect();
   await c.query(`CREATE TABLE "${schema}".ceiling (LIKE "${schema}".keys INCLUDING ALL)`);
-  const rows = events.map((e) => ({
-    key: e.key!,
-    type: e.type as string,
-    json: JSON.stringify(
-      e.type === 'hash'
-        ? (e.value as Buffer[][]).map(([f, v]) => [f!.toString(), v!.toString()])
-        : (e.value as Buffer).toString(),
-    ),
-    exp: e.expireAt as number | null,
-  }));
-  const t1 = performance.now();
-  await c.query('BEGIN');
-  for (let i = 0; i < rows.length; i += 5_000) {
-    const r = rows.slice(i, i + 5_000);
-    await c.query(
-      `INSERT INTO "${schema}".ceiling (db, key, key_text, type, value, expire_at, updated_offset, snapshot_gen)
-       SELECT 0, k, convert_from(k, 'UTF8'), t, v::jsonb, CASE WHEN x IS NULL THEN NULL ELSE timestamptz 'epoch' + x * interval '1 millisecond' END, 0, 1
-       FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[]) AS u(k, t, v, x)`,
-      [r.map((x) => x.key), r.map((x) => x.type), r.map((x) => x.json), r.map((x) => x.exp)],
+  await c.query(`CREATE TABLE "${schema}".bare (LIKE "${schema}".keys)`);
+  const rows = events.map((e) => {
+    const v = valueFromRdb(e.type as string, e.value, undefined);
+    return [
+      0,
+      e.key!,
+      keyText(e.key!),
+      v.type,
+      JSON.stringify(valueToJson(v)),
+      (e.expireAt as number | null) ?? null,
+      null,
+      0,
+      1,
+    ];
+  });
+  const columns = 'db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen';
+  const types: CopyType[] = [
+    'int4',
+    'bytea',
+    'text',
+    'text',
+    'jsonb',
+    'timestamptz',
+    'jsonb',
+    'int8',
+    'int8',
+  ];
+  const data = [...encodeCopyBinary(types, rows)];
+  const plainCopy = async (table: string): Promise<number> => {
+    const t = performance.now();
+    await c.query('BEGIN');
+    const stream = c.query(
+      copyStreams.from(`COPY "${schema}".${table} (${columns}) FROM STDIN (FORMAT binary)`),
     );
-  }
-  await c.query('COMMIT');
-  const ceilingMs = performance.now() - t1;
+    await pipeline(Readable.from(data), stream);
+    await c.query('COMMIT');
+    if (stream.rowCount !== SNAPSHOT_KEYS) throw new Error(`ceiling COPY stored ${stream.rowCount} rows`);
+    return performance.now() - t;
+  };
+  const ceilingMs = await plainCopy('ceiling');
+  const bareMs = await plainCopy('bare');
   await c.end();
   await sql(`DROP SCHEMA "${schema}" CASCADE`);
-  return { sinkRate: (SNAPSHOT_KEYS / sinkMs) * 1000, ceilingRate: (SNAPSHOT_KEYS / ceilingMs) * 1000 };
+  const rate = (ms: number) => (SNAPSHOT_KEYS / ms) * 1000;
+  return { sinkRate: rate(sinkMs), ceilingRate: rate(ceilingMs), bareRate: rate(bareMs) };
 }
 
 /** A realistic command mix over 10,000 keys, normalized exactly as the stream would be. */
@@ -134,63 +165,154 @@ function streamCommands(n: number): Buffer[][] {
   return out;
 }
 
-async function streamBench(
-  rate: number,
-): Promise<{ eventsPerSec: number; p50: number; p99: number; max: number }> {
+interface StreamResult {
+  eventsPerSec: number;
+  latency: { p50: number; p99: number; max: number };
+  /** Of the events in the slowest 1 % of latencies: mean wait in the pipeline before their batch's write began. */
+  slowWaitMs: number;
+  /** ... and mean time from that start to the commit. */
+  slowWriteMs: number;
+  batchMs: { p50: number; p99: number; max: number };
+  batchEvents: { p50: number; max: number };
+  /** Mean share of each phase in the batches whose write time is in the top 1 %. */
+  slowest: string;
+  loopDelayMaxMs: number;
+  gcMaxMs: number;
+  gcTotalMs: number;
+}
+
+function quantile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
+}
+
+/**
+ * Streams STREAM_EVENTS normalized commands through the real Pipeline (default batching: linger 10 ms, batches of
+ * 2,000) into the sink. `rate` 0 pushes as fast as backpressure allows; otherwise events arrive on a 1 ms tick
+ * (like socket reads), as many as are due, so the producer never starves the event loop.
+ */
+async function streamBench(rate: number): Promise<StreamResult> {
   const schema = `bench_stream_${randomBytes(4).toString('hex')}`;
-  const sink = new PostgresSink(parsePostgresSpec(PG, { schema }), { logger: silentLogger() });
-  const latencies: number[] = [];
-  const sentAt = new Map<number, number>();
-  const pipeline = new Pipeline([sink], {
+  const timings: WriteTiming[] = [];
+  const sink = new PostgresSink(parsePostgresSpec(PG, { schema }), {
     logger: silentLogger(),
+    onWrite: (t) => timings.push(t),
+  });
+  const latencies: Array<[number, number, number]> = [];
+  const sentAt: Array<[number, number]> = [];
+  // When the write that made each event durable began: the pipeline's own wait (linger, the batch in flight)
+  // is the time from the push to there.
+  let writeStart = 0;
+  const timed: Sink = {
+    name: sink.name,
+    open: () => sink.open(),
+    close: () => sink.close(),
+    write: async (b) => {
+      writeStart = performance.now();
+      await sink.write(b);
+    },
+  };
+  let head = 0;
+  let paused = false;
+  const pipeline = new Pipeline([timed], {
+    logger: silentLogger(),
+    onBackpressure: (p) => {
+      paused = p;
+    },
     onDurable: (pos) => {
       const now = performance.now();
-      for (const [off, t] of sentAt) {
-        if (off > pos.offset) break;
-        latencies.push(now - t);
-        sentAt.delete(off);
+      while (head < sentAt.length && sentAt[head]![0] <= pos.offset) {
+        const sent = sentAt[head++]![1];
+        latencies.push([now - sent, writeStart - sent, now - writeStart]);
       }
     },
   });
   await pipeline.open();
   const cmds = streamCommands(STREAM_EVENTS);
+  const gcs: number[] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push(e.duration);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
   let offset = 0;
+  let i = 0;
   const t0 = performance.now();
-  for (let i = 0; i < cmds.length; i++) {
+  const pushOne = () => {
     offset += 50;
-    const events = normalizeCommand(cmds[i]!, { db: 0, replid: REPLID, offset, ts: Date.now() });
-    sentAt.set(offset, performance.now());
+    const events = normalizeCommand(cmds[i++]!, { db: 0, replid: REPLID, offset, ts: Date.now() });
+    sentAt.push([offset, performance.now()]);
     pipeline.push(events, { replid: REPLID, offset, db: 0 });
+  };
+  while (i < cmds.length) {
     if (rate > 0) {
-      const due = t0 + (i / rate) * 1000;
-      const wait = due - performance.now();
-      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    } else if (i % 2_000 === 0) await new Promise((r) => setImmediate(r));
-    while (sentAt.size > 50_000) await new Promise((r) => setTimeout(r, 1));
+      const due = Math.min(cmds.length, Math.floor(((performance.now() - t0) / 1000) * rate));
+      while (i < due) pushOne();
+      await sleep(1);
+    } else {
+      for (let n = 0; n < 500 && i < cmds.length && !paused; n++) pushOne();
+      await new Promise((r) => setImmediate(r));
+      while (paused) await sleep(1);
+    }
   }
   await pipeline.flush();
   const ms = performance.now() - t0;
+  loop.disable();
+  gcObserver.disconnect();
   await pipeline.close();
   await sql(`DROP SCHEMA "${schema}" CASCADE`);
-  latencies.sort((a, b) => a - b);
-  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0;
-  return { eventsPerSec: (STREAM_EVENTS / ms) * 1000, p50: q(0.5), p99: q(0.99), max: q(1) };
+  latencies.sort((a, b) => a[0] - b[0]);
+  const lat = latencies.map((l) => l[0]);
+  const tail = latencies.slice(Math.floor(latencies.length * 0.99));
+  const mean = (k: 1 | 2) => tail.reduce((a, l) => a + l[k], 0) / Math.max(1, tail.length);
+  const totals = timings.map((t) => t.totalMs).sort((a, b) => a - b);
+  const sizes = timings.map((t) => t.events).sort((a, b) => a - b);
+  const cut = quantile(totals, 0.99);
+  const slow = timings.filter((t) => t.totalMs >= cut);
+  const phases = ['connectMs', 'lockMs', 'applyMs', 'changesMs', 'checkpointMs', 'commitMs'] as const;
+  const slowest = phases
+    .map((p) => `${p.slice(0, -2)} ${(slow.reduce((a, t) => a + t[p], 0) / slow.length).toFixed(1)}`)
+    .join(', ');
+  return {
+    eventsPerSec: (STREAM_EVENTS / ms) * 1000,
+    latency: { p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), max: quantile(lat, 1) },
+    slowWaitMs: mean(1),
+    slowWriteMs: mean(2),
+    batchMs: { p50: quantile(totals, 0.5), p99: cut, max: quantile(totals, 1) },
+    batchEvents: { p50: quantile(sizes, 0.5), max: quantile(sizes, 1) },
+    slowest: `${slow.length} batches >= ${cut.toFixed(1)} ms, ${(slow.reduce((a, t) => a + t.events, 0) / slow.length).toFixed(0)} events each; mean ms: ${slowest}`,
+    loopDelayMaxMs: loop.max / 1e6,
+    gcMaxMs: Math.max(0, ...gcs),
+    gcTotalMs: gcs.reduce((a, b) => a + b, 0),
+  };
+}
+
+function report(label: string, r: StreamResult): void {
+  const f = (n: number) => n.toFixed(1);
+  console.log(
+    `${label}: ${Math.round(r.eventsPerSec)} events/s; end-to-end latency p50 ${f(r.latency.p50)} ms, p99 ${f(r.latency.p99)} ms, max ${f(r.latency.max)} ms`,
+  );
+  console.log(
+    `  slowest 1 % of events: ${f(r.slowWaitMs)} ms queued in the pipeline before their batch's write began, ${f(r.slowWriteMs)} ms from there to the commit`,
+  );
+  console.log(
+    `  batches: write p50 ${f(r.batchMs.p50)} ms, p99 ${f(r.batchMs.p99)} ms, max ${f(r.batchMs.max)} ms; events per batch p50 ${r.batchEvents.p50}, max ${r.batchEvents.max}`,
+  );
+  console.log(`  slowest 1 % of batches: ${r.slowest}`);
+  console.log(
+    `  event-loop delay max ${f(r.loopDelayMaxMs)} ms; GC pauses max ${f(r.gcMaxMs)} ms, total ${f(r.gcTotalMs)} ms`,
+  );
 }
 
 async function main(): Promise<void> {
   const snap = await snapshotBench();
   console.log(
-    `snapshot load: ${Math.round(snap.sinkRate)} keys/s through the sink; ceiling (plain bulk INSERT of the same rows): ${Math.round(snap.ceilingRate)} rows/s; ratio ${(snap.sinkRate / snap.ceilingRate).toFixed(2)}`,
+    `snapshot load: ${Math.round(snap.sinkRate)} keys/s through the sink (batches of ${SNAPSHOT_BATCH}); ceiling, a plain COPY of the same rows into a table like keys: ${Math.round(snap.ceilingRate)} rows/s; ratio ${(snap.sinkRate / snap.ceilingRate).toFixed(2)} (into an index-less table: ${Math.round(snap.bareRate)} rows/s, ratio ${(snap.sinkRate / snap.bareRate).toFixed(2)})`,
   );
   const max = await streamBench(0);
-  console.log(
-    `streaming, unthrottled: ${Math.round(max.eventsPerSec)} events/s; commit latency p50 ${max.p50.toFixed(0)} ms, p99 ${max.p99.toFixed(0)} ms`,
-  );
+  report('streaming, unthrottled', max);
   const paced = Math.round(max.eventsPerSec / 4);
-  const steady = await streamBench(paced);
-  console.log(
-    `streaming at ${paced} events/s (a quarter of the maximum): end-to-end latency p50 ${steady.p50.toFixed(1)} ms, p99 ${steady.p99.toFixed(1)} ms, max ${steady.max.toFixed(1)} ms`,
-  );
+  report(`streaming at ${paced} events/s (a quarter of the maximum)`, await streamBench(paced));
 }
 
 main().catch((err) => {

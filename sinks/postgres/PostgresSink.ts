@@ -14,6 +14,26 @@ export interface PostgresSinkDeps {
   logger?: Logger;
   /** Replaces the master connection used for exact fetches (tests). */
   fetcher?: Fetcher | null;
+  /** Called after every committed batch with where its time went (benchmarks, diagnostics). */
+  onWrite?: (timing: WriteTiming) => void;
+}
+
+/** Milliseconds spent in each phase of one committed `write` (the last attempt when it was retried). */
+export interface WriteTiming {
+  events: number;
+  /** Waiting for a pooled connection. */
+  connectMs: number;
+  /** BEGIN and the `sink_state` row lock. */
+  lockMs: number;
+  /** Applying the events to `keys` (reads, fetches from the master, writes, COPY). */
+  applyMs: number;
+  /** The `changes` rows. */
+  changesMs: number;
+  /** Checkpoint, sink state and retention statements. */
+  checkpointMs: number;
+  /** COMMIT (the WAL flush). */
+  commitMs: number;
+  totalMs: number;
 }
 
 export interface PostgresSinkStats {
@@ -41,6 +61,7 @@ export class PostgresSink implements Sink {
   /** Set when a transaction failed: the applier's in-memory pending values must be reloaded. */
   private stale = true;
   private lastRetention = 0;
+  private readonly onWrite: ((timing: WriteTiming) => void) | undefined;
 
   constructor(
     readonly config: PostgresSinkConfig,
@@ -62,6 +83,7 @@ export class PostgresSink implements Sink {
         : config.master
           ? new MasterFetcher(config.master, config.retryMaxDelayMs)
           : null;
+    this.onWrite = deps.onWrite;
     this.applier = new MirrorApplier(config.schema, this.fetcher, this.logger, config.snapshotChunkRows);
   }
 
@@ -89,13 +111,19 @@ export class PostgresSink implements Sink {
   }
 
   async write(batch: EventBatch): Promise<void> {
+    const t0 = performance.now();
+    let timing: WriteTiming | undefined;
     await this.withRetry('write', async (client) => {
+      const t1 = performance.now();
       await client.query('BEGIN');
       try {
         if (this.stale) await this.applier.loadPendings(client);
         await this.loadState(client, true);
+        const t2 = performance.now();
         const applied = await this.applier.apply(client, batch.events, batch.checkpoint?.offset ?? null);
+        const t3 = performance.now();
         if (this.config.changes) await this.insertChanges(client, applied);
+        const t4 = performance.now();
         const st = this.applier.state;
         await client.query(
           `UPDATE ${this.s}.sink_state SET snapshot_gen = $2, snapshot_loading = $3, applied_offset = $4 WHERE sink = $1`,
@@ -108,8 +136,20 @@ export class PostgresSink implements Sink {
             [this.name, batch.checkpoint.replid, batch.checkpoint.offset, batch.checkpoint.db],
           );
         await this.retention(client);
+        const t5 = performance.now();
         await client.query('COMMIT');
+        const t6 = performance.now();
         this.stale = false;
+        timing = {
+          events: batch.events.length,
+          connectMs: t1 - t0,
+          lockMs: t2 - t1,
+          applyMs: t3 - t2,
+          changesMs: t4 - t3,
+          checkpointMs: t5 - t4,
+          commitMs: t6 - t5,
+          totalMs: t6 - t0,
+        };
       } catch (err) {
         this.stale = true;
         await client.query('ROLLBACK').catch(() => {});
@@ -118,6 +158,7 @@ export class PostgresSink implements Sink {
     });
     this.stats.batches++;
     this.stats.events += batch.events.length;
+    if (timing) this.onWrite?.(timing);
   }
 
   async close(): Promise<void> {

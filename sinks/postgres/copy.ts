@@ -8,7 +8,7 @@ import copyStreams from 'pg-copy-streams';
  * raw bytes, so no byte of a key or value (NUL, backslash, tab, newline, quotes, invalid UTF-8) is ever escaped or
  * interpreted, and bytea travels at its own size instead of as hex.
  */
-export type CopyType = 'int4' | 'int8' | 'bytea' | 'text' | 'jsonb';
+export type CopyType = 'int4' | 'int8' | 'bytea' | 'text' | 'jsonb' | 'timestamptz';
 export type CopyValue = number | Buffer | string | null;
 
 /** `PGCOPY\n\377\r\n\0`, flags 0, header extension length 0. */
@@ -17,6 +17,8 @@ const HEADER = Buffer.from([
 ]);
 const TRAILER = Buffer.from([0xff, 0xff]);
 const JSONB_VERSION = 1;
+/** timestamptz travels as int64 microseconds since 2000-01-01 UTC. */
+const PG_EPOCH_MS = 946_684_800_000;
 /** Size of the buffers the encoder yields (each becomes one CopyData message). */
 const CHUNK = 1 << 20;
 
@@ -31,7 +33,8 @@ function check(ok: boolean, msg: string): void {
 /**
  * Encodes rows in PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
  * Format"): header, per row an int16 field count and per field an int32 length (-1 for NULL) and the type's binary
- * representation, then an int16 -1 trailer. Representations: int4/int8 big-endian; bytea the bytes; text UTF-8 (the
+ * representation, then an int16 -1 trailer. Representations: int4/int8 big-endian; timestamptz (given in ms since the
+ * Unix epoch) int64 microseconds since 2000-01-01 UTC; bytea the bytes; text UTF-8 (the
  * connection's client_encoding, UTF8 for node-postgres), which Postgres forbids to contain NUL; jsonb a version byte
  * (1) followed by the JSON text. Yields buffers of at most 1 MB (a larger field is split across several).
  */
@@ -95,6 +98,19 @@ export function* encodeCopyBinary(
           buf.writeInt32BE(8, pos);
           buf.writeInt32BE(hi, pos + 4);
           buf.writeUInt32BE(n - hi * 0x1_0000_0000, pos + 8);
+          pos += 12;
+          break;
+        }
+        case 'timestamptz': {
+          check(
+            typeof v === 'number' && Number.isSafeInteger(v),
+            `timestamptz column ${i}: ${String(v)} is not a time in ms`,
+          );
+          // |ms| < 2^53 keeps the product within int64; Postgres itself rejects times outside its range.
+          const us = BigInt((v as number) - PG_EPOCH_MS) * 1000n;
+          room(12);
+          buf.writeInt32BE(8, pos);
+          buf.writeBigInt64BE(us, pos + 4);
           pos += 12;
           break;
         }

@@ -8,7 +8,12 @@ export * from './errors.js';
 export { type FetchedValue, type Fetcher, type FetchResult, MasterFetcher } from './MasterFetcher.js';
 export { keyText, MirrorApplier } from './MirrorApplier.js';
 export { migrate, SCHEMA_VERSION } from './migrations.js';
-export { PostgresSink, type PostgresSinkDeps, type PostgresSinkStats } from './PostgresSink.js';
+export {
+  PostgresSink,
+  type PostgresSinkDeps,
+  type PostgresSinkStats,
+  type WriteTiming,
+} from './PostgresSink.js';
 
 /**
  * `postgres://user@host:5432/db?schema=redtail&master=redis://...`: options come from `sinkOptions.postgres`, query

@@ -17,7 +17,8 @@ import { rdbSnapshot } from '../../../src/pipeline/RdbSnapshot.js';
 import { RedisServer } from '../../harness/RedisServer.js';
 import { describeDiffs, dropSchema, PG_URL, pgQuery, rng, sinkFor, uniqueSchema } from './helpers.js';
 
-const TYPES: CopyType[] = ['int4', 'bytea', 'text', 'jsonb', 'int8'];
+const TYPES: CopyType[] = ['int4', 'bytea', 'text', 'jsonb', 'int8', 'timestamptz'];
+const COLUMNS = ['db', 'key', 't', 'j', 'n', 'ts'];
 
 /** Byte strings that break naive COPY encoders: text-format escapes, the end-of-data marker, invalid UTF-8. */
 const HOSTILE: Buffer[] = [
@@ -47,21 +48,22 @@ describe('binary COPY encoder', () => {
   it('writes the documented format byte for byte', () => {
     const out = concat(
       encodeCopyBinary(TYPES, [
-        [7, Buffer.from([0, 0x5c, 0xff]), 'a\tb', '"x"', -2],
-        [null, null, null, null, null],
+        [7, Buffer.from([0, 0x5c, 0xff]), 'a\tb', '"x"', -2, 946_684_800_001],
+        [null, null, null, null, null, null],
       ]),
     );
     const expected = Buffer.concat([
       Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'),
       Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]),
-      Buffer.from([0, 5]),
+      Buffer.from([0, 6]),
       Buffer.from([0, 0, 0, 4, 0, 0, 0, 7]),
       Buffer.from([0, 0, 0, 3, 0, 0x5c, 0xff]),
       Buffer.from([0, 0, 0, 3, 0x61, 0x09, 0x62]),
       Buffer.from([0, 0, 0, 4, 1, 0x22, 0x78, 0x22]),
       Buffer.from([0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]),
-      Buffer.from([0, 5]),
-      Buffer.alloc(5 * 4, 0xff), // five NULLs: length -1 each
+      Buffer.from([0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x03, 0xe8]), // 1 ms after 2000-01-01 = 1000 us
+      Buffer.from([0, 6]),
+      Buffer.alloc(6 * 4, 0xff), // six NULLs: length -1 each
       Buffer.from([0xff, 0xff]),
     ]);
     expect(out.toString('hex')).toBe(expected.toString('hex'));
@@ -74,6 +76,7 @@ describe('binary COPY encoder', () => {
       ['int8', 2 ** 53],
       ['int8', 1.5],
       ['int4', 2 ** 31],
+      ['timestamptz', 1.5],
       ['bytea', 'not a buffer'],
       ['text', Buffer.from('x')],
     ];
@@ -100,7 +103,7 @@ describe('binary COPY into PostgreSQL', () => {
     await client.connect();
     await client.query(`CREATE SCHEMA "${schema}"`);
     await client.query(
-      `CREATE TABLE "${schema}".t (i serial, db int, key bytea, t text, j jsonb, n bigint, PRIMARY KEY (i))`,
+      `CREATE TABLE "${schema}".t (i serial, db int, key bytea, t text, j jsonb, n bigint, ts timestamptz, PRIMARY KEY (i))`,
     );
   });
   afterAll(async () => {
@@ -112,6 +115,8 @@ describe('binary COPY into PostgreSQL', () => {
     const r = rng(7);
     const rows: CopyValue[][] = [];
     const ints = [0, -1, 1, 2 ** 31, -(2 ** 31) - 1, 2 ** 32, -(2 ** 32), 2 ** 53 - 1, -(2 ** 53 - 1)];
+    // Unix epoch, before it, Postgres's epoch, now, 9999-12-31T23:59:59.999Z.
+    const times = [0, -1, -86_400_000 * 365, 946_684_800_000, Date.now(), 253_402_300_799_999];
     for (let i = 0; i < 6_000; i++) {
       const key = i < HOSTILE.length ? HOSTILE[i]! : randomBytes(Math.floor(r() * 40));
       const text = key.includes(0) ? key.toString('latin1').replaceAll('\0', '') : key.toString('utf8');
@@ -121,20 +126,15 @@ describe('binary COPY into PostgreSQL', () => {
         i % 5 === 0 ? null : text,
         JSON.stringify({ v: encodeBytes(key), s: text, q: '"\\\t\n\u0001' }),
         i % 7 === 0 ? null : ints[i % ints.length]! * (i % 2 ? 1 : -1) || i,
+        i % 11 === 0 ? null : times[i % times.length]!,
       ]);
     }
     // Huge values: 20 MB of random bytes, and a 12 MB string full of characters text-format COPY must escape.
     const hugeBytes = randomBytes(20 * 1024 * 1024);
     const hugeText = 'a\\b\tc\nd\re"f😀'.repeat(1_000_000);
-    rows.push([0, hugeBytes, hugeText, JSON.stringify([encodeBytes(hugeBytes), hugeText]), 1]);
+    rows.push([0, hugeBytes, hugeText, JSON.stringify([encodeBytes(hugeBytes), hugeText]), 1, 1]);
     await client.query('BEGIN');
-    const n = await copyBinary(
-      client as unknown as pg.PoolClient,
-      `"${schema}".t`,
-      ['db', 'key', 't', 'j', 'n'],
-      TYPES,
-      rows,
-    );
+    const n = await copyBinary(client as unknown as pg.PoolClient, `"${schema}".t`, COLUMNS, TYPES, rows);
     await client.query('COMMIT');
     expect(n).toBe(rows.length);
     const back = await client.query<{
@@ -143,7 +143,10 @@ describe('binary COPY into PostgreSQL', () => {
       t: string | null;
       j: unknown;
       n: string | null;
-    }>(`SELECT db, key, t, j, n FROM "${schema}".t ORDER BY i`);
+      ms: string | null;
+    }>(
+      `SELECT db, key, t, j, n, (extract(epoch FROM ts) * 1000)::bigint AS ms FROM "${schema}".t ORDER BY i`,
+    );
     expect(back.rows.length).toBe(rows.length);
     back.rows.forEach((got, i) => {
       const want = rows[i]!;
@@ -153,6 +156,7 @@ describe('binary COPY into PostgreSQL', () => {
       expect(got.t, ctx).toBe(want[2]);
       expect(got.j, ctx).toEqual(JSON.parse(want[3] as string));
       expect(got.n === null ? null : Number(got.n), ctx).toBe(want[4]);
+      expect(got.ms === null ? null : Number(got.ms), ctx).toBe(want[5]);
     });
   }, 60_000);
 
@@ -160,16 +164,10 @@ describe('binary COPY into PostgreSQL', () => {
     await client.query('BEGIN');
     function* rows(): Generator<CopyValue[]> {
       for (let i = 0; i < 50_000; i++)
-        yield [i, Buffer.from('copy-abort'), i === 40_000 ? 'bad\0' : 'ok', '1', i];
+        yield [i, Buffer.from('copy-abort'), i === 40_000 ? 'bad\0' : 'ok', '1', i, i];
     }
     await expect(
-      copyBinary(
-        client as unknown as pg.PoolClient,
-        `"${schema}".t`,
-        ['db', 'key', 't', 'j', 'n'],
-        TYPES,
-        rows(),
-      ),
+      copyBinary(client as unknown as pg.PoolClient, `"${schema}".t`, COLUMNS, TYPES, rows()),
     ).rejects.toThrow(CopyEncodeError);
     await client.query('ROLLBACK');
     const { rows: r } = await client.query(
@@ -181,8 +179,8 @@ describe('binary COPY into PostgreSQL', () => {
   it('a row Postgres rejects fails the COPY with its SQLSTATE', async () => {
     await client.query('BEGIN');
     await expect(
-      copyBinary(client as unknown as pg.PoolClient, `"${schema}".t`, ['db', 'key', 't', 'j', 'n'], TYPES, [
-        [1, Buffer.from('k'), 'x', '{not json', 1],
+      copyBinary(client as unknown as pg.PoolClient, `"${schema}".t`, COLUMNS, TYPES, [
+        [1, Buffer.from('k'), 'x', '{not json', 1, 1],
       ]),
     ).rejects.toMatchObject({ code: '22P02' });
     await client.query('ROLLBACK');
