@@ -305,6 +305,12 @@ function report(label: string, r: StreamResult): void {
 }
 
 async function main(): Promise<void> {
+  // REDTAIL_BENCH_RATE=n: only the paced streaming run at n events/s (to study latency, e.g. under CHECKPOINTs).
+  const only = Number(process.env.REDTAIL_BENCH_RATE ?? 0);
+  if (only > 0) {
+    report(`streaming at ${only} events/s`, await streamBench(only));
+    return;
+  }
   const snap = await snapshotBench();
   console.log(
     `snapshot load: ${Math.round(snap.sinkRate)} keys/s through the sink (batches of ${SNAPSHOT_BATCH}); ceiling, a plain COPY of the same rows into a table like keys: ${Math.round(snap.ceilingRate)} rows/s; ratio ${(snap.sinkRate / snap.ceilingRate).toFixed(2)} (into an index-less table: ${Math.round(snap.bareRate)} rows/s, ratio ${(snap.sinkRate / snap.bareRate).toFixed(2)})`,
