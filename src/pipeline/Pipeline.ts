@@ -31,20 +31,28 @@ interface SinkState {
   skipThrough: ReplicationPosition | null;
 }
 
+/** Events queued together: a run of `push` calls, so it ends at a position the caller gave (a safe boundary). */
+interface Segment {
+  events: ChangeEvent[];
+  checkpoint: ReplicationPosition | null;
+  bytes: number;
+}
+
 /**
  * Batches events, hands each batch to every sink and tracks what is durable. One batch is in flight at a time, so
- * sinks see batches in stream order; while it is in flight the next batch grows, which batches naturally under load.
- * A batch never ends inside a MULTI/EXEC (the caller only passes positions at command boundaries outside one).
+ * sinks see batches in stream order; while it is in flight the next ones queue up, which batches naturally under
+ * load. Queued events are kept in segments of about `maxBatchEvents`, cut only between `push` calls, so a batch is
+ * bounded (one slow commit does not make the next batch, and its latency, grow without limit) and never ends inside
+ * a MULTI/EXEC (the caller only pushes at command boundaries outside one).
  */
 export class Pipeline {
   private readonly sinks: SinkState[];
-  private events: ChangeEvent[] = [];
-  private checkpoint: ReplicationPosition | null = null;
-  /** True when something (events or a newer position) waits to be written. */
-  private dirty = false;
+  /** What waits to be written (events or only a newer position), oldest first. */
+  private queue: Segment[] = [];
+  private queuedEvents = 0;
+  private queuedBytes = 0;
   private inFlight: Promise<void> | null = null;
   private inFlightCount = 0;
-  private bytes = 0;
   private inFlightBytes = 0;
   private timer: NodeJS.Timeout | null = null;
   private paused = false;
@@ -116,16 +124,22 @@ export class Pipeline {
    */
   push(events: ChangeEvent[], position: ReplicationPosition | null, bytes = 0): void {
     if (this.failure) throw this.failure;
-    this.bytes += bytes;
-    for (let i = 0; i < events.length; i++) this.events.push(events[i]!);
-    this.checkpoint = position;
-    this.dirty = true;
+    const last = this.queue[this.queue.length - 1];
+    if (last && last.events.length < this.maxBatch) {
+      for (let i = 0; i < events.length; i++) last.events.push(events[i]!);
+      last.checkpoint = position;
+      last.bytes += bytes;
+    } else {
+      this.queue.push({ events: events.slice(), checkpoint: position, bytes });
+    }
+    this.queuedEvents += events.length;
+    this.queuedBytes += bytes;
     this.stats.events += events.length;
     this.schedule();
     if (
       !this.paused &&
-      (this.events.length + this.inFlightCount >= this.high ||
-        this.bytes + this.inFlightBytes >= this.highBytes)
+      (this.queuedEvents + this.inFlightCount >= this.high ||
+        this.queuedBytes + this.inFlightBytes >= this.highBytes)
     ) {
       this.paused = true;
       this.opts.onBackpressure?.(true);
@@ -134,7 +148,7 @@ export class Pipeline {
 
   /** Writes everything queued and waits until it is durable. */
   async flush(): Promise<void> {
-    while (this.inFlight || this.dirty) {
+    while (this.inFlight || this.queue.length > 0) {
       if (this.failure) throw this.failure;
       if (this.inFlight) await this.inFlight;
       else this.startWrite();
@@ -156,14 +170,14 @@ export class Pipeline {
 
   private schedule(): void {
     if (this.inFlight) return;
-    if (this.events.length >= this.maxBatch) {
+    if (this.queue.length > 1 || this.queuedEvents >= this.maxBatch) {
       this.startWrite();
       return;
     }
     if (!this.timer) {
       this.timer = setTimeout(() => {
         this.timer = null;
-        if (!this.inFlight && this.dirty) this.startWrite();
+        if (!this.inFlight && this.queue.length > 0) this.startWrite();
       }, this.linger);
     }
   }
@@ -173,12 +187,12 @@ export class Pipeline {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    const batch: EventBatch = { events: this.events, checkpoint: this.checkpoint };
-    this.events = [];
-    this.dirty = false;
-    this.inFlightCount = batch.events.length;
-    this.inFlightBytes = this.bytes;
-    this.bytes = 0;
+    const segment = this.queue.shift()!;
+    const batch: EventBatch = { events: segment.events, checkpoint: segment.checkpoint };
+    this.queuedEvents -= segment.events.length;
+    this.queuedBytes -= segment.bytes;
+    this.inFlightCount = segment.events.length;
+    this.inFlightBytes = segment.bytes;
     this.inFlight = this.writeAll(batch).then(
       () => {
         this.inFlight = null;
@@ -189,12 +203,12 @@ export class Pipeline {
           this.durable = batch.checkpoint;
           this.opts.onDurable?.(batch.checkpoint);
         }
-        if (this.paused && this.events.length < this.low && this.bytes < this.highBytes / 2) {
+        if (this.paused && this.queuedEvents < this.low && this.queuedBytes < this.highBytes / 2) {
           this.paused = false;
           this.opts.onBackpressure?.(false);
         }
-        if (this.dirty && !this.closed) {
-          if (this.events.length > 0) this.startWrite();
+        if (this.queue.length > 0 && !this.closed) {
+          if (this.queuedEvents > 0) this.startWrite();
           else this.schedule();
         }
       },
