@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { EventFilter, parseEventFilterConfig } from '../commands/EventFilter.js';
 import { normalizeCommand } from '../commands/normalize.js';
 import { ConfigError, loadConfig, type RedtailConfig } from '../config/Config.js';
 import { isFatal } from '../link/errors.js';
@@ -113,6 +114,12 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   process.once('SIGTERM', onSignal);
 
   try {
+    let filter: EventFilter;
+    try {
+      filter = new EventFilter(parseEventFilterConfig(config.filter));
+    } catch (err) {
+      throw new ConfigError(`invalid config: ${(err as Error).message}`);
+    }
     const sinks = await createSinks(config, logger);
     pipeline = new Pipeline(sinks, {
       logger,
@@ -137,6 +144,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       logger,
       start,
       ack: config.ack,
+      filter,
       normalize: hooks.normalize ?? normalizeCommand,
       snapshot: config.snapshot === 'skip' ? skipSnapshot : (hooks.snapshot ?? skipSnapshot),
     });

@@ -1,3 +1,4 @@
+import type { EventFilter } from '../commands/EventFilter.js';
 import type { CommandContext } from '../commands/types.js';
 import type { ChangeEvent, ReplicationPosition } from '../events/ChangeEvent.js';
 import type { ReplicationHandler } from '../link/ReplicaLink.js';
@@ -17,6 +18,8 @@ export interface ReplicatorOptions {
   ack?: 'durable' | 'received';
   /** Where to resume from (the pipeline's lowest sink checkpoint). */
   start: ReplicationPosition | null;
+  /** The config's include/exclude rules, applied to every event before any sink sees it. */
+  filter?: EventFilter;
 }
 
 /** Lower-cases ASCII command names without allocating for the handful the replicator itself looks at. */
@@ -95,7 +98,7 @@ export class Replicator implements ReplicationHandler {
     this.snapshot = this.opts.snapshot({
       replid,
       offset,
-      emit: (decoded, bytes) => this.opts.pipeline.push(decoded, null, bytes),
+      emit: (decoded, bytes) => this.opts.pipeline.push(this.filtered(decoded), null, bytes),
     });
   }
 
@@ -175,9 +178,15 @@ export class Replicator implements ReplicationHandler {
     return this.txnDb;
   }
 
+  /** Filtered-out events still move the position: the checkpoint passes them like PINGs. */
+  private filtered(events: ChangeEvent[]): ChangeEvent[] {
+    const f = this.opts.filter;
+    return f && events.length > 0 ? f.apply(events) : events;
+  }
+
   private advance(events: ChangeEvent[]): void {
     this.boundary = { replid: this.replid!, offset: this.offset, db: this.db };
-    this.opts.pipeline.push(events, this.boundary, this.pendingBytes);
+    this.opts.pipeline.push(this.filtered(events), this.boundary, this.pendingBytes);
     this.pendingBytes = 0;
   }
 
