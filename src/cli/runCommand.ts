@@ -12,6 +12,7 @@ import {
 } from '../link/MasterLocator.js';
 import { ReplicaLink } from '../link/ReplicaLink.js';
 import { createLogger, type Logger } from '../observe/logger.js';
+import { StatsReporter } from '../observe/StatsReporter.js';
 import { Pipeline } from '../pipeline/Pipeline.js';
 import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
 import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
@@ -96,6 +97,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   }
 
   let link: ReplicaLink | null = null;
+  let stats: StatsReporter | null = null;
   let pipeline: Pipeline | null = null;
   let sinkFailure: (err: Error) => void = () => {};
   const sinkFailed = new Promise<never>((_, reject) => {
@@ -157,12 +159,15 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       readTimeoutMs: config.link.readTimeoutMs,
       minFullSyncIntervalMs: config.link.minFullSyncIntervalMs,
     });
+    stats = new StatsReporter(logger, { link, pipeline, replicator, sinks });
+    stats.start(config.statsIntervalMs);
     const running = link.run();
     await Promise.race([running, sinkFailed, stopped]);
     await link.stop();
     await running;
     await pipeline.close();
-    logger.info({ position: pipeline.durablePosition }, 'stopped');
+    stats.stop();
+    logger.info({ ...stats.snapshot(), position: pipeline.durablePosition }, 'stopped');
     return 0;
   } catch (err) {
     await link?.stop().catch(() => {});
@@ -174,6 +179,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       logger.debug({ stack: (err as Error).stack }, 'stack');
     return err instanceof ConfigError ? 2 : 1;
   } finally {
+    stats?.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }

@@ -17,6 +17,8 @@ export interface RedtailConfig {
   link: { listeningPort: number; announceIp?: string; readTimeoutMs: number; minFullSyncIntervalMs: number };
   /** Per-sink options keyed by sink scheme (`kafka`, `postgres`), passed to the sink's factory. */
   sinkOptions: Record<string, Record<string, unknown>>;
+  /** Every this many ms a `stats` log line (link, pipeline, unknown commands, sinks); 0 turns it off. */
+  statsIntervalMs: number;
   /** Include/exclude filters applied after normalization (docs/events.md). */
   filter?: Record<string, unknown>;
 }
@@ -40,6 +42,7 @@ export const defaults: RedtailConfig = {
   },
   link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000 },
   sinkOptions: {},
+  statsIntervalMs: 60_000,
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -129,6 +132,8 @@ function validate(c: RedtailConfig): void {
   if (!Array.isArray(c.sinks) || c.sinks.length === 0) throw new ConfigError('at least one sink is needed');
   if (!LOG_LEVELS.includes(c.logLevel))
     throw new ConfigError(`log level '${c.logLevel}' is not one of ${LOG_LEVELS.join(', ')}`);
+  if (!Number.isFinite(c.statsIntervalMs) || c.statsIntervalMs < 0)
+    throw new ConfigError('statsIntervalMs must be a non-negative number of ms');
   if (c.ack !== 'durable' && c.ack !== 'received')
     throw new ConfigError(`ack must be 'durable' or 'received'`);
   if (c.snapshot !== 'decode' && c.snapshot !== 'skip')

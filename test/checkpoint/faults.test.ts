@@ -3,37 +3,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { schemaProblem } from '../harness/eventSchema.js';
 import { expectedFrom, fingerprint } from '../harness/expectedEvents.js';
 import { prng } from '../harness/prng.js';
-import { RedisServer } from '../harness/RedisServer.js';
-import { type JsonEvent, RedtailProcess } from '../harness/RedtailProcess.js';
+import { RedisServer, type RedisServerOptions } from '../harness/RedisServer.js';
+import type { JsonEvent, RedtailProcess } from '../harness/RedtailProcess.js';
 import { ReplicationTap, type TappedCommand } from '../harness/ReplicationTap.js';
+import { useTestScope } from '../harness/TestScope.js';
 import { Workload } from '../harness/Workload.js';
 
-const cleanup: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f();
-});
-
-async function server(opts: Parameters<typeof RedisServer.start>[0] = {}): Promise<RedisServer> {
-  const s = await RedisServer.start(opts);
-  cleanup.push(() => s.stop());
-  return s;
-}
-
-async function tap(s: RedisServer): Promise<ReplicationTap> {
-  const t = await ReplicationTap.connect(s.port, '127.0.0.1', s.options.password);
-  cleanup.push(() => t.close());
-  return t;
-}
-
-function start(args: string[]): RedtailProcess {
-  const p = RedtailProcess.start(['run', '--log-level', 'info', ...args]);
-  cleanup.push(() => p.stop('SIGKILL'));
-  return p;
-}
+const scope = useTestScope();
+const server = (opts?: RedisServerOptions) => scope.server(opts);
+const tap = (s: RedisServer) => scope.tap(s);
+const start = (args: string[]) => scope.redtail(['run', '--log-level', 'info', ...args]);
 
 const offsetOf = async (s: RedisServer) => Number((await s.info('replication')).master_repl_offset);
 
@@ -149,7 +132,7 @@ describe('resume after kill -9', () => {
     const recorder = await tap(master);
     const workload = new Workload(master.client(), 7);
     workload.start();
-    cleanup.push(() => workload.stop());
+    scope.defer(() => workload.stop());
     const run = new FileSinkRun(['--master', master.url()]);
     const rnd = prng(42);
     let completedSync = false;
@@ -231,7 +214,7 @@ describe('master restart', () => {
 async function resumeTap(t: ReplicationTap, s: RedisServer): Promise<ReplicationTap> {
   for (let i = 0; i < 400 && !t.closed; i++) await sleep(25);
   const next = await ReplicationTap.resume(s.port, t.position, '127.0.0.1', s.options.password);
-  cleanup.push(() => next.close());
+  scope.defer(() => next.close());
   return next;
 }
 
@@ -295,7 +278,7 @@ describe('failover', () => {
         'sentinel failover-timeout mymaster 5000',
       ],
     });
-    cleanup.push(() => sentinel.stop());
+    scope.defer(() => sentinel.stop());
     const run = new FileSinkRun(['--sentinel', `127.0.0.1:${sentinel.port}`, '--master-name', 'mymaster']);
     const p = await run.startSynced();
     await writeFor(m.client(), 13, 500);

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLastCheckpoint } from '../../../sinks/kafka/index.js';
 import { expectedFrom, fingerprint } from '../../harness/expectedEvents.js';
 import {
@@ -13,9 +13,10 @@ import {
   readTopic,
   uniqueName,
 } from '../../harness/kafka.js';
-import { RedisServer } from '../../harness/RedisServer.js';
-import { type JsonEvent, RedtailProcess } from '../../harness/RedtailProcess.js';
-import { ReplicationTap, type TappedCommand } from '../../harness/ReplicationTap.js';
+import type { RedisServer, RedisServerOptions } from '../../harness/RedisServer.js';
+import type { JsonEvent, RedtailProcess } from '../../harness/RedtailProcess.js';
+import type { TappedCommand } from '../../harness/ReplicationTap.js';
+import { useTestScope } from '../../harness/TestScope.js';
 import { prng, Workload } from '../../harness/Workload.js';
 
 /**
@@ -24,22 +25,9 @@ import { prng, Workload } from '../../harness/Workload.js';
  * consumer sees.
  */
 
-const cleanup: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f();
-});
-
-async function server(opts: Parameters<typeof RedisServer.start>[0] = {}): Promise<RedisServer> {
-  const s = await RedisServer.start(opts);
-  cleanup.push(() => s.stop());
-  return s;
-}
-
-async function tap(s: RedisServer): Promise<ReplicationTap> {
-  const t = await ReplicationTap.connect(s.port, '127.0.0.1', s.options.password);
-  cleanup.push(() => t.close());
-  return t;
-}
+const scope = useTestScope();
+const server = (opts?: RedisServerOptions) => scope.server(opts);
+const tap = (s: RedisServer) => scope.tap(s);
 
 interface Names {
   base: string;
@@ -63,7 +51,7 @@ function names(prefix: string): Names {
 /** A config file whose sinkOptions.kafka gives this test its own topics and transactionalId. */
 function configFile(n: Names, kafka: Record<string, unknown> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'redtail-kafka-e2e-'));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  scope.defer(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'redtail.json');
   const { base: _base, ...sinkOptions } = n;
   writeFileSync(path, JSON.stringify({ sinkOptions: { kafka: { ...sinkOptions, ...kafka } } }));
@@ -71,7 +59,7 @@ function configFile(n: Names, kafka: Record<string, unknown> = {}): string {
 }
 
 function start(master: RedisServer, brokers: string[], config: string): RedtailProcess {
-  const p = RedtailProcess.start([
+  return scope.redtail([
     'run',
     '--master',
     master.url(),
@@ -82,8 +70,6 @@ function start(master: RedisServer, brokers: string[], config: string): RedtailP
     '--log-level',
     'info',
   ]);
-  cleanup.push(() => p.stop('SIGKILL'));
-  return p;
 }
 
 function handshakeReplies(p: RedtailProcess): string[] {
@@ -220,7 +206,7 @@ describe('redtail run --sink kafka:// end to end', () => {
     // The fork happened before +FULLRESYNC was sent, so the snapshot holds exactly what `populate` wrote.
     const workload = new Workload(master.client(), 5);
     workload.start();
-    cleanup.push(() => workload.stop());
+    scope.defer(() => workload.stop());
     await sleep(3000);
     await workload.stop();
     expect(workload.commands).toBeGreaterThan(500);
@@ -269,13 +255,13 @@ describe('redtail run --sink kafka:// end to end', () => {
     const recorder = await tap(master);
     const workload = new Workload(master.client(), 9, 5);
     workload.start();
-    cleanup.push(() => workload.stop());
+    scope.defer(() => workload.stop());
     const n = names('rt-e2e-kill');
     const config = configFile(n);
     const kafka = kafkaClient();
     const admin = kafka.admin();
     await admin.connect();
-    cleanup.push(() => admin.disconnect());
+    scope.defer(() => admin.disconnect());
     const committed = async () =>
       (
         await readLastCheckpoint(kafka, admin, n.offsetsTopic, 'kafka', {
@@ -394,7 +380,7 @@ describe('redtail run --sink kafka:// through a broker restart', () => {
     await p.waitFor(() => handshakeReplies(p).length === 1, 'the first sync', 60_000);
     const workload = new Workload(master.client(), 21, 5);
     workload.start();
-    cleanup.push(() => workload.stop());
+    scope.defer(() => workload.stop());
     await sleep(1500);
     const before = p.logs().length;
     await kafka.restartAsync();
