@@ -207,7 +207,9 @@ export async function readTopic(topic: string, options: ReadOptions = {}): Promi
     for (;;) {
       await new Promise((r) => setTimeout(r, 100));
       const now = Date.now();
-      if (now - start > timeoutMs) {
+      // The deadline only ends a read that has stalled: a large topic may take longer than it to read while
+      // messages keep arriving, and cutting that short would look like lost messages.
+      if (now - start > timeoutMs && now - last >= idleMs) {
         if (out.length < min)
           throw new Error(
             `readTopic(${topic}): ${out.length} of at least ${min} messages within ${timeoutMs} ms`,

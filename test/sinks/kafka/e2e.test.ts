@@ -253,7 +253,7 @@ describe('redtail run --sink kafka:// end to end', () => {
     // Enough keys that the first snapshot spans several transactions and the first kill can cut it off.
     await master.client().call('DEBUG', 'POPULATE', '20000', 'pre', '32');
     const recorder = await tap(master);
-    const workload = new Workload(master.client(), 9, 1);
+    const workload = new Workload(master.client(), 9, 5);
     workload.start();
     scope.defer(() => workload.stop());
     const n = names('rt-e2e-kill');
