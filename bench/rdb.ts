@@ -1,10 +1,11 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/harness/ports.js';
 
 /**
  * `npm run bench:rdb`: builds (once, cached in ~/.cache/redtail/bench) an RDB of 2.2 million keys of mixed types
@@ -23,16 +24,6 @@ const rdbPath = join(cacheDir, 'mixed-2m.rdb');
 
 const STRING_KEYS = 1_500_000;
 const PER_TYPE = 150_000;
-
-function freePort(): Promise<number> {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
 
 async function waitReady(port: number): Promise<void> {
   for (let i = 0; i < 400; i++) {
