@@ -100,6 +100,16 @@ export class ReplicationTap {
     tap.onData(Buffer.alloc(0));
     // The master drops replicas that stay silent for repl-timeout; acknowledge like a real replica does.
     tap.ackTimer = setInterval(() => tap.send(['REPLCONF', 'ACK', String(tap.offset)]), 500);
+    // Return only once the snapshot is through: a FLUSHALL while the master's BGSAVE child is still writing kills
+    // that child, and Redis then drops every replica waiting on it ("SYNC failed. BGSAVE child returned an error"),
+    // which a test issuing FLUSHALL right after connecting would otherwise hit on a loaded machine.
+    const deadline = Date.now() + 30_000;
+    while (tap.phase !== 'stream') {
+      if (tap.error) throw tap.error;
+      if (tap.closed) throw new Error(`master on port ${port} closed the link before the snapshot was through`);
+      if (Date.now() > deadline) throw new Error(`no snapshot from the master on port ${port} within 30 s`);
+      await sleep(2);
+    }
     return tap;
   }
 
@@ -209,6 +219,7 @@ export class ReplicationTap {
     const deadline = Date.now() + timeoutMs;
     while (this.offset < offset) {
       if (this.error) throw this.error;
+      if (this.closed) throw new Error(`the master closed the tap's link at offset ${this.offset}`);
       if (Date.now() > deadline) throw new Error(`tap at offset ${this.offset}, waiting for ${offset}`);
       await sleep(2);
     }
