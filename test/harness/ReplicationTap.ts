@@ -106,7 +106,8 @@ export class ReplicationTap {
     const deadline = Date.now() + 30_000;
     while (tap.phase !== 'stream') {
       if (tap.error) throw tap.error;
-      if (tap.closed) throw new Error(`master on port ${port} closed the link before the snapshot was through`);
+      if (tap.closed)
+        throw new Error(`master on port ${port} closed the link before the snapshot was through`);
       if (Date.now() > deadline) throw new Error(`no snapshot from the master on port ${port} within 30 s`);
       await sleep(2);
     }
