@@ -1,13 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { availableVersions } from './redisVersions.js';
 
 /**
  * Tests that run the real `redtail` binary need dist/ to match the sources: build once per test run
  * (incremental, so an unchanged tree costs about a second). Type errors do not stop the emit and are reported by
  * `npm run lint`, which CI runs first; here they are only echoed.
  */
-export default function setup(): void {
+export default async function setup(): Promise<void> {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
   const r = spawnSync(
     process.execPath,
@@ -18,4 +19,6 @@ export default function setup(): void {
   );
   if (r.status !== 0)
     process.stderr.write(`tsc reported errors (dist/ was still emitted):\n${r.stdout}${r.stderr}`);
+  // Fetch and unpack every Redis version of the matrix once, before the workers start asking for them at once.
+  await availableVersions();
 }

@@ -1,14 +1,16 @@
 /**
  * Real redis-server binaries of several versions, for running tests against a matrix of masters.
  *
- * `7.0` is Debian's redis-server on PATH. The others come from `embedded-redis` jars on Maven Central, which bundle
+ * `7.0` is Debian's redis-server on PATH. `8.0` and `valkey-8.1` are Debian 13's packages, run through their own
+ * loader (debianPackages.ts). 2.8 and 6.2 come from `embedded-redis` jars on Maven Central, which bundle
  * Linux x86_64 redis-server binaries: the jar is fetched with `mvn dependency:copy` (so it lands in ~/.m2 like any
  * Maven artifact), the binary is extracted once into `~/.cache/redtail/redis/<version>/redis-server` (to a temp file,
  * then renamed, so concurrent workers never see half a binary) and checked with `--version`.
  *
  * test/redis-versions/pom.xml lists the same jars, for warming ~/.m2 ahead of time (`mvn -f ... dependency:resolve`).
  *
- * Overrides: `REDIS_SERVER_<major>_<minor>` (e.g. `REDIS_SERVER_6_2=/opt/redis-6.2/bin/redis-server`) points a
+ * Overrides: `REDIS_SERVER_<major>_<minor>` (e.g. `REDIS_SERVER_6_2=/opt/redis-6.2/bin/redis-server`,
+ * `REDIS_SERVER_VALKEY_8_1`) points a
  * version at a binary of your own; `REDTAIL_REDIS_CACHE` moves the cache dir.
  */
 import { execFile } from 'node:child_process';
@@ -26,8 +28,9 @@ import {
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
+import { type DebianBinarySpec, debianBinary } from './debianPackages.js';
 
-export const REDIS_VERSIONS = ['2.8', '6.2', '7.0'] as const;
+export const REDIS_VERSIONS = ['2.8', '6.2', '7.0', '8.0', 'valkey-8.1'] as const;
 export type RedisVersion = (typeof REDIS_VERSIONS)[number];
 
 /** Where one version's binary comes from; the first source that yields a working binary wins. */
@@ -41,7 +44,12 @@ export type RedisSource =
       entry: string;
       /** The exact `redis_version` the binary must report. */
       exact: string;
-    };
+    }
+  | (DebianBinarySpec & {
+      kind: 'debian';
+      /** The upstream version the binary must report; Debian's stable updates keep it. */
+      exact: string;
+    });
 
 export const REDIS_SOURCES: Record<RedisVersion, RedisSource[]> = {
   '2.8': [
@@ -67,6 +75,27 @@ export const REDIS_SOURCES: Record<RedisVersion, RedisSource[]> = {
       artifact: 'org.signal:embedded-redis:0.9.1',
       entry: 'redis-server-7.0.15-linux-amd64',
       exact: '7.0.15',
+    },
+  ],
+  // Debian 13 packages the server inside its -tools package as `*-check-rdb`; argv[0] picks the server mode.
+  '8.0': [
+    {
+      kind: 'debian',
+      suite: 'trixie',
+      package: 'redis-tools',
+      file: 'usr/bin/redis-check-rdb',
+      runAs: 'redis-server',
+      exact: '8.0.2',
+    },
+  ],
+  'valkey-8.1': [
+    {
+      kind: 'debian',
+      suite: 'trixie',
+      package: 'valkey-tools',
+      file: 'usr/bin/valkey-check-rdb',
+      runAs: 'valkey-server',
+      exact: '8.1.1',
     },
   ],
 };
@@ -105,14 +134,18 @@ export async function availableVersions(): Promise<RedisVersion[]> {
 
 async function resolve(version: RedisVersion): Promise<RedisBinaryInfo> {
   const reasons: string[] = [];
-  const override = process.env[`REDIS_SERVER_${version.replace('.', '_')}`];
+  const override = process.env[`REDIS_SERVER_${version.replace(/[.-]/g, '_').toUpperCase()}`];
   const sources: RedisSource[] = override
     ? [{ kind: 'path', command: override }, ...REDIS_SOURCES[version]]
     : REDIS_SOURCES[version];
   for (const source of sources) {
     try {
       const found =
-        source.kind === 'path' ? await fromPath(version, source.command) : await fromMaven(version, source);
+        source.kind === 'path'
+          ? await fromPath(version, source.command)
+          : source.kind === 'maven'
+            ? await fromMaven(version, source)
+            : await fromDebian(version, source);
       return { version, ...found };
     } catch (err) {
       reasons.push((err as Error).message);
@@ -168,6 +201,24 @@ async function fromMaven(
   }
 }
 
+async function fromDebian(
+  version: RedisVersion,
+  source: Extract<RedisSource, { kind: 'debian' }>,
+): Promise<{ path: string; exact: string; source: string }> {
+  const label = `debian ${source.suite} ${source.package}:${source.file}`;
+  const dir = join(redisCacheDir(), version);
+  let path = await debianBinary(source, dir);
+  let exact = await reportedVersion(path).catch(() => '');
+  if (exact !== source.exact) {
+    // A stale or broken tree (e.g. removed by hand): build it again once.
+    rmSync(join(dir, source.runAs), { force: true });
+    path = await debianBinary(source, dir);
+    exact = await reportedVersion(path);
+  }
+  if (exact !== source.exact) throw new Error(`${label} reports ${exact}, expected ${source.exact}`);
+  return { path, exact, source: label };
+}
+
 /** Fetches a jar through Maven (into ~/.m2 as usual) and copies it to a temp dir, whatever the local repo is. */
 async function fetchJar(artifact: string): Promise<{ path: string; cleanup: () => void }> {
   const [group, name, ver] = artifact.split(':') as [string, string, string];
@@ -202,7 +253,7 @@ async function reportedVersion(binary: string): Promise<string> {
 }
 
 function matches(exact: string, version: RedisVersion): boolean {
-  return exact.startsWith(`${version}.`);
+  return exact.startsWith(`${version.replace(/^valkey-/, '')}.`);
 }
 
 function whichSync(command: string): string | null {
