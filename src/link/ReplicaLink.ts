@@ -289,6 +289,15 @@ export class ReplicaLink {
 
   /** Called when the master closed a streaming link without a reason we caused. */
   private noteRemoteClose(): void {
+    if (this.mode === 'snapshot-header' || this.mode === 'snapshot-length' || this.mode === 'snapshot-eof') {
+      // Redis frees the replicas waiting on a BGSAVE that failed or was killed ("SYNC failed. BGSAVE child returned
+      // an error"); a FLUSHALL or FLUSHDB during the save kills it, so this happens on healthy masters too.
+      this.opts.logger.warn(
+        { master: this.master },
+        "the master closed the link before the snapshot was complete: its snapshot save failed or was aborted (a FLUSHALL during the save aborts it; the master's log says why). Retrying with a new full sync",
+      );
+      return;
+    }
     // A paused socket sees the master's close only after reading resumes and the kernel buffer is drained.
     if (this.paused || Date.now() - this.resumedAt < 5_000) {
       this.stats.droppedWhileHoldingBack++;

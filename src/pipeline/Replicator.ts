@@ -68,6 +68,9 @@ export class Replicator implements ReplicationHandler {
 
   fullResync(replid: string, offset: number): void {
     const previous = this.boundary;
+    // A snapshot still open here was cut off (the master's save failed or was aborted, the link dropped): its
+    // first keys may already be downstream, and the new snapshot may lack some of them.
+    const interrupted = this.snapshot !== null;
     this.opts.logger.info({ replid, offset, previous }, 'full resynchronization: loading the snapshot');
     this.replid = replid;
     this.offset = offset;
@@ -93,7 +96,12 @@ export class Replicator implements ReplicationHandler {
         }),
       );
     }
-    events.push(this.control('snapshot-begin', { resync: previous !== null }));
+    events.push(
+      this.control(
+        'snapshot-begin',
+        interrupted ? { resync: true, interrupted: true } : { resync: previous !== null },
+      ),
+    );
     this.opts.pipeline.push(events, null);
     this.snapshot = this.opts.snapshot({
       replid,

@@ -339,6 +339,94 @@ describe('backlog overrun', () => {
   });
 });
 
+describe('aborted snapshot', () => {
+  it('retries after a FLUSHALL kills the BGSAVE it was waiting for, and ends with exactly the master', async () => {
+    // rdb-key-save-delay (microseconds per key) keeps the save running long enough to be killed mid-way.
+    const master = await server({ config: { 'rdb-key-save-delay': '2000' } });
+    const c = master.client();
+    const pipe = c.pipeline();
+    for (let i = 0; i < 2000; i++) pipe.set(`old:${i}`, 'v');
+    await pipe.exec();
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-abort-'));
+    const config = join(dir, 'redtail.json');
+    writeFileSync(config, JSON.stringify({ link: { minFullSyncIntervalMs: 500 } }));
+    const run = new FileSinkRun(['--master', master.url(), '--config', config]);
+    const p = run.start();
+    await p.waitFor(() => /Starting BGSAVE for SYNC/.test(master.log()), 'the save for redtail');
+    await c.flushall();
+    await c.config('SET', 'rdb-key-save-delay', '0');
+    for (let i = 0; i < 10; i++) await c.set(`new:${i}`, 'v');
+    await p.waitFor(run.reached(await offsetOf(master)), 'the second sync', 30_000);
+    expect(master.log()).toMatch(/SYNC failed\. BGSAVE child returned an error/);
+    expect(
+      p.logs().some((l) => String(l.msg).startsWith('the master closed the link before the snapshot')),
+    ).toBe(true);
+    const replies = handshakeReplies(p);
+    expect(replies).toHaveLength(2);
+    expect(replies.every((r) => r.startsWith('+FULLRESYNC'))).toBe(true);
+    const events = run.events();
+    // The cut-off snapshot's begin is downstream; the next one says it replaces whatever that one delivered.
+    const begins = events.filter((e) => e.op === 'snapshot-begin');
+    expect(begins.map((e) => [e.resync, e.interrupted])).toEqual([
+      [false, undefined],
+      [true, true],
+    ]);
+    const state = new Set<string>();
+    for (const e of events) {
+      if (e.op === 'snapshot-begin' && e.resync) state.clear();
+      else if (e.op === 'snapshot' || e.op === 'set') state.add(String(e.key));
+      else if (e.op === 'del') state.delete(String(e.key));
+      else if (e.op === 'flush') state.clear();
+    }
+    expect([...state].sort()).toEqual((await c.keys('*')).map(String).sort());
+    expect((await p.stop('SIGTERM')).code).toBe(0);
+  });
+});
+
+describe('snapshot cut off mid-transfer', () => {
+  it('a diskless snapshot dropped half-way is replaced by the next one, keys deleted meanwhile included', async () => {
+    // Diskless: keys reach redtail while the child is still writing them, so part of the first snapshot is
+    // downstream when the link drops.
+    const master = await server({ diskless: true, config: { 'rdb-key-save-delay': '1000' } });
+    const c = master.client();
+    const pipe = c.pipeline();
+    for (let i = 0; i < 3000; i++) pipe.set(`old:${i}`, 'v');
+    await pipe.exec();
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-cut-'));
+    const config = join(dir, 'redtail.json');
+    writeFileSync(config, JSON.stringify({ link: { minFullSyncIntervalMs: 500 } }));
+    const run = new FileSinkRun(['--master', master.url(), '--config', config]);
+    const p = run.start();
+    const delivered = () => {
+      try {
+        return run.events().filter((e) => e.op === 'snapshot');
+      } catch {
+        return []; // the file does not exist yet
+      }
+    };
+    await p.waitFor(() => delivered().length >= 1000, 'part of the first snapshot');
+    await c.call('CLIENT', 'KILL', 'TYPE', 'replica');
+    const seen = delivered().map((e) => String(e.key));
+    expect(seen.length).toBeLessThan(3000);
+    // Delete what the first snapshot delivered: the second snapshot lacks those keys and emits nothing for them.
+    for (const k of seen) await c.del(k);
+    await c.config('SET', 'rdb-key-save-delay', '0');
+    await p.waitFor(run.reached(await offsetOf(master)), 'the second sync', 30_000);
+    const events = run.events();
+    expect(events.filter((e) => e.op === 'snapshot-begin').map((e) => e.resync)).toEqual([false, true]);
+    const state = new Set<string>();
+    for (const e of events) {
+      if (e.op === 'snapshot-begin' && e.resync) state.clear();
+      else if (e.op === 'snapshot' || e.op === 'set') state.add(String(e.key));
+      else if (e.op === 'del') state.delete(String(e.key));
+    }
+    const actual = (await c.keys('*')).map(String).sort();
+    expect(actual).toHaveLength(3000 - seen.length);
+    expect([...state].sort()).toEqual(actual);
+    expect((await p.stop('SIGTERM')).code).toBe(0);
+  });
+});
+
 describe('output buffer limit', () => {
   it('reports a link the master dropped for slow sinks and recovers with one full sync, not a storm', async () => {
     // Since Redis 7 replicas share the backlog's buffer and the effective hard limit is the larger of the limit and
