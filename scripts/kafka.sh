@@ -91,10 +91,15 @@ resolve() {
   echo "$sum" >"$LIBS/.complete"
 }
 
+# Listening ports come from below the kernel's ephemeral range: a port from that range can be taken as the local
+# port of some client connection between the choice and the bind, or while `restart` has the broker down.
 free_port() {
-  local p
+  local p low=32768 span
+  [ -r /proc/sys/net/ipv4/ip_local_port_range ] && read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  span=$((low - 10000))
+  [ "$span" -ge 1000 ] || span=40000
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + (RANDOM * 32768 + RANDOM) % span))
     port_open "$p" || {
       echo "$p"
       return
@@ -195,9 +200,22 @@ start() {
     say "a previous broker (pid $(cat "$STATE/pid")) is not answering; stopping it"
     stop_locked
   fi
-  rm -rf "$STATE"
   check_java
   resolve
+  local attempt
+  for attempt in 1 2 3; do
+    prepare
+    say "starting Kafka $VERSION (KRaft) on 127.0.0.1:$(cat "$STATE/port"), controller 127.0.0.1:$(cat "$STATE/controller-port"), state $STATE"
+    launch && return
+    # launch returns only when another process bound one of the chosen ports first; anything else dies there.
+    say "a chosen port was taken before the broker bound it (attempt $attempt); choosing other ports"
+  done
+  die "three attempts to start the broker found their ports taken"
+}
+
+# A fresh state dir: ports, server.properties, formatted KRaft storage.
+prepare() {
+  rm -rf "$STATE"
   local port cport sport
   port=$(free_port)
   cport=$(free_port)
@@ -218,8 +236,6 @@ start() {
   echo "$port" >"$STATE/port"
   echo "$cport" >"$STATE/controller-port"
   echo "$sport" >"$STATE/sasl-port"
-  say "starting Kafka $VERSION (KRaft) on 127.0.0.1:$port, controller 127.0.0.1:$cport, state $STATE"
-  launch
 }
 
 # Starts the JVM on the prepared state dir and waits until it serves clients.
@@ -235,6 +251,9 @@ launch() {
   local deadline=$((SECONDS + 120))
   until port_open "$port"; do
     if ! pid_alive; then
+      if grep -qs "Address already in use" "$STATE/kafka.out" "$STATE/logs/server.log"; then
+        return 75
+      fi
       log_tail
       die "the broker exited during startup (see above)"
     fi
@@ -286,7 +305,7 @@ restart() {
   [ -f "$STATE/server.properties" ] && [ -f "$STATE/port" ] || die "no broker state in $STATE; run scripts/kafka.sh start"
   kill_broker
   say "restarting Kafka on 127.0.0.1:$(cat "$STATE/port") with its data"
-  launch
+  launch || die "another process took a port of the broker while it was down; start a new one (stop, then start)"
 }
 
 stop_locked() {
