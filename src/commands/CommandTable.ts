@@ -32,6 +32,9 @@ export const commandSpecs: readonly CommandSpec[] = [
   ...pubsubCommands,
 ];
 
+const VECTOR_SET =
+  "Redis 8.0's vector sets are a module data type (TYPE says vectorset) that events do not model; masters propagate VADD/VREM/VSETATTR verbatim (verified on 8.0.2), so consumers get every argument in an unknown command event";
+
 /**
  * Write commands (as COMMAND INFO flags them) that deliberately have no table row, with the reason. They still
  * become `op: "command"` events with `unknown: true` if they ever arrive, so nothing is dropped; the coverage test
@@ -43,6 +46,9 @@ export const handledAsUnknown: Readonly<Record<string, string>> = {
     'masters propagate MIGRATE as DEL of the migrated keys (nothing with COPY), which the table handles; a verbatim MIGRATE would talk to another server',
   xreadgroup:
     'masters propagate its effects as XCLAIM (one per delivered entry) and XGROUP SETID, which the table handles',
+  vadd: VECTOR_SET,
+  vrem: VECTOR_SET,
+  vsetattr: VECTOR_SET,
 };
 
 /**
