@@ -10,6 +10,8 @@
 #   scripts/kafka.sh restart   stops and starts the same broker (same ports, keeps its data)
 #   scripts/kafka.sh stop      stops the broker and removes its state
 #   scripts/kafka.sh logs      prints the tail of the broker log
+#   scripts/kafka.sh libs      prints the directory of the broker's jars (resolving them first), for Java tools
+#   scripts/kafka.sh data-dir  prints the running broker's log.dirs
 #
 # Environment: KAFKA_VERSION (default below), REDTAIL_KAFKA_DIR (state, default ${TMPDIR:-/tmp}/redtail-kafka),
 # REDTAIL_KAFKA_HEAP (default 512m), REDTAIL_KAFKA_CONFIG (extra server.properties lines, newline separated).
@@ -341,8 +343,16 @@ status)
   fi
   ;;
 logs) log_tail ;;
+libs)
+  resolve
+  echo "$LIBS"
+  ;;
+data-dir)
+  running || die "no broker is running (state $STATE); run scripts/kafka.sh start"
+  echo "$STATE/data"
+  ;;
 *)
-  echo "usage: $0 start|restart|stop|address|sasl-address|status|logs" >&2
+  echo "usage: $0 start|restart|stop|address|sasl-address|status|logs|libs|data-dir" >&2
   exit 2
   ;;
 esac

@@ -5,7 +5,9 @@ import kafkajs from 'kafkajs';
 import { pino } from 'pino';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
+import { registerCodec } from './codecs.js';
 import {
+  type Compression,
   type KafkaSinkOptions,
   type ResolvedKafkaSinkConfig,
   resolveKafkaSinkConfig,
@@ -30,6 +32,13 @@ import { type TopicKind, TopicManager } from './TopicManager.js';
 import { TopicRouter } from './TopicRouter.js';
 
 const { CompressionTypes, Kafka: KafkaClient, Partitioners, logLevel } = kafkajs;
+
+const CODEC_TYPES: Record<Compression, number> = {
+  gzip: CompressionTypes.GZIP,
+  lz4: CompressionTypes.LZ4,
+  snappy: CompressionTypes.Snappy,
+  none: CompressionTypes.None,
+};
 
 export type DeliveryMode = 'exactly-once' | 'at-least-once';
 
@@ -179,6 +188,8 @@ export class KafkaSink implements Sink {
   }
 
   private async openOnce(): Promise<ReplicationPosition | null> {
+    if (this.config.compression === 'lz4' || this.config.compression === 'snappy')
+      await registerCodec(this.config.compression);
     const admin = this.kafka.admin({ retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 } });
     this.admin = admin;
     await admin.connect();
@@ -414,8 +425,7 @@ export class KafkaSink implements Sink {
           this.topicKind,
         );
         const chunks = chunkMessages(records, maxBatchBytes);
-        const compression =
-          this.config.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+        const compression = CODEC_TYPES[this.config.compression];
         const timeout = this.config.requestTimeoutMs;
         const producer = this.producer!;
         if (this.mode === 'exactly-once') {

@@ -11,7 +11,8 @@ export interface SinkLogger {
   debug(obj: object, msg?: string): void;
 }
 
-export type Compression = 'gzip' | 'none';
+export type Compression = 'gzip' | 'lz4' | 'snappy' | 'none';
+const COMPRESSIONS: readonly string[] = ['gzip', 'lz4', 'snappy', 'none'];
 
 /** Options of `createKafkaSink`; every one also has a spec query parameter unless noted. */
 export interface KafkaSinkOptions {
@@ -158,9 +159,7 @@ export function parseKafkaSpec(spec: string): KafkaSinkOptions {
         out.ssl = bool(k, v);
         break;
       case 'compression':
-        if (v !== 'gzip' && v !== 'none')
-          throw new KafkaConfigError(`kafka sink: compression=${v} is not supported (gzip or none)`);
-        out.compression = v;
+        out.compression = compression(v);
         break;
       case 'partitions':
       case 'replicationFactor':
@@ -229,5 +228,15 @@ export function resolveKafkaSinkConfig(
     logger: merged.logger,
   };
   if (cfg.maxBatchBytes > cfg.maxMessageBytes) cfg.maxBatchBytes = cfg.maxMessageBytes;
+  cfg.compression = compression(String(cfg.compression));
   return cfg;
+}
+
+function compression(v: string): Compression {
+  if (COMPRESSIONS.includes(v)) return v as Compression;
+  if (v === 'zstd')
+    throw new KafkaConfigError(
+      'kafka sink: compression=zstd is not supported yet (no zstd codec installs without a compiler on Node 20); use lz4, snappy or gzip',
+    );
+  throw new KafkaConfigError(`kafka sink: compression=${v} is not supported (gzip, lz4, snappy or none)`);
 }

@@ -1,3 +1,4 @@
+export { type ExtraCodec, registerCodec } from './codecs.js';
 export type { Compression, KafkaSinkOptions, ResolvedKafkaSinkConfig, SinkLogger } from './config.js';
 export { parseKafkaSpec, resolveKafkaSinkConfig } from './config.js';
 export * from './errors.js';

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -270,4 +270,104 @@ export class PrivateKafka {
 /** Messages parsed as the sink's event JSON. */
 export function jsonValues(messages: ReadMessage[]): Record<string, unknown>[] {
   return messages.filter((m) => m.value !== null).map((m) => JSON.parse(m.value!.toString('utf8')));
+}
+
+/**
+ * The shared broker's log.dirs when it is the scripts/kafka.sh one (for Kafka's own DumpLogSegments), or undefined
+ * when the tests run against another broker given by KAFKA_BROKERS.
+ */
+export function sharedBrokerDataDir(): string | undefined {
+  const brokers = kafkaBrokers();
+  const script = join(root, 'scripts', 'kafka.sh');
+  try {
+    const opts = {
+      encoding: 'utf8' as const,
+      stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'],
+    };
+    const ours = execFileSync(script, ['address'], opts).trim();
+    if (brokers.length !== 1 || brokers[0] !== ours) return undefined;
+    return execFileSync(script, ['data-dir'], opts).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The jars of the Kafka release scripts/kafka.sh runs, as a Java classpath entry. */
+export function kafkaLibs(): string {
+  const dir = execFileSync(join(root, 'scripts', 'kafka.sh'), ['libs'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+  return join(dir, '*');
+}
+
+/**
+ * Reads a whole topic (read_committed) with Kafka's Java client, compiled from test/kafka/CommittedReader.java on
+ * first use: the reference implementation's view, to hold kafkajs's against.
+ */
+export function readTopicWithJava(topic: string, brokers = kafkaBrokers()): ReadMessage[] {
+  const libs = kafkaLibs();
+  const classes = join(tmpdir(), `redtail-java-reader-${process.pid}`);
+  if (!existsSync(join(classes, 'CommittedReader.class'))) {
+    mkdirSync(classes, { recursive: true });
+    execFileSync('javac', ['-d', classes, '-cp', libs, join(root, 'test', 'kafka', 'CommittedReader.java')], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+  }
+  const out = execFileSync(
+    'java',
+    ['-cp', `${classes}:${libs}`, 'CommittedReader', brokers.join(','), topic],
+    {
+      encoding: 'utf8',
+      maxBuffer: 512 << 20,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const messages = out
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [partition, offset, key, value] = line.split(' ') as [string, string, string, string];
+      return {
+        topic,
+        partition: Number(partition),
+        offset,
+        key: key === '-' ? null : Buffer.from(key, 'base64'),
+        value: value === '-' ? null : Buffer.from(value, 'base64'),
+        headers: {},
+        timestamp: '',
+      };
+    });
+  // Same order as readTopic: per partition, by offset.
+  return messages.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
+}
+
+const CODEC_NAMES = ['none', 'gzip', 'snappy', 'lz4', 'zstd'];
+
+/**
+ * The compression codecs of the data batches the shared broker stored for `topic`, read from its log segments
+ * (record batch v2: baseOffset int64, batchLength int32, partitionLeaderEpoch int32, magic int8, crc int32, then
+ * attributes int16 whose low 3 bits are the codec and bit 5 marks transaction markers, which are never
+ * compressed). Undefined when the broker is not the scripts/kafka.sh one.
+ */
+export function storedCodecs(topic: string): Set<string> | undefined {
+  const data = sharedBrokerDataDir();
+  if (!data) return undefined;
+  const dirs = readdirSync(data).filter(
+    (d) => d.startsWith(`${topic}-`) && /^\d+$/.test(d.slice(topic.length + 1)),
+  );
+  const codecs = new Set<string>();
+  for (const d of dirs) {
+    for (const f of readdirSync(join(data, d)).filter((f) => f.endsWith('.log'))) {
+      const log = readFileSync(join(data, d, f));
+      for (let at = 0; at + 23 <= log.length; at += 12 + log.readInt32BE(at + 8)) {
+        if (log[at + 16] !== 2) throw new Error(`${d}/${f}: batch at ${at} has magic ${log[at + 16]}, not 2`);
+        const attributes = log.readInt16BE(at + 21);
+        if ((attributes & 0x20) === 0)
+          codecs.add(CODEC_NAMES[attributes & 0x07] ?? `codec ${attributes & 0x07}`);
+      }
+    }
+  }
+  if (dirs.length === 0) throw new Error(`no partitions of ${topic} under ${data}`);
+  return codecs;
 }
