@@ -239,7 +239,18 @@ describe('redtail run --sink postgres:// end to end', () => {
         rt = startRedtail(master, schema);
       }
     });
-    await sleep(200);
+    // Catching up after the last restart can take long on a loaded machine; only a checkpoint that stopped moving
+    // is a failure. verifyMirror then gets the usual time for the last batches.
+    const end = Number((await master.info('replication')).master_repl_offset);
+    let seen = -1;
+    let movedAt = Date.now();
+    for (let at = await checkpoint(); at < end; at = await checkpoint()) {
+      if (at !== seen) {
+        seen = at;
+        movedAt = Date.now();
+      } else if (Date.now() - movedAt > 120_000) break; // verifyMirror reports it, with redtail's log
+      await sleep(100);
+    }
     const verify = await verifyMirror({ master: master.url(), postgres: PG_URL, schema, timeoutMs: 120_000 });
     expect(verify.caughtUp, rt.log().slice(-2000)).toBe(true);
     expect(
