@@ -18,11 +18,18 @@ function hashOf(ctx: ApplyContext, ev: ChangeEvent) {
 /**
  * HSET/HMSET/HSETNX/HSETEX: `fieldExpireAt` null drops the written fields' TTLs (a plain HSET does, hashTypeSet
  * without HASH_SET_KEEP_TTL), a number sets it, absent (KEEPTTL) keeps it.
+ *
+ * One exception the stream cannot show: HINCRBYFLOAT keeps the field's TTL on the master but is propagated as
+ * `HSET key field <result>`, which drops it (seen on Redis 8.0.2, whose own replicas then lose the TTL). A one-field
+ * `hset` without TTL on a field that has one is therefore ambiguous, and the hash is fetched from the master.
  */
 const hset: Handler = (ev, ctx) => {
   const { e, v } = hashOf(ctx, ev);
   const ttl = ev.fieldExpireAt as number | null | undefined;
-  for (const [f, x] of ev.fields as Array<[Buffer, Buffer]>) {
+  const fields = ev.fields as Array<[Buffer, Buffer]>;
+  if (ttl === null && fields.length === 1 && v.ttl.has(b(fields[0]![0])))
+    ctx.fetch(ev.db, ev.key!, 'hset of one field with a TTL (HINCRBYFLOAT keeps it, HSET drops it)');
+  for (const [f, x] of fields) {
     const field = b(f);
     v.v.set(field, b(x));
     if (ttl === null) v.ttl.delete(field);
