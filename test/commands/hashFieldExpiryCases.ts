@@ -486,6 +486,24 @@ export const hashFieldExpiryCases: Case[] = [
     ],
   },
   {
+    cmd: 'hexpire',
+    title: 'HEXPIRE on a field whose time passed but is still stored gives it a new TTL (no HDEL)',
+    setup: [ACTIVE_EXPIRE_OFF, ['HSET', 'h', 'a', '1', 'b', '2']],
+    run: [['HPEXPIRE', 'h', 20, 'FIELDS', 1, 'a']],
+    act: async (r) => {
+      await expiredButStored(r, 'h', 'a');
+      return r.call('HEXPIRE', 'h', 100, 'FIELDS', 1, 'a');
+    },
+    via: ['hpexpireat', 'hpexpireat'],
+    expect: async ({ r, t }) => {
+      assertThat((await r.hget('h', 'a')) === '1', 'h.a is not back');
+      return [
+        { op: 'hexpire', key: 'h', fields: ['a'], expireAt: new Near(t + 20, TOL) },
+        { op: 'hexpire', key: 'h', fields: ['a'], expireAt: await sharedTime(r, 'h', 'a') },
+      ];
+    },
+  },
+  {
     cmd: 'hincrby',
     title: 'a write on a lazily expired field: HDEL first, in MULTI/EXEC with the write',
     setup: [ACTIVE_EXPIRE_OFF, abc, ['HPEXPIRE', 'h', 20, 'FIELDS', 3, 'a', 'b', 'c']],

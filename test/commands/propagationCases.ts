@@ -1,5 +1,13 @@
 import { Near } from './helpers.js';
-import { atLeast, type Case, type Cmd, expectTxn, serverDel, TOL } from './propagationSuite.js';
+import {
+  atLeast,
+  type Case,
+  type Cmd,
+  expectTxn,
+  type ServerFacts,
+  serverDel,
+  TOL,
+} from './propagationSuite.js';
 
 /**
  * One case (or more) for every write command of Redis 7.0, plus the non-write commands a master propagates
@@ -11,6 +19,8 @@ import { atLeast, type Case, type Cmd, expectTxn, serverDel, TOL } from './propa
 const FN =
   '#!lua name=lib\nredis.register_function("f", function(keys) return redis.call("set", keys[1], "fv") end)';
 const BIN = Buffer.from([0xff, 0xfe, 0x00, 0x41]);
+
+const groupIdAfterXclaim = (f: ServerFacts) => atLeast(f, 7, 4) || f.valkey;
 
 const streamWithPending: Cmd[] = [
   ['XADD', 's', '1-1', 'f', 'v'],
@@ -860,8 +870,9 @@ export const coreCases: Case[] = [
       ['XGROUP', 'CREATE', 's', 'g', '0'],
     ],
     run: [['XREADGROUP', 'GROUP', 'g', 'c', 'STREAMS', 's', '>']],
-    // 7.2+ also send the group's new last-delivered id and entries-read after the XCLAIMs.
-    via: (f) => (atLeast(f, 7, 2) ? ['xclaim', 'xgroup'] : ['xclaim']),
+    // Redis 7.4+ and Valkey 8 (which reports redis_version 7.2.4) also send the group's new last-delivered id and
+    // entries-read after the XCLAIMs; 7.0 and 7.2 only did with NOACK.
+    via: (f) => (groupIdAfterXclaim(f) ? ['xclaim', 'xgroup'] : ['xclaim']),
     expect: ({ t, facts }) => [
       {
         op: 'xclaim',
@@ -875,7 +886,7 @@ export const coreCases: Case[] = [
         justId: true,
         lastId: '1-1',
       },
-      ...(atLeast(facts, 7, 2)
+      ...(groupIdAfterXclaim(facts)
         ? [
             {
               op: 'xgroup-setid',
