@@ -41,7 +41,7 @@ const VECTOR_SET =
  * requires every write command of the running server to be in the table or here.
  */
 export const handledAsUnknown: Readonly<Record<string, string>> = {
-  spop: 'random: masters (3.2+) propagate the members actually popped as SREM (several SREMs in MULTI/EXEC with a count), which the table handles; a verbatim SPOP cannot be replayed deterministically',
+  spop: 'random: masters (3.2+) propagate the members actually popped as SREM (with a count: one SREM per member in MULTI/EXEC before 7.2, SREMs of up to 1024 members from 7.2), which the table handles; a verbatim SPOP cannot be replayed deterministically',
   migrate:
     'masters propagate MIGRATE as DEL of the migrated keys (nothing with COPY), which the table handles; a verbatim MIGRATE would talk to another server',
   xreadgroup:

@@ -28,8 +28,9 @@ function hset(name: string): CommandSpec {
 }
 
 /**
- * HEXPIRE family: 7.4+ masters propagate HPEXPIREAT with the absolute time and keep the NX/XX/GT/LT condition,
- * which the replica evaluates per field, so the condition stays in the event.
+ * HEXPIRE family: 7.4+ masters propagate HPEXPIREAT with the absolute time, listing only the fields whose TTL was set,
+ * and keep the NX/XX/GT/LT condition, which the replica evaluates per field, so the condition stays in the event.
+ * A time already past is propagated as one HDEL per field instead (verified on 8.0.2).
  */
 function hexpire(name: string, unitMs: number, relative: boolean): CommandSpec {
   return cmd(
@@ -53,7 +54,9 @@ function hexpire(name: string, unitMs: number, relative: boolean): CommandSpec {
         condition,
       });
     },
-    name === 'hpexpireat' ? undefined : 'HPEXPIREAT key ms [NX|XX|GT|LT] FIELDS n field ...',
+    name === 'hpexpireat'
+      ? 'HDEL key field, per field, when the time is past'
+      : 'HPEXPIREAT key ms [NX|XX|GT|LT] FIELDS n field ... (the fields set), or HDEL per field when the time is past',
   );
 }
 
@@ -73,7 +76,10 @@ function hsetex(a: Args, e: Emitter): void {
   e.emit('hset', key, 'hash', { fields: pairs(a), ...fieldExpiry(x) });
 }
 
-/** HGETEX never reaches the stream on 8.0 (HPEXPIREAT/HPERSIST/HDEL instead); the verbatim form maps the same way. */
+/**
+ * HGETEX never reaches the stream on 8.0 (HPEXPIREAT naming every field, HPERSIST, or HDEL per field for a past time,
+ * verified on 8.0.2); the verbatim form maps to hexpire/hpersist.
+ */
 function hgetex(a: Args, e: Emitter): void {
   const key = a.next('key');
   if (isToken(a.peek(), 'fields')) throw new ArgError('HGETEX without an option changes nothing');
@@ -99,7 +105,7 @@ export const hashCommands: CommandSpec[] = [
     [1, 1, 1],
     ['hset'],
     hsetex,
-    'HSETEX key PXAT ms FIELDS n field value ... (EX/PX/EXAT rewritten)',
+    'HSETEX key [FNX|FXX] PXAT ms|KEEPTTL FIELDS n field value ... (EX/PX/EXAT rewritten), or HDEL for a past time',
   ),
   cmd('hincrby', [1, 1, 1], ['hincrby'], (a, e) => {
     const key = a.next('key');
@@ -119,6 +125,7 @@ export const hashCommands: CommandSpec[] = [
       a.end();
       e.emit('hincrbyfloat', key, 'hash', { field, delta });
     },
+    // The master keeps the field's TTL (7.4+), the HSET drops it on replicas (docs/events.md).
     'HSET key field <result>',
   ),
   cmd('hdel', [1, 1, 1], ['hdel'], (a, e) => {
