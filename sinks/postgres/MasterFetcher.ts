@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { parseMasterUrl } from '../../src/link/MasterAddress.js';
+import { describeMaster, type MasterAddress, parseMasterUrl } from '../../src/link/MasterAddress.js';
+import { type Logger, silentLogger } from '../../src/observe/logger.js';
 import { decodeDumpPayload } from '../../src/rdb/dump.js';
 import { valueFromRdb } from './model/encoding.js';
 import type { RedisValue } from './model/types.js';
@@ -19,6 +20,18 @@ export interface FetchResult {
   values: FetchedValue[];
 }
 
+/**
+ * The server exact values are read from, asked before every fetch. In `redtail run` it is the master the
+ * replication link is connected to, so fetches follow a failover; null until the link has one.
+ */
+export type CurrentMaster = () => MasterAddress | null;
+
+/** A `CurrentMaster` that never moves (the sink's `master` option, or a sink used outside `redtail run`). */
+export function fixedMaster(url: string): CurrentMaster {
+  const address = parseMasterUrl(url);
+  return () => address;
+}
+
 /** Where exact values come from when the mirror cannot compute them (tests substitute their own). */
 export interface Fetcher {
   fetch(keys: Array<{ db: number; key: Buffer }>): Promise<FetchResult>;
@@ -28,45 +41,74 @@ export interface Fetcher {
 }
 
 /**
+ * The server answered, but as a replica (or a sentinel): its values and offset are not the stream's, so the fetch
+ * waits for a master instead of using them.
+ */
+class NotAMasterError extends Error {
+  override readonly name = 'NotAMasterError';
+
+  constructor(
+    readonly server: string,
+    readonly role: string,
+  ) {
+    super(`${server} is not a master (ROLE ${role})`);
+  }
+}
+
+interface Connection {
+  redis: Redis;
+  address: MasterAddress;
+  /** Per server: after a failover the new master may run another version. */
+  hasPexpiretime: boolean | null;
+}
+
+export interface MasterFetcherOptions {
+  /** Longest pause between retries while no usable master answers. */
+  retryMaxDelayMs?: number;
+  logger?: Logger;
+}
+
+function sameServer(a: MasterAddress, b: MasterAddress): boolean {
+  return a.host === b.host && a.port === b.port && a.username === b.username && a.password === b.password;
+}
+
+/**
  * Reads values from the master without races: `MULTI; SELECT db; DUMP key; PEXPIRETIME key; ...; ROLE; EXEC` runs
  * atomically, so ROLE's replication offset is exactly the point of the stream the values belong to. The sink applies
  * them when the stream reaches that offset. Reads are not propagated, so this never changes the stream.
+ *
+ * Each attempt asks `currentMaster` where to read and reconnects when the answer changed. A server whose ROLE is
+ * not master (an old master demoted by a failover, before the link has moved on) is retried, never used.
  */
 export class MasterFetcher implements Fetcher {
-  private readonly redis: Redis;
-  private hasPexpiretime: boolean | null = null;
+  private connection: Connection | null = null;
+  /** The server of the last attempt, to log when fetches move to another one. */
+  private lastAddress: MasterAddress | null = null;
+  private readonly retryMaxDelayMs: number;
+  private readonly logger: Logger;
+  /** The server last reported as not a master, so a failover in progress is logged once, not on every retry. */
+  private reportedNotMaster: string | null = null;
 
   constructor(
-    url: string,
-    private readonly retryMaxDelayMs = 5_000,
+    private readonly currentMaster: CurrentMaster,
+    options: MasterFetcherOptions = {},
   ) {
-    const a = parseMasterUrl(url);
-    this.redis = new Redis({
-      host: a.host,
-      port: a.port,
-      username: a.username,
-      password: a.password,
-      tls: a.tls ? {} : undefined,
-      lazyConnect: true,
-      maxRetriesPerRequest: null,
-      enableAutoPipelining: false,
-      connectionName: 'redtail-postgres-fetch',
-    });
-    this.redis.on('error', () => {});
+    this.retryMaxDelayMs = options.retryMaxDelayMs ?? 5_000;
+    this.logger = options.logger ?? silentLogger();
   }
 
   async fetch(keys: Array<{ db: number; key: Buffer }>): Promise<FetchResult> {
-    return this.retry(async () => {
-      if (this.hasPexpiretime === null) {
-        const info = (await this.redis.info('server')) as string;
+    const result = await this.retry(async (c) => {
+      if (c.hasPexpiretime === null) {
+        const info = (await c.redis.info('server')) as string;
         const m = /redis_version:(\d+)/.exec(info);
-        this.hasPexpiretime = m ? Number(m[1]) >= 7 : false;
+        c.hasPexpiretime = m ? Number(m[1]) >= 7 : false;
       }
-      const m = this.redis.multi();
+      const m = c.redis.multi();
       for (const k of keys) {
         m.select(k.db);
         m.dumpBuffer(k.key);
-        if (this.hasPexpiretime) m.call('pexpiretime', k.key);
+        if (c.hasPexpiretime) m.call('pexpiretime', k.key);
         else m.pttl(k.key);
       }
       m.role();
@@ -74,6 +116,8 @@ export class MasterFetcher implements Fetcher {
       const res = await m.exec();
       if (!res) throw new Error('MULTI/EXEC for DUMP was aborted');
       for (const [err] of res) if (err) throw err;
+      const role = res[res.length - 1]![1] as unknown[];
+      if (role[0] !== 'master') throw new NotAMasterError(describeMaster(c.address), String(role[0]));
       const per = 3;
       const values: FetchedValue[] = keys.map((k, i) => {
         const dump = res[i * per + 1]![1] as Buffer | null;
@@ -81,18 +125,19 @@ export class MasterFetcher implements Fetcher {
         if (dump === null) return { db: k.db, key: k.key, value: null, expireAt: null };
         const d = decodeDumpPayload(dump);
         // PEXPIRETIME is exact; PTTL (masters before 7.0) is relative to when the reply was produced.
-        const expireAt = ttl < 0 ? null : this.hasPexpiretime ? ttl : now + ttl;
+        const expireAt = ttl < 0 ? null : c.hasPexpiretime ? ttl : now + ttl;
         return { db: k.db, key: k.key, value: valueFromRdb(d.type, d.value, d.fieldExpireAt), expireAt };
       });
-      const role = res[res.length - 1]![1] as unknown[];
       return { offset: Number(role[1]), values };
     });
+    this.reportedNotMaster = null;
+    return result;
   }
 
   async commandKeys(args: Buffer[]): Promise<Buffer[]> {
-    return this.retry(async () => {
+    return this.retry(async (c) => {
       try {
-        return (await this.redis.callBuffer('command', 'getkeys', ...args)) as Buffer[];
+        return (await c.redis.callBuffer('command', 'getkeys', ...args)) as Buffer[];
       } catch (err) {
         // "Invalid arguments" / "The command has no key arguments": the command names no key.
         if (/no key arguments|Invalid arguments|Invalid command/i.test((err as Error).message)) return [];
@@ -102,22 +147,74 @@ export class MasterFetcher implements Fetcher {
   }
 
   async close(): Promise<void> {
-    this.redis.disconnect();
+    this.disconnect();
   }
 
-  private async retry<T>(fn: () => Promise<T>): Promise<T> {
+  /** A ready connection to the current master, replacing one to a server that is no longer it. */
+  private async connect(): Promise<Connection> {
+    const address = this.currentMaster();
+    if (!address) throw new Error('the replication link has not reached a master yet');
+    const current = this.connection;
+    if (current && sameServer(current.address, address) && current.redis.status === 'ready') return current;
+    this.disconnect();
+    if (this.lastAddress && !sameServer(this.lastAddress, address))
+      this.logger.info(
+        { from: describeMaster(this.lastAddress), to: describeMaster(address) },
+        'exact values are now fetched from another master',
+      );
+    this.lastAddress = address;
+    const redis = new Redis({
+      host: address.host,
+      port: address.port,
+      username: address.username,
+      password: address.password,
+      tls: address.tls ? {} : undefined,
+      lazyConnect: true,
+      // Reconnecting is the retry loop's job: it asks `currentMaster` first, where ioredis would keep queueing
+      // commands for an address that may be down for good after a failover.
+      retryStrategy: () => null,
+      enableOfflineQueue: false,
+      enableAutoPipelining: false,
+      connectionName: 'redtail-postgres-fetch',
+    });
+    redis.on('error', () => {});
+    const connection: Connection = { redis, address, hasPexpiretime: null };
+    this.connection = connection;
+    await redis.connect();
+    return connection;
+  }
+
+  private disconnect(): void {
+    this.connection?.redis.disconnect();
+    this.connection = null;
+  }
+
+  private async retry<T>(fn: (c: Connection) => Promise<T>): Promise<T> {
     let delay = 100;
     for (;;) {
       try {
-        if (this.redis.status === 'wait' || this.redis.status === 'end') await this.redis.connect();
-        return await fn();
+        return await fn(await this.connect());
       } catch (err) {
-        const msg = (err as Error).message;
-        // Auth and protocol errors will not heal by waiting; connection errors (master restarting) will.
-        if (/NOAUTH|WRONGPASS|NOPERM|ERR/.test(msg) && !/LOADING|BUSY/.test(msg)) throw err;
+        if (err instanceof NotAMasterError) this.reportNotMaster(err);
+        else {
+          const msg = (err as Error).message;
+          // Auth and protocol errors will not heal by waiting; connection errors (master restarting) will.
+          if (/NOAUTH|WRONGPASS|NOPERM|ERR/.test(msg) && !/LOADING|BUSY/.test(msg)) throw err;
+        }
+        // The next attempt asks `currentMaster` again: a failover may have moved it meanwhile.
+        this.disconnect();
         await sleep(delay);
         delay = Math.min(delay * 2, this.retryMaxDelayMs);
       }
     }
+  }
+
+  private reportNotMaster(err: NotAMasterError): void {
+    if (this.reportedNotMaster === err.server) return;
+    this.reportedNotMaster = err.server;
+    this.logger.warn(
+      { server: err.server, role: err.role },
+      'the server exact values are fetched from is not a master (a failover under way, or the sink option master names a replica): its values are not used; retrying until the replication link reaches the new master or the server is promoted',
+    );
   }
 }

@@ -5,7 +5,7 @@ import { createLogger, type Logger } from '../../src/observe/logger.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
 import type { PostgresSinkConfig } from './config.js';
 import { describePgError, isTransient, PostgresSinkError } from './errors.js';
-import { type Fetcher, MasterFetcher } from './MasterFetcher.js';
+import { type CurrentMaster, type Fetcher, fixedMaster, MasterFetcher } from './MasterFetcher.js';
 import { MirrorApplier } from './MirrorApplier.js';
 import { ident, migrate } from './migrations.js';
 import { toJsonb } from './model/encoding.js';
@@ -14,6 +14,11 @@ export interface PostgresSinkDeps {
   logger?: Logger;
   /** Replaces the master connection used for exact fetches (tests). */
   fetcher?: Fetcher | null;
+  /**
+   * Where exact values are fetched from when the config names no fixed `master`: in `redtail run`, the master the
+   * replication link is connected to, so fetches follow it across failovers.
+   */
+  currentMaster?: CurrentMaster;
   /** Called after every committed batch with where its time went (benchmarks, diagnostics). */
   onWrite?: (timing: WriteTiming) => void;
 }
@@ -77,11 +82,12 @@ export class PostgresSink implements Sink {
     });
     // Idle clients that lose their connection emit here; the next query reports it and is retried.
     this.pool.on('error', (err) => this.logger.warn({ err: err.message }, 'postgres connection lost'));
+    const master = config.master ? fixedMaster(config.master) : deps.currentMaster;
     this.fetcher =
       deps.fetcher !== undefined
         ? deps.fetcher
-        : config.master
-          ? new MasterFetcher(config.master, config.retryMaxDelayMs)
+        : master
+          ? new MasterFetcher(master, { retryMaxDelayMs: config.retryMaxDelayMs, logger: this.logger })
           : null;
     this.onWrite = deps.onWrite;
     this.applier = new MirrorApplier(config.schema, this.fetcher, this.logger, config.snapshotChunkRows);

@@ -5,7 +5,14 @@ import { PostgresSink } from './PostgresSink.js';
 export type { PostgresSinkConfig } from './config.js';
 export { parseDuration, parsePostgresSpec } from './config.js';
 export * from './errors.js';
-export { type FetchedValue, type Fetcher, type FetchResult, MasterFetcher } from './MasterFetcher.js';
+export {
+  type CurrentMaster,
+  type FetchedValue,
+  type Fetcher,
+  type FetchResult,
+  fixedMaster,
+  MasterFetcher,
+} from './MasterFetcher.js';
 export { keyText, MirrorApplier } from './MirrorApplier.js';
 export { migrate, SCHEMA_VERSION } from './migrations.js';
 export {

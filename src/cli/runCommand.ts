@@ -122,7 +122,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     } catch (err) {
       throw new ConfigError(`invalid config: ${(err as Error).message}`);
     }
-    const sinks = await createSinks(config, logger);
+    const sinks = await createSinks(config, logger, () => link?.connectedMaster ?? null);
     pipeline = new Pipeline(sinks, {
       logger,
       maxBatchEvents: config.pipeline.maxBatchEvents,

@@ -1,14 +1,20 @@
 import { NdjsonSink } from '../../sinks/stdout/NdjsonSink.js';
 import { FileCheckpointStore } from '../checkpoint/FileCheckpointStore.js';
 import { ConfigError, type RedtailConfig } from '../config/Config.js';
+import type { MasterAddress } from '../link/MasterAddress.js';
 import type { Logger } from '../observe/logger.js';
 import type { Sink } from '../pipeline/Sink.js';
 
 /**
  * Builds the sinks named on the command line. The Kafka and Postgres sinks are loaded only when used, so their
- * client libraries cost nothing to a stdout-only run.
+ * client libraries cost nothing to a stdout-only run. `connectedMaster` names the master the replication link is
+ * connected to at the moment (null before its first handshake).
  */
-export async function createSinks(config: RedtailConfig, logger: Logger): Promise<Sink[]> {
+export async function createSinks(
+  config: RedtailConfig,
+  logger: Logger,
+  connectedMaster: () => MasterAddress | null,
+): Promise<Sink[]> {
   const ndjson = config.sinks.filter((s) => s === 'stdout' || s.startsWith('file:'));
   const sinks: Sink[] = [];
   for (const spec of config.sinks) {
@@ -31,11 +37,16 @@ export async function createSinks(config: RedtailConfig, logger: Logger): Promis
       );
     } else if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
       const { PostgresSink, parsePostgresSpec } = await import('../../sinks/postgres/index.js');
-      // The mirror fetches exact values from the master for ops it cannot compute (docs/postgres.md).
-      const master = Array.isArray(config.master) ? config.master[0] : config.master;
-      const options = { master, ...(config.sinkOptions.postgres ?? {}) };
+      // The mirror fetches exact values for ops it cannot compute (docs/postgres.md), placed in the stream by the
+      // ROLE offset read with them: they must come from where the stream comes from, the master the link is
+      // connected to. A failover changes it; the first --master URL would then be a replica, or down.
       const postgresLogger = logger.child({ sink: 'postgres' });
-      sinks.push(new PostgresSink(parsePostgresSpec(spec, options), { logger: postgresLogger }));
+      sinks.push(
+        new PostgresSink(parsePostgresSpec(spec, config.sinkOptions.postgres ?? {}), {
+          logger: postgresLogger,
+          currentMaster: connectedMaster,
+        }),
+      );
     } else {
       throw new ConfigError(
         `unknown sink '${spec}': use stdout, file:PATH, kafka://host:port[,host:port] or postgres://...`,

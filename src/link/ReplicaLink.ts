@@ -63,6 +63,7 @@ const LF = 10;
 export class ReplicaLink {
   private master: string;
   private address: MasterAddress | null = null;
+  private handshakeMaster: MasterAddress | null = null;
   private socket: net.Socket | null = null;
   private stopping = false;
   private paused = false;
@@ -144,6 +145,15 @@ export class ReplicaLink {
         s.destroy();
       });
     }
+  }
+
+  /**
+   * The master of the last completed handshake: the server the stream comes from, so its replication offsets are
+   * the stream's. It is kept while the link reconnects, since most drops end at the same master; a failover
+   * replaces it at the first handshake with the new one. Null before the first handshake.
+   */
+  get connectedMaster(): MasterAddress | null {
+    return this.handshakeMaster;
   }
 
   /** Stops reading from the master (backpressure): the kernel buffers and then the master's output buffer fill. */
@@ -247,6 +257,7 @@ export class ReplicaLink {
         if (/^-(NOAUTH|NOPERM|WRONGPASS)/.test(reply)) throw this.authError(reply);
         throw new HandshakeError(this.master, 'PSYNC', reply);
       }
+      this.handshakeMaster = master;
       logger.info(
         { master: this.master, reply, requested: psync.slice(1).join(' ') },
         'replication handshake done',
