@@ -44,6 +44,11 @@ export interface Fetcher {
  * The server answered, but as a replica (or a sentinel): its values and offset are not the stream's, so the fetch
  * waits for a master instead of using them.
  */
+/** A value the master returns that redtail cannot decode: fatal, since asking again returns the same bytes. */
+export class UnreadableValueError extends Error {
+  override readonly name = 'UnreadableValueError';
+}
+
 class NotAMasterError extends Error {
   override readonly name = 'NotAMasterError';
 
@@ -88,6 +93,8 @@ export class MasterFetcher implements Fetcher {
   private readonly logger: Logger;
   /** The server last reported as not a master, so a failover in progress is logged once, not on every retry. */
   private reportedNotMaster: string | null = null;
+  /** The last transient failure logged, so a master that stays down is reported once, not on every retry. */
+  private reportedFailure: string | null = null;
 
   constructor(
     private readonly currentMaster: CurrentMaster,
@@ -123,7 +130,21 @@ export class MasterFetcher implements Fetcher {
         const dump = res[i * per + 1]![1] as Buffer | null;
         const ttl = Number(res[i * per + 2]![1]);
         if (dump === null) return { db: k.db, key: k.key, value: null, expireAt: null };
-        const d = decodeDumpPayload(dump);
+        let d: ReturnType<typeof decodeDumpPayload>;
+        try {
+          d = decodeDumpPayload(dump);
+        } catch (err) {
+          // Asking again returns the same bytes: retrying would stall the sink forever without a word.
+          throw new UnreadableValueError(
+            `DUMP of key ${JSON.stringify(k.key.toString('latin1'))} in db ${k.db} from ${describeMaster(c.address)} cannot be decoded: ${(err as Error).message}`,
+          );
+        }
+        if (d.type === 'module') {
+          // Module values have no mirror encoding; the snapshot leaves such keys out too (MirrorApplier), so the
+          // mirror holds no row for them rather than a guess.
+          this.reportModuleKey(k.db, k.key, d.module?.name);
+          return { db: k.db, key: k.key, value: null, expireAt: null };
+        }
         // PEXPIRETIME is exact; PTTL (masters before 7.0) is relative to when the reply was produced.
         const expireAt = ttl < 0 ? null : c.hasPexpiretime ? ttl : now + ttl;
         return { db: k.db, key: k.key, value: valueFromRdb(d.type, d.value, d.fieldExpireAt), expireAt };
@@ -131,6 +152,7 @@ export class MasterFetcher implements Fetcher {
       return { offset: Number(role[1]), values };
     });
     this.reportedNotMaster = null;
+    this.reportedFailure = null;
     return result;
   }
 
@@ -195,11 +217,16 @@ export class MasterFetcher implements Fetcher {
       try {
         return await fn(await this.connect());
       } catch (err) {
+        if (err instanceof UnreadableValueError) throw err;
         if (err instanceof NotAMasterError) this.reportNotMaster(err);
         else {
           const msg = (err as Error).message;
           // Auth and protocol errors will not heal by waiting; connection errors (master restarting) will.
           if (/NOAUTH|WRONGPASS|NOPERM|ERR/.test(msg) && !/LOADING|BUSY/.test(msg)) throw err;
+          if (msg !== this.reportedFailure) {
+            this.reportedFailure = msg;
+            this.logger.warn({ err: msg }, 'fetching exact values from the master failed; retrying');
+          }
         }
         // The next attempt asks `currentMaster` again: a failover may have moved it meanwhile.
         this.disconnect();
@@ -207,6 +234,13 @@ export class MasterFetcher implements Fetcher {
         delay = Math.min(delay * 2, this.retryMaxDelayMs);
       }
     }
+  }
+
+  private reportModuleKey(db: number, key: Buffer, module: string | undefined): void {
+    this.logger.warn(
+      { db, key: key.toString('latin1'), module },
+      'module values cannot be mirrored; the key is left out of the mirror',
+    );
   }
 
   private reportNotMaster(err: NotAMasterError): void {
