@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -270,8 +270,10 @@ describe('failover', () => {
 
   it('follows a failover through redis-sentinel', async () => {
     const { m, r, recorder } = await pair();
+    const sentinelDir = mkdtempSync(join(tmpdir(), 'redtail-sentinel-'));
+    scope.defer(() => rmSync(sentinelDir, { recursive: true, force: true }));
     const sentinel = await RedisServer.start({
-      dir: mkdtempSync(join(tmpdir(), 'redtail-sentinel-')),
+      dir: sentinelDir,
       sentinel: [
         `sentinel monitor mymaster 127.0.0.1 ${m.port} 1`,
         'sentinel down-after-milliseconds mymaster 1000',

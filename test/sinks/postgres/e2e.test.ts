@@ -13,6 +13,9 @@ import { dropSchema, PG_URL, pgQuery, rng, uniqueSchema } from './helpers.js';
 const bin = process.env.REDTAIL_E2E_BIN ?? join(repoRoot, 'bin', 'redtail.js');
 const COMMANDS = Number(process.env.REDTAIL_PG_E2E_COMMANDS ?? 200_000);
 
+/** Every redtail this file started, killed at teardown even when a test fails half-way. */
+const started: ChildProcess[] = [];
+
 function startRedtail(master: RedisServer, schema: string): { proc: ChildProcess; log: () => string } {
   let stderr = '';
   const proc = spawn(
@@ -31,6 +34,7 @@ function startRedtail(master: RedisServer, schema: string): { proc: ChildProcess
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   );
+  started.push(proc);
   proc.stderr!.setEncoding('utf8');
   proc.stderr!.on('data', (d: string) => {
     stderr += d;
@@ -206,6 +210,7 @@ describe('redtail run --sink postgres:// end to end', () => {
     master = await RedisServer.start({ config: { 'repl-backlog-size': '64mb', hz: '50' } });
   });
   afterAll(async () => {
+    for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await master?.stop();
     if (!process.env.REDTAIL_KEEP_SCHEMA) await dropSchema(schema);
   });
