@@ -383,6 +383,7 @@ export class RdbParser {
         const n = name.toString('utf8');
         this.aux[n] = value.toString('utf8');
         this.user(() => this.opts.onAux?.(n, value));
+        if (n === 'slot-info') this.slotInfoAux(value);
         break;
       }
       case Opcode.IDLE:
@@ -441,6 +442,17 @@ export class RdbParser {
         throw c.fail(`unknown opcode ${t} (${this.flavor} RDB version ${this.version})`, start);
     }
     this.commit = c.pos;
+  }
+
+  /**
+   * Valkey 8.0+ in cluster mode writes the per-slot counts Redis keeps in RDB_OPCODE_SLOT_INFO as one AUX field
+   * `slot-info` = "<slot>,<keys>,<expires>" before each slot's keys (headers still say REDIS00xx). Reported
+   * through onSlotInfo like the opcode; a value of another shape stays a plain AUX field.
+   */
+  private slotInfoAux(value: Buffer): void {
+    const m = /^(\d{1,5}),(\d{1,15}),(\d{1,15})$/.exec(value.toString('latin1'));
+    if (!m) return;
+    this.user(() => this.opts.onSlotInfo?.(Number(m[1]), Number(m[2]), Number(m[3])));
   }
 
   private parseSlotImport(): void {
