@@ -67,6 +67,8 @@ export class ReplicaLink {
   private socket: net.Socket | null = null;
   private stopping = false;
   private paused = false;
+  /** Set by requestHandshake: the next session starts although the link is paused. */
+  private handshakeRequested = false;
   private mode: Mode = 'handshake';
   private lineParts: Buffer[] = [];
   private pendingReply: { resolve: (line: string) => void; reject: (e: Error) => void } | null = null;
@@ -183,8 +185,22 @@ export class ReplicaLink {
     this.wake?.();
   }
 
+  /**
+   * Connects to the master now, even while the sinks hold the stream back; the stream stays unread after the
+   * handshake until the pipeline resumes the link. For a sink that cannot drain without the current master: the
+   * Postgres sink's fetches after a failover go to `connectedMaster`, which only a handshake updates, while the link
+   * would otherwise wait for that very sink before reconnecting.
+   */
+  requestHandshake(reason: string): void {
+    if (!this.paused || this.handshakeRequested || this.stopping) return;
+    if (this.socket && !this.socket.destroyed) return;
+    this.handshakeRequested = true;
+    this.opts.logger.info({ reason }, 'connecting to the master while the sinks hold the stream back');
+    this.resumeWaiter?.();
+  }
+
   private waitUntilResumed(): Promise<void> {
-    if (!this.paused || this.stopping) return Promise.resolve();
+    if (!this.paused || this.stopping || this.handshakeRequested) return Promise.resolve();
     return new Promise((resolve) => {
       this.resumeWaiter = () => {
         this.resumeWaiter = null;
@@ -219,6 +235,7 @@ export class ReplicaLink {
   private async session(): Promise<boolean> {
     const { handler, logger } = this.opts;
     this.resetSessionState();
+    this.handshakeRequested = false;
     if (!handler.resumePosition()) await this.respectFullSyncInterval();
     const master = await this.opts.locator.locate(handler.resumePosition());
     this.address = master;
@@ -262,6 +279,9 @@ export class ReplicaLink {
         { master: this.master, reply, requested: psync.slice(1).join(' ') },
         'replication handshake done',
       );
+      // A handshake asked for while the sinks hold back (requestHandshake): leave the stream unread until they
+      // resume the link, as pause() does for an established one.
+      if (this.paused) socket.pause();
 
       timers.push(
         setInterval(() => this.sendAck(), this.opts.ackIntervalMs ?? 1_000),
