@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { describeMaster, type MasterAddress, parseMasterUrl } from '../../src/link/MasterAddress.js';
+import { explainTlsError, type MasterTls, tlsOptionsFor } from '../../src/link/tls.js';
 import { type Logger, silentLogger } from '../../src/observe/logger.js';
 import { decodeDumpPayload } from '../../src/rdb/dump.js';
 import { valueFromRdb } from './model/encoding.js';
@@ -26,9 +27,12 @@ export interface FetchResult {
  */
 export type CurrentMaster = () => MasterAddress | null;
 
-/** A `CurrentMaster` that never moves (the sink's `master` option, or a sink used outside `redtail run`). */
-export function fixedMaster(url: string): CurrentMaster {
-  const address = parseMasterUrl(url);
+/**
+ * A `CurrentMaster` that never moves (the sink's `master` option, or a sink used outside `redtail run`); `tls`: the
+ * settings for a rediss:// URL.
+ */
+export function fixedMaster(url: string, tls?: MasterTls): CurrentMaster {
+  const address = parseMasterUrl(url, tls);
   return () => address;
 }
 
@@ -190,7 +194,7 @@ export class MasterFetcher implements Fetcher {
       port: address.port,
       username: address.username,
       password: address.password,
-      tls: address.tls ? {} : undefined,
+      tls: address.tls ? tlsOptionsFor(address.host, address.tls) : undefined,
       lazyConnect: true,
       // Reconnecting is the retry loop's job: it asks `currentMaster` first, where ioredis would keep queueing
       // commands for an address that may be down for good after a failover.
@@ -218,6 +222,11 @@ export class MasterFetcher implements Fetcher {
         return await fn(await this.connect());
       } catch (err) {
         if (err instanceof UnreadableValueError) throw err;
+        // Certificates and TLS settings do not heal by waiting either.
+        const address = this.connection?.address ?? this.lastAddress;
+        const tlsProblem =
+          address?.tls && explainTlsError(err, 'master', describeMaster(address), address.tls);
+        if (tlsProblem) throw tlsProblem;
         if (err instanceof NotAMasterError) this.reportNotMaster(err);
         else {
           const msg = (err as Error).message;

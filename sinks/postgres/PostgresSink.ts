@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { ChangeEvent, ReplicationPosition } from '../../src/events/ChangeEvent.js';
+import type { MasterTls } from '../../src/link/tls.js';
 import { createLogger, type Logger } from '../../src/observe/logger.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
 import type { PostgresSinkConfig } from './config.js';
@@ -19,6 +20,8 @@ export interface PostgresSinkDeps {
    * replication link is connected to, so fetches follow it across failovers.
    */
   currentMaster?: CurrentMaster;
+  /** TLS settings for a rediss:// `master` option (default: system CAs, verification on). */
+  masterTls?: MasterTls;
   /** Called after every committed batch with where its time went (benchmarks, diagnostics). */
   onWrite?: (timing: WriteTiming) => void;
 }
@@ -82,7 +85,7 @@ export class PostgresSink implements Sink {
     });
     // Idle clients that lose their connection emit here; the next query reports it and is retried.
     this.pool.on('error', (err) => this.logger.warn({ err: err.message }, 'postgres connection lost'));
-    const master = config.master ? fixedMaster(config.master) : deps.currentMaster;
+    const master = config.master ? fixedMaster(config.master, deps.masterTls) : deps.currentMaster;
     this.fetcher =
       deps.fetcher !== undefined
         ? deps.fetcher

@@ -2,7 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { tlsSettingsFrom } from '../../src/config/Config.js';
 import { parseMasterUrl } from '../../src/link/MasterAddress.js';
+import { loadTls, type MasterTls, tlsOptionsFor } from '../../src/link/tls.js';
 import { parsePostgresSpec } from './config.js';
 import { ident } from './migrations.js';
 import { encodeBytes } from './model/encoding.js';
@@ -13,12 +15,14 @@ Compares the master's dataset with the Postgres mirror (the 'keys' table) and pr
 Exit status: 0 when they agree, 1 when they differ, 2 on usage or connection errors.
 
 Options:
-  --master URL       redis://[user:password@]host:port of the master redtail replicates
+  --master URL       redis[s]://[user:password@]host:port of the master redtail replicates
   --postgres URL     postgres://... of the sink (its ?schema= is honoured)
   --schema NAME      schema of the sink's tables (default: from the URL, else redtail)
   --sink NAME        the sink's checkpoint name (default postgres)
   --timeout SECONDS  how long to wait for the mirror to reach the master's offset (default 60)
   --max-diffs N      differences printed (default 20)
+  --tls-ca FILE, --tls-cert FILE, --tls-key FILE, --tls-servername NAME, --tls-insecure
+                     TLS settings for a rediss:// master, as for 'redtail run' (env REDTAIL_TLS_*)
   -h, --help         this text
 `;
 
@@ -294,6 +298,8 @@ export interface VerifyOptions {
   schema?: string;
   sink?: string;
   timeoutMs?: number;
+  /** Settings for a rediss:// master (default: system CAs, verification on). */
+  tls?: MasterTls;
 }
 
 export interface VerifyResult {
@@ -311,12 +317,13 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
   const cfg = parsePostgresSpec(o.postgres, o.schema ? { schema: o.schema } : {});
   const s = ident(cfg.schema);
   const sink = o.sink ?? cfg.name;
-  const a = parseMasterUrl(o.master);
+  const a = parseMasterUrl(o.master, o.tls);
   const redis = new Redis({
     host: a.host,
     port: a.port,
     username: a.username,
     password: a.password,
+    tls: a.tls ? tlsOptionsFor(a.host, a.tls) : undefined,
     lazyConnect: true,
     maxRetriesPerRequest: 2,
   });
@@ -390,6 +397,11 @@ export async function verifyCommand(argv: string[]): Promise<number> {
         sink: { type: 'string' },
         timeout: { type: 'string' },
         'max-diffs': { type: 'string' },
+        'tls-ca': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-servername': { type: 'string' },
+        'tls-insecure': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -409,9 +421,25 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const maxDiffs = Number(values['max-diffs'] ?? 20);
+  let tls: MasterTls;
+  try {
+    tls = loadTls(
+      tlsSettingsFrom(process.env, {
+        caFile: values['tls-ca'] as string | undefined,
+        certFile: values['tls-cert'] as string | undefined,
+        keyFile: values['tls-key'] as string | undefined,
+        servername: values['tls-servername'] as string | undefined,
+        insecure: values['tls-insecure'] as boolean | undefined,
+      }),
+    );
+  } catch (err) {
+    process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
+    return 2;
+  }
   let result: VerifyResult;
   try {
     result = await verifyMirror({
+      tls,
       master,
       postgres,
       schema: values.schema as string | undefined,

@@ -3,7 +3,7 @@ import { EventFilter, parseEventFilterConfig } from '../commands/EventFilter.js'
 import { normalizeCommand } from '../commands/normalize.js';
 import { ConfigError, loadConfig, type RedtailConfig } from '../config/Config.js';
 import { isFatal } from '../link/errors.js';
-import { parseMasterUrl } from '../link/MasterAddress.js';
+import { type MasterAddress, parseMasterUrl } from '../link/MasterAddress.js';
 import {
   CandidateMasters,
   type MasterLocator,
@@ -11,6 +11,7 @@ import {
   StaticMaster,
 } from '../link/MasterLocator.js';
 import { ReplicaLink } from '../link/ReplicaLink.js';
+import { loadTls, type MasterTls } from '../link/tls.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { StatsReporter } from '../observe/StatsReporter.js';
 import { Pipeline } from '../pipeline/Pipeline.js';
@@ -24,9 +25,19 @@ Tails a Redis master as a replica and writes every change to the sinks.
 
 Options:
   --master URL        redis://[user:password@]host:port   (env REDTAIL_MASTER; default redis://127.0.0.1:6379);
-                      repeat it to give candidates (a master and its replicas): redtail uses the one that is master
-  --sentinel HOST:PORT  follow the master through Redis Sentinel (repeatable; env REDTAIL_SENTINELS)
+                      rediss://... for TLS; repeat it to give candidates (a master and its replicas): redtail uses
+                      the one that is master
+  --sentinel HOST:PORT  follow the master through Redis Sentinel (repeatable; env REDTAIL_SENTINELS); the
+                      master's scheme and credentials still come from --master, e.g. rediss://:password@
   --master-name NAME  the master's name in Sentinel (env REDTAIL_MASTER_NAME)
+  --sentinel-tls      dial the sentinels with TLS too (env REDTAIL_SENTINEL_TLS)
+  --tls-ca FILE       CA certificate(s) (PEM) that sign the server's certificate, instead of the system CAs
+                      (env REDTAIL_TLS_CA)
+  --tls-cert FILE     client certificate (PEM) for servers with tls-auth-clients (env REDTAIL_TLS_CERT)
+  --tls-key FILE      its private key (PEM) (env REDTAIL_TLS_KEY)
+  --tls-servername NAME  name to send as SNI and to verify the certificate against, instead of the host
+                      (env REDTAIL_TLS_SERVERNAME)
+  --tls-insecure      do not verify the server's certificate (env REDTAIL_TLS_INSECURE=true); testing only
   --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port] | postgres://user@host:port/db;
                       repeatable (env REDTAIL_SINKS)
   --checkpoint PATH   checkpoint file of the stdout/file sinks (env REDTAIL_CHECKPOINT; default ./redtail.checkpoint.json)
@@ -52,6 +63,12 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         master: { type: 'string', multiple: true },
         sentinel: { type: 'string', multiple: true },
         'master-name': { type: 'string' },
+        'sentinel-tls': { type: 'boolean' },
+        'tls-ca': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-servername': { type: 'string' },
+        'tls-insecure': { type: 'boolean' },
         sink: { type: 'string', multiple: true },
         checkpoint: { type: 'string' },
         config: { type: 'string' },
@@ -73,6 +90,14 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         master: values.master,
         sentinels: values.sentinel,
         masterName: values['master-name'],
+        sentinelTls: values['sentinel-tls'],
+        tls: {
+          caFile: values['tls-ca'],
+          certFile: values['tls-cert'],
+          keyFile: values['tls-key'],
+          servername: values['tls-servername'],
+          insecure: values['tls-insecure'],
+        },
         sinks: values.sink,
         checkpoint: values.checkpoint,
         logLevel: values['log-level'],
@@ -89,12 +114,15 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
 
   const logger = createLogger(config.logLevel);
   let locator: MasterLocator;
+  let masterTls: MasterTls;
   try {
-    locator = createLocator(config, logger);
+    masterTls = loadTls(config.tls);
+    locator = createLocator(config, masterTls, logger);
   } catch (err) {
     process.stderr.write(`redtail: ${(err as Error).message}\n`);
     return 2;
   }
+  warnAboutTls(config, logger);
 
   let link: ReplicaLink | null = null;
   let stats: StatsReporter | null = null;
@@ -122,7 +150,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     } catch (err) {
       throw new ConfigError(`invalid config: ${(err as Error).message}`);
     }
-    const sinks = await createSinks(config, logger, () => link?.connectedMaster ?? null);
+    const sinks = await createSinks(config, logger, () => link?.connectedMaster ?? null, masterTls);
     pipeline = new Pipeline(sinks, {
       logger,
       maxBatchEvents: config.pipeline.maxBatchEvents,
@@ -158,6 +186,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       announceIp: config.link.announceIp,
       readTimeoutMs: config.link.readTimeoutMs,
       minFullSyncIntervalMs: config.link.minFullSyncIntervalMs,
+      connectTimeoutMs: config.link.connectTimeoutMs,
     });
     stats = new StatsReporter(logger, { link, pipeline, replicator, sinks });
     stats.start(config.statsIntervalMs);
@@ -185,15 +214,33 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   }
 }
 
+function masterUrls(config: RedtailConfig): string[] {
+  return Array.isArray(config.master) ? config.master : [config.master];
+}
+
+/** Turning verification off is said at every start; TLS settings that nothing uses are likely a forgotten rediss://. */
+function warnAboutTls(config: RedtailConfig, logger: Logger): void {
+  const usesTls = masterUrls(config).some((u) => u.startsWith('rediss:')) || config.sentinel?.tls === true;
+  const { insecure, ...files } = config.tls;
+  if (usesTls && insecure)
+    logger.warn(
+      'TLS certificate verification is off (tls.insecure): the connection is encrypted but anyone on the path can pose as the master; give the CA with tls.caFile instead',
+    );
+  if (!usesTls && (insecure || Object.values(files).some(Boolean)))
+    logger.warn(
+      'TLS settings are given but no master URL is rediss:// (and sentinel.tls is off): the replication link does not use TLS',
+    );
+}
+
 /** A fixed master, candidates (several --master), or Sentinel (--sentinel with --master-name). */
-function createLocator(config: RedtailConfig, logger: Logger): MasterLocator {
-  const urls = Array.isArray(config.master) ? config.master : [config.master];
-  const masters = urls.map(parseMasterUrl);
+function createLocator(config: RedtailConfig, tls: MasterTls, logger: Logger): MasterLocator {
+  const masters: MasterAddress[] = masterUrls(config).map((u) => parseMasterUrl(u, tls));
   if (config.sentinel) {
     const sentinels = config.sentinel.addresses.map((a) => {
       const i = a.lastIndexOf(':');
       return { host: a.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(a.slice(i + 1)) };
     });
+    // With Sentinel the first master URL gives the credentials and the scheme (rediss:// for TLS); its host is unused.
     const { username, password } = masters[0]!;
     return new SentinelMasters(
       sentinels,
@@ -201,6 +248,8 @@ function createLocator(config: RedtailConfig, logger: Logger): MasterLocator {
       { username, password },
       logger,
       config.sentinel.password,
+      masters[0]!.tls,
+      config.sentinel.tls ? tls : null,
     );
   }
   return masters.length === 1 ? new StaticMaster(masters[0]!) : new CandidateMasters(masters, logger);

@@ -2,18 +2,21 @@ import { NdjsonSink } from '../../sinks/stdout/NdjsonSink.js';
 import { FileCheckpointStore } from '../checkpoint/FileCheckpointStore.js';
 import { ConfigError, type RedtailConfig } from '../config/Config.js';
 import type { MasterAddress } from '../link/MasterAddress.js';
+import type { MasterTls } from '../link/tls.js';
 import type { Logger } from '../observe/logger.js';
 import type { Sink } from '../pipeline/Sink.js';
 
 /**
  * Builds the sinks named on the command line. The Kafka and Postgres sinks are loaded only when used, so their
  * client libraries cost nothing to a stdout-only run. `connectedMaster` names the master the replication link is
- * connected to at the moment (null before its first handshake).
+ * connected to at the moment (null before its first handshake); `masterTls` the TLS settings for a rediss:// URL in
+ * a sink's own `master` option.
  */
 export async function createSinks(
   config: RedtailConfig,
   logger: Logger,
   connectedMaster: () => MasterAddress | null,
+  masterTls?: MasterTls,
 ): Promise<Sink[]> {
   const ndjson = config.sinks.filter((s) => s === 'stdout' || s.startsWith('file:'));
   const sinks: Sink[] = [];
@@ -45,6 +48,7 @@ export async function createSinks(
         new PostgresSink(parsePostgresSpec(spec, config.sinkOptions.postgres ?? {}), {
           logger: postgresLogger,
           currentMaster: connectedMaster,
+          masterTls,
         }),
       );
     } else {

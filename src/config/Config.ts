@@ -1,11 +1,17 @@
 import { readFileSync } from 'node:fs';
+import type { TlsSettings } from '../link/tls.js';
 
 /** Everything `redtail run` needs; see config/redtail.example.json and config/config.schema.json. */
 export interface RedtailConfig {
   /** One master URL, or several candidates of which the one with role master is used. */
   master: string | string[];
-  /** Follow the master through Redis Sentinel; credentials for the master still come from `master`. */
-  sentinel?: { addresses: string[]; masterName: string; password?: string };
+  /**
+   * Follow the master through Redis Sentinel; credentials and scheme (redis:// or rediss://) for the master still
+   * come from `master`. `tls`: the sentinels themselves are dialled with TLS (with the `tls` settings).
+   */
+  sentinel?: { addresses: string[]; masterName: string; password?: string; tls?: boolean };
+  /** How `rediss://` masters (and sentinels with `sentinel.tls`) are dialled; see docs/replication.md. */
+  tls: TlsSettings;
   sinks: string[];
   /** Checkpoint file of the stdout/file sinks. */
   checkpoint: string;
@@ -14,7 +20,14 @@ export interface RedtailConfig {
   /** `decode` turns the snapshot into one event per key; `skip` only streams changes after it. */
   snapshot: 'decode' | 'skip';
   pipeline: { maxBatchEvents: number; lingerMs: number; highWaterEvents: number; highWaterBytes: number };
-  link: { listeningPort: number; announceIp?: string; readTimeoutMs: number; minFullSyncIntervalMs: number };
+  link: {
+    listeningPort: number;
+    announceIp?: string;
+    readTimeoutMs: number;
+    minFullSyncIntervalMs: number;
+    /** TCP connect plus TLS handshake. */
+    connectTimeoutMs: number;
+  };
   /** Per-sink options keyed by sink scheme (`kafka`, `postgres`), passed to the sink's factory. */
   sinkOptions: Record<string, Record<string, unknown>>;
   /** Every this many ms a `stats` log line (link, pipeline, unknown commands, sinks); 0 turns it off. */
@@ -40,7 +53,8 @@ export const defaults: RedtailConfig = {
     highWaterEvents: 50_000,
     highWaterBytes: 64 * 1024 * 1024,
   },
-  link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000 },
+  link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000, connectTimeoutMs: 10_000 },
+  tls: {},
   sinkOptions: {},
   statsIntervalMs: 60_000,
 };
@@ -56,6 +70,38 @@ export interface ConfigSources {
     sinks?: string[];
     sentinels?: string[];
     masterName?: string;
+    sentinelTls?: boolean;
+    tls?: TlsSettings;
+  };
+}
+
+/** `1/true/yes/on` or `0/false/no/off`, for boolean environment variables. */
+function envBool(name: string, v: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off)$/i.test(v)) return false;
+  throw new ConfigError(`${name} must be true or false, not '${v}'`);
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== '')) as Partial<T>;
+}
+
+/**
+ * The TLS settings of the environment (`REDTAIL_TLS_*`), overridden field by field by `flags` (`--tls-*`); also
+ * used by `redtail verify`, which has no config file.
+ */
+export function tlsSettingsFrom(env: NodeJS.ProcessEnv, flags: TlsSettings = {}): TlsSettings {
+  return {
+    ...definedOnly<TlsSettings>({
+      caFile: env.REDTAIL_TLS_CA,
+      certFile: env.REDTAIL_TLS_CERT,
+      keyFile: env.REDTAIL_TLS_KEY,
+      servername: env.REDTAIL_TLS_SERVERNAME,
+      insecure: env.REDTAIL_TLS_INSECURE
+        ? envBool('REDTAIL_TLS_INSECURE', env.REDTAIL_TLS_INSECURE)
+        : undefined,
+    }),
+    ...definedOnly(flags),
   };
 }
 
@@ -87,7 +133,12 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   if (env.REDTAIL_LOG_LEVEL) fromEnv.logLevel = env.REDTAIL_LOG_LEVEL;
   if (env.REDTAIL_ACK) fromEnv.ack = env.REDTAIL_ACK as RedtailConfig['ack'];
 
-  const { sentinels, masterName, master: masterFlags, ...plainFlags } = flags;
+  const tlsFromEnv = tlsSettingsFrom(env);
+  const sentinelTlsEnv = env.REDTAIL_SENTINEL_TLS
+    ? envBool('REDTAIL_SENTINEL_TLS', env.REDTAIL_SENTINEL_TLS)
+    : undefined;
+
+  const { sentinels, masterName, master: masterFlags, sentinelTls, tls: tlsFlags, ...plainFlags } = flags;
   const definedFlags: Partial<RedtailConfig> = Object.fromEntries(
     Object.entries(plainFlags).filter(([, v]) => v !== undefined),
   );
@@ -102,6 +153,11 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   if (sentinels?.length || masterName) {
     definedFlags.sentinel = { addresses: sentinels ?? [], masterName: masterName ?? '' };
   }
+  const fileTls = fromFile.tls;
+  if (fileTls !== undefined && (typeof fileTls !== 'object' || fileTls === null || Array.isArray(fileTls)))
+    throw new ConfigError(
+      'tls must be an object: {"caFile", "certFile", "keyFile", "servername", "insecure"}',
+    );
   const merged: RedtailConfig = {
     ...defaults,
     ...fromFile,
@@ -110,7 +166,13 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
     pipeline: { ...defaults.pipeline, ...(fromFile.pipeline ?? {}) },
     link: { ...defaults.link, ...(fromFile.link ?? {}) },
     sinkOptions: { ...(fromFile.sinkOptions ?? {}) },
+    // Field by field, so e.g. a CA file in the config and a client certificate from the environment combine.
+    tls: { ...(fileTls ?? {}), ...tlsFromEnv, ...definedOnly(tlsFlags ?? {}) },
   };
+  // Flags or env that name the sentinels replace the file's `sentinel` object; its `tls` carries over.
+  const sentinelTlsSetting = sentinelTls ?? sentinelTlsEnv ?? fromFile.sentinel?.tls;
+  if (merged.sentinel && sentinelTlsSetting !== undefined)
+    merged.sentinel = { ...merged.sentinel, tls: sentinelTlsSetting };
   if (flags.sinks && flags.sinks.length === 0) merged.sinks = defaults.sinks;
   validate(merged);
   return merged;
@@ -138,6 +200,19 @@ function validate(c: RedtailConfig): void {
     throw new ConfigError(`ack must be 'durable' or 'received'`);
   if (c.snapshot !== 'decode' && c.snapshot !== 'skip')
     throw new ConfigError(`snapshot must be 'decode' or 'skip'`);
+  for (const k of ['caFile', 'certFile', 'keyFile', 'servername'] as const)
+    if (c.tls[k] !== undefined && typeof c.tls[k] !== 'string')
+      throw new ConfigError(`tls.${k} must be a string`);
+  if (c.tls.insecure !== undefined && typeof c.tls.insecure !== 'boolean')
+    throw new ConfigError('tls.insecure must be true or false');
+  if (Boolean(c.tls.certFile) !== Boolean(c.tls.keyFile))
+    throw new ConfigError(
+      'a TLS client certificate needs both tls.certFile and tls.keyFile (--tls-cert and --tls-key)',
+    );
+  if (c.sentinel?.tls !== undefined && typeof c.sentinel.tls !== 'boolean')
+    throw new ConfigError('sentinel.tls must be true or false');
+  if (!Number.isFinite(c.link.connectTimeoutMs) || c.link.connectTimeoutMs <= 0)
+    throw new ConfigError('link.connectTimeoutMs must be a positive number of ms');
   for (const [k, v] of Object.entries(c.pipeline))
     if (!Number.isFinite(v) || v < 0) throw new ConfigError(`pipeline.${k} must be a non-negative number`);
 }

@@ -1,6 +1,8 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
+import { FatalLinkError } from './errors.js';
 import { describeMaster, type MasterAddress } from './MasterAddress.js';
+import { explainTlsError, type MasterTls, tlsOptionsFor } from './tls.js';
 
 /** A position the locator may use to prefer the server that holds our history. */
 export interface HistoryHint {
@@ -72,14 +74,23 @@ export class CandidateMasters implements MasterLocator {
   async locate(hint: HistoryHint | null): Promise<MasterAddress> {
     const masters: { address: MasterAddress; info: ReplicationInfo }[] = [];
     const problems: string[] = [];
+    let misconfigured = 0;
     for (const address of this.candidates) {
       try {
         const info = parseInfo(await queryInfo(address));
         if (info.role === 'master') masters.push({ address, info });
       } catch (err) {
-        problems.push(`${describeMaster(address)}: ${(err as Error).message}`);
+        const tlsProblem =
+          address.tls && explainTlsError(err, 'candidate', describeMaster(address), address.tls);
+        if (tlsProblem) {
+          misconfigured++;
+          problems.push(tlsProblem.message);
+        } else problems.push(`${describeMaster(address)}: ${(err as Error).message}`);
       }
     }
+    // When no candidate can be reached because of TLS settings, only a configuration change helps.
+    if (masters.length === 0 && misconfigured === this.candidates.length)
+      throw new FatalLinkError(`no candidate master can be reached: ${problems.join('; ')}`);
     if (masters.length === 0)
       throw new NoMasterError(
         `none of ${this.describe()} is a master${problems.length ? ` (${problems.join('; ')})` : ''}`,
@@ -113,6 +124,7 @@ async function queryInfo(address: MasterAddress): Promise<string> {
     port: address.port,
     username: address.username,
     password: address.password,
+    tls: address.tls ? tlsOptionsFor(address.host, address.tls) : undefined,
     lazyConnect: true,
     connectTimeout: 2_000,
     maxRetriesPerRequest: 0,
@@ -123,6 +135,13 @@ async function queryInfo(address: MasterAddress): Promise<string> {
   try {
     await client.connect();
     return (await client.info('replication')) as string;
+  } catch (err) {
+    // A plaintext port keeps a TLS client waiting until the connect timeout.
+    if (address.tls && /ETIMEDOUT/.test((err as Error).message))
+      throw new Error(
+        `${(err as Error).message} (if this is a plaintext port: rediss:// needs the server's tls-port)`,
+      );
+    throw err;
   } finally {
     client.disconnect();
   }
@@ -130,8 +149,10 @@ async function queryInfo(address: MasterAddress): Promise<string> {
 
 /**
  * Redis Sentinel: asks the sentinels for the current master of `name` before each connection, and listens for
- * `+switch-master` so a failover ends the current link at once instead of after a timeout. Credentials for the
- * master come from the master URL; the sentinels may have their own password.
+ * `+switch-master` so a failover ends the current link at once instead of after a timeout. Credentials and TLS for
+ * the master come from the master URL (`masterTls`: its settings for rediss://, null for redis://); the sentinels
+ * may have their own password, and are dialled with TLS when `sentinelTls` is given (the same CA and client
+ * certificate, but not the servername override, which names the master).
  */
 export class SentinelMasters implements MasterLocator {
   private subscriber: Redis | null = null;
@@ -142,10 +163,13 @@ export class SentinelMasters implements MasterLocator {
     private readonly credentials: Pick<MasterAddress, 'username' | 'password'>,
     private readonly logger: Logger,
     private readonly sentinelPassword?: string,
+    private readonly masterTls: MasterTls | null = null,
+    private readonly sentinelTls: MasterTls | null = null,
   ) {}
 
   async locate(): Promise<MasterAddress> {
     const problems: string[] = [];
+    let misconfigured = 0;
     for (const s of this.sentinels) {
       const client = this.client(s);
       try {
@@ -157,14 +181,20 @@ export class SentinelMasters implements MasterLocator {
           problems.push(`${s.host}:${s.port} does not know master '${this.name}'`);
           continue;
         }
-        return { host: reply[0], port: Number(reply[1]), tls: false, ...this.credentials };
+        return { host: reply[0], port: Number(reply[1]), tls: this.masterTls, ...this.credentials };
       } catch (err) {
-        problems.push(`${s.host}:${s.port}: ${(err as Error).message}`);
+        const server = describeMaster(s);
+        const tlsProblem = this.sentinelTls && explainTlsError(err, 'sentinel', server, this.sentinelTls);
+        if (tlsProblem) misconfigured++;
+        problems.push(tlsProblem ? tlsProblem.message : `${server}: ${(err as Error).message}`);
       } finally {
         client.disconnect();
       }
     }
-    throw new NoMasterError(`no sentinel could name the master '${this.name}': ${problems.join('; ')}`);
+    const message = `no sentinel could name the master '${this.name}': ${problems.join('; ')}`;
+    // When every sentinel fails on the TLS settings, only a configuration change helps.
+    if (misconfigured === this.sentinels.length) throw new FatalLinkError(message);
+    throw new NoMasterError(message);
   }
 
   watch(onChange: () => void): void {
@@ -193,6 +223,7 @@ export class SentinelMasters implements MasterLocator {
       host: s.host,
       port: s.port,
       password: this.sentinelPassword,
+      tls: this.sentinelTls ? tlsOptionsFor(s.host, this.sentinelTls, false) : undefined,
       lazyConnect: !subscriber,
       connectTimeout: 2_000,
       maxRetriesPerRequest: subscriber ? null : 0,

@@ -1,10 +1,19 @@
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import tls from 'node:tls';
 import type { Logger } from '../observe/logger.js';
 import { RespReader } from '../resp/RespReader.js';
 import { AuthError, FatalLinkError, HandshakeError, isFatal, ReplicationTimeoutError } from './errors.js';
 import { describeMaster, type MasterAddress } from './MasterAddress.js';
 import type { MasterLocator } from './MasterLocator.js';
+import {
+  answersPlaintext,
+  explainTlsError,
+  plaintextPortMessage,
+  speaksTls,
+  tlsOptionsFor,
+  tlsPortMessage,
+} from './tls.js';
 
 /** What the link needs from the rest of redtail; all calls are synchronous and may throw to end the link. */
 export interface ReplicationHandler {
@@ -38,6 +47,7 @@ export interface ReplicaLinkOptions {
   replicaVersion?: string;
   /** Like Redis's `repl-timeout`: the master PINGs every 10 s by default, so silence this long means a dead link. */
   readTimeoutMs?: number;
+  /** TCP connect plus, for rediss://, the TLS handshake. */
   connectTimeoutMs?: number;
   ackIntervalMs?: number;
   backoffInitialMs?: number;
@@ -79,6 +89,8 @@ export class ReplicaLink {
   private eofTail: Buffer = Buffer.alloc(0);
   private reader: RespReader | null = null;
   private lastDataAt = 0;
+  /** Bytes received in the current session: none before a failure suggests a TLS port dialled in plaintext. */
+  private sessionBytes = 0;
   /**
    * Offset of the last `REPLCONF GETACK` whose answer is not yet complete: with durable ACKs the first answer may
    * lag behind it, so every durable advance is acknowledged at once until the ACKed offset covers it (WAIT returns
@@ -295,7 +307,18 @@ export class ReplicaLink {
     } catch (err) {
       socket.destroy();
       await closed;
-      throw this.sessionError ?? err;
+      const e = this.sessionError ?? err;
+      // A TLS port resets a plaintext client at its first command, without a reply redtail could show: ask the
+      // port for a TLS handshake to say so, instead of retrying forever with "connection reset".
+      if (
+        !master.tls &&
+        this.sessionBytes === 0 &&
+        !isFatal(e) &&
+        !this.stopping &&
+        (await speaksTls(master.host, master.port))
+      )
+        throw new FatalLinkError(tlsPortMessage('master', this.master));
+      throw e;
     } finally {
       for (const t of timers) clearInterval(t);
       this.socket = null;
@@ -316,6 +339,7 @@ export class ReplicaLink {
     this.reader = null;
     this.ackWantedThrough = -1;
     this.sessionError = null;
+    this.sessionBytes = 0;
   }
 
   /** Called when the master closed a streaming link without a reason we caused. */
@@ -351,29 +375,54 @@ export class ReplicaLink {
     if (this.stopping) throw new Error('stopped');
   }
 
+  /** TCP, or TLS for rediss://; TLS failures that retrying cannot fix reject with a FatalLinkError that says why. */
   private connect(): Promise<net.Socket> {
-    const { host, port } = this.address!;
+    const { host, port, tls: t } = this.address!;
+    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port });
+      const socket: net.Socket = t
+        ? tls.connect({ host, port, ...tlsOptionsFor(host, t) })
+        : net.connect({ host, port });
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 10_000);
+      let tcpConnected = false;
+      socket.once('connect', () => {
+        tcpConnected = true;
+      });
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new Error(`connecting to master ${this.master} timed out`));
-      }, this.opts.connectTimeoutMs ?? 10_000);
+        if (!t || !tcpConnected) {
+          reject(new Error(`connecting to master ${this.master} timed out`));
+          return;
+        }
+        // A plaintext Redis port takes the TLS ClientHello for the start of a command and waits for the rest.
+        answersPlaintext(host, port).then((plaintext) =>
+          reject(
+            plaintext
+              ? new FatalLinkError(plaintextPortMessage('master', this.master))
+              : new Error(
+                  `the TLS handshake with master ${this.master} did not complete within ${timeoutMs} ms`,
+                ),
+          ),
+        );
+      }, timeoutMs);
       socket.once('error', (err) => {
         clearTimeout(timer);
         reject(
-          new Error(
-            `cannot connect to master ${this.master}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
-          ),
+          (t && explainTlsError(err, 'master', this.master, t)) ||
+            new Error(
+              `cannot connect to master ${this.master}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+            ),
         );
       });
-      socket.once('connect', () => {
+      socket.once(t ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
         socket.on('error', (err) => {
-          this.sessionError ??= new Error(`connection to master ${this.master} failed: ${err.message}`);
+          // With TLS 1.3 the server's verdict on the client certificate arrives after the handshake, as an alert.
+          this.sessionError ??=
+            (t && explainTlsError(err, 'master', this.master, t)) ||
+            new Error(`connection to master ${this.master} failed: ${err.message}`);
         });
         socket.on('data', (chunk: Buffer) => this.onData(chunk));
         socket.once('close', () => {
@@ -441,6 +490,7 @@ export class ReplicaLink {
 
   private onData(chunk: Buffer): void {
     this.lastDataAt = Date.now();
+    this.sessionBytes += chunk.length;
     try {
       this.consume(chunk);
     } catch (err) {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 import { freePort } from './ports.js';
+import { generateTlsFiles, type TlsFiles } from './tls.js';
 
 export interface RedisServerOptions {
   /** Path of the redis-server binary; defaults to $REDIS_SERVER or `redis-server` on PATH. */
@@ -22,6 +23,14 @@ export interface RedisServerOptions {
   port?: number;
   /** Run as redis-sentinel with these `sentinel ...` directives (the config file must stay writable). */
   sentinel?: string[];
+  /**
+   * Also listen with TLS on `tlsPort`, with a throwaway CA and certificates generated into the server's dir
+   * (`tlsFiles`). The plaintext `port` stays open for the test's own clients (`client()`, `cli()`, `info()`).
+   * `authClients` is `tls-auth-clients` (default no: no client certificate needed). `files` reuses another
+   * server's CA and certificates (a sentinel that must trust its master). A sentinel also dials masters with TLS
+   * (`tls-replication yes`).
+   */
+  tls?: { authClients?: 'yes' | 'no' | 'optional'; files?: TlsFiles };
 }
 
 const live = new Set<RedisServer>();
@@ -42,19 +51,35 @@ export class RedisServer {
     readonly dir: string,
     readonly binary: string,
     readonly options: RedisServerOptions,
+    /** The TLS port (0 without the `tls` option). */
+    readonly tlsPort: number,
+    /** The CA and certificates of a TLS server (null without the `tls` option). */
+    readonly tlsFiles: TlsFiles | null,
   ) {}
 
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const binary = options.binary ?? process.env.REDIS_SERVER ?? 'redis-server';
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'redtail-redis-'));
+    let tlsFiles: TlsFiles | null = null;
+    try {
+      if (options.tls) tlsFiles = options.tls.files ?? generateTlsFiles(dir);
+    } catch (err) {
+      if (!options.dir) rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
     for (let attempt = 0; ; attempt++) {
       const port = options.port ?? (await freePort());
-      const server = new RedisServer(port, dir, binary, options);
+      let tlsPort = tlsFiles ? await freePort() : 0;
+      while (tlsPort === port) tlsPort = await freePort();
+      const server = new RedisServer(port, dir, binary, options, tlsPort, tlsFiles);
       try {
         await server.spawn();
         return server;
       } catch (err) {
-        if (attempt >= 3 || options.port !== undefined) throw err;
+        if (attempt >= 3 || options.port !== undefined) {
+          if (!options.dir) rmSync(dir, { recursive: true, force: true });
+          throw err;
+        }
       }
     }
   }
@@ -78,10 +103,33 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** `rediss://` URL of the TLS port (with `host`, e.g. `localhost` to check name verification). */
+  tlsUrl(
+    auth: 'default' | 'acl' | 'none' = this.options.password ? 'default' : 'none',
+    host = '127.0.0.1',
+  ): string {
+    if (!this.tlsFiles) throw new Error('this server was started without the tls option');
+    return this.url(auth)
+      .replace(/^redis:/, 'rediss:')
+      .replace(`@127.0.0.1:${this.port}`, `@${host}:${this.tlsPort}`)
+      .replace(`//127.0.0.1:${this.port}`, `//${host}:${this.tlsPort}`);
+  }
+
   private configText(): string {
     const o = this.options;
+    const t = this.tlsFiles;
+    const tlsLines = t
+      ? [
+          `tls-port ${this.tlsPort}`,
+          `tls-cert-file ${t.serverCert}`,
+          `tls-key-file ${t.serverKey}`,
+          `tls-ca-cert-file ${t.ca}`,
+          `tls-auth-clients ${o.tls?.authClients ?? 'no'}`,
+        ]
+      : [];
     if (o.sentinel) {
-      return `${[`port ${this.port}`, 'bind 127.0.0.1', `dir ${this.dir}`, `logfile ${this.logPath}`, ...o.sentinel].join('\n')}\n`;
+      if (t) tlsLines.push('tls-replication yes');
+      return `${[`port ${this.port}`, 'bind 127.0.0.1', `dir ${this.dir}`, `logfile ${this.logPath}`, ...tlsLines, ...o.sentinel].join('\n')}\n`;
     }
     const lines = [
       `port ${this.port}`,
@@ -95,6 +143,7 @@ export class RedisServer {
     ];
     if (o.password) lines.push(`requirepass ${o.password}`);
     if (o.aclUser) lines.push(`user ${o.aclUser.name} on >${o.aclUser.password} ~* &* +@all`);
+    lines.push(...tlsLines);
     for (const [k, v] of Object.entries(o.config ?? {})) lines.push(`${k} ${v}`);
     return `${lines.join('\n')}\n`;
   }
