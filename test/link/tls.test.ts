@@ -1,13 +1,16 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RedisServer } from '../harness/RedisServer.js';
-import { type JsonEvent, RedtailProcess } from '../harness/RedtailProcess.js';
+import { type JsonEvent, RedtailProcess, repoRoot } from '../harness/RedtailProcess.js';
 import { generateCa } from '../harness/tls.js';
 import { dropSchema, PG_URL, pgQuery, uniqueSchema } from '../sinks/postgres/helpers.js';
 
+const run = promisify(execFile);
 const running: RedtailProcess[] = [];
 const servers: RedisServer[] = [];
 const dirs: string[] = [];
@@ -240,7 +243,7 @@ describe('TLS through Sentinel', () => {
 });
 
 describe('Postgres sink over TLS', () => {
-  it('fetches exact values (SORT ... STORE) from the master with the same TLS settings, client certificate included', async () => {
+  it('fetches exact values (SORT ... STORE) from the master with the same TLS settings, client certificate included; verify agrees', async () => {
     const m = await tlsMaster({ tls: { authClients: 'yes' } });
     const f = m.tlsFiles!;
     const schema = uniqueSchema('tls');
@@ -281,5 +284,28 @@ describe('Postgres sink over TLS', () => {
     const clients = String(await c.call('CLIENT', 'LIST'));
     expect(clients).toMatch(/name=redtail-postgres-fetch/);
     expect((await proc.stop()).code).toBe(0);
+    // `redtail verify` reads the master over TLS with the same settings, here from the environment.
+    const verify = await run(
+      process.execPath,
+      [
+        join(repoRoot, 'bin', 'redtail.js'),
+        'verify',
+        '--master',
+        m.tlsUrl(),
+        '--postgres',
+        `${PG_URL}?schema=${schema}`,
+        '--timeout',
+        '30',
+      ],
+      {
+        env: {
+          ...process.env,
+          REDTAIL_TLS_CA: f.ca,
+          REDTAIL_TLS_CERT: f.clientCert,
+          REDTAIL_TLS_KEY: f.clientKey,
+        },
+      },
+    );
+    expect(verify.stdout).toMatch(/verify: \d+ keys on the master, 0 differences/);
   });
 });
