@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { describeMaster, type MasterAddress, parseMasterUrl } from '../../src/link/MasterAddress.js';
-import { explainTlsError, type MasterTls, tlsOptionsFor } from '../../src/link/tls.js';
+import { connectionCause, explainTlsError, type MasterTls, tlsOptionsFor } from '../../src/link/tls.js';
 import { type Logger, silentLogger } from '../../src/observe/logger.js';
 import { decodeDumpPayload } from '../../src/rdb/dump.js';
 import { valueFromRdb } from './model/encoding.js';
@@ -204,9 +204,14 @@ export class MasterFetcher implements Fetcher {
       connectionName: 'redtail-postgres-fetch',
     });
     redis.on('error', () => {});
+    const cause = connectionCause(redis);
     const connection: Connection = { redis, address, hasPexpiretime: null };
     this.connection = connection;
-    await redis.connect();
+    try {
+      await redis.connect();
+    } catch (err) {
+      throw cause(err);
+    }
     return connection;
   }
 

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
 import { FatalLinkError } from './errors.js';
 import { describeMaster, type MasterAddress } from './MasterAddress.js';
-import { explainTlsError, type MasterTls, tlsOptionsFor } from './tls.js';
+import { connectionCause, explainTlsError, type MasterTls, tlsOptionsFor } from './tls.js';
 
 /** A position the locator may use to prefer the server that holds our history. */
 export interface HistoryHint {
@@ -132,10 +132,12 @@ async function queryInfo(address: MasterAddress): Promise<string> {
     enableOfflineQueue: false,
   });
   client.on('error', () => {});
+  const cause = connectionCause(client);
   try {
     await client.connect();
     return (await client.info('replication')) as string;
-  } catch (err) {
+  } catch (caught) {
+    const err = cause(caught);
     // A plaintext port keeps a TLS client waiting until the connect timeout.
     if (address.tls && /ETIMEDOUT/.test((err as Error).message))
       throw new Error(
@@ -172,6 +174,7 @@ export class SentinelMasters implements MasterLocator {
     let misconfigured = 0;
     for (const s of this.sentinels) {
       const client = this.client(s);
+      const cause = connectionCause(client);
       try {
         await client.connect();
         const reply = (await client.call('SENTINEL', 'get-master-addr-by-name', this.name)) as
@@ -182,7 +185,8 @@ export class SentinelMasters implements MasterLocator {
           continue;
         }
         return { host: reply[0], port: Number(reply[1]), tls: this.masterTls, ...this.credentials };
-      } catch (err) {
+      } catch (caught) {
+        const err = cause(caught);
         const server = describeMaster(s);
         const tlsProblem = this.sentinelTls && explainTlsError(err, 'sentinel', server, this.sentinelTls);
         if (tlsProblem) misconfigured++;

@@ -220,3 +220,18 @@ export function speaksTls(host: string, port: number, timeoutMs = 2_000): Promis
     s.once('close', () => done(false));
   });
 }
+
+/**
+ * ioredis rejects a connect that failed (with `retryStrategy: () => null`) with "Connection is closed."; the cause,
+ * e.g. a certificate error, went to the client's 'error' event. Returns a function that picks that cause for such
+ * a rejection, and leaves every other error as it is.
+ */
+export function connectionCause(client: {
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}): (err: unknown) => unknown {
+  let last: Error | null = null;
+  client.on('error', (err: Error) => {
+    last = err;
+  });
+  return (err) => (last && /Connection is closed/.test((err as Error)?.message ?? '') ? last : err);
+}

@@ -170,6 +170,29 @@ describe('TLS misconfiguration ends redtail with one line naming the master and 
     expect(lines[0]).toMatch(/master 127\.0\.0\.1:\d+ does not trust redtail's client certificate/);
   });
 
+  it('candidates (several --master) that all fail on the TLS settings, naming each', async () => {
+    const a = await tlsMaster();
+    const b = await tlsMaster();
+    const lines = await fatalLines(
+      redtail([
+        '--master',
+        a.tlsUrl(),
+        '--master',
+        b.tlsUrl(),
+        '--tls-ca',
+        a.tlsFiles!.ca,
+        '--tls-servername',
+        'x.example',
+      ]),
+    );
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^redtail: no candidate master can be reached: /);
+    expect(lines[0]).toContain(`candidate 127.0.0.1:${a.tlsPort} is not for 'x.example'`);
+    expect(lines[0]).toContain(
+      `candidate 127.0.0.1:${b.tlsPort} is not signed by the CA in ${a.tlsFiles!.ca}`,
+    );
+  });
+
   it("rediss:// to the master's plaintext port", async () => {
     const m = await tlsMaster();
     const dir = tempDir();
