@@ -75,6 +75,11 @@ export interface MasterFetcherOptions {
   /** Longest pause between retries while no usable master answers. */
   retryMaxDelayMs?: number;
   logger?: Logger;
+  /**
+   * Called when the server `currentMaster` names failed or is no master: the replication link may have to find the
+   * new one, even while this sink holds the stream back (ReplicaLink.requestHandshake).
+   */
+  onStale?: (reason: string) => void;
 }
 
 function sameServer(a: MasterAddress, b: MasterAddress): boolean {
@@ -95,6 +100,7 @@ export class MasterFetcher implements Fetcher {
   private lastAddress: MasterAddress | null = null;
   private readonly retryMaxDelayMs: number;
   private readonly logger: Logger;
+  private readonly onStale: ((reason: string) => void) | undefined;
   /** The server last reported as not a master, so a failover in progress is logged once, not on every retry. */
   private reportedNotMaster: string | null = null;
   /** The last transient failure logged, so a master that stays down is reported once, not on every retry. */
@@ -105,6 +111,7 @@ export class MasterFetcher implements Fetcher {
     options: MasterFetcherOptions = {},
   ) {
     this.retryMaxDelayMs = options.retryMaxDelayMs ?? 5_000;
+    this.onStale = options.onStale;
     this.logger = options.logger ?? silentLogger();
   }
 
@@ -232,8 +239,10 @@ export class MasterFetcher implements Fetcher {
         const tlsProblem =
           address?.tls && explainTlsError(err, 'master', describeMaster(address), address.tls);
         if (tlsProblem) throw tlsProblem;
-        if (err instanceof NotAMasterError) this.reportNotMaster(err);
-        else {
+        if (err instanceof NotAMasterError) {
+          this.reportNotMaster(err);
+          this.onStale?.(err.message);
+        } else {
           const msg = (err as Error).message;
           // Auth and protocol errors will not heal by waiting; connection errors (master restarting) will.
           if (/NOAUTH|WRONGPASS|NOPERM|ERR/.test(msg) && !/LOADING|BUSY/.test(msg)) throw err;
@@ -241,6 +250,7 @@ export class MasterFetcher implements Fetcher {
             this.reportedFailure = msg;
             this.logger.warn({ err: msg }, 'fetching exact values from the master failed; retrying');
           }
+          this.onStale?.(`fetching exact values failed: ${msg}`);
         }
         // The next attempt asks `currentMaster` again: a failover may have moved it meanwhile.
         this.disconnect();

@@ -20,6 +20,8 @@ export interface PostgresSinkDeps {
    * replication link is connected to, so fetches follow it across failovers.
    */
   currentMaster?: CurrentMaster;
+  /** With `currentMaster`: asks the replication link to find the master now (a fetch found the old one gone). */
+  masterStale?: (reason: string) => void;
   /** TLS settings for a rediss:// `master` option (default: system CAs, verification on). */
   masterTls?: MasterTls;
   /** Called after every committed batch with where its time went (benchmarks, diagnostics). */
@@ -90,7 +92,11 @@ export class PostgresSink implements Sink {
       deps.fetcher !== undefined
         ? deps.fetcher
         : master
-          ? new MasterFetcher(master, { retryMaxDelayMs: config.retryMaxDelayMs, logger: this.logger })
+          ? new MasterFetcher(master, {
+              retryMaxDelayMs: config.retryMaxDelayMs,
+              logger: this.logger,
+              ...(config.master ? {} : { onStale: deps.masterStale }),
+            })
           : null;
     this.onWrite = deps.onWrite;
     this.applier = new MirrorApplier(config.schema, this.fetcher, this.logger, config.snapshotChunkRows);

@@ -150,7 +150,13 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     } catch (err) {
       throw new ConfigError(`invalid config: ${(err as Error).message}`);
     }
-    const sinks = await createSinks(config, logger, () => link?.connectedMaster ?? null, masterTls);
+    const sinks = await createSinks(
+      config,
+      logger,
+      () => link?.connectedMaster ?? null,
+      masterTls,
+      (reason) => link?.requestHandshake(reason),
+    );
     pipeline = new Pipeline(sinks, {
       logger,
       maxBatchEvents: config.pipeline.maxBatchEvents,

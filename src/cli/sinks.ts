@@ -10,13 +10,15 @@ import type { Sink } from '../pipeline/Sink.js';
  * Builds the sinks named on the command line. The Kafka and Postgres sinks are loaded only when used, so their
  * client libraries cost nothing to a stdout-only run. `connectedMaster` names the master the replication link is
  * connected to at the moment (null before its first handshake); `masterTls` the TLS settings for a rediss:// URL in
- * a sink's own `master` option.
+ * a sink's own `master` option; `masterStale` asks the link to find the master now, when a sink's fetch found the
+ * connected one failed or demoted.
  */
 export async function createSinks(
   config: RedtailConfig,
   logger: Logger,
   connectedMaster: () => MasterAddress | null,
   masterTls?: MasterTls,
+  masterStale?: (reason: string) => void,
 ): Promise<Sink[]> {
   const ndjson = config.sinks.filter((s) => s === 'stdout' || s.startsWith('file:'));
   const sinks: Sink[] = [];
@@ -49,6 +51,7 @@ export async function createSinks(
           logger: postgresLogger,
           currentMaster: connectedMaster,
           masterTls,
+          masterStale,
         }),
       );
     } else {

@@ -291,8 +291,8 @@ export class ReplicaLink {
         { master: this.master, reply, requested: psync.slice(1).join(' ') },
         'replication handshake done',
       );
-      // A handshake asked for while the sinks hold back (requestHandshake): leave the stream unread until they
-      // resume the link, as pause() does for an established one.
+      // The sinks may hold back (a handshake asked for by requestHandshake, or a pause since the reconnect began):
+      // leave the stream unread until they resume the link, as pause() does for an established one.
       if (this.paused) socket.pause();
 
       timers.push(
@@ -435,7 +435,8 @@ export class ReplicaLink {
         });
         this.socket = socket;
         this.lastDataAt = Date.now();
-        if (this.paused) socket.pause();
+        // Not paused here even if the sinks hold back: the handshake must read its replies. session() pauses the
+        // socket right after the PSYNC reply instead.
         resolve(socket);
       });
     });

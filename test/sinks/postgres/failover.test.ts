@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import pg from 'pg';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { MasterFetcher } from '../../../sinks/postgres/MasterFetcher.js';
@@ -213,4 +214,75 @@ describe('MasterFetcher', () => {
     expect(result.values[0]!.value).toEqual({ type: 'string', v: Buffer.from('on the master') });
     expect(logs.some((l) => l.msg === 'exact values are now fetched from another master')).toBe(true);
   });
+});
+
+describe('postgres mirror across a failover while the sinks hold the stream back', () => {
+  it('connects to the new master for a fetch although the pipeline is full, instead of waiting for itself', async () => {
+    const { m, r } = await pair();
+    const schema = uniqueSchema('failbp');
+    scope.defer(() => dropSchema(schema));
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-failbp-'));
+    scope.defer(() => rmSync(dir, { recursive: true, force: true }));
+    const config = join(dir, 'redtail.json');
+    // A few events in flight are enough to hold the link back: the failover then always finds it paused.
+    writeFileSync(config, JSON.stringify({ pipeline: { highWaterEvents: 4 } }));
+    const p = scope.redtail([
+      'run',
+      '--log-level',
+      'info',
+      '--master',
+      m.url(),
+      '--master',
+      r.url(),
+      '--sink',
+      `${PG_URL}?schema=${schema}`,
+      '--config',
+      config,
+    ]);
+    await p.waitFor(() => handshakes(p) === 1, 'the first sync');
+    await m.client().set('warm', '1');
+    const warm = await offsetOf(m);
+    await until(
+      'the mirror to start',
+      async () => (await mirrorOffset(schema)) >= warm,
+      30_000,
+      () => p.stderr.slice(-3000),
+    );
+
+    // Hold the sink's next batch inside Postgres, so the fetch it needs happens only after the failover.
+    const locker = new pg.Client({ connectionString: PG_URL });
+    await locker.connect();
+    scope.defer(() => locker.end());
+    await locker.query('BEGIN');
+    await locker.query(`LOCK TABLE "${schema}".keys IN ACCESS EXCLUSIVE MODE`);
+    await fetchedWrites(m.client(), 'held');
+    await caughtUp(r, m);
+    await r.client().call('REPLICAOF', 'NO', 'ONE');
+    await m.client().call('REPLICAOF', '127.0.0.1', String(r.port));
+    await until('the promotion', async () => (await r.info('replication')).role === 'master');
+    await locker.query('COMMIT');
+
+    await fetchedWrites(r.client(), 'after');
+    const end = await offsetOf(r);
+    await until(
+      'the mirror to reach the new master',
+      async () => (await mirrorOffset(schema)) >= end,
+      30_000,
+      () => `; redtail's log ends with: ${p.stderr.slice(-3000)}`,
+    );
+    expect(
+      p.logs().some((l) => l.msg === 'connecting to the master while the sinks hold the stream back'),
+    ).toBe(true);
+    const result = await verifyMirror({ master: r.url(), postgres: PG_URL, schema, timeoutMs: 10_000 });
+    expect(result.caughtUp).toBe(true);
+    expect(result.differences.length, describeDiffs(result)).toBe(0);
+    const sorted = await pgQuery<{ key_text: string; value: unknown }>(
+      `SELECT key_text, value FROM "${schema}".keys WHERE key_text IN ('sorted:held', 'sorted:after') ORDER BY key_text`,
+    );
+    expect(sorted).toEqual([
+      { key_text: 'sorted:after', value: ['apple', 'fig', 'pear'] },
+      { key_text: 'sorted:held', value: ['apple', 'fig', 'pear'] },
+    ]);
+    expect((await p.stop('SIGTERM')).code).toBe(0);
+  }, 90_000);
 });
