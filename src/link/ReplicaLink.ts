@@ -256,7 +256,10 @@ export class ReplicaLink {
     this.stats.connects++;
     let reachedStream = false;
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    const timers: NodeJS.Timeout[] = [];
+    // Like Redis's replica (replicationCron cancels a handshake silent for repl-timeout), a master that stops
+    // answering mid-handshake is given up on: otherwise a hung server would hold the link forever. A master
+    // preparing a snapshot is not silent: it sends a newline every second until the transfer starts.
+    const timers: NodeJS.Timeout[] = [setInterval(() => this.checkTimeout(), 1_000)];
     try {
       const pong = await this.request(['PING']);
       // A master with a password answers PING with NOAUTH before AUTH; Redis's replica accepts that too.
@@ -295,10 +298,7 @@ export class ReplicaLink {
       // leave the stream unread until they resume the link, as pause() does for an established one.
       if (this.paused) socket.pause();
 
-      timers.push(
-        setInterval(() => this.sendAck(), this.opts.ackIntervalMs ?? 1_000),
-        setInterval(() => this.checkTimeout(), 1_000),
-      );
+      timers.push(setInterval(() => this.sendAck(), this.opts.ackIntervalMs ?? 1_000));
       reachedStream = true;
       await closed;
       if (this.sessionError) throw this.sessionError;
@@ -678,7 +678,9 @@ export class ReplicaLink {
 
   private checkTimeout(): void {
     const limit = this.opts.readTimeoutMs ?? 60_000;
-    if (this.paused) return;
+    // While the sinks hold the stream back the master is silent because redtail does not read; a handshake is read
+    // even then (requestHandshake), so silence there still counts.
+    if (this.paused && this.mode !== 'handshake') return;
     const idle = Date.now() - this.lastDataAt;
     if (idle > limit) this.fail(new ReplicationTimeoutError(this.master, idle));
   }
