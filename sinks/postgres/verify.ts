@@ -7,7 +7,7 @@ import { parseMasterUrl } from '../../src/link/MasterAddress.js';
 import { loadTls, type MasterTls, tlsOptionsFor } from '../../src/link/tls.js';
 import { parsePostgresSpec } from './config.js';
 import { ident } from './migrations.js';
-import { encodeBytes } from './model/encoding.js';
+import { decodeToBuffer, encodeBytes } from './model/encoding.js';
 
 export const verifyUsage = `Usage: redtail verify --master URL --postgres URL [options]
 
@@ -26,11 +26,24 @@ Options:
   -h, --help         this text
 `;
 
-/** One key as compared: type, value in the mirror's JSON encoding (streams summarized), absolute expiry. */
+/**
+ * One key as compared: type, value in the mirror's JSON encoding (streams summarized), absolute expiry, and for
+ * hashes the absolute TTLs of the fields that have one (`[[field, ms], ...]` sorted by field bytes, as in
+ * `field_expire_at`; always empty when the master has no hash field expiry). Hashes show only the fields whose TTL
+ * has not passed at the master's read: the master's reads hide the others until it deletes them (docs/postgres.md).
+ */
 export interface ComparableKey {
   type: string;
   value: unknown;
   expireAt: number | null;
+  fieldExpireAt?: Array<[unknown, number]>;
+}
+
+/** A field whose TTL differs between the master and the mirror (null: no TTL). */
+export interface FieldTtlDifference {
+  field: unknown;
+  redis: number | null;
+  mirror: number | null;
 }
 
 function cmpBuf(a: Buffer, b: Buffer): number {
@@ -89,16 +102,86 @@ function streamSummary(s: {
   };
 }
 
-/** A `keys` row in the comparable form. */
-export function comparableFromRow(row: {
+export interface MirrorRow {
   type: string;
   value: unknown;
   expire_ms: string | number | null;
-}): ComparableKey {
-  const value =
-    row.type === 'stream' ? streamSummary(row.value as Parameters<typeof streamSummary>[0]) : row.value;
-  return { type: row.type, value, expireAt: row.expire_ms === null ? null : Number(row.expire_ms) };
+  field_expire_at?: unknown;
 }
+
+/**
+ * A `keys` row in the comparable form. Hash fields whose TTL is at or before `at` (ms; the master's clock when it
+ * was read) are left out with their TTLs: the master's reads no longer show them, and they stay in the mirror only
+ * until the master's `HDEL` for them arrives.
+ */
+export function comparableFromRow(row: MirrorRow, at: number = Date.now()): ComparableKey {
+  const expireAt = row.expire_ms === null ? null : Number(row.expire_ms);
+  if (row.type === 'stream')
+    return {
+      type: row.type,
+      value: streamSummary(row.value as Parameters<typeof streamSummary>[0]),
+      expireAt,
+    };
+  if (row.type !== 'hash') return { type: row.type, value: row.value, expireAt };
+  const ttls = ((row.field_expire_at ?? []) as Array<[unknown, number | string]>).map(
+    ([f, ms]) => [f, Number(ms)] as [unknown, number],
+  );
+  const passed = new Set(ttls.filter(([, ms]) => ms <= at).map(([f]) => JSON.stringify(f)));
+  const value = (row.value as Array<[unknown, unknown]>).filter(([f]) => !passed.has(JSON.stringify(f)));
+  return { type: row.type, value, expireAt, fieldExpireAt: ttls.filter(([, ms]) => ms > at) };
+}
+
+/** Fields present on both sides whose TTLs differ, in field order. */
+export function fieldTtlDifferences(
+  redis: ComparableKey | null,
+  mirror: ComparableKey | null,
+): FieldTtlDifference[] {
+  if (redis?.type !== 'hash' || mirror?.type !== 'hash') return [];
+  const r = new Map((redis.fieldExpireAt ?? []).map(([f, ms]) => [JSON.stringify(f), ms]));
+  const m = new Map((mirror.fieldExpireAt ?? []).map(([f, ms]) => [JSON.stringify(f), ms]));
+  const inMirror = new Set((mirror.value as Array<[unknown, unknown]>).map(([f]) => JSON.stringify(f)));
+  const out: FieldTtlDifference[] = [];
+  for (const [f] of redis.value as Array<[unknown, unknown]>) {
+    const id = JSON.stringify(f);
+    if (!inMirror.has(id)) continue;
+    const a = r.get(id) ?? null;
+    const b = m.get(id) ?? null;
+    if (a !== b) out.push({ field: f, redis: a, mirror: b });
+  }
+  return out;
+}
+
+/**
+ * Whether the master has hash field expiry (Redis 7.4+): it knows `HPEXPIRETIME`. Valkey 8.1 and Redis before 7.4
+ * answer "unknown command"; any other error (WRONGTYPE if the probed name happens to hold another type) means it
+ * does.
+ */
+export async function masterHasFieldTtl(redis: Redis): Promise<boolean> {
+  try {
+    await redis.call('hpexpiretime', 'redtail:verify:probe', 'FIELDS', '1', 'f');
+    return true;
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (/unknown command/i.test(msg)) return false;
+    if (/WRONGTYPE/.test(msg)) return true;
+    throw err;
+  }
+}
+
+export interface ReadOptions {
+  /** The master has `PEXPIRETIME` (7.0+); else `PTTL` plus local time. Default true. */
+  pexpiretime?: boolean;
+  /** The master has hash field expiry (`masterHasFieldTtl`): read field TTLs with `HPEXPIRETIME`. Default false. */
+  fieldTtl?: boolean;
+  /**
+   * The hash's fields as far as known (the mirror's): asked for in the same `MULTI`, saving a round trip. When the
+   * master has a field not in the list, the key is read again with its own `HKEYS`.
+   */
+  hashFields?: Buffer[];
+}
+
+/** Fields per `HPEXPIRETIME` command, so a huge hash does not become one huge command. */
+const FIELDS_PER_HPEXPIRETIME = 1000;
 
 /**
  * Reads one key from Redis in the comparable form, atomically (MULTI/EXEC), or null when it does not exist.
@@ -107,10 +190,26 @@ export function comparableFromRow(row: {
 export async function readRedisKey(
   redis: Redis,
   key: Buffer,
-  hasPexpiretime = true,
+  opts: ReadOptions = {},
 ): Promise<ComparableKey | null> {
+  return (await readRedisKeyAt(redis, key, opts)).key;
+}
+
+/**
+ * readRedisKey, plus the master's clock (ms) at the read for hashes (`TIME` in the same `MULTI`; local time for other
+ * types): the time the mirror's hash fields are judged at (comparableFromRow).
+ */
+async function readRedisKeyAt(
+  redis: Redis,
+  key: Buffer,
+  opts: ReadOptions,
+): Promise<{ key: ComparableKey | null; at: number }> {
+  const hasPexpiretime = opts.pexpiretime ?? true;
   const type = await redis.type(key);
-  if (type === 'none') return null;
+  if (type === 'none') return { key: null, at: Date.now() };
+  // Fields whose TTLs are asked for: the caller's list, else the master's own (one more round trip).
+  let asked: Buffer[] = [];
+  if (type === 'hash' && opts.fieldTtl) asked = opts.hashFields ?? (await redis.hkeysBuffer(key));
   const m = redis.multi();
   m.type(key);
   if (hasPexpiretime) m.call('pexpiretime', key);
@@ -133,25 +232,35 @@ export async function readRedisKey(
       // object keyed by decoded text, which loses binary field names.
       m.hkeysBuffer(key);
       m.hvalsBuffer(key);
+      m.call('time');
+      for (let i = 0; i < asked.length; i += FIELDS_PER_HPEXPIRETIME) {
+        const chunk = asked.slice(i, i + FIELDS_PER_HPEXPIRETIME);
+        m.call('hpexpiretime', key, 'FIELDS', String(chunk.length), ...chunk);
+      }
       break;
     case 'stream':
       m.xrangeBuffer(key, '-', '+');
       m.call('xinfo', 'stream', key, 'full');
       break;
     default:
-      return { type, value: null, expireAt: null };
+      return { key: { type, value: null, expireAt: null }, at: Date.now() };
   }
   const now = Date.now();
   const res = await m.exec();
-  if (!res) return readRedisKey(redis, key, hasPexpiretime);
-  for (const [err] of res) if (err) throw err;
+  if (!res) return readRedisKeyAt(redis, key, opts);
   const t = res[0]![1] as string;
-  // The key changed type between TYPE and MULTI: read again.
-  if (t !== type) return t === 'none' ? null : readRedisKey(redis, key, hasPexpiretime);
+  // The key changed type between TYPE and MULTI: read again (a wrong type fails the commands queued for the old one).
+  if (t !== type)
+    return t === 'none'
+      ? { key: null, at: now }
+      : readRedisKeyAt(redis, key, { ...opts, hashFields: undefined });
+  for (const [err] of res) if (err) throw err;
   const ttl = Number(res[1]![1]);
   const expireAt = ttl < 0 ? null : hasPexpiretime ? ttl : now + ttl;
   const raw = res[2]![1];
   let value: unknown;
+  let fieldExpireAt: Array<[unknown, number]> | undefined;
+  let at = now;
   switch (type) {
     case 'string':
       value = encodeBytes(raw as Buffer);
@@ -171,9 +280,27 @@ export async function readRedisKey(
       break;
     }
     case 'hash': {
+      const fields = raw as Buffer[];
       const vals = res[3]![1] as Buffer[];
-      const pairs: Array<[Buffer, Buffer]> = (raw as Buffer[]).map((f, i) => [f, vals[i]!]);
+      const [sec, usec] = res[4]![1] as [string, string];
+      at = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+      const pairs: Array<[Buffer, Buffer]> = fields.map((f, i) => [f, vals[i]!]);
       value = pairs.sort((x, y) => cmpBuf(x[0], y[0])).map(([f, v]) => [encodeBytes(f), encodeBytes(v)]);
+      fieldExpireAt = [];
+      if (opts.fieldTtl) {
+        // HPEXPIRETIME answers in the order asked: ms, -1 (no TTL), -2 (no such field, or its TTL has passed).
+        const replies = res.slice(5).flatMap(([, r]) => r as number[]);
+        const fieldTtl = new Map(asked.map((f, i) => [f.toString('latin1'), Number(replies[i])]));
+        const ttlOf = (f: Buffer) => fieldTtl.get(f.toString('latin1')) ?? -2;
+        // A field HKEYS shows but the list did not name (the MULTI is atomic, so a named one has -1 or a time): read
+        // again with the master's own field list.
+        if (fields.some((f) => ttlOf(f) === -2))
+          return readRedisKeyAt(redis, key, { ...opts, hashFields: undefined });
+        fieldExpireAt = fields
+          .filter((f) => ttlOf(f) >= 0)
+          .sort(cmpBuf)
+          .map((f) => [encodeBytes(f), ttlOf(f)]);
+      }
       break;
     }
     case 'stream': {
@@ -213,7 +340,7 @@ export async function readRedisKey(
       break;
     }
   }
-  return { type, value, expireAt };
+  return { key: fieldExpireAt ? { type, value, expireAt, fieldExpireAt } : { type, value, expireAt }, at };
 }
 
 export interface KeyDifference {
@@ -221,6 +348,8 @@ export interface KeyDifference {
   key: Buffer;
   redis: ComparableKey | null;
   mirror: ComparableKey | null;
+  /** Hash fields on both sides whose TTLs differ. */
+  fieldTtls: FieldTtlDifference[];
 }
 
 function same(a: ComparableKey | null, b: ComparableKey | null): boolean {
@@ -269,16 +398,32 @@ async function mirrorRows(
   s: string,
   dbIndex: number,
   keys?: Buffer[],
-): Promise<Map<string, ComparableKey>> {
+): Promise<Map<string, MirrorRow>> {
   const where = keys ? 'AND key = ANY($2::bytea[])' : '';
-  const { rows } = await db.query<{ key: Buffer; type: string; value: unknown; expire_ms: string | null }>(
-    `SELECT key, type, value, (extract(epoch FROM expire_at) * 1000)::bigint AS expire_ms FROM ${s}.keys
-     WHERE db = $1 AND (expire_at IS NULL OR expire_at > now()) ${where}`,
+  const { rows } = await db.query<MirrorRow & { key: Buffer }>(
+    `SELECT key, type, value, (extract(epoch FROM expire_at) * 1000)::bigint AS expire_ms, field_expire_at
+     FROM ${s}.keys WHERE db = $1 AND (expire_at IS NULL OR expire_at > now()) ${where}`,
     keys ? [dbIndex, keys] : [dbIndex],
   );
-  const out = new Map<string, ComparableKey>();
-  for (const r of rows) out.set(r.key.toString('latin1'), comparableFromRow(r));
+  const out = new Map<string, MirrorRow>();
+  for (const { key, ...r } of rows) out.set(key.toString('latin1'), r);
   return out;
+}
+
+/** The fields of a mirrored hash, as the guess of readRedisKey's `hashFields`. */
+function mirrorFields(row: MirrorRow | undefined): Buffer[] | undefined {
+  if (row?.type !== 'hash') return undefined;
+  return (row.value as Array<[unknown, unknown]>).map(([f]) => decodeToBuffer(f));
+}
+
+function difference(
+  db: number,
+  key: Buffer,
+  redis: ComparableKey | null,
+  mirror: ComparableKey | null,
+): KeyDifference | null {
+  if (same(redis, mirror)) return null;
+  return { db, key, redis, mirror, fieldTtls: fieldTtlDifferences(redis, mirror) };
 }
 
 async function scanDb(redis: Redis): Promise<Buffer[]> {
@@ -333,7 +478,10 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
   await db.connect();
   try {
     const info = (await redis.info('server')) as string;
-    const hasPexpiretime = Number(/redis_version:(\d+)/.exec(info)?.[1] ?? 0) >= 7;
+    const read: ReadOptions = {
+      pexpiretime: Number(/redis_version:(\d+)/.exec(info)?.[1] ?? 0) >= 7,
+      fieldTtl: await masterHasFieldTtl(redis),
+    };
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     const caughtUp = await catchUp(redis, db, s, sink, deadline);
     const keyspace = (await redis.info('keyspace')) as string;
@@ -352,22 +500,27 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
         if (seen.has(id)) continue;
         seen.add(id);
         total++;
-        const r = await readRedisKey(redis, k, hasPexpiretime);
-        const m = mirror.get(id) ?? null;
-        if (!same(r, m)) diffs.push({ db: d, key: k, redis: r, mirror: m });
+        const row = mirror.get(id);
+        const r = await readRedisKeyAt(redis, k, { ...read, hashFields: mirrorFields(row) });
+        const dd = difference(d, k, r.key, row ? comparableFromRow(row, r.at) : null);
+        if (dd) diffs.push(dd);
       }
       for (const [id, m] of mirror)
-        if (!seen.has(id)) diffs.push({ db: d, key: Buffer.from(id, 'latin1'), redis: null, mirror: m });
+        if (!seen.has(id)) {
+          const dd = difference(d, Buffer.from(id, 'latin1'), null, comparableFromRow(m));
+          if (dd) diffs.push(dd);
+        }
     }
     for (let round = 0; round < 3 && diffs.length > 0; round++) {
       await catchUp(redis, db, s, sink, Math.max(deadline, Date.now() + 15_000));
       const still: KeyDifference[] = [];
       for (const dd of diffs) {
         await redis.select(dd.db);
-        const r = await readRedisKey(redis, dd.key, hasPexpiretime);
+        const r = await readRedisKeyAt(redis, dd.key, read);
         await catchUp(redis, db, s, sink, Date.now() + 15_000);
-        const m = (await mirrorRows(db, s, dd.db, [dd.key])).get(dd.key.toString('latin1')) ?? null;
-        if (!same(r, m)) still.push({ ...dd, redis: r, mirror: m });
+        const row = (await mirrorRows(db, s, dd.db, [dd.key])).get(dd.key.toString('latin1'));
+        const again = difference(dd.db, dd.key, r.key, row ? comparableFromRow(row, r.at) : null);
+        if (again) still.push(again);
       }
       diffs = still;
     }
@@ -381,7 +534,25 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
 function show(x: ComparableKey | null): string {
   if (!x) return '(absent)';
   const v = JSON.stringify(x.value);
-  return `${x.type} ${v.length > 200 ? `${v.slice(0, 200)}…` : v}${x.expireAt !== null ? ` expireAt=${x.expireAt}` : ''}`;
+  const f = x.fieldExpireAt?.length ? JSON.stringify(x.fieldExpireAt) : '';
+  return `${x.type} ${v.length > 200 ? `${v.slice(0, 200)}…` : v}${x.expireAt !== null ? ` expireAt=${x.expireAt}` : ''}${f ? ` fieldExpireAt=${f.length > 200 ? `${f.slice(0, 200)}…` : f}` : ''}`;
+}
+
+const showTtl = (ms: number | null) => (ms === null ? 'none' : String(ms));
+
+/** The report of one difference: both sides, then each field whose TTL differs. */
+export function describeDifference(d: KeyDifference): string {
+  const lines = [
+    `db ${d.db} key ${JSON.stringify(encodeBytes(d.key))}:`,
+    `  redis:  ${show(d.redis)}`,
+    `  mirror: ${show(d.mirror)}`,
+  ];
+  for (const f of d.fieldTtls.slice(0, 10))
+    lines.push(
+      `  field ${JSON.stringify(f.field)} expireAt: redis ${showTtl(f.redis)}, mirror ${showTtl(f.mirror)}`,
+    );
+  if (d.fieldTtls.length > 10) lines.push(`  ... and ${d.fieldTtls.length - 10} more fields with other TTLs`);
+  return lines.join('\n');
 }
 
 /** `redtail verify`: returns the exit status (0 agree, 1 differ, 2 usage/connection error). */
@@ -455,10 +626,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     out.push(
       "warning: the mirror did not reach the master's offset before the timeout; differences may be lag",
     );
-  for (const d of result.differences.slice(0, maxDiffs)) {
-    const k = encodeBytes(d.key);
-    out.push(`db ${d.db} key ${JSON.stringify(k)}:\n  redis:  ${show(d.redis)}\n  mirror: ${show(d.mirror)}`);
-  }
+  for (const d of result.differences.slice(0, maxDiffs)) out.push(describeDifference(d));
   if (result.differences.length > maxDiffs) out.push(`... and ${result.differences.length - maxDiffs} more`);
   out.push(`verify: ${result.keys} keys on the master, ${result.differences.length} differences`);
   process.stdout.write(`${out.join('\n')}\n`);

@@ -6,7 +6,7 @@ import { type VerifyResult, verifyMirror } from '../../../sinks/postgres/verify.
 import { normalizeCommand } from '../../../src/commands/normalize.js';
 import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
 import { silentLogger } from '../../../src/observe/logger.js';
-import { RedisServer } from '../../harness/RedisServer.js';
+import { RedisServer, type RedisServerOptions } from '../../harness/RedisServer.js';
 import { ReplicationTap } from '../../harness/ReplicationTap.js';
 
 export const PG_URL = process.env.REDTAIL_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -49,8 +49,8 @@ export class MirrorHarness {
     readonly tap: ReplicationTap,
   ) {}
 
-  static async start(): Promise<MirrorHarness> {
-    const master = await RedisServer.start();
+  static async start(server: RedisServerOptions = {}): Promise<MirrorHarness> {
+    const master = await RedisServer.start(server);
     const tap = await ReplicationTap.connect(master.port);
     const h = new MirrorHarness(master, tap);
     h.sink = sinkFor(h.schema, { master: master.url() });
