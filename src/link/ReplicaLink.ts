@@ -354,7 +354,7 @@ export class ReplicaLink {
       return;
     }
     // A paused socket sees the master's close only after reading resumes and the kernel buffer is drained.
-    if (this.paused || Date.now() - this.resumedAt < 5_000) {
+    if (this.paused || Date.now() - this.resumedAt < 30_000) {
       this.stats.droppedWhileHoldingBack++;
       this.opts.logger.error(
         { master: this.master, times: this.stats.droppedWhileHoldingBack },
