@@ -42,18 +42,23 @@ if [ -z "${PGHOST:-}" ]; then
   fi
 fi
 
+# Every temp dir of this run (redis-servers' dirs, checkpoints, the broker's state) goes under one directory that is
+# removed at exit, so failed tests leave nothing behind and concurrent runs never share a broker.
+RUN_TMP=$(mktemp -d "${TMPDIR:-/tmp}/redtail-test.XXXXXX")
+export TMPDIR="$RUN_TMP"
+started_kafka=0
+cleanup() {
+  if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop || true; fi
+  rm -rf "$RUN_TMP"
+}
+trap cleanup EXIT
+
 # Apache Kafka (KRaft, from Maven Central) when the Kafka tests are present and no broker is given.
 if [ -z "${KAFKA_BROKERS:-}" ] && [ -x scripts/kafka.sh ] && [ -d test/sinks/kafka ]; then
-  # Stop the broker at exit only when this run started it: one that was already running (a developer's, or another
-  # concurrent test run's) is left alone.
-  kafka_was_running=0
-  scripts/kafka.sh status >/dev/null 2>&1 && kafka_was_running=1
+  started_kafka=1
   scripts/kafka.sh start
   KAFKA_BROKERS=$(scripts/kafka.sh address)
   export KAFKA_BROKERS
-  if [ "$kafka_was_running" = 0 ]; then
-    trap 'scripts/kafka.sh stop || true' EXIT
-  fi
 fi
 
 npx vitest run "$@"
