@@ -12,7 +12,7 @@ import { type MasterAddress, parseMasterUrl } from '../../../src/link/MasterAddr
 import { RedisServer } from '../../harness/RedisServer.js';
 import type { RedtailProcess } from '../../harness/RedtailProcess.js';
 import { useTestScope } from '../../harness/TestScope.js';
-import { describeDiffs, dropSchema, PG_URL, pgQuery, uniqueSchema } from './helpers.js';
+import { describeDiffs, dropSchema, mirrorOffset, PG_URL, pgQuery, uniqueSchema } from './helpers.js';
 
 const scope = useTestScope();
 
@@ -63,15 +63,6 @@ async function fetchedWrites(c: Redis, tag: string): Promise<void> {
   await c.pfadd(`hll:${tag}`, 'x', 'y', 'z');
   await c.call('BITFIELD', `bf:${tag}`, 'INCRBY', 'u8', '0', '300');
   await c.set(`plain:${tag}`, 'v');
-}
-
-async function mirrorOffset(schema: string): Promise<number> {
-  try {
-    const rows = await pgQuery<{ offset: string }>(`SELECT "offset" FROM "${schema}".checkpoints`);
-    return rows.length > 0 ? Number(rows[0]!.offset) : -1;
-  } catch {
-    return -1; // the sink has not created its schema yet
-  }
 }
 
 describe('postgres mirror across a failover', () => {

@@ -8,7 +8,7 @@ import { verifyMirror } from '../../../sinks/postgres/verify.js';
 import type { RedisServer } from '../../harness/RedisServer.js';
 import { redisBinaryInfo } from '../../harness/redisVersions.js';
 import { useTestScope } from '../../harness/TestScope.js';
-import { describeDiffs, dropSchema, PG_URL, pgQuery, rng, uniqueSchema } from './helpers.js';
+import { describeDiffs, dropSchema, mirrorCaughtUp, PG_URL, pgQuery, rng, uniqueSchema } from './helpers.js';
 
 /**
  * Hash field expiry end to end: the real `redtail run` binary replicating a Redis 8.0 master into the Postgres
@@ -187,22 +187,6 @@ async function masterSettled(c: Redis, after: number): Promise<void> {
   }
 }
 
-async function mirrorOffset(schema: string): Promise<number> {
-  const rows = await pgQuery<{ offset: string }>(`SELECT "offset" FROM "${schema}".checkpoints`).catch(
-    () => [],
-  );
-  return Number(rows[0]?.offset ?? -1);
-}
-
-async function caughtUp(master: RedisServer, schema: string): Promise<void> {
-  const target = Number((await master.info('replication')).master_repl_offset);
-  const deadline = Date.now() + 60_000;
-  while ((await mirrorOffset(schema)) < target) {
-    if (Date.now() > deadline) throw new Error(`the mirror did not reach offset ${target}`);
-    await sleep(50);
-  }
-}
-
 /** An 8.0 master and `redtail run` mirroring it into a fresh schema (both stopped, the schema dropped, at teardown). */
 async function mirrored(): Promise<{
   master: RedisServer;
@@ -252,12 +236,12 @@ describe.skipIf(info.path === null)(
     it('HINCRBYFLOAT on a field with a TTL: the master keeps the TTL, and so does the mirror', async () => {
       const { master, c, schema, start } = await mirrored();
       const rt = start();
-      await caughtUp(master, schema);
+      await mirrorCaughtUp(master, schema);
       await c.call('HSETEX', 'h', 'PXAT', FUTURE_MS, 'FIELDS', 2, 'n', '1', 'm', '1');
       await c.hincrbyfloat('h', 'n', '0.5');
       // A plain HSET of one field drops its TTL, on the master too.
       await c.hset('h', 'm', '2');
-      await caughtUp(master, schema);
+      await mirrorCaughtUp(master, schema);
       const verify = await verifyMirror({
         master: master.url(),
         postgres: PG_URL,
@@ -284,7 +268,7 @@ describe.skipIf(info.path === null)(
       await runWorkload(c, w, 400);
       let rt = start();
       // Streaming from here on: the snapshot is in and the mirror follows the stream.
-      await caughtUp(master, schema);
+      await mirrorCaughtUp(master, schema);
       await runWorkload(c, w, 1500);
 
       // kill -9 while commands are in flight; the restart resumes from the mirror's checkpoint.
@@ -294,7 +278,7 @@ describe.skipIf(info.path === null)(
       await rt.exited;
       await burst;
       rt = start();
-      await caughtUp(master, schema);
+      await mirrorCaughtUp(master, schema);
 
       // Lazy expiry: expired fields stay stored until a command touches them, which deletes them (HDEL).
       await c.call('DEBUG', 'SET-ACTIVE-EXPIRE', '0');
@@ -303,7 +287,7 @@ describe.skipIf(info.path === null)(
       await runWorkload(c, w, 500);
 
       await masterSettled(c, w.latestShort());
-      await caughtUp(master, schema);
+      await mirrorCaughtUp(master, schema);
 
       const verify = await verifyMirror({
         master: master.url(),

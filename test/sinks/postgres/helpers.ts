@@ -29,6 +29,26 @@ export async function pgQuery<T extends pg.QueryResultRow = pg.QueryResultRow>(
   }
 }
 
+/** The offset of the sink's checkpoint in `schema`, or -1 before the sink has created its tables. */
+export async function mirrorOffset(schema: string): Promise<number> {
+  try {
+    const rows = await pgQuery<{ offset: string }>(`SELECT "offset" FROM "${schema}".checkpoints`);
+    return rows.length > 0 ? Number(rows[0]!.offset) : -1;
+  } catch {
+    return -1;
+  }
+}
+
+/** Waits until the sink in `schema` has committed everything the master had written when called. */
+export async function mirrorCaughtUp(master: RedisServer, schema: string): Promise<void> {
+  const target = Number((await master.info('replication')).master_repl_offset);
+  const deadline = Date.now() + 60_000;
+  while ((await mirrorOffset(schema)) < target) {
+    if (Date.now() > deadline) throw new Error(`the mirror did not reach offset ${target}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export async function dropSchema(schema: string): Promise<void> {
   await pgQuery(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
 }

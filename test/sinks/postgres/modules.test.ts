@@ -1,12 +1,10 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import type { RedisServer } from '../../harness/RedisServer.js';
 import { redisBinaryInfo } from '../../harness/redisVersions.js';
 import { useTestScope } from '../../harness/TestScope.js';
-import { dropSchema, PG_URL, pgQuery, uniqueSchema } from './helpers.js';
+import { dropSchema, mirrorCaughtUp, PG_URL, pgQuery, uniqueSchema } from './helpers.js';
 
 /**
  * Module values (here Redis 8.0's built-in vector sets) have no mirror encoding. The snapshot leaves them out with a
@@ -15,22 +13,6 @@ import { dropSchema, PG_URL, pgQuery, uniqueSchema } from './helpers.js';
  */
 const scope = useTestScope();
 const info = await redisBinaryInfo('8.0');
-
-async function mirrorOffset(schema: string): Promise<number> {
-  const rows = await pgQuery<{ offset: string }>(`SELECT "offset" FROM "${schema}".checkpoints`).catch(
-    () => [],
-  );
-  return Number(rows[0]?.offset ?? -1);
-}
-
-async function caughtUp(master: RedisServer, schema: string): Promise<void> {
-  const target = Number((await master.info('replication')).master_repl_offset);
-  const deadline = Date.now() + 60_000;
-  while ((await mirrorOffset(schema)) < target) {
-    if (Date.now() > deadline) throw new Error(`the mirror did not reach offset ${target}`);
-    await sleep(50);
-  }
-}
 
 describe.skipIf(info.path === null)('module values and the Postgres mirror (Redis 8.0 vector sets)', () => {
   it('leaves vector sets out, from the snapshot and from the stream, and keeps mirroring the rest', async () => {
@@ -52,12 +34,12 @@ describe.skipIf(info.path === null)('module values and the Postgres mirror (Redi
       '--checkpoint',
       checkpoint,
     ]);
-    await caughtUp(master, schema);
+    await mirrorCaughtUp(master, schema);
     await c.call('VADD', 'vs:live', 'VALUES', '3', '1', '2', '3', 'b');
     await c.set('after', '2');
     await c.call('VADD', 'vs:snap', 'VALUES', '3', '0.4', '0.5', '0.6', 'c');
     await c.set('after2', '3');
-    await caughtUp(master, schema);
+    await mirrorCaughtUp(master, schema);
     const rows = await pgQuery<{ key: string; type: string }>(
       `SELECT key_text AS key, type FROM "${schema}".keys ORDER BY key_text`,
     );
