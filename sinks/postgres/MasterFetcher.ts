@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { describeMaster, type MasterAddress, parseMasterUrl } from '../../src/link/MasterAddress.js';
-import { connectionCause, explainTlsError, type MasterTls, tlsOptionsFor } from '../../src/link/tls.js';
+import { connectionCause, explainTlsError, ioredisTarget, type MasterTls } from '../../src/link/tls.js';
 import { type Logger, silentLogger } from '../../src/observe/logger.js';
 import { decodeDumpPayload } from '../../src/rdb/dump.js';
 import { valueFromRdb } from './model/encoding.js';
@@ -197,11 +197,7 @@ export class MasterFetcher implements Fetcher {
       );
     this.lastAddress = address;
     const redis = new Redis({
-      host: address.host,
-      port: address.port,
-      username: address.username,
-      password: address.password,
-      tls: address.tls ? tlsOptionsFor(address.host, address.tls) : undefined,
+      ...ioredisTarget(address),
       lazyConnect: true,
       // Reconnecting is the retry loop's job: it asks `currentMaster` first, where ioredis would keep queueing
       // commands for an address that may be down for good after a failover.

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { tlsSettingsFrom } from '../../src/config/Config.js';
 import { parseMasterUrl } from '../../src/link/MasterAddress.js';
-import { loadTls, type MasterTls, tlsOptionsFor } from '../../src/link/tls.js';
+import { ioredisTarget, loadTls, type MasterTls } from '../../src/link/tls.js';
 import { parsePostgresSpec } from './config.js';
 import { ident } from './migrations.js';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
@@ -464,11 +464,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
   const sink = o.sink ?? cfg.name;
   const a = parseMasterUrl(o.master, o.tls);
   const redis = new Redis({
-    host: a.host,
-    port: a.port,
-    username: a.username,
-    password: a.password,
-    tls: a.tls ? tlsOptionsFor(a.host, a.tls) : undefined,
+    ...ioredisTarget(a),
     lazyConnect: true,
     maxRetriesPerRequest: 2,
   });

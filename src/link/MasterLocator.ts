@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
 import { FatalLinkError } from './errors.js';
 import { describeMaster, type MasterAddress } from './MasterAddress.js';
-import { connectionCause, explainTlsError, type MasterTls, tlsOptionsFor } from './tls.js';
+import { connectionCause, explainTlsError, ioredisTarget, type MasterTls, tlsOptionsFor } from './tls.js';
 
 /** A position the locator may use to prefer the server that holds our history. */
 export interface HistoryHint {
@@ -120,11 +120,7 @@ export class CandidateMasters implements MasterLocator {
 
 async function queryInfo(address: MasterAddress): Promise<string> {
   const client = new Redis({
-    host: address.host,
-    port: address.port,
-    username: address.username,
-    password: address.password,
-    tls: address.tls ? tlsOptionsFor(address.host, address.tls) : undefined,
+    ...ioredisTarget(address),
     lazyConnect: true,
     connectTimeout: 2_000,
     maxRetriesPerRequest: 0,

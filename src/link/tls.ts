@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
+import type { RedisOptions } from 'ioredis';
 import { FatalLinkError } from './errors.js';
+import type { MasterAddress } from './MasterAddress.js';
 
 /** The TLS settings as configured (config file `tls`, `--tls-*` flags, `REDTAIL_TLS_*`). */
 export interface TlsSettings {
@@ -72,6 +74,19 @@ export function loadTls(settings: TlsSettings): MasterTls {
     );
   }
   return out;
+}
+
+/** How ioredis reaches `address`: host, port, credentials and, for rediss://, the TLS options of tlsOptionsFor. */
+export function ioredisTarget(
+  address: MasterAddress,
+): Pick<RedisOptions, 'host' | 'port' | 'username' | 'password' | 'tls'> {
+  return {
+    host: address.host,
+    port: address.port,
+    username: address.username,
+    password: address.password,
+    tls: address.tls ? tlsOptionsFor(address.host, address.tls) : undefined,
+  };
 }
 
 /**
