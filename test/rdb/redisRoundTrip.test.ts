@@ -1,18 +1,17 @@
-import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { StreamValue } from '../../src/rdb/records.js';
-import type { RedisServer } from '../harness/RedisServer.js';
-import { redisBinaryInfo } from '../harness/redisVersions.js';
 import { useTestScope } from '../harness/TestScope.js';
 import {
+  encodingOf,
   expectPartsMatch,
   expectSame,
   id,
   kv,
   parseRdb,
-  ROUND_TRIP_VERSIONS,
   recordOf,
   roundTrip,
+  roundTripServers,
+  startServer,
   TRAITS,
 } from './roundTrip.js';
 
@@ -23,9 +22,7 @@ import {
  * key with what the server itself returns; DUMP every key too (see roundTrip.ts).
  */
 
-const infos = await Promise.all(
-  ROUND_TRIP_VERSIONS.map(async (version) => ({ ...(await redisBinaryInfo(version)), version })),
-);
+const infos = await roundTripServers();
 // A version this machine cannot have is skipped locally; CI must have every one of them.
 const inCI = process.env.CI === 'true';
 
@@ -37,20 +34,7 @@ for (const info of infos) {
     const scope = useTestScope();
     const exact = info.path === null ? '' : info.exact;
 
-    async function start(config: Record<string, string> = {}): Promise<{ server: RedisServer; c: Redis }> {
-      if (info.path === null) throw new Error(info.reason);
-      const server = await scope.server({
-        binary: info.path,
-        config: { 'enable-debug-command': 'yes', ...config },
-      });
-      const fields = await server.info('server');
-      expect(fields[traits.infoVersion]).toBe(exact);
-      return { server, c: server.client() };
-    }
-
-    async function encodingOf(c: Redis, key: string): Promise<string> {
-      return (await c.object('ENCODING', key)) as string;
-    }
+    const start = (config: Record<string, string> = {}) => startServer(scope, info, config);
 
     it('compact encodings: listpack hash/zset/list/set, intset, int/embstr/raw/LZF strings, HLL', async () => {
       const { server, c } = await start({

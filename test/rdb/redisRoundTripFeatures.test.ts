@@ -1,18 +1,18 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import type { RedisServer } from '../harness/RedisServer.js';
-import { redisBinaryInfo } from '../harness/redisVersions.js';
 import { useTestScope } from '../harness/TestScope.js';
 import {
+  encodingOf,
   expectPartsMatch,
   expectSnapshotsMatch,
   id,
   parseRdb,
-  ROUND_TRIP_VERSIONS,
   recordOf,
   roundTrip,
+  roundTripServers,
   serverTruth,
+  startServer,
   TRAITS,
   takeSnapshots,
 } from './roundTrip.js';
@@ -24,9 +24,7 @@ import {
  * every way of taking the RDB, parsed whole and in chunks, held to the live server's answers.
  */
 
-const infos = await Promise.all(
-  ROUND_TRIP_VERSIONS.map(async (version) => ({ ...(await redisBinaryInfo(version)), version })),
-);
+const infos = await roundTripServers();
 const inCI = process.env.CI === 'true';
 
 for (const info of infos) {
@@ -37,13 +35,7 @@ for (const info of infos) {
     const scope = useTestScope();
     const exact = info.path === null ? '' : info.exact;
 
-    async function start(config: Record<string, string> = {}): Promise<{ server: RedisServer; c: Redis }> {
-      if (info.path === null) throw new Error(info.reason);
-      const server = await scope.server({ binary: info.path, config });
-      return { server, c: server.client() };
-    }
-
-    const encodingOf = async (c: Redis, key: string) => (await c.object('ENCODING', key)) as string;
+    const start = (config: Record<string, string> = {}) => startServer(scope, info, config);
 
     it.skipIf(!traits.fieldExpiry)(
       'hash field expiry: listpackex (type 25) and hashtable (24, or 4 once no field has a TTL)',

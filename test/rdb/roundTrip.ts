@@ -18,7 +18,8 @@ import { decodeDumpPayload } from '../../src/rdb/dump.js';
 import { RdbParser, type RdbParserOptions } from '../../src/rdb/RdbParser.js';
 import type { ModuleInfo, RdbKeyRecord, RdbSummary, Score, StreamValue } from '../../src/rdb/records.js';
 import type { RedisServer } from '../harness/RedisServer.js';
-import type { RedisVersion } from '../harness/redisVersions.js';
+import { type RedisBinaryInfo, type RedisVersion, redisBinaryInfo } from '../harness/redisVersions.js';
+import type { TestScope } from '../harness/TestScope.js';
 
 export const ROUND_TRIP_VERSIONS = ['7.0', '8.0', 'valkey-8.1'] as const satisfies readonly RedisVersion[];
 export type RoundTripVersion = (typeof ROUND_TRIP_VERSIONS)[number];
@@ -81,6 +82,39 @@ export const TRAITS: Record<RoundTripVersion, ServerTraits> = {
     slotInfo: 'aux',
   },
 };
+
+export type RoundTripServerInfo = RedisBinaryInfo & { version: RoundTripVersion };
+
+/** Every round-trip version, with the binary this machine has for it or the reason it has none. */
+export function roundTripServers(): Promise<RoundTripServerInfo[]> {
+  return Promise.all(
+    ROUND_TRIP_VERSIONS.map(async (version) => ({ ...(await redisBinaryInfo(version)), version })),
+  );
+}
+
+/**
+ * A server of `info`'s version with `config` (DEBUG enabled), checked to report exactly that version in INFO, and a
+ * client of it; both stopped by `scope`.
+ */
+export async function startServer(
+  scope: TestScope,
+  info: RoundTripServerInfo,
+  config: Record<string, string> = {},
+): Promise<{ server: RedisServer; c: Redis }> {
+  if (info.path === null) throw new Error(info.reason);
+  const server = await scope.server({
+    binary: info.path,
+    config: { 'enable-debug-command': 'yes', ...config },
+  });
+  const fields = await server.info('server');
+  expect(fields[TRAITS[info.version].infoVersion]).toBe(info.exact);
+  return { server, c: server.client() };
+}
+
+/** What OBJECT ENCODING says of `key`. */
+export async function encodingOf(c: Redis, key: string): Promise<string> {
+  return (await c.object('ENCODING', key)) as string;
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Taking the RDB
