@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RedisServer } from '../harness/RedisServer.js';
-import { type JsonEvent, RedtailProcess } from '../harness/RedtailProcess.js';
+import { RedtailProcess } from '../harness/RedtailProcess.js';
+import { expectExactlyOnceAcrossReplicaKills, masterOffset, text, writes } from './linkChecks.js';
 
 const running: RedtailProcess[] = [];
 const servers: RedisServer[] = [];
@@ -29,14 +30,6 @@ function redtail(url: string, extra: string[] = []): { proc: RedtailProcess; che
   const proc = RedtailProcess.start(['run', '--master', url, '--checkpoint', checkpoint, ...extra]);
   running.push(proc);
   return { proc, checkpoint };
-}
-
-const text = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
-const writes = (events: JsonEvent[], prefix: string) =>
-  events.filter((e) => !e.source.snapshot && typeof e.key === 'string' && e.key.startsWith(prefix));
-
-async function masterOffset(s: RedisServer): Promise<number> {
-  return Number((await s.info('replication')).master_repl_offset);
 }
 
 /** Parses `slave0:ip=...,port=...,state=online,offset=N,lag=M`. */
@@ -182,18 +175,7 @@ describe('reconnection', () => {
     const m = await master();
     const { proc } = redtail(m.url());
     await proc.waitFor(() => proc.events.some((e) => e.op === 'snapshot-end'), 'snapshot end');
-    const c = m.client();
-    let n = 0;
-    for (; n < 300; n++) await c.set(`k:${n}`, String(n));
-    await c.call('CLIENT', 'KILL', 'TYPE', 'replica');
-    for (; n < 600; n++) await c.set(`k:${n}`, String(n));
-    await c.call('CLIENT', 'KILL', 'TYPE', 'replica');
-    for (; n < 900; n++) await c.set(`k:${n}`, String(n));
-    await proc.waitForOffset(await masterOffset(m));
-    const got = writes(proc.events, 'k:').map((e) => Number(text(e.key).slice(2)));
-    expect(got).toEqual(Array.from({ length: 900 }, (_, k) => k));
-    expect(m.log()).toMatch(/Partial resynchronization request from .* accepted/);
-    expect(proc.events.filter((e) => e.op === 'snapshot-begin')).toHaveLength(1);
+    await expectExactlyOnceAcrossReplicaKills(m, proc);
   });
 });
 

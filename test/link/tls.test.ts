@@ -6,9 +6,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RedisServer } from '../harness/RedisServer.js';
-import { type JsonEvent, RedtailProcess, repoRoot } from '../harness/RedtailProcess.js';
+import { RedtailProcess, repoRoot } from '../harness/RedtailProcess.js';
 import { generateCa } from '../harness/tls.js';
 import { dropSchema, PG_URL, pgQuery, uniqueSchema } from '../sinks/postgres/helpers.js';
+import { expectExactlyOnceAcrossReplicaKills, masterOffset, writes } from './linkChecks.js';
 
 const run = promisify(execFile);
 const running: RedtailProcess[] = [];
@@ -44,14 +45,6 @@ function redtail(args: string[], env: NodeJS.ProcessEnv = {}): RedtailProcess {
   return proc;
 }
 
-const text = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
-const writes = (events: JsonEvent[], prefix: string) =>
-  events.filter((e) => !e.source.snapshot && typeof e.key === 'string' && e.key.startsWith(prefix));
-
-async function masterOffset(s: RedisServer): Promise<number> {
-  return Number((await s.info('replication')).master_repl_offset);
-}
-
 /** Waits for redtail to exit and returns its plain (non-JSON) stderr lines, after checking the exit status. */
 async function fatalLines(proc: RedtailProcess): Promise<string[]> {
   const { code } = await proc.exited;
@@ -67,17 +60,7 @@ describe('TLS to the master (rediss://)', () => {
     const proc = redtail(['--master', m.tlsUrl(), '--tls-ca', m.tlsFiles!.ca]);
     await proc.waitFor(() => proc.events.some((e) => e.op === 'snapshot-end'), 'snapshot end');
     expect(proc.events.find((e) => e.op === 'snapshot' && e.key === 'before')).toMatchObject({ value: 'x' });
-    let n = 0;
-    for (; n < 300; n++) await c.set(`k:${n}`, String(n));
-    await c.call('CLIENT', 'KILL', 'TYPE', 'replica');
-    for (; n < 600; n++) await c.set(`k:${n}`, String(n));
-    await c.call('CLIENT', 'KILL', 'TYPE', 'replica');
-    for (; n < 900; n++) await c.set(`k:${n}`, String(n));
-    await proc.waitForOffset(await masterOffset(m));
-    const got = writes(proc.events, 'k:').map((e) => Number(text(e.key).slice(2)));
-    expect(got).toEqual(Array.from({ length: 900 }, (_, k) => k));
-    expect(m.log()).toMatch(/Partial resynchronization request from .* accepted/);
-    expect(proc.events.filter((e) => e.op === 'snapshot-begin')).toHaveLength(1);
+    await expectExactlyOnceAcrossReplicaKills(m, proc);
     const replica = (await m.info('replication')).slave0 ?? '';
     expect(replica).toMatch(/state=online/);
     expect((await proc.stop()).code).toBe(0);
