@@ -1,6 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
@@ -8,7 +5,7 @@ import { verifyMirror } from '../../../sinks/postgres/verify.js';
 import type { RedisServer } from '../../harness/RedisServer.js';
 import { redisBinaryInfo } from '../../harness/redisVersions.js';
 import { useTestScope } from '../../harness/TestScope.js';
-import { describeDiffs, dropSchema, mirrorCaughtUp, PG_URL, pgQuery, rng, uniqueSchema } from './helpers.js';
+import { describeDiffs, mirrorCaughtUp, mirrorRun, PG_URL, pgQuery, rng } from './helpers.js';
 
 /**
  * Hash field expiry end to end: the real `redtail run` binary replicating a Redis 8.0 master into the Postgres
@@ -198,21 +195,7 @@ async function mirrored(): Promise<{
     binary: info.path!,
     config: { 'enable-debug-command': 'local', hz: '50' },
   });
-  const schema = uniqueSchema('hfe');
-  scope.defer(() => dropSchema(schema));
-  const checkpoint = join(mkdtempSync(join(tmpdir(), 'redtail-hfe-')), 'cp.json');
-  const start = () =>
-    scope.redtail([
-      'run',
-      '--log-level',
-      'warn',
-      '--master',
-      master.url(),
-      '--sink',
-      `${PG_URL}?schema=${schema}`,
-      '--checkpoint',
-      checkpoint,
-    ]);
+  const { schema, start } = mirrorRun(scope, master, 'hfe');
   return { master, c: master.client(), schema, start };
 }
 

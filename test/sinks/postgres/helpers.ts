@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { parsePostgresSpec } from '../../../sinks/postgres/config.js';
 import { PostgresSink } from '../../../sinks/postgres/PostgresSink.js';
@@ -7,7 +10,9 @@ import { normalizeCommand } from '../../../src/commands/normalize.js';
 import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
 import { silentLogger } from '../../../src/observe/logger.js';
 import { RedisServer, type RedisServerOptions } from '../../harness/RedisServer.js';
+import type { RedtailProcess } from '../../harness/RedtailProcess.js';
 import { ReplicationTap } from '../../harness/ReplicationTap.js';
+import type { TestScope } from '../../harness/TestScope.js';
 
 export const PG_URL = process.env.REDTAIL_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -47,6 +52,30 @@ export async function mirrorCaughtUp(master: RedisServer, schema: string): Promi
     if (Date.now() > deadline) throw new Error(`the mirror did not reach offset ${target}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * `redtail run` mirroring `master` into a fresh schema named after `prefix` (dropped at teardown), with a checkpoint
+ * file of its own; `start` may be called again to restart it after a kill.
+ */
+export function mirrorRun(
+  scope: TestScope,
+  master: RedisServer,
+  prefix: string,
+): { schema: string; start: () => RedtailProcess } {
+  const schema = uniqueSchema(prefix);
+  scope.defer(() => dropSchema(schema));
+  const checkpoint = join(mkdtempSync(join(tmpdir(), `redtail-${prefix}-`)), 'cp.json');
+  const args = [
+    'run',
+    '--log-level',
+    'warn',
+    '--master',
+    master.url(),
+    '--sink',
+    `${PG_URL}?schema=${schema}`,
+  ];
+  return { schema, start: () => scope.redtail([...args, '--checkpoint', checkpoint]) };
 }
 
 export async function dropSchema(schema: string): Promise<void> {

@@ -1,10 +1,7 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { redisBinaryInfo } from '../../harness/redisVersions.js';
 import { useTestScope } from '../../harness/TestScope.js';
-import { dropSchema, mirrorCaughtUp, PG_URL, pgQuery, uniqueSchema } from './helpers.js';
+import { mirrorCaughtUp, mirrorRun, pgQuery } from './helpers.js';
 
 /**
  * Module values (here Redis 8.0's built-in vector sets) have no mirror encoding. The snapshot leaves them out with a
@@ -20,20 +17,8 @@ describe.skipIf(info.path === null)('module values and the Postgres mirror (Redi
     const c = master.client();
     await c.call('VADD', 'vs:snap', 'VALUES', '3', '0.1', '0.2', '0.3', 'a');
     await c.set('before', '1');
-    const schema = uniqueSchema('mod');
-    scope.defer(() => dropSchema(schema));
-    const checkpoint = join(mkdtempSync(join(tmpdir(), 'redtail-mod-')), 'cp.json');
-    const rt = scope.redtail([
-      'run',
-      '--log-level',
-      'warn',
-      '--master',
-      master.url(),
-      '--sink',
-      `${PG_URL}?schema=${schema}`,
-      '--checkpoint',
-      checkpoint,
-    ]);
+    const { schema, start } = mirrorRun(scope, master, 'mod');
+    const rt = start();
     await mirrorCaughtUp(master, schema);
     await c.call('VADD', 'vs:live', 'VALUES', '3', '1', '2', '3', 'b');
     await c.set('after', '2');
