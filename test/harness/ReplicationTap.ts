@@ -38,7 +38,7 @@ export class ReplicationTap {
   readonly raw: Buffer[][] = [];
 
   private constructor(private readonly socket: net.Socket) {
-    socket.on('data', (d) => this.onData(d));
+    socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', (err) => {
       this.error = err;
     });
