@@ -5,6 +5,7 @@ import kafkajs from 'kafkajs';
 import { pino } from 'pino';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
+import { backoffDelay } from '../../src/retry.js';
 import { registerCodec } from './codecs.js';
 import {
   type Compression,
@@ -144,8 +145,7 @@ export class KafkaSink implements Sink {
   }
 
   private backoff(attempt: number): number {
-    const base = Math.min(this.config.retryMaxMs, this.config.retryInitialMs * 2 ** Math.min(attempt, 16));
-    return base / 2 + Math.random() * (base / 2);
+    return backoffDelay(attempt, this.config.retryInitialMs, this.config.retryMaxMs);
   }
 
   private topicKind = (topic: string): TopicKind =>

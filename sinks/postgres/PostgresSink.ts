@@ -4,6 +4,7 @@ import type { ChangeEvent, ReplicationPosition } from '../../src/events/ChangeEv
 import type { MasterTls } from '../../src/link/tls.js';
 import { createLogger, type Logger } from '../../src/observe/logger.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
+import { backoffDelay } from '../../src/retry.js';
 import type { PostgresSinkConfig } from './config.js';
 import { describePgError, isTransient, PostgresSinkError } from './errors.js';
 import { type CurrentMaster, type Fetcher, fixedMaster, MasterFetcher } from './MasterFetcher.js';
@@ -252,7 +253,6 @@ export class PostgresSink implements Sink {
    */
   private async withRetry<T>(what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const started = Date.now();
-    let delay = 100;
     for (let attempt = 0; ; attempt++) {
       let client: pg.PoolClient | undefined;
       try {
@@ -272,8 +272,7 @@ export class PostgresSink implements Sink {
             { err: (err as Error).message, attempt },
             `postgres unavailable during ${what}; retrying`,
           );
-        await sleep(delay * (0.5 + Math.random() / 2));
-        delay = Math.min(delay * 2, this.config.retryMaxDelayMs);
+        await sleep(backoffDelay(attempt, 100, this.config.retryMaxDelayMs));
       }
     }
   }

@@ -186,7 +186,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     });
     link = new ReplicaLink({
       locator,
-      handler: replicator,
+      target: replicator,
       logger,
       listeningPort: config.link.listeningPort,
       announceIp: config.link.announceIp,

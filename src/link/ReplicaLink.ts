@@ -1,11 +1,14 @@
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
+import { isFatal, RedtailError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import { RespReader } from '../resp/RespReader.js';
-import { AuthError, FatalLinkError, HandshakeError, isFatal, ReplicationTimeoutError } from './errors.js';
+import { backoffDelay } from '../retry.js';
+import { FatalLinkError, ReplicationTimeoutError } from './errors.js';
 import { describeMaster, type MasterAddress } from './MasterAddress.js';
 import type { MasterLocator } from './MasterLocator.js';
+import { describeOutputBufferLimit } from './outputBuffer.js';
+import { type Phase, ReplicationProtocol, type StreamTarget } from './ReplicationProtocol.js';
 import {
   answersPlaintext,
   explainTlsError,
@@ -15,26 +18,13 @@ import {
   tlsPortMessage,
 } from './tls.js';
 
-/** What the link needs from the rest of redtail; all calls are synchronous and may throw to end the link. */
-export interface ReplicationHandler {
-  /** The last fully processed position to PSYNC from, or null for a full resync. */
-  resumePosition(): { replid: string; offset: number } | null;
-  /** `+FULLRESYNC`: a snapshot as of `offset` follows. */
-  fullResync(replid: string, offset: number): void;
-  /** `+CONTINUE`: the stream continues after `offset`; `replid` differs from the requested one after a failover. */
-  partialResync(replid: string, offset: number): void;
-  snapshotData(chunk: Buffer): void;
-  snapshotEnd(): void;
-  /** Every command of the stream, PING and REPLCONF included, with the offset just past it. */
-  command(args: Buffer[], endOffset: number): void;
-  /** The offset to report in `REPLCONF ACK` (durable or received, as configured). */
-  ackOffset(): number;
-}
+export type { StreamTarget } from './ReplicationProtocol.js';
 
 export interface ReplicaLinkOptions {
   /** Finds the master before each connection (a fixed address, candidates, or Sentinel). */
   locator: MasterLocator;
-  handler: ReplicationHandler;
+  /** Where the stream goes: the replicator, or the spool in front of it. */
+  target: StreamTarget;
   logger: Logger;
   /** Reported with `REPLCONF listening-port`; redtail accepts no connections, so 0 unless told otherwise. */
   listeningPort?: number;
@@ -59,44 +49,28 @@ export interface ReplicaLinkOptions {
   minFullSyncIntervalMs?: number;
 }
 
-type Mode = 'handshake' | 'snapshot-header' | 'snapshot-length' | 'snapshot-eof' | 'stream';
-
-const EOF_MARK_LEN = 40;
-const LF = 10;
+/** How long after reading resumed a master's close still counts as caused by holding back (the kernel's buffer drains first). */
+const HELD_BACK_WINDOW_MS = 30_000;
 
 /**
- * A replication link to one master, speaking the replica side of the protocol exactly as Redis's own replica does
- * (replication.c, syncWithMaster): the handshake one command at a time, PSYNC with the last position, the snapshot
- * in either transfer form, then the command stream with periodic `REPLCONF ACK`s. It reconnects with capped
- * exponential backoff until stopped or until an error that retrying cannot fix.
+ * The socket driver of a replication link: locates and dials the master (TCP or TLS), runs one
+ * `ReplicationProtocol` per connection, owns the timers (read timeout, ACK interval), pauses reading for
+ * backpressure, and reconnects with capped exponential backoff until stopped or until an error that retrying cannot
+ * fix. Everything about the bytes themselves is in the protocol core.
  */
 export class ReplicaLink {
   private master: string;
   private address: MasterAddress | null = null;
   private handshakeMaster: MasterAddress | null = null;
   private socket: net.Socket | null = null;
+  private protocol: ReplicationProtocol | null = null;
   private stopping = false;
   private paused = false;
   /** Set by requestHandshake: the next session starts although the link is paused. */
   private handshakeRequested = false;
-  private mode: Mode = 'handshake';
-  private lineParts: Buffer[] = [];
-  private pendingReply: { resolve: (line: string) => void; reject: (e: Error) => void } | null = null;
-  private replyQueue: string[] = [];
-  private expectingPsyncReply = false;
-  private snapshotRemaining = 0;
-  private eofMark: Buffer | null = null;
-  private eofTail: Buffer = Buffer.alloc(0);
-  private reader: RespReader | null = null;
   private lastDataAt = 0;
   /** Bytes received in the current session: none before a failure suggests a TLS port dialled in plaintext. */
   private sessionBytes = 0;
-  /**
-   * Offset of the last `REPLCONF GETACK` whose answer is not yet complete: with durable ACKs the first answer may
-   * lag behind it, so every durable advance is acknowledged at once until the ACKed offset covers it (WAIT returns
-   * as soon as the sinks have the data, not at the next 1 s tick).
-   */
-  private ackWantedThrough = -1;
   private sessionError: Error | null = null;
   private wake: (() => void) | null = null;
   private lastFullSyncAt = 0;
@@ -121,8 +95,6 @@ export class ReplicaLink {
   /** Runs until `stop()` (resolves) or a fatal error (rejects). */
   async run(): Promise<void> {
     let attempt = 0;
-    const initial = this.opts.backoffInitialMs ?? 100;
-    const max = this.opts.backoffMaxMs ?? 5_000;
     while (!this.stopping) {
       let streamed = false;
       try {
@@ -140,10 +112,10 @@ export class ReplicaLink {
       // Reconnecting while the sinks are still behind would only refill the master's buffer for us: first let
       // the pipeline drain (it resumes the link below its low-water mark).
       await this.waitUntilResumed();
-      // Full jitter keeps many redtail instances from reconnecting to a restarted master in lockstep.
-      const delay = Math.min(max, initial * 2 ** attempt);
-      attempt = Math.min(attempt + 1, 20);
-      await this.interruptibleSleep(delay * (0.5 + Math.random() / 2));
+      await this.interruptibleSleep(
+        backoffDelay(attempt, this.opts.backoffInitialMs ?? 100, this.opts.backoffMaxMs ?? 5_000),
+      );
+      attempt++;
     }
   }
 
@@ -170,6 +142,16 @@ export class ReplicaLink {
     return this.handshakeMaster;
   }
 
+  /** Whether the current connection is streaming (past the handshake and the snapshot). */
+  get phase(): Phase | 'offline' {
+    return this.socket && !this.socket.destroyed && this.protocol ? this.protocol.phase : 'offline';
+  }
+
+  /** Offset just past the last complete command received from the master in this session (0 before the stream). */
+  get receivedOffset(): number {
+    return this.protocol?.offset ?? 0;
+  }
+
   /** Stops reading from the master (backpressure): the kernel buffers and then the master's output buffer fill. */
   pause(): void {
     if (this.paused) return;
@@ -184,6 +166,10 @@ export class ReplicaLink {
     this.resumedAt = this.lastDataAt;
     this.socket?.resume();
     this.resumeWaiter?.();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
   }
 
   /** Ends the current connection (not the link): the next attempt locates the master again. */
@@ -211,6 +197,11 @@ export class ReplicaLink {
     this.resumeWaiter?.();
   }
 
+  /** Called when the acknowledged offset advanced: answers a pending `REPLCONF GETACK` at once (WAIT latency). */
+  ackAdvanced(): void {
+    if (this.socket && !this.socket.destroyed) this.protocol?.ackAdvanced();
+  }
+
   private waitUntilResumed(): Promise<void> {
     if (!this.paused || this.stopping || this.handshakeRequested) return Promise.resolve();
     return new Promise((resolve) => {
@@ -221,89 +212,55 @@ export class ReplicaLink {
     });
   }
 
-  get isPaused(): boolean {
-    return this.paused;
-  }
-
-  /** Called when the acknowledged offset advanced: answers a pending `REPLCONF GETACK` at once (WAIT latency). */
-  ackAdvanced(): void {
-    if (this.ackWantedThrough >= 0) this.sendAck();
-  }
-
   private interruptibleSleep(ms: number): Promise<void> {
     const ac = new AbortController();
     this.wake = () => ac.abort();
-    return sleep(ms, undefined, { signal: ac.signal }).then(
-      () => {
-        this.wake = null;
-      },
-      () => {
-        this.wake = null;
-      },
-    );
+    const done = () => {
+      this.wake = null;
+    };
+    return sleep(ms, undefined, { signal: ac.signal }).then(done, done);
   }
 
   /** One connection: handshake, snapshot, stream. Resolves true if it reached the stream before ending. */
   private async session(): Promise<boolean> {
-    const { handler, logger } = this.opts;
-    this.resetSessionState();
+    const { target } = this.opts;
+    this.sessionError = null;
+    this.sessionBytes = 0;
     this.handshakeRequested = false;
-    if (!handler.resumePosition()) await this.respectFullSyncInterval();
-    const master = await this.opts.locator.locate(handler.resumePosition());
+    if (!target.resumePosition()) await this.respectFullSyncInterval();
+    const master = await this.opts.locator.locate(target.resumePosition());
     this.address = master;
     this.master = describeMaster(master);
-    const socket = await this.connect();
+    const socket = await this.connect(master);
     this.stats.connects++;
-    let reachedStream = false;
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    let handshakeDone: () => void = () => {};
+    const handshake = new Promise<void>((resolve) => {
+      handshakeDone = resolve;
+    });
+    const protocol = this.newProtocol(master, socket, () => handshakeDone());
+    this.protocol = protocol;
     // Like Redis's replica (replicationCron cancels a handshake silent for repl-timeout), a master that stops
     // answering mid-handshake is given up on: otherwise a hung server would hold the link forever. A master
     // preparing a snapshot is not silent: it sends a newline every second until the transfer starts.
-    const timers: NodeJS.Timeout[] = [setInterval(() => this.checkTimeout(), 1_000)];
+    const timers: NodeJS.Timeout[] = [setInterval(() => this.checkTimeout(protocol), 1_000)];
     try {
-      const pong = await this.request(['PING']);
-      // A master with a password answers PING with NOAUTH before AUTH; Redis's replica accepts that too.
-      if (pong.startsWith('-') && !/^-(NOAUTH|NOPERM|ERR operation not permitted)/.test(pong))
-        throw new HandshakeError(this.master, 'PING', pong);
-      if (master.password !== undefined) {
-        const args = master.username ? ['AUTH', master.username, master.password] : ['AUTH', master.password];
-        const r = await this.request(args);
-        if (r.startsWith('-')) throw this.authError(r);
-      }
-      await this.optionalReplconf(['REPLCONF', 'listening-port', String(this.opts.listeningPort ?? 0)]);
-      if (this.opts.announceIp) await this.optionalReplconf(['REPLCONF', 'ip-address', this.opts.announceIp]);
-      await this.optionalReplconf(['REPLCONF', 'capa', 'eof', 'capa', 'psync2']);
-      await this.optionalReplconf(['REPLCONF', 'version', this.opts.replicaVersion ?? '9.0.0']);
-
-      const pos = handler.resumePosition();
-      const psync = pos ? ['PSYNC', pos.replid, String(pos.offset + 1)] : ['PSYNC', '?', '-1'];
-      // A master with diskless sync answers only when its snapshot starts (after repl-diskless-sync-delay, 5 s by
-      // default), so say what is awaited instead of falling silent.
-      logger.info(
-        { master: this.master, requested: psync.slice(1).join(' ') },
-        'PSYNC sent; waiting for the master',
-      );
-      this.expectingPsyncReply = true;
-      const reply = await this.request(psync);
-      if (reply.startsWith('-')) {
-        if (/^-(NOAUTH|NOPERM|WRONGPASS)/.test(reply)) throw this.authError(reply);
-        throw new HandshakeError(this.master, 'PSYNC', reply);
-      }
+      socket.on('data', (chunk: Buffer) => this.onData(protocol, chunk));
+      protocol.start();
+      await Promise.race([handshake, closed]);
+      if (protocol.phase === 'handshake') throw this.sessionError ?? this.closedInHandshake();
       this.handshakeMaster = master;
-      logger.info(
-        { master: this.master, reply, requested: psync.slice(1).join(' ') },
-        'replication handshake done',
-      );
       // The sinks may hold back (a handshake asked for by requestHandshake, or a pause since the reconnect began):
       // leave the stream unread until they resume the link, as pause() does for an established one.
       if (this.paused) socket.pause();
-
-      timers.push(setInterval(() => this.sendAck(), this.opts.ackIntervalMs ?? 1_000));
-      reachedStream = true;
+      timers.push(setInterval(() => protocol.sendAck(), this.opts.ackIntervalMs ?? 1_000));
       await closed;
-      if (this.sessionError) throw this.sessionError;
-      this.noteRemoteClose();
-      return reachedStream;
+      // The master's close of a replica it drops arrives as a plain close or, when it discarded unread data, as a
+      // reset (ECONNRESET): both are the master's doing, unlike our own timeouts, reconnects and decoding errors.
+      const e = this.sessionError as (Error & { code?: string }) | null;
+      if (!this.stopping && (!e || /ECONNRESET|EPIPE/.test(e.message))) await this.noteRemoteClose(protocol.phase);
+      if (e) throw e;
+      return true;
     } catch (err) {
       socket.destroy();
       await closed;
@@ -321,44 +278,93 @@ export class ReplicaLink {
       throw e;
     } finally {
       for (const t of timers) clearInterval(t);
+      this.stats.snapshotBytes += protocol.counts.snapshotBytes;
+      this.stats.streamBytes += protocol.counts.streamBytes;
       this.socket = null;
-      if (this.pendingReply) this.pendingReply.reject(new Error('connection closed'));
-      this.pendingReply = null;
     }
   }
 
-  private resetSessionState(): void {
-    this.mode = 'handshake';
-    this.lineParts = [];
-    this.replyQueue = [];
-    this.pendingReply = null;
-    this.expectingPsyncReply = false;
-    this.snapshotRemaining = 0;
-    this.eofMark = null;
-    this.eofTail = Buffer.alloc(0);
-    this.reader = null;
-    this.ackWantedThrough = -1;
-    this.sessionError = null;
-    this.sessionBytes = 0;
+  private newProtocol(
+    master: MasterAddress,
+    socket: net.Socket,
+    onHandshake: () => void,
+  ): ReplicationProtocol {
+    const { logger } = this.opts;
+    return new ReplicationProtocol(
+      {
+        master: this.master,
+        username: master.username,
+        password: master.password,
+        listeningPort: this.opts.listeningPort ?? 0,
+        announceIp: this.opts.announceIp,
+        replicaVersion: this.opts.replicaVersion ?? '9.0.0',
+      },
+      this.opts.target,
+      {
+        send: (bytes) => {
+          if (!socket.destroyed) socket.write(bytes);
+        },
+        // A master with diskless sync answers only when its snapshot starts (after repl-diskless-sync-delay, 5 s by
+        // default), so say what is awaited instead of falling silent.
+        psyncSent: (requested) =>
+          logger.info({ master: this.master, requested }, 'PSYNC sent; waiting for the master'),
+        handshakeDone: (reply, requested) => {
+          if (reply.startsWith('+FULLRESYNC')) {
+            this.stats.fullResyncs++;
+            this.lastFullSyncAt = Date.now();
+          } else {
+            this.stats.partialResyncs++;
+          }
+          logger.info({ master: this.master, reply, requested }, 'replication handshake done');
+          onHandshake();
+        },
+        optionIgnored: (option, reply) =>
+          logger.debug({ master: this.master, option, reply }, 'master ignored REPLCONF option'),
+      },
+    );
   }
 
-  /** Called when the master closed a streaming link without a reason we caused. */
-  private noteRemoteClose(): void {
-    if (this.mode === 'snapshot-header' || this.mode === 'snapshot-length' || this.mode === 'snapshot-eof') {
+  private closedInHandshake(): Error {
+    return new Error(`master ${this.master} closed the connection during the handshake`);
+  }
+
+  private onData(protocol: ReplicationProtocol, chunk: Buffer): void {
+    this.lastDataAt = Date.now();
+    this.sessionBytes += chunk.length;
+    try {
+      protocol.feed(chunk);
+    } catch (err) {
+      // Our own errors say whether a retry can help (a HandshakeError for a master still loading can). Anything
+      // else that breaks while decoding what the master sent (protocol, snapshot format, event handling) would
+      // break again on every retry, and each retry may cost the master a full sync: stop instead of looping.
+      this.fail(err instanceof RedtailError ? err : new FatalStreamError(err));
+    }
+  }
+
+  private fail(err: Error): void {
+    this.sessionError ??= err;
+    this.socket?.destroy();
+  }
+
+  /** Called when the master closed the connection after the handshake, without a reason we caused. */
+  private async noteRemoteClose(phase: Phase): Promise<void> {
+    // A paused socket sees the master's close only after reading resumes and the kernel buffer is drained.
+    const heldBack = this.paused || Date.now() - this.resumedAt < HELD_BACK_WINDOW_MS;
+    if (heldBack) {
+      this.stats.droppedWhileHoldingBack++;
+      const limits = this.address ? await describeOutputBufferLimit(this.address) : null;
+      this.opts.logger.error(
+        { master: this.master, phase, times: this.stats.droppedWhileHoldingBack, ...limits },
+        `the master closed the link while redtail was not reading (${phase === 'snapshot' ? 'during the snapshot transfer' : 'the sinks were behind'}): the replica output buffer passed the master's client-output-buffer-limit for replicas${limits?.limit ? ` ('${limits.limit}')` : ''}. Enable the spool (spool.dir) so redtail reads at wire speed, or raise that limit on the master (and repl-backlog-size, so a partial resync stays possible); redtail reconnects once the sinks have caught up`,
+      );
+      return;
+    }
+    if (phase === 'snapshot') {
       // Redis frees the replicas waiting on a BGSAVE that failed or was killed ("SYNC failed. BGSAVE child returned
       // an error"); a FLUSHALL or FLUSHDB during the save kills it, so this happens on healthy masters too.
       this.opts.logger.warn(
         { master: this.master },
         "the master closed the link before the snapshot was complete: its snapshot save failed or was aborted (a FLUSHALL during the save aborts it; the master's log says why). Retrying with a new full sync",
-      );
-      return;
-    }
-    // A paused socket sees the master's close only after reading resumes and the kernel buffer is drained.
-    if (this.paused || Date.now() - this.resumedAt < 30_000) {
-      this.stats.droppedWhileHoldingBack++;
-      this.opts.logger.error(
-        { master: this.master, times: this.stats.droppedWhileHoldingBack },
-        'the master closed the link while redtail was holding back for slow sinks: its client-output-buffer-limit for replicas was probably exceeded. Raise it (and repl-backlog-size, so a partial resync stays possible) or make the sinks faster; redtail reconnects once the sinks have caught up',
       );
     }
   }
@@ -376,8 +382,8 @@ export class ReplicaLink {
   }
 
   /** TCP, or TLS for rediss://; TLS failures that retrying cannot fix reject with a FatalLinkError that says why. */
-  private connect(): Promise<net.Socket> {
-    const { host, port, tls: t } = this.address!;
+  private connect(address: MasterAddress): Promise<net.Socket> {
+    const { host, port, tls: t } = address;
     const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
       const socket: net.Socket = t
@@ -424,15 +430,6 @@ export class ReplicaLink {
             (t && explainTlsError(err, 'master', this.master, t)) ||
             new Error(`connection to master ${this.master} failed: ${err.message}`);
         });
-        socket.on('data', (chunk: Buffer) => this.onData(chunk));
-        socket.once('close', () => {
-          const p = this.pendingReply;
-          this.pendingReply = null;
-          p?.reject(
-            this.sessionError ??
-              new Error(`master ${this.master} closed the connection during the handshake`),
-          );
-        });
         this.socket = socket;
         this.lastDataAt = Date.now();
         // Not paused here even if the sinks hold back: the handshake must read its replies. session() pauses the
@@ -442,252 +439,20 @@ export class ReplicaLink {
     });
   }
 
-  private authError(reply: string): AuthError {
-    const hint = /without any password|no password is set/i.test(reply)
-      ? 'the master has no password: remove it from the master URL'
-      : /NOPERM/.test(reply)
-        ? 'the user needs permission for PSYNC, REPLCONF and PING (e.g. +psync +replconf +ping)'
-        : /NOAUTH/.test(reply)
-          ? 'the master requires a password: give it in the master URL, redis://[user:]password@host:port'
-          : 'check the user name and password in the master URL';
-    return new AuthError(this.master, reply.replace(/^-/, ''), hint);
-  }
-
-  /** REPLCONF options are advisory: Redis's replica carries on when the master does not know one. */
-  private async optionalReplconf(args: string[]): Promise<void> {
-    const r = await this.request(args);
-    if (/^-(NOAUTH|NOPERM|WRONGPASS)/.test(r)) throw this.authError(r);
-    if (r.startsWith('-'))
-      this.opts.logger.debug(
-        { master: this.master, option: args[1], reply: r },
-        'master ignored REPLCONF option',
-      );
-  }
-
-  /** Sends one command and waits for its one-line reply; the handshake never pipelines (the master refuses PSYNC then). */
-  private request(args: string[]): Promise<string> {
-    const socket = this.socket!;
-    return new Promise((resolve, reject) => {
-      this.pendingReply = { resolve, reject };
-      socket.write(encodeCommand(args));
-      if (this.replyQueue.length > 0) this.deliverReply(this.replyQueue.shift()!);
-    });
-  }
-
-  private deliverReply(line: string): void {
-    const p = this.pendingReply;
-    if (!p) {
-      this.replyQueue.push(line);
-      return;
-    }
-    this.pendingReply = null;
-    p.resolve(line);
-  }
-
-  private fail(err: Error): void {
-    this.sessionError ??= err;
-    this.socket?.destroy();
-  }
-
-  private onData(chunk: Buffer): void {
-    this.lastDataAt = Date.now();
-    this.sessionBytes += chunk.length;
-    try {
-      this.consume(chunk);
-    } catch (err) {
-      // Whatever breaks while decoding what the master sent (protocol, snapshot format, event handling) would break
-      // again on every retry and each retry may cost the master a full sync: stop instead of looping.
-      const e = err as Error & { fatal?: boolean };
-      if (e && typeof e === 'object') e.fatal = true;
-      this.fail(e);
-    }
-  }
-
-  private consume(chunk: Buffer): void {
-    let pos = 0;
-    const len = chunk.length;
-    while (pos < len) {
-      switch (this.mode) {
-        case 'handshake':
-        case 'snapshot-header': {
-          const nl = chunk.indexOf(LF, pos);
-          if (nl === -1) {
-            this.lineParts.push(chunk.subarray(pos));
-            if (this.lineParts.reduce((n, b) => n + b.length, 0) > 4096)
-              throw new FatalLinkError(
-                `master ${this.master} sent an overlong reply line during the handshake`,
-              );
-            return;
-          }
-          this.lineParts.push(chunk.subarray(pos, nl));
-          const raw = this.lineParts.length === 1 ? this.lineParts[0]! : Buffer.concat(this.lineParts);
-          this.lineParts = [];
-          pos = nl + 1;
-          const line = raw.toString('latin1').replace(/\r$/, '');
-          // Empty lines are the keep-alives a master sends while it prepares the snapshot.
-          if (line === '') break;
-          if (this.mode === 'handshake') this.handshakeLine(line);
-          else this.snapshotHeader(line);
-          break;
-        }
-        case 'snapshot-length': {
-          const n = Math.min(this.snapshotRemaining, len - pos);
-          this.snapshotRemaining -= n;
-          this.stats.snapshotBytes += n;
-          this.opts.handler.snapshotData(chunk.subarray(pos, pos + n));
-          pos += n;
-          if (this.snapshotRemaining === 0) this.snapshotDone();
-          break;
-        }
-        case 'snapshot-eof':
-          pos += this.consumeEofSnapshot(chunk.subarray(pos));
-          break;
-        case 'stream':
-          this.stats.streamBytes += len - pos;
-          this.reader!.feed(pos === 0 ? chunk : chunk.subarray(pos));
-          return;
-      }
-    }
-  }
-
-  private handshakeLine(line: string): void {
-    if (this.expectingPsyncReply) {
-      this.expectingPsyncReply = false;
-      const parts = line.split(' ');
-      // Switch modes before the promise settles: snapshot or stream bytes may follow in this very chunk.
-      if (parts[0] === '+FULLRESYNC' && parts.length >= 3) {
-        const replid = parts[1]!;
-        const offset = Number(parts[2]);
-        this.stats.fullResyncs++;
-        this.lastFullSyncAt = Date.now();
-        this.opts.handler.fullResync(replid, offset);
-        this.reader = this.newReader(offset);
-        this.mode = 'snapshot-header';
-      } else if (parts[0] === '+CONTINUE') {
-        const pos = this.opts.handler.resumePosition()!;
-        const replid = parts[1] ?? pos.replid;
-        this.stats.partialResyncs++;
-        this.opts.handler.partialResync(replid, pos.offset);
-        this.reader = this.newReader(pos.offset);
-        this.mode = 'stream';
-      } else if (!line.startsWith('-')) {
-        throw new FatalLinkError(
-          `master ${this.master} answered PSYNC with '${line}', which is not a reply redtail knows`,
-        );
-      }
-    }
-    this.deliverReply(line);
-  }
-
-  private newReader(offset: number): RespReader {
-    return new RespReader((args, end) => this.streamCommand(args, end), offset);
-  }
-
-  private streamCommand(args: Buffer[], end: number): void {
-    this.opts.handler.command(args, end);
-    const name = args[0]!;
-    // REPLCONF GETACK * asks for an ACK now (WAIT, failover); answer after the command counted into the offset.
-    if (name.length === 8 && name.toString('latin1').toUpperCase() === 'REPLCONF' && args.length >= 2) {
-      if (args[1]!.toString('latin1').toUpperCase() === 'GETACK') {
-        this.ackWantedThrough = end;
-        this.sendAck();
-      }
-    }
-  }
-
-  private snapshotHeader(line: string): void {
-    if (!line.startsWith('$'))
-      throw new FatalLinkError(
-        `master ${this.master} sent '${line.slice(0, 60)}' where the snapshot should start`,
-      );
-    if (line.startsWith('$EOF:')) {
-      const mark = line.slice(5);
-      if (mark.length !== EOF_MARK_LEN)
-        throw new FatalLinkError(`master ${this.master} sent a malformed $EOF: mark`);
-      this.eofMark = Buffer.from(mark, 'latin1');
-      this.mode = 'snapshot-eof';
-      return;
-    }
-    const n = Number(line.slice(1));
-    if (!Number.isSafeInteger(n) || n < 0)
-      throw new FatalLinkError(`master ${this.master} announced an invalid snapshot length '${line}'`);
-    this.snapshotRemaining = n;
-    this.mode = 'snapshot-length';
-    if (n === 0) this.snapshotDone();
-  }
-
-  /**
-   * Diskless transfers end with the 40-byte mark announced in `$EOF:<mark>`. The last 40 bytes are held back until
-   * more data proves they are not the mark, so the RDB parser never sees the mark. Returns the bytes consumed.
-   */
-  private consumeEofSnapshot(data: Buffer): number {
-    const mark = this.eofMark!;
-    const tail = this.eofTail;
-    if (tail.length > 0) {
-      const probe = Buffer.concat([tail, data.subarray(0, EOF_MARK_LEN)]);
-      const at = probe.indexOf(mark);
-      if (at !== -1) {
-        this.emitSnapshot(probe.subarray(0, at));
-        this.eofTail = Buffer.alloc(0);
-        this.snapshotDone();
-        return at + EOF_MARK_LEN - tail.length;
-      }
-    }
-    const at = data.indexOf(mark);
-    if (at !== -1) {
-      this.emitSnapshot(tail);
-      this.emitSnapshot(data.subarray(0, at));
-      this.eofTail = Buffer.alloc(0);
-      this.snapshotDone();
-      return at + EOF_MARK_LEN;
-    }
-    if (data.length >= EOF_MARK_LEN) {
-      this.emitSnapshot(tail);
-      this.emitSnapshot(data.subarray(0, data.length - EOF_MARK_LEN));
-      this.eofTail = Buffer.from(data.subarray(data.length - EOF_MARK_LEN));
-    } else {
-      const joined = Buffer.concat([tail, data]);
-      const keep = Math.min(EOF_MARK_LEN, joined.length);
-      this.emitSnapshot(joined.subarray(0, joined.length - keep));
-      this.eofTail = joined.subarray(joined.length - keep);
-    }
-    return data.length;
-  }
-
-  private emitSnapshot(bytes: Buffer): void {
-    if (bytes.length === 0) return;
-    this.stats.snapshotBytes += bytes.length;
-    this.opts.handler.snapshotData(bytes);
-  }
-
-  private snapshotDone(): void {
-    this.opts.handler.snapshotEnd();
-    this.mode = 'stream';
-    // A master that sent a diskless snapshot holds the command stream back until the replica's first ACK
-    // (Redis: repl_start_cmd_stream_on_ack); sending one after any snapshot is harmless.
-    this.sendAck();
-  }
-
-  private sendAck(): void {
-    const s = this.socket;
-    if (!s || s.destroyed || this.mode !== 'stream') return;
-    const offset = this.opts.handler.ackOffset();
-    if (offset >= this.ackWantedThrough) this.ackWantedThrough = -1;
-    s.write(encodeCommand(['REPLCONF', 'ACK', String(offset)]));
-  }
-
-  private checkTimeout(): void {
+  private checkTimeout(protocol: ReplicationProtocol): void {
     const limit = this.opts.readTimeoutMs ?? 60_000;
     // While the sinks hold the stream back the master is silent because redtail does not read; a handshake is read
     // even then (requestHandshake), so silence there still counts.
-    if (this.paused && this.mode !== 'handshake') return;
+    if (this.paused && protocol.phase !== 'handshake') return;
     const idle = Date.now() - this.lastDataAt;
     if (idle > limit) this.fail(new ReplicationTimeoutError(this.master, idle));
   }
 }
 
-export function encodeCommand(args: string[]): Buffer {
-  let out = `*${args.length}\r\n`;
-  for (const a of args) out += `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
-  return Buffer.from(out);
+/** Something broke while handling what the master sent; retrying would break the same way. */
+export class FatalStreamError extends RedtailError {
+  override readonly name = 'FatalStreamError';
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { fatal: true, cause });
+  }
 }

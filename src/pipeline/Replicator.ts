@@ -1,8 +1,9 @@
 import type { EventFilter } from '../commands/EventFilter.js';
 import type { CommandContext } from '../commands/types.js';
 import type { ChangeEvent, ReplicationPosition } from '../events/ChangeEvent.js';
-import type { ReplicationHandler } from '../link/ReplicaLink.js';
+import type { StreamTarget } from '../link/ReplicationProtocol.js';
 import type { Logger } from '../observe/logger.js';
+import { RespReader } from '../resp/RespReader.js';
 import type { Pipeline } from './Pipeline.js';
 import type { SnapshotDecoder, SnapshotDecoderFactory } from './SnapshotDecoder.js';
 
@@ -36,7 +37,7 @@ function nameIs(buf: Buffer, lower: string): boolean {
  * The resume position only moves at command boundaries outside a transaction: if the link drops inside MULTI,
  * the buffered part is discarded and PSYNC asks for the whole transaction again.
  */
-export class Replicator implements ReplicationHandler {
+export class Replicator implements StreamTarget {
   private replid: string | null;
   private offset: number;
   private db: number;
@@ -47,6 +48,8 @@ export class Replicator implements ReplicationHandler {
   /** Stream bytes behind the events not yet handed to the pipeline (for its memory bound). */
   private pendingBytes = 0;
   private snapshot: SnapshotDecoder | null = null;
+  /** Frames the stream into commands; a new one starts at every full or partial resync. */
+  private reader: RespReader | null = null;
   readonly stats = { commands: 0, transactions: 0 };
 
   constructor(private readonly opts: ReplicatorOptions) {
@@ -80,6 +83,7 @@ export class Replicator implements ReplicationHandler {
     this.pendingBytes = 0;
     this.boundary = null;
     this.opts.pipeline.forgetSkips();
+    this.reader = this.newReader(offset);
     const events: ChangeEvent[] = [];
     if (previous) {
       // The master could not continue from our position (backlog overrun, another dataset, a new master without
@@ -111,6 +115,18 @@ export class Replicator implements ReplicationHandler {
   }
 
   partialResync(replid: string, offset: number): void {
+    if (this.reader?.atBoundary && offset === this.offset) {
+      // The stream goes on byte for byte where it stopped (the spool's next segment after a reconnect, or a
+      // PSYNC from this very position): an open MULTI stays open, since the master continues it.
+      if (replid !== this.replid)
+        this.opts.logger.info(
+          { from: this.replid, to: replid, offset },
+          'master history switched (failover)',
+        );
+      this.replid = replid;
+      if (!this.txn) this.boundary = { replid, offset, db: this.db };
+      return;
+    }
     const pos = this.boundary!;
     if (replid !== pos.replid)
       this.opts.logger.info({ from: pos.replid, to: replid, offset }, 'master history switched (failover)');
@@ -120,6 +136,16 @@ export class Replicator implements ReplicationHandler {
     this.txn = null;
     this.pendingBytes = 0;
     this.boundary = { replid, offset, db: pos.db };
+    this.reader = this.newReader(offset);
+  }
+
+  /** Whole commands of the stream, as the link or the spool hands them over. */
+  commands(bytes: Buffer, _endOffset: number): void {
+    this.reader!.feed(bytes);
+  }
+
+  private newReader(offset: number): RespReader {
+    return new RespReader((args, end) => this.command(args, end), offset);
   }
 
   snapshotData(chunk: Buffer): void {
@@ -134,7 +160,7 @@ export class Replicator implements ReplicationHandler {
     this.opts.logger.info({ keys: summary.keys, bytes: summary.bytes }, 'snapshot loaded');
   }
 
-  command(args: Buffer[], endOffset: number): void {
+  private command(args: Buffer[], endOffset: number): void {
     this.pendingBytes += endOffset - this.offset;
     this.offset = endOffset;
     this.stats.commands++;
@@ -179,6 +205,11 @@ export class Replicator implements ReplicationHandler {
   ackOffset(): number {
     if (this.opts.ack === 'received') return this.boundary?.offset ?? this.offset;
     return this.opts.pipeline.durableOffset;
+  }
+
+  /** Offset just past the last command handed to the replicator (inside a transaction too). */
+  get streamOffset(): number {
+    return this.offset;
   }
 
   /** Database that was selected when the open transaction began (unused outside one). */
