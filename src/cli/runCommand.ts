@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { EventFilter, parseEventFilterConfig } from '../commands/EventFilter.js';
 import { normalizeCommand } from '../commands/normalize.js';
-import { ConfigError, loadConfig, type RedtailConfig } from '../config/Config.js';
+import { ConfigError, loadConfig, type RedtailConfig, spoolDir } from '../config/Config.js';
 import { isFatal } from '../link/errors.js';
 import { type MasterAddress, parseMasterUrl } from '../link/MasterAddress.js';
 import {
@@ -17,6 +17,7 @@ import { StatsReporter } from '../observe/StatsReporter.js';
 import { Pipeline } from '../pipeline/Pipeline.js';
 import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
 import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
+import { SpooledStream } from '../spool/SpooledStream.js';
 import { createSinks } from './sinks.js';
 
 export const runUsage = `Usage: redtail run [options]
@@ -41,8 +42,11 @@ Options:
   --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port] | postgres://user@host:port/db;
                       repeatable (env REDTAIL_SINKS)
   --checkpoint PATH   checkpoint file of the stdout/file sinks (env REDTAIL_CHECKPOINT; default ./redtail.checkpoint.json)
+  --spool DIR|off     local spool of the master's stream, so slow sinks become lag on disk instead of a full-sync
+                      loop (env REDTAIL_SPOOL; default: the checkpoint's path with .spool; off: no spool)
   --config FILE       JSON config file (env REDTAIL_CONFIG); flags override it
-  --ack MODE          durable (default): ACK to the master what the sinks committed; received: what redtail read
+  --ack MODE          durable (default): ACK to the master what the sinks committed; received: what redtail read;
+                      spooled: what is fsynced in the spool
   --snapshot MODE     decode (default): one event per key of the snapshot; skip: changes only
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent (env REDTAIL_LOG_LEVEL; default info); logs go to stderr
   -h, --help          this text
@@ -71,6 +75,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         'tls-insecure': { type: 'boolean' },
         sink: { type: 'string', multiple: true },
         checkpoint: { type: 'string' },
+        spool: { type: 'string' },
         config: { type: 'string' },
         ack: { type: 'string' },
         snapshot: { type: 'string' },
@@ -100,6 +105,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         },
         sinks: values.sink,
         checkpoint: values.checkpoint,
+        spool: values.spool,
         logLevel: values['log-level'],
         ack: values.ack as RedtailConfig['ack'] | undefined,
         snapshot: values.snapshot as RedtailConfig['snapshot'] | undefined,
@@ -127,6 +133,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   let link: ReplicaLink | null = null;
   let stats: StatsReporter | null = null;
   let pipeline: Pipeline | null = null;
+  let spooled: SpooledStream | null = null;
   let sinkFailure: (err: Error) => void = () => {};
   const sinkFailed = new Promise<never>((_, reject) => {
     sinkFailure = reject;
@@ -163,11 +170,16 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       lingerMs: config.pipeline.lingerMs,
       highWaterEvents: config.pipeline.highWaterEvents,
       highWaterBytes: config.pipeline.highWaterBytes,
+      // With the spool the sinks' pace holds back the replay, never the link: the master sees a fast replica.
       onBackpressure: (paused) => {
-        if (paused) link?.pause();
+        if (spooled) spooled.sinkBackpressure(paused);
+        else if (paused) link?.pause();
         else link?.resume();
       },
-      onDurable: () => link?.ackAdvanced(),
+      onDurable: (position) => {
+        spooled?.durable(position);
+        link?.ackAdvanced();
+      },
       onError: (err) => sinkFailure(err),
     });
     const start = await pipeline.open();
@@ -179,14 +191,30 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       pipeline,
       logger,
       start,
-      ack: config.ack,
+      ack: config.ack === 'received' ? 'received' : 'durable',
       filter,
       normalize: hooks.normalize ?? normalizeCommand,
       snapshot: config.snapshot === 'skip' ? skipSnapshot : (hooks.snapshot ?? skipSnapshot),
     });
+    const durablePipeline = pipeline;
+    if (config.spool.enabled)
+      spooled = new SpooledStream({
+        dir: spoolDir(config),
+        maxBytes: config.spool.maxBytes,
+        segmentBytes: config.spool.segmentBytes,
+        fsyncIntervalMs: config.spool.fsyncIntervalMs,
+        ack: config.ack,
+        from: start,
+        replicator,
+        durableOffset: () => durablePipeline.durableOffset,
+        linkBackpressure: (full) => (full ? link?.pause() : link?.resume()),
+        ackAdvanced: () => link?.ackAdvanced(),
+        logger,
+      });
     link = new ReplicaLink({
       locator,
-      target: replicator,
+      target: spooled?.target ?? replicator,
+      targetCopies: spooled !== null,
       logger,
       listeningPort: config.link.listeningPort,
       announceIp: config.link.announceIp,
@@ -194,18 +222,20 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       minFullSyncIntervalMs: config.link.minFullSyncIntervalMs,
       connectTimeoutMs: config.link.connectTimeoutMs,
     });
-    stats = new StatsReporter(logger, { link, pipeline, replicator, sinks });
+    stats = new StatsReporter(logger, { link, pipeline, replicator, sinks, spool: spooled });
     stats.start(config.statsIntervalMs);
     const running = link.run();
-    await Promise.race([running, sinkFailed, stopped]);
+    await Promise.race([running, sinkFailed, stopped, ...(spooled ? [spooled.failed] : [])]);
     await link.stop();
     await running;
+    spooled?.close();
     await pipeline.close();
     stats.stop();
     logger.info({ ...stats.snapshot(), position: pipeline.durablePosition }, 'stopped');
     return 0;
   } catch (err) {
     await link?.stop().catch(() => {});
+    spooled?.close();
     // Never advance a checkpoint past a failure: close the sinks without flushing what is queued.
     const message = (err as Error).message ?? String(err);
     logger.error({ err: message }, 'fatal');

@@ -16,7 +16,13 @@ export interface RedtailConfig {
   /** Checkpoint file of the stdout/file sinks. */
   checkpoint: string;
   logLevel: string;
-  ack: 'durable' | 'received';
+  /** What `REPLCONF ACK` reports: what every sink committed, what was read, or what is fsynced in the spool. */
+  ack: 'durable' | 'received' | 'spooled';
+  /**
+   * The local spool between the master and the sinks (docs/resume.md#the-spool). `dir` defaults to the checkpoint's
+   * path with `.spool` for its extension; `enabled: false` (`--spool off`) reads the master at the sinks' pace.
+   */
+  spool: { enabled: boolean; dir?: string; maxBytes: number; segmentBytes: number; fsyncIntervalMs: number };
   /** `decode` turns the snapshot into one event per key; `skip` only streams changes after it. */
   snapshot: 'decode' | 'skip';
   pipeline: { maxBatchEvents: number; lingerMs: number; highWaterEvents: number; highWaterBytes: number };
@@ -54,6 +60,7 @@ export const defaults: RedtailConfig = {
     highWaterBytes: 64 * 1024 * 1024,
   },
   link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000, connectTimeoutMs: 10_000 },
+  spool: { enabled: true, maxBytes: 4 * 1024 ** 3, segmentBytes: 64 * 1024 ** 2, fsyncIntervalMs: 1_000 },
   tls: {},
   sinkOptions: {},
   statsIntervalMs: 60_000,
@@ -66,6 +73,8 @@ export interface ConfigSources {
   file?: string;
   env: NodeJS.ProcessEnv;
   flags: Partial<Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot'>> & {
+    /** `--spool DIR` or `--spool off`. */
+    spool?: string;
     master?: string[];
     sinks?: string[];
     sentinels?: string[];
@@ -132,13 +141,22 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   if (env.REDTAIL_CHECKPOINT) fromEnv.checkpoint = env.REDTAIL_CHECKPOINT;
   if (env.REDTAIL_LOG_LEVEL) fromEnv.logLevel = env.REDTAIL_LOG_LEVEL;
   if (env.REDTAIL_ACK) fromEnv.ack = env.REDTAIL_ACK as RedtailConfig['ack'];
+  const spoolSetting = flags.spool ?? env.REDTAIL_SPOOL;
 
   const tlsFromEnv = tlsSettingsFrom(env);
   const sentinelTlsEnv = env.REDTAIL_SENTINEL_TLS
     ? envBool('REDTAIL_SENTINEL_TLS', env.REDTAIL_SENTINEL_TLS)
     : undefined;
 
-  const { sentinels, masterName, master: masterFlags, sentinelTls, tls: tlsFlags, ...plainFlags } = flags;
+  const {
+    sentinels,
+    masterName,
+    master: masterFlags,
+    sentinelTls,
+    tls: tlsFlags,
+    spool: _spool,
+    ...plainFlags
+  } = flags;
   const definedFlags: Partial<RedtailConfig> = Object.fromEntries(
     Object.entries(plainFlags).filter(([, v]) => v !== undefined),
   );
@@ -165,6 +183,7 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
     ...definedFlags,
     pipeline: { ...defaults.pipeline, ...(fromFile.pipeline ?? {}) },
     link: { ...defaults.link, ...(fromFile.link ?? {}) },
+    spool: { ...defaults.spool, ...(fromFile.spool ?? {}), ...spoolFrom(spoolSetting) },
     sinkOptions: { ...(fromFile.sinkOptions ?? {}) },
     // Field by field, so e.g. a CA file in the config and a client certificate from the environment combine.
     tls: { ...(fileTls ?? {}), ...tlsFromEnv, ...definedOnly(tlsFlags ?? {}) },
@@ -176,6 +195,18 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   if (flags.sinks && flags.sinks.length === 0) merged.sinks = defaults.sinks;
   validate(merged);
   return merged;
+}
+
+/** `--spool off` (or `false`, `no`, `0`) turns the spool off; any other value is its directory. */
+function spoolFrom(setting: string | undefined): Partial<RedtailConfig['spool']> {
+  if (setting === undefined || setting === '') return {};
+  if (/^(off|false|no|0)$/i.test(setting)) return { enabled: false };
+  return { enabled: true, dir: setting };
+}
+
+/** The spool directory: as configured, or next to the checkpoint (`redtail.checkpoint.json` → `redtail.checkpoint.spool`). */
+export function spoolDir(c: RedtailConfig): string {
+  return c.spool.dir ?? c.checkpoint.replace(/(\.json)?$/, '.spool');
 }
 
 function validate(c: RedtailConfig): void {
@@ -196,8 +227,20 @@ function validate(c: RedtailConfig): void {
     throw new ConfigError(`log level '${c.logLevel}' is not one of ${LOG_LEVELS.join(', ')}`);
   if (!Number.isFinite(c.statsIntervalMs) || c.statsIntervalMs < 0)
     throw new ConfigError('statsIntervalMs must be a non-negative number of ms');
-  if (c.ack !== 'durable' && c.ack !== 'received')
-    throw new ConfigError(`ack must be 'durable' or 'received'`);
+  if (c.ack !== 'durable' && c.ack !== 'received' && c.ack !== 'spooled')
+    throw new ConfigError(`ack must be 'durable', 'received' or 'spooled'`);
+  if (c.ack === 'spooled' && !c.spool.enabled)
+    throw new ConfigError(`ack 'spooled' needs the spool (spool.enabled)`);
+  if (typeof c.spool.enabled !== 'boolean') throw new ConfigError('spool.enabled must be true or false');
+  if (c.spool.dir !== undefined && (typeof c.spool.dir !== 'string' || c.spool.dir === ''))
+    throw new ConfigError('spool.dir must be a directory path');
+  for (const k of ['maxBytes', 'segmentBytes', 'fsyncIntervalMs'] as const)
+    if (!Number.isSafeInteger(c.spool[k]) || c.spool[k] <= 0)
+      throw new ConfigError(`spool.${k} must be a positive whole number`);
+  if (c.spool.segmentBytes > c.spool.maxBytes / 2)
+    throw new ConfigError(
+      'spool.segmentBytes must be at most half of spool.maxBytes (segments are released whole)',
+    );
   if (c.snapshot !== 'decode' && c.snapshot !== 'skip')
     throw new ConfigError(`snapshot must be 'decode' or 'skip'`);
   for (const k of ['caFile', 'certFile', 'keyFile', 'servername'] as const)

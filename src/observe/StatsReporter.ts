@@ -14,7 +14,13 @@ export class StatsReporter {
 
   constructor(
     private readonly logger: Logger,
-    private readonly parts: { link: ReplicaLink; pipeline: Pipeline; replicator: Replicator; sinks: Sink[] },
+    private readonly parts: {
+      link: ReplicaLink;
+      pipeline: Pipeline;
+      replicator: Replicator;
+      sinks: Sink[];
+      spool?: { stats: Record<string, unknown> } | null;
+    },
   ) {}
 
   start(intervalMs: number): void {
@@ -35,8 +41,12 @@ export class StatsReporter {
       const stats = (s as { stats?: unknown }).stats;
       if (stats !== undefined) sinkStats[s.name] = stats;
     }
+    const durable = pipeline.durablePosition;
     return {
-      link: link.stats,
+      link: { ...link.stats, phase: link.phase, receivedOffset: link.receivedOffset },
+      ...(this.parts.spool ? { spool: this.parts.spool.stats } : {}),
+      // Bytes of the master's stream read but not yet committed by every sink (same history only).
+      lagBytes: durable && link.receivedOffset > 0 ? Math.max(0, link.receivedOffset - durable.offset) : null,
       replicator: replicator.stats,
       position: replicator.position,
       durable: pipeline.durablePosition,

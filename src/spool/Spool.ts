@@ -1,0 +1,510 @@
+import {
+  closeSync,
+  fsync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  statSync,
+  unlinkSync,
+  writevSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { ReplicationPosition } from '../events/ChangeEvent.js';
+import type { Logger } from '../observe/logger.js';
+import { SpoolError, spoolFsError } from './errors.js';
+import { checksumOk, decodeHeader, encodeHeader, HEADER_BYTES, Kind, kindName } from './records.js';
+
+export interface SpoolOptions {
+  dir: string;
+  /** Disk the segments may take; past it the link stops reading (today's backpressure) until sinks catch up. */
+  maxBytes: number;
+  /** A segment is closed and a new one begun once it holds this much. */
+  segmentBytes: number;
+  logger: Logger;
+}
+
+/** One record as the spool indexes it (payloads stay on disk). */
+export interface SpoolRecord {
+  seq: number;
+  /** Byte position of the record's header in its segment. */
+  pos: number;
+  kind: Kind;
+  length: number;
+  /** The offset the record ends at (see records.ts). */
+  offset: number;
+  /** FULLRESYNC and CONTINUE: the history's replication id. */
+  replid?: string;
+}
+
+export interface Segment {
+  seq: number;
+  path: string;
+  size: number;
+  /** Records of this segment, in order (kept for the segments a restart may still need to search). */
+  records: SpoolRecord[];
+}
+
+/** Where replay starts: a record's place, and how many payload bytes of it (a COMMANDS record) the sinks have. */
+export interface ReplayStart {
+  seq: number;
+  pos: number;
+  skip: number;
+}
+
+function after(r: SpoolRecord): ReplayStart {
+  return { seq: r.seq, pos: r.pos + HEADER_BYTES + r.length, skip: 0 };
+}
+
+const SEGMENT_NAME = /^(\d{16})\.seg$/;
+
+/**
+ * The spool: the master's replication stream (a full sync's RDB payload, then every command) appended to local
+ * segment files as fast as the master sends it, and read back by the replayer at the sinks' pace. It is a cache in
+ * front of the sinks' checkpoints, which stay the truth: whatever is lost from it (a torn tail after a crash, a
+ * corrupt record, a deleted directory) is asked of the master again with PSYNC, or a full sync if the master no
+ * longer has it.
+ *
+ * Writes are synchronous (`writev` into the page cache, a few microseconds) so a record is readable by the replayer
+ * the moment it is appended; `fsync` runs off the event loop on a schedule and when a segment is closed.
+ */
+export class Spool {
+  readonly segments: Segment[] = [];
+  private fd: number | null = null;
+  private syncing = false;
+  private dirty = false;
+  /** Position of the last complete history (the PSYNC position); null while empty or inside a snapshot. */
+  private endPos: ReplicationPosition | null = null;
+  private syncedOffset = 0;
+  private total = 0;
+  readonly stats = { bytesWritten: 0, records: 0, segmentsDeleted: 0, fsyncs: 0 };
+
+  private constructor(private readonly opts: SpoolOptions) {}
+
+  /** Opens (creating) the directory, verifies every record and truncates a torn or corrupt tail. */
+  static open(opts: SpoolOptions): Spool {
+    const spool = new Spool(opts);
+    spool.load();
+    return spool;
+  }
+
+  get dir(): string {
+    return this.opts.dir;
+  }
+
+  /** Bytes on disk in all segments. */
+  get bytes(): number {
+    return this.total;
+  }
+
+  get full(): boolean {
+    return this.total >= this.opts.maxBytes;
+  }
+
+  get maxBytes(): number {
+    return this.opts.maxBytes;
+  }
+
+  /** The PSYNC position the spool can continue from: null when empty or when its last snapshot is incomplete. */
+  get end(): { replid: string; offset: number } | null {
+    return this.endPos ? { replid: this.endPos.replid, offset: this.endPos.offset } : null;
+  }
+
+  /** Offset of the last record whose bytes are known to be on disk (fsynced). */
+  get syncedThrough(): number {
+    return this.syncedOffset;
+  }
+
+  get lastSeq(): number {
+    return this.segments[this.segments.length - 1]?.seq ?? 0;
+  }
+
+  segment(seq: number): Segment | undefined {
+    return this.segments.find((s) => s.seq === seq);
+  }
+
+  /** The segment after `seq`, if any. */
+  nextSegment(seq: number): Segment | undefined {
+    return this.segments.find((s) => s.seq > seq);
+  }
+
+  /**
+   * Where replay must start for sinks whose lowest checkpoint is `from` (null: they need a full sync, i.e. the newest
+   * complete snapshot). Null when the spool does not hold that position: then it is of no use and the caller
+   * discards it.
+   */
+  locate(from: ReplicationPosition | null): ReplayStart | null {
+    const records = this.segments.flatMap((s) => s.records);
+    if (!from) {
+      const full = records.findLast((r) => r.kind === Kind.FullResync);
+      return full ? { seq: full.seq, pos: full.pos, skip: 0 } : null;
+    }
+    let replid: string | null = null;
+    let offset = -1;
+    for (const r of records) {
+      switch (r.kind) {
+        case Kind.FullResync:
+          replid = r.replid ?? null;
+          offset = -1;
+          break;
+        case Kind.SnapshotEnd:
+          offset = r.offset;
+          if (replid === from.replid && offset === from.offset) return after(r);
+          break;
+        case Kind.Continue:
+          // The old history's position is one of the new history too (PSYNC's replid2). Replay starts *at* the
+          // record, so the replicator takes the new replid before the commands that follow.
+          if (
+            r.offset === from.offset &&
+            (r.replid === from.replid || (replid === from.replid && offset === r.offset))
+          )
+            return { seq: r.seq, pos: r.pos, skip: 0 };
+          replid = r.replid ?? null;
+          offset = r.offset;
+          break;
+        case Kind.Commands: {
+          const start = r.offset - r.length;
+          if (replid === from.replid && start <= from.offset && from.offset < r.offset)
+            return { seq: r.seq, pos: r.pos, skip: from.offset - start };
+          offset = r.offset;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    // The checkpoint is the spool's very end: nothing to replay, the link continues from there.
+    const last = records.at(-1);
+    if (last && this.endPos && this.endPos.replid === from.replid && this.endPos.offset === from.offset)
+      return after(last);
+    return null;
+  }
+
+  /** Deletes every segment: the spool does not hold what the sinks need. */
+  discardAll(reason: string): void {
+    if (this.segments.length === 0) return;
+    this.opts.logger.info(
+      { dir: this.opts.dir, segments: this.segments.length, bytes: this.total, reason },
+      'discarding the spool',
+    );
+    this.closeWriter();
+    for (const s of this.segments.splice(0)) this.unlink(s);
+    this.total = 0;
+    this.endPos = null;
+  }
+
+  /** Deletes the segments wholly before segment `seq` (never the one being written). */
+  releaseBefore(seq: number): number {
+    let n = 0;
+    while (this.segments.length > 1 && this.segments[0]!.seq < seq) {
+      const s = this.segments.shift()!;
+      this.total -= s.size;
+      this.unlink(s);
+      n++;
+    }
+    return n;
+  }
+
+  /** Appends one record; the payload is written before this returns (not yet fsynced). */
+  append(kind: Kind, payload: Buffer, offset: number, replid?: string): void {
+    if (this.fd === null || this.current().size >= this.opts.segmentBytes) this.rollover();
+    const seg = this.current();
+    const header = encodeHeader(kind, payload, offset);
+    const size = HEADER_BYTES + payload.length;
+    try {
+      const n = writevSync(this.fd!, [header, payload], seg.size);
+      if (n !== size) throw Object.assign(new Error(`short write (${n} of ${size} bytes)`), { code: 'EIO' });
+    } catch (err) {
+      // Leave no partial record behind: the next start would take it for a torn tail, but this run goes on.
+      try {
+        ftruncateSync(this.fd!, seg.size);
+      } catch {}
+      throw spoolFsError(err, `writing to spool segment ${seg.path}`);
+    }
+    seg.records.push({
+      seq: seg.seq,
+      pos: seg.size,
+      kind,
+      length: payload.length,
+      offset,
+      ...(replid ? { replid } : {}),
+    });
+    seg.size += size;
+    this.total += size;
+    this.stats.bytesWritten += size;
+    this.stats.records++;
+    this.dirty = true;
+    this.track(kind, offset, replid);
+  }
+
+  /** Starts an fsync of the segment being written, unless one is running; `done` gets the offset it covered. */
+  sync(done?: (offset: number) => void): void {
+    if (this.fd === null || this.syncing || !this.dirty) return;
+    const fd = this.fd;
+    const covered = this.lastOffset();
+    this.syncing = true;
+    this.dirty = false;
+    fsync(fd, (err) => {
+      this.syncing = false;
+      if (err) {
+        this.opts.logger.error({ dir: this.opts.dir, err: err.message }, 'fsync of the spool failed');
+        this.dirty = true;
+        return;
+      }
+      this.stats.fsyncs++;
+      this.syncedOffset = covered;
+      done?.(covered);
+    });
+  }
+
+  close(): void {
+    this.closeWriter();
+  }
+
+  private current(): Segment {
+    return this.segments[this.segments.length - 1]!;
+  }
+
+  private lastOffset(): number {
+    const r = this.current().records.at(-1);
+    return r ? r.offset : this.syncedOffset;
+  }
+
+  /** Keeps the PSYNC position in step with what was appended. */
+  private track(kind: Kind, offset: number, replid?: string): void {
+    switch (kind) {
+      case Kind.FullResync:
+        this.endPos = null;
+        this.pendingReplid = replid ?? null;
+        break;
+      case Kind.SnapshotEnd:
+        this.endPos = { replid: this.pendingReplid!, offset, db: 0 };
+        break;
+      case Kind.Continue:
+        this.endPos = { replid: replid!, offset, db: 0 };
+        break;
+      case Kind.Commands:
+        if (this.endPos) this.endPos.offset = offset;
+        break;
+      default:
+        break;
+    }
+  }
+
+  private pendingReplid: string | null = null;
+
+  private rollover(): void {
+    if (this.fd !== null) {
+      // The closed segment is complete: make it durable before the next one holds anything after it.
+      const fd = this.fd;
+      this.fd = null;
+      try {
+        fsyncSync(fd);
+      } catch (err) {
+        throw spoolFsError(err, `syncing spool segment ${this.current().path}`);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    const seq = this.lastSeq + 1;
+    const path = join(this.opts.dir, `${String(seq).padStart(16, '0')}.seg`);
+    try {
+      this.fd = openSync(path, 'wx');
+      this.syncDir();
+    } catch (err) {
+      throw spoolFsError(err, `creating spool segment ${path}`);
+    }
+    this.segments.push({ seq, path, size: 0, records: [] });
+  }
+
+  private closeWriter(): void {
+    if (this.fd === null) return;
+    try {
+      fsyncSync(this.fd);
+    } catch {}
+    closeSync(this.fd);
+    this.fd = null;
+  }
+
+  private syncDir(): void {
+    const d = openSync(this.opts.dir, 'r');
+    try {
+      fsyncSync(d);
+    } finally {
+      closeSync(d);
+    }
+  }
+
+  private unlink(s: Segment): void {
+    try {
+      unlinkSync(s.path);
+      this.stats.segmentsDeleted++;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw spoolFsError(err, `deleting spool segment ${s.path}`);
+    }
+  }
+
+  // ---- open: scan, verify, truncate -------------------------------------------------------------------------
+
+  private load(): void {
+    const { dir } = this.opts;
+    let names: string[];
+    try {
+      mkdirSync(dir, { recursive: true });
+      names = readdirSync(dir);
+      // Prove now that the directory takes writes, rather than at the first record with the master waiting.
+      const probe = join(dir, '.probe');
+      closeSync(openSync(probe, 'w'));
+      unlinkSync(probe);
+    } catch (err) {
+      throw spoolFsError(err, `opening spool directory ${dir}`);
+    }
+    const seqs = names
+      .map((n) => SEGMENT_NAME.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+    for (let i = 0; i < seqs.length; i++) {
+      const seq = seqs[i]!;
+      const path = join(dir, `${String(seq).padStart(16, '0')}.seg`);
+      const bad = this.scan(seq, path);
+      if (bad) {
+        this.truncateAt(seq, path, bad.pos, seqs.slice(i + 1), bad.reason, i === seqs.length - 1);
+        break;
+      }
+    }
+    this.dropIncompleteSnapshot();
+    for (const s of this.segments) for (const r of s.records) this.track(r.kind, r.offset, r.replid);
+    this.syncedOffset = this.lastRecord()?.offset ?? 0;
+  }
+
+  private lastRecord(): SpoolRecord | undefined {
+    return this.segments.at(-1)?.records.at(-1);
+  }
+
+  /** Reads and checks every record of a segment; returns where it stops being valid, if it does. */
+  private scan(seq: number, path: string): { pos: number; reason: string } | null {
+    let fd: number;
+    let size: number;
+    try {
+      fd = openSync(path, 'r');
+      size = statSync(path).size;
+    } catch (err) {
+      throw spoolFsError(err, `reading spool segment ${path}`);
+    }
+    const seg: Segment = { seq, path, size: 0, records: [] };
+    this.segments.push(seg);
+    const header = Buffer.allocUnsafe(HEADER_BYTES);
+    let pos = 0;
+    try {
+      while (pos < size) {
+        if (size - pos < HEADER_BYTES) return { pos, reason: 'incomplete record header' };
+        readSync(fd, header, 0, HEADER_BYTES, pos);
+        const h = decodeHeader(header);
+        if (!h) return { pos, reason: 'invalid record header' };
+        if (pos + HEADER_BYTES + h.length > size) return { pos, reason: 'incomplete record' };
+        const payload = Buffer.allocUnsafe(h.length);
+        readSync(fd, payload, 0, h.length, pos + HEADER_BYTES);
+        if (!checksumOk(header, 0, payload, h.crc))
+          return { pos, reason: `${kindName(h.kind)} record fails its checksum` };
+        const replid =
+          h.kind === Kind.FullResync || h.kind === Kind.Continue ? payload.toString('latin1') : undefined;
+        seg.records.push({
+          seq,
+          pos,
+          kind: h.kind,
+          length: h.length,
+          offset: h.offset,
+          ...(replid ? { replid } : {}),
+        });
+        pos += HEADER_BYTES + h.length;
+      }
+      return null;
+    } finally {
+      seg.size = pos;
+      this.total += pos;
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Cuts the spool at a bad record. At the end of the last segment that is the torn write of a crash: expected, and
+   * the master resends the rest. Anywhere else it is damage (a disk error, a file edited by hand): said loudly, and
+   * recovered the same way, since the spool holds nothing the master or the sinks' checkpoints cannot give again.
+   */
+  private truncateAt(
+    seq: number,
+    path: string,
+    pos: number,
+    later: number[],
+    reason: string,
+    last: boolean,
+  ): void {
+    const seg = this.segments.at(-1)!;
+    const torn = last && reason.startsWith('incomplete');
+    const details = { segment: path, at: pos, reason, discardedSegments: later.length };
+    if (torn)
+      this.opts.logger.warn(
+        details,
+        'spool: torn record at the end (crash during a write); truncated, the master resends the rest',
+      );
+    else
+      this.opts.logger.error(
+        details,
+        'spool: corrupt record; the spool is cut before it and what followed is asked of the master again (PSYNC, or a full sync if its backlog no longer has it)',
+      );
+    try {
+      const fd = openSync(path, 'r+');
+      try {
+        ftruncateSync(fd, pos);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      for (const s of later) unlinkSync(join(this.opts.dir, `${String(s).padStart(16, '0')}.seg`));
+    } catch (err) {
+      throw spoolFsError(err, `truncating spool segment ${path}`);
+    }
+    if (seg.records.length === 0 && seg.seq === seq && this.segments.length > 1) {
+      // Nothing valid left in it: forget the empty file's segment (it stays as an empty file, harmless).
+      unlinkSync(path);
+      this.segments.pop();
+    }
+  }
+
+  /** A snapshot whose download was cut off (no SNAPSHOT_END) cannot be replayed: it and what follows are dropped. */
+  private dropIncompleteSnapshot(): void {
+    let fullAt: SpoolRecord | null = null;
+    for (const s of this.segments)
+      for (const r of s.records) {
+        if (r.kind === Kind.FullResync) fullAt = r;
+        else if (r.kind === Kind.SnapshotEnd) fullAt = null;
+      }
+    if (!fullAt) return;
+    this.opts.logger.info(
+      { dir: this.opts.dir, replid: fullAt.replid },
+      'spool: dropping a snapshot whose download did not complete',
+    );
+    const idx = this.segments.findIndex((s) => s.seq === fullAt!.seq);
+    for (const s of this.segments.splice(idx + 1)) {
+      this.total -= s.size;
+      this.unlink(s);
+    }
+    const seg = this.segments[idx]!;
+    const fd = openSync(seg.path, 'r+');
+    try {
+      ftruncateSync(fd, fullAt.pos);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    this.total -= seg.size - fullAt.pos;
+    seg.size = fullAt.pos;
+    seg.records = seg.records.filter((r) => r.pos < fullAt!.pos);
+  }
+}
+
+export { SpoolError };

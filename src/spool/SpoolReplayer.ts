@@ -1,0 +1,293 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import type { ReplicationPosition } from '../events/ChangeEvent.js';
+import type { StreamTarget } from '../link/ReplicationProtocol.js';
+import type { Logger } from '../observe/logger.js';
+import { SpoolError, spoolFsError } from './errors.js';
+import { checksumOk, decodeHeader, HEADER_BYTES, Kind, kindName } from './records.js';
+import type { ReplayStart, Spool } from './Spool.js';
+
+export interface SpoolReplayerOptions {
+  /** The replicator: it gets the spooled stream exactly as it would get it from the link. */
+  target: StreamTarget;
+  logger: Logger;
+  /** Called once when replay cannot go on (a corrupt record, an error while handling the stream). */
+  onError: (err: Error) => void;
+  /** Called after each released segment and whenever replay catches up with the spool's end. */
+  progressed?: (caughtUp: boolean) => void;
+}
+
+/** Reads are done in windows of this size; each window is a fresh buffer, since events keep slices of it. */
+const WINDOW = 256 * 1024;
+/** How long one turn of replay may hold the event loop before it lets the socket and the sinks run. */
+const TURN_MS = 20;
+
+/** A spool segment's start as the replicator stood there: what a durable checkpoint must reach to release it. */
+interface SegmentMark {
+  seq: number;
+  replid: string;
+  offset: number;
+}
+
+/**
+ * Feeds the spool to the replicator at the sinks' pace: paused while the pipeline is above its high-water mark,
+ * waiting when it has read everything the link appended. Releases segments once a durable checkpoint has passed
+ * them.
+ */
+export class SpoolReplayer {
+  private seq = 0;
+  private pos = 0;
+  private skip = 0;
+  private paused = false;
+  private stopped = false;
+  private scheduled = false;
+  private caughtUp = false;
+  private failed = false;
+  private fd: number | null = null;
+  private fdSeq = -1;
+  private window: Buffer = Buffer.alloc(0);
+  /** Segment position of `window[0]`. */
+  private windowPos = 0;
+  /** The replicator's position as replay goes: replid and offset (-1 inside a snapshot). */
+  private replid = '';
+  private offset = -1;
+  private marks: SegmentMark[] = [];
+  readonly stats = { records: 0, bytes: 0 };
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly opts: SpoolReplayerOptions,
+  ) {}
+
+  /** Starts replay at `start` (the sinks' checkpoint `from` is already there), or at what the link appends next. */
+  start(start: ReplayStart | null, from: ReplicationPosition | null): void {
+    if (start) {
+      this.seq = start.seq;
+      this.pos = start.pos;
+      this.skip = start.skip;
+    } else {
+      this.seq = this.spool.lastSeq;
+      this.pos = this.spool.segment(this.seq)?.size ?? 0;
+    }
+    if (from) {
+      this.replid = from.replid;
+      this.offset = from.offset;
+      // Positions the stream at the checkpoint; the first spooled record continues it byte for byte.
+      if (start) this.opts.target.partialResync(from.replid, from.offset);
+    }
+    this.schedule();
+  }
+
+  /** The spool has a new record. */
+  appended(): void {
+    if (this.caughtUp) {
+      this.caughtUp = false;
+      this.schedule();
+    }
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.closeFd();
+  }
+
+  /** True when everything the link appended has been handed to the replicator. */
+  get isCaughtUp(): boolean {
+    return this.caughtUp;
+  }
+
+  /** Spool bytes not yet replayed. */
+  get behindBytes(): number {
+    let n = 0;
+    for (const s of this.spool.segments)
+      if (s.seq >= this.seq) n += s.seq === this.seq ? s.size - this.pos : s.size;
+    return n;
+  }
+
+  /** A checkpoint became durable in every sink: segments wholly before it are no longer needed for a restart. */
+  durable(position: ReplicationPosition): void {
+    let release = -1;
+    let i = 0;
+    for (let j = 0; j < this.marks.length; j++) {
+      const m = this.marks[j]!;
+      if (m.replid === position.replid && m.offset <= position.offset) {
+        release = m.seq;
+        i = j;
+      }
+    }
+    if (release < 0) return;
+    this.marks.splice(0, i);
+    if (this.spool.releaseBefore(release) > 0) this.opts.progressed?.(this.caughtUp);
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.stopped || this.failed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.turn();
+    });
+  }
+
+  private turn(): void {
+    const until = performance.now() + TURN_MS;
+    try {
+      while (!this.paused && !this.stopped) {
+        if (!this.step()) {
+          this.caughtUp = true;
+          this.opts.progressed?.(true);
+          return;
+        }
+        if (performance.now() > until) {
+          this.schedule();
+          return;
+        }
+      }
+    } catch (err) {
+      this.failed = true;
+      this.closeFd();
+      this.opts.onError(err as Error);
+    }
+  }
+
+  /** Hands one record to the replicator; false when there is nothing more to read yet. */
+  private step(): boolean {
+    let seg = this.spool.segment(this.seq);
+    if (!seg || this.pos >= seg.size) {
+      const next = this.spool.nextSegment(this.seq);
+      if (!next || (seg && this.pos < seg.size)) return false;
+      this.enterSegment(next.seq);
+      seg = next;
+      if (seg.size === 0) return false;
+    }
+    const header = this.read(this.pos, HEADER_BYTES, seg.path);
+    const h = decodeHeader(header);
+    if (!h) throw this.corrupt(seg.path, 'invalid record header');
+    const payload = this.read(this.pos + HEADER_BYTES, h.length, seg.path);
+    if (!checksumOk(header, 0, payload, h.crc))
+      throw this.corrupt(seg.path, `${kindName(h.kind)} record fails its checksum`);
+    this.pos += HEADER_BYTES + h.length;
+    this.stats.records++;
+    this.stats.bytes += HEADER_BYTES + h.length;
+    this.dispatch(h.kind, payload, h.offset);
+    return true;
+  }
+
+  private dispatch(kind: Kind, payload: Buffer, offset: number): void {
+    const t = this.opts.target;
+    switch (kind) {
+      case Kind.FullResync:
+        this.replid = payload.toString('latin1');
+        this.offset = -1;
+        t.fullResync(this.replid, offset);
+        return;
+      case Kind.Snapshot:
+        t.snapshotData(payload);
+        return;
+      case Kind.SnapshotEnd:
+        t.snapshotEnd();
+        this.offset = offset;
+        return;
+      case Kind.Continue:
+        this.replid = payload.toString('latin1');
+        this.offset = offset;
+        t.partialResync(this.replid, offset);
+        return;
+      case Kind.Commands: {
+        const skip = this.skip;
+        this.skip = 0;
+        this.offset = offset;
+        if (skip < payload.length) t.commands(skip > 0 ? payload.subarray(skip) : payload, offset);
+        return;
+      }
+    }
+  }
+
+  private enterSegment(seq: number): void {
+    this.seq = seq;
+    this.pos = 0;
+    this.skip = 0;
+    // Inside a snapshot no checkpoint exists; the first segment after its end gets a mark.
+    if (this.offset >= 0) this.marks.push({ seq, replid: this.replid, offset: this.offset });
+    else if (this.spool.full) this.trimSnapshot(seq);
+  }
+
+  /**
+   * The spool is full in the middle of a snapshot, which no checkpoint can release until it ends: drop the snapshot
+   * segments already replayed so the link can read on. A restart before the snapshot completes then finds no
+   * snapshot in the spool and asks the master for a new full sync: slower, never wrong.
+   */
+  private trimSnapshot(seq: number): void {
+    const n = this.spool.releaseBefore(seq);
+    if (n === 0) return;
+    this.opts.logger.warn(
+      { dir: this.spool.dir, segments: n, maxBytes: this.spool.maxBytes },
+      'spool full during a snapshot larger than spool.maxBytes: replayed snapshot segments deleted early (a restart before the snapshot completes needs a new full sync)',
+    );
+    this.opts.progressed?.(false);
+  }
+
+  private read(pos: number, length: number, path: string): Buffer {
+    if (
+      pos >= this.windowPos &&
+      pos + length <= this.windowPos + this.window.length &&
+      this.fdSeq === this.seq
+    )
+      return this.window.subarray(pos - this.windowPos, pos - this.windowPos + length);
+    const fd = this.openFd(path);
+    const size = Math.max(length, WINDOW);
+    const buf = Buffer.allocUnsafe(size);
+    let got = 0;
+    try {
+      while (got < size) {
+        const n = readSync(fd, buf, got, size - got, pos + got);
+        if (n === 0) break;
+        got += n;
+      }
+    } catch (err) {
+      throw spoolFsError(err, `reading spool segment ${path}`);
+    }
+    if (got < length)
+      throw this.corrupt(path, `record ends past the end of the file (${got} of ${length} bytes)`);
+    this.window = buf.subarray(0, got);
+    this.windowPos = pos;
+    return this.window.subarray(0, length);
+  }
+
+  private openFd(path: string): number {
+    if (this.fd !== null && this.fdSeq === this.seq) return this.fd;
+    this.closeFd();
+    try {
+      this.fd = openSync(path, 'r');
+    } catch (err) {
+      throw spoolFsError(err, `opening spool segment ${path}`);
+    }
+    this.fdSeq = this.seq;
+    this.window = Buffer.alloc(0);
+    return this.fd;
+  }
+
+  private closeFd(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+    this.fdSeq = -1;
+  }
+
+  private corrupt(path: string, reason: string): SpoolError {
+    return new SpoolError(
+      `spool segment ${path} is corrupt at byte ${this.pos}: ${reason}. Restart redtail: on start the spool is verified and cut before the bad record, and the master resends the rest (PSYNC, or a full sync if its backlog no longer has it)`,
+      undefined,
+      true,
+    );
+  }
+}
