@@ -189,12 +189,13 @@ export class ReplicationProtocol {
   /** Reads one reply or snapshot-header line; returns the position after it (or the chunk's end). */
   private readLine(chunk: Buffer, pos: number): number {
     const nl = chunk.indexOf(LF, pos);
+    // Counted up to the newline too, so a line is refused whether it arrives in one chunk or in several.
+    this.lineLength += (nl === -1 ? chunk.length : nl) - pos;
+    if (this.lineLength > MAX_LINE)
+      throw new FatalLinkError(
+        `master ${this.settings.master} sent an overlong reply line during the handshake`,
+      );
     if (nl === -1) {
-      this.lineLength += chunk.length - pos;
-      if (this.lineLength > MAX_LINE)
-        throw new FatalLinkError(
-          `master ${this.settings.master} sent an overlong reply line during the handshake`,
-        );
       this.line.push(Buffer.from(chunk.subarray(pos)));
       return chunk.length;
     }
