@@ -15,6 +15,7 @@
  *   LF*                                    keep-alives while the master prepares the snapshot
  *   $<len> CRLF <len bytes of RDB>         disk-based transfer
  *   $EOF:<40-byte mark> CRLF <RDB> <mark>  diskless transfer (the master then waits for our first REPLCONF ACK)
+ *   -ERR …                                 the snapshot could not start (its fork failed): retried, as Redis does
  * then, and right after +CONTINUE, the command stream (see CommandFramer); `REPLCONF GETACK *` asks for
  *   REPLCONF ACK <offset>                  replica → master, also sent every second by the driver
  */
@@ -189,12 +190,13 @@ export class ReplicationProtocol {
   /** Reads one reply or snapshot-header line; returns the position after it (or the chunk's end). */
   private readLine(chunk: Buffer, pos: number): number {
     const nl = chunk.indexOf(LF, pos);
+    // Counted up to the newline too, so a line is refused whether it arrives in one chunk or in several.
+    this.lineLength += (nl === -1 ? chunk.length : nl) - pos;
+    if (this.lineLength > MAX_LINE)
+      throw new FatalLinkError(
+        `master ${this.settings.master} sent an overlong reply line during the handshake`,
+      );
     if (nl === -1) {
-      this.lineLength += chunk.length - pos;
-      if (this.lineLength > MAX_LINE)
-        throw new FatalLinkError(
-          `master ${this.settings.master} sent an overlong reply line during the handshake`,
-        );
       this.line.push(Buffer.from(chunk.subarray(pos)));
       return chunk.length;
     }
@@ -282,6 +284,9 @@ export class ReplicationProtocol {
 
   private snapshotHeader(line: string): void {
     const master = this.settings.master;
+    // A master whose snapshot could not start says so here and closes ("-ERR BGSAVE failed, replication can't
+    // continue" when its fork fails after +FULLRESYNC went out); Redis's replica retries, and so does redtail.
+    if (line.startsWith('-')) throw new HandshakeError(master, 'the snapshot transfer', line);
     if (!line.startsWith('$'))
       throw new FatalLinkError(
         `master ${master} sent '${line.slice(0, 60)}' where the snapshot should start`,
