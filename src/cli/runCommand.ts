@@ -18,6 +18,7 @@ import { Pipeline } from '../pipeline/Pipeline.js';
 import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
 import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
 import { createSinks } from './sinks.js';
+import { lockLocalState } from './stateLocks.js';
 
 export const runUsage = `Usage: redtail run [options]
 
@@ -44,6 +45,8 @@ Options:
   --config FILE       JSON config file (env REDTAIL_CONFIG); flags override it
   --ack MODE          durable (default): ACK to the master what the sinks committed; received: what redtail read
   --snapshot MODE     decode (default): one event per key of the snapshot; skip: changes only
+  --wait-for-lock     when another redtail holds the checkpoint or a file sink's file, wait until it exits instead
+                      of failing (env REDTAIL_WAIT_FOR_LOCK)
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent (env REDTAIL_LOG_LEVEL; default info); logs go to stderr
   -h, --help          this text
 `;
@@ -75,6 +78,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         ack: { type: 'string' },
         snapshot: { type: 'string' },
         'log-level': { type: 'string' },
+        'wait-for-lock': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -103,6 +107,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         logLevel: values['log-level'],
         ack: values.ack as RedtailConfig['ack'] | undefined,
         snapshot: values.snapshot as RedtailConfig['snapshot'] | undefined,
+        waitForLock: values['wait-for-lock'],
       },
     });
   } catch (err) {
@@ -136,9 +141,11 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   const stopped = new Promise<void>((resolve) => {
     stopRequested = resolve;
   });
+  const stopping = new AbortController();
   const onSignal = (sig: string) => {
     logger.info({ signal: sig }, 'stopping: flushing sinks and writing the checkpoint');
     stopRequested();
+    stopping.abort();
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -150,6 +157,9 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     } catch (err) {
       throw new ConfigError(`invalid config: ${(err as Error).message}`);
     }
+    // Before any sink opens (the file sink truncates on open): a second instance must fail without writing.
+    const locks = await lockLocalState(config, logger, stopping.signal);
+    if (!locks) return 0; // stopped while waiting for the lock
     const sinks = await createSinks(
       config,
       logger,
@@ -201,6 +211,8 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     await link.stop();
     await running;
     await pipeline.close();
+    // Only after the sinks are closed; after a failure the process's exit frees the locks, once nothing can write.
+    locks.release();
     stats.stop();
     logger.info({ ...stats.snapshot(), position: pipeline.durablePosition }, 'stopped');
     return 0;

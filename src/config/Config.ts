@@ -34,6 +34,11 @@ export interface RedtailConfig {
   statsIntervalMs: number;
   /** Include/exclude filters applied after normalization (docs/events.md). */
   filter?: Record<string, unknown>;
+  /**
+   * When another redtail holds the lock of a checkpoint or file sink: wait until it exits (true) instead of
+   * failing at start (false); docs/resume.md.
+   */
+  waitForLock: boolean;
 }
 
 export class ConfigError extends Error {
@@ -57,6 +62,7 @@ export const defaults: RedtailConfig = {
   tls: {},
   sinkOptions: {},
   statsIntervalMs: 60_000,
+  waitForLock: false,
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -65,7 +71,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export interface ConfigSources {
   file?: string;
   env: NodeJS.ProcessEnv;
-  flags: Partial<Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot'>> & {
+  flags: Partial<Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot' | 'waitForLock'>> & {
     master?: string[];
     sinks?: string[];
     sentinels?: string[];
@@ -132,6 +138,8 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   if (env.REDTAIL_CHECKPOINT) fromEnv.checkpoint = env.REDTAIL_CHECKPOINT;
   if (env.REDTAIL_LOG_LEVEL) fromEnv.logLevel = env.REDTAIL_LOG_LEVEL;
   if (env.REDTAIL_ACK) fromEnv.ack = env.REDTAIL_ACK as RedtailConfig['ack'];
+  if (env.REDTAIL_WAIT_FOR_LOCK)
+    fromEnv.waitForLock = envBool('REDTAIL_WAIT_FOR_LOCK', env.REDTAIL_WAIT_FOR_LOCK);
 
   const tlsFromEnv = tlsSettingsFrom(env);
   const sentinelTlsEnv = env.REDTAIL_SENTINEL_TLS
@@ -200,6 +208,7 @@ function validate(c: RedtailConfig): void {
     throw new ConfigError(`ack must be 'durable' or 'received'`);
   if (c.snapshot !== 'decode' && c.snapshot !== 'skip')
     throw new ConfigError(`snapshot must be 'decode' or 'skip'`);
+  if (typeof c.waitForLock !== 'boolean') throw new ConfigError('waitForLock must be true or false');
   for (const k of ['caFile', 'certFile', 'keyFile', 'servername'] as const)
     if (c.tls[k] !== undefined && typeof c.tls[k] !== 'string')
       throw new ConfigError(`tls.${k} must be a string`);
