@@ -97,9 +97,15 @@ describe('StateLock', () => {
     const d = dir();
     for (const [name, record] of [
       // Our own pid is alive; the start time and boot id say it is not the process that wrote the record.
-      ['reused.json', { pid: process.pid, host: hostname(), startedAt: '2001-01-01T00:00:00.000Z', bootId: 'x' }],
+      [
+        'reused.json',
+        { pid: process.pid, host: hostname(), startedAt: '2001-01-01T00:00:00.000Z', bootId: 'x' },
+      ],
       // pid 1 is alive on every machine; a record from before a reboot names it often in containers.
-      ['reboot.json', { pid: 1, host: hostname(), startedAt: '2001-01-01T00:00:00.000Z', bootId: 'old-boot' }],
+      [
+        'reboot.json',
+        { pid: 1, host: hostname(), startedAt: '2001-01-01T00:00:00.000Z', bootId: 'old-boot' },
+      ],
     ] as const) {
       const path = join(d, name);
       const db = new DatabaseSync(lockFileOf(path));

@@ -1,8 +1,8 @@
 import { mkdtempSync, readFileSync, realpathSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DatabaseSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { lockFileOf } from '../../src/checkpoint/StateLock.js';
 import { schemaProblem } from '../harness/eventSchema.js';
