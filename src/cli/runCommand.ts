@@ -133,6 +133,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   let stats: StatsReporter | null = null;
   let pipeline: Pipeline | null = null;
   let sinkFailure: (err: Error) => void = () => {};
+  let sinkError: Error | null = null;
   const sinkFailed = new Promise<never>((_, reject) => {
     sinkFailure = reject;
   });
@@ -178,7 +179,10 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         else link?.resume();
       },
       onDurable: () => link?.ackAdvanced(),
-      onError: (err) => sinkFailure(err),
+      onError: (err) => {
+        sinkError = err;
+        sinkFailure(err);
+      },
     });
     const start = await pipeline.open();
     logger.info(
@@ -218,7 +222,9 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     return 0;
   } catch (err) {
     await link?.stop().catch(() => {});
-    // Never advance a checkpoint past a failure: close the sinks without flushing what is queued.
+    // Never advance a checkpoint past a failure: close the sinks without flushing what is queued. Closing them also
+    // ends their clients (a fenced Kafka sink's admin connection would otherwise keep the process alive).
+    if (err === sinkError) await pipeline?.close().catch(() => {});
     const message = (err as Error).message ?? String(err);
     logger.error({ err: message }, 'fatal');
     process.stderr.write(`redtail: ${message}\n`);
