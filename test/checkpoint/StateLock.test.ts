@@ -131,6 +131,15 @@ describe('StateLock', () => {
     expect(StateLock.tryLock(join(d, 'real', '.', 'cp.json')).kind).toBe('held');
   });
 
+  it('locks a directory (a spool) through a lock file beside it', async () => {
+    const spool = join(dir(), 'spool');
+    mkdirSync(spool);
+    const locks = await acquireStateLocks([spool], { wait: false });
+    expect(existsSync(`${spool}.lock`)).toBe(true);
+    await expect(acquireStateLocks([`${spool}/`], { wait: false })).rejects.toThrow(StateLockError);
+    locks!.release();
+  });
+
   it('a lock file that cannot be created is one clear error', () => {
     const path = join(dir(), 'missing-dir', 'cp.json');
     expect(() => StateLock.tryLock(path)).toThrow(StateLockError);
