@@ -19,6 +19,7 @@ import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
 import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
 import { SpooledStream } from '../spool/SpooledStream.js';
 import { createSinks } from './sinks.js';
+import { lockLocalState } from './stateLocks.js';
 
 export const runUsage = `Usage: redtail run [options]
 
@@ -48,6 +49,8 @@ Options:
   --ack MODE          durable (default): ACK to the master what the sinks committed; received: what redtail read;
                       spooled: what is fsynced in the spool
   --snapshot MODE     decode (default): one event per key of the snapshot; skip: changes only
+  --wait-for-lock     when another redtail holds the checkpoint or a file sink's file, wait until it exits instead
+                      of failing (env REDTAIL_WAIT_FOR_LOCK)
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent (env REDTAIL_LOG_LEVEL; default info); logs go to stderr
   -h, --help          this text
 `;
@@ -80,6 +83,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         ack: { type: 'string' },
         snapshot: { type: 'string' },
         'log-level': { type: 'string' },
+        'wait-for-lock': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -109,6 +113,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         logLevel: values['log-level'],
         ack: values.ack as RedtailConfig['ack'] | undefined,
         snapshot: values.snapshot as RedtailConfig['snapshot'] | undefined,
+        waitForLock: values['wait-for-lock'],
       },
     });
   } catch (err) {
@@ -135,6 +140,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   let pipeline: Pipeline | null = null;
   let spooled: SpooledStream | null = null;
   let sinkFailure: (err: Error) => void = () => {};
+  let sinkError: Error | null = null;
   const sinkFailed = new Promise<never>((_, reject) => {
     sinkFailure = reject;
   });
@@ -143,9 +149,11 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   const stopped = new Promise<void>((resolve) => {
     stopRequested = resolve;
   });
+  const stopping = new AbortController();
   const onSignal = (sig: string) => {
     logger.info({ signal: sig }, 'stopping: flushing sinks and writing the checkpoint');
     stopRequested();
+    stopping.abort();
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -157,6 +165,9 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     } catch (err) {
       throw new ConfigError(`invalid config: ${(err as Error).message}`);
     }
+    // Before any sink opens (the file sink truncates on open): a second instance must fail without writing.
+    const locks = await lockLocalState(config, logger, stopping.signal);
+    if (!locks) return 0; // stopped while waiting for the lock
     const sinks = await createSinks(
       config,
       logger,
@@ -180,7 +191,10 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         spooled?.durable(position);
         link?.ackAdvanced();
       },
-      onError: (err) => sinkFailure(err),
+      onError: (err) => {
+        sinkError = err;
+        sinkFailure(err);
+      },
     });
     const start = await pipeline.open();
     logger.info(
@@ -230,13 +244,17 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     await running;
     spooled?.close();
     await pipeline.close();
+    // Only after the sinks are closed; after a failure the process's exit frees the locks, once nothing can write.
+    locks.release();
     stats.stop();
     logger.info({ ...stats.snapshot(), position: pipeline.durablePosition }, 'stopped');
     return 0;
   } catch (err) {
     await link?.stop().catch(() => {});
     spooled?.close();
-    // Never advance a checkpoint past a failure: close the sinks without flushing what is queued.
+    // Never advance a checkpoint past a failure: close the sinks without flushing what is queued. Closing them also
+    // ends their clients (a fenced Kafka sink's admin connection would otherwise keep the process alive).
+    if (err === sinkError) await pipeline?.close().catch(() => {});
     const message = (err as Error).message ?? String(err);
     logger.error({ err: message }, 'fatal');
     process.stderr.write(`redtail: ${message}\n`);

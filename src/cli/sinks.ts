@@ -1,6 +1,7 @@
+import { resolve } from 'node:path';
 import { NdjsonSink } from '../../sinks/stdout/NdjsonSink.js';
 import { FileCheckpointStore } from '../checkpoint/FileCheckpointStore.js';
-import { ConfigError, type RedtailConfig } from '../config/Config.js';
+import { ConfigError, type RedtailConfig, spoolDir } from '../config/Config.js';
 import type { MasterAddress } from '../link/MasterAddress.js';
 import type { MasterTls } from '../link/tls.js';
 import type { Logger } from '../observe/logger.js';
@@ -20,21 +21,13 @@ export async function createSinks(
   masterTls?: MasterTls,
   masterStale?: (reason: string) => void,
 ): Promise<Sink[]> {
-  const ndjson = config.sinks.filter((s) => s === 'stdout' || s.startsWith('file:'));
   const sinks: Sink[] = [];
   for (const spec of config.sinks) {
-    if (spec === 'stdout' || spec.startsWith('file:')) {
-      // One NDJSON sink keeps the checkpoint path as given; several get one file each.
-      const idx = ndjson.indexOf(spec);
-      const cpPath = ndjson.length === 1 ? config.checkpoint : `${config.checkpoint}.${idx}`;
-      const checkpoints = new FileCheckpointStore(cpPath);
+    if (isNdjson(spec)) {
+      const checkpoints = new FileCheckpointStore(ndjsonCheckpointPath(config, spec));
       if (spec === 'stdout')
         sinks.push(new NdjsonSink({ name: 'stdout', checkpoints, stream: process.stdout }));
-      else {
-        const path = spec.slice('file:'.length);
-        if (!path) throw new ConfigError(`sink '${spec}' needs a path: file:/path/to/events.ndjson`);
-        sinks.push(new NdjsonSink({ name: spec, checkpoints, path }));
-      }
+      else sinks.push(new NdjsonSink({ name: spec, checkpoints, path: filePath(spec) }));
     } else if (spec.startsWith('kafka://')) {
       const { createKafkaSink } = await import('../../sinks/kafka/index.js');
       sinks.push(
@@ -61,4 +54,43 @@ export async function createSinks(
     }
   }
   return sinks;
+}
+
+const isNdjson = (spec: string) => spec === 'stdout' || spec.startsWith('file:');
+
+function filePath(spec: string): string {
+  const path = spec.slice('file:'.length);
+  if (!path) throw new ConfigError(`sink '${spec}' needs a path: file:/path/to/events.ndjson`);
+  return path;
+}
+
+/** One NDJSON sink keeps the checkpoint path as given; several get one file each. */
+function ndjsonCheckpointPath(config: RedtailConfig, spec: string): string {
+  const ndjson = config.sinks.filter(isNdjson);
+  return ndjson.length === 1 ? config.checkpoint : `${config.checkpoint}.${ndjson.indexOf(spec)}`;
+}
+
+/**
+ * The local files the sinks write: each stdout/file sink's checkpoint and each file sink's events file. They are
+ * locked before any sink opens (src/checkpoint/StateLock.ts). Kafka and Postgres keep their state remotely.
+ */
+export function localStatePaths(config: RedtailConfig): string[] {
+  const specs = config.sinks.filter(isNdjson);
+  const twice = specs.find((s, i) => specs.indexOf(s) !== i);
+  if (twice) throw new ConfigError(`sink '${twice}' is given twice; every event would be written twice`);
+  const paths: { path: string; role: string }[] = [];
+  for (const spec of specs) {
+    paths.push({ path: ndjsonCheckpointPath(config, spec), role: 'checkpoint' });
+    if (spec !== 'stdout') paths.push({ path: filePath(spec), role: `sink ${spec}` });
+  }
+  // The spool is local state of every deployment, Kafka- and Postgres-only ones too: two processes appending to
+  // one spool would interleave two copies of the stream.
+  if (config.spool.enabled) paths.push({ path: spoolDir(config), role: 'spool' });
+  for (const [i, a] of paths.entries())
+    for (const b of paths.slice(i + 1))
+      if (resolve(a.path) === resolve(b.path))
+        throw new ConfigError(
+          `${a.role} and ${b.role} name the same file ${a.path}; give each its own (--checkpoint, file:PATH)`,
+        );
+  return paths.map((p) => p.path);
 }

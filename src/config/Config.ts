@@ -40,6 +40,11 @@ export interface RedtailConfig {
   statsIntervalMs: number;
   /** Include/exclude filters applied after normalization (docs/events.md). */
   filter?: Record<string, unknown>;
+  /**
+   * When another redtail holds the lock of a checkpoint or file sink: wait until it exits (true) instead of
+   * failing at start (false); docs/resume.md.
+   */
+  waitForLock: boolean;
 }
 
 export class ConfigError extends Error {
@@ -64,6 +69,7 @@ export const defaults: RedtailConfig = {
   tls: {},
   sinkOptions: {},
   statsIntervalMs: 60_000,
+  waitForLock: false,
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -72,7 +78,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export interface ConfigSources {
   file?: string;
   env: NodeJS.ProcessEnv;
-  flags: Partial<Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot'>> & {
+  flags: Partial<Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot' | 'waitForLock'>> & {
     /** `--spool DIR` or `--spool off`. */
     spool?: string;
     master?: string[];
@@ -142,6 +148,8 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   if (env.REDTAIL_LOG_LEVEL) fromEnv.logLevel = env.REDTAIL_LOG_LEVEL;
   if (env.REDTAIL_ACK) fromEnv.ack = env.REDTAIL_ACK as RedtailConfig['ack'];
   const spoolSetting = flags.spool ?? env.REDTAIL_SPOOL;
+  if (env.REDTAIL_WAIT_FOR_LOCK)
+    fromEnv.waitForLock = envBool('REDTAIL_WAIT_FOR_LOCK', env.REDTAIL_WAIT_FOR_LOCK);
 
   const tlsFromEnv = tlsSettingsFrom(env);
   const sentinelTlsEnv = env.REDTAIL_SENTINEL_TLS
@@ -243,6 +251,7 @@ function validate(c: RedtailConfig): void {
     );
   if (c.snapshot !== 'decode' && c.snapshot !== 'skip')
     throw new ConfigError(`snapshot must be 'decode' or 'skip'`);
+  if (typeof c.waitForLock !== 'boolean') throw new ConfigError('waitForLock must be true or false');
   for (const k of ['caFile', 'certFile', 'keyFile', 'servername'] as const)
     if (c.tls[k] !== undefined && typeof c.tls[k] !== 'string')
       throw new ConfigError(`tls.${k} must be a string`);
