@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { TlsSettings } from '../link/tls.js';
+import { LOG_FORMATS, type LogFormat } from '../observe/logger.js';
 
 /** Everything `redtail run` needs; see config/redtail.example.json and config/config.schema.json. */
 export interface RedtailConfig {
@@ -34,6 +35,14 @@ export interface RedtailConfig {
   statsIntervalMs: number;
   /** Include/exclude filters applied after normalization (docs/events.md). */
   filter?: Record<string, unknown>;
+  /** `host:port` of the /metrics, /healthz and /readyz endpoint (docs/metrics.md); off when unset. */
+  http?: string;
+  /** What /readyz requires: see docs/metrics.md. */
+  readiness: { duringSnapshot: boolean; sinkStallMs: number };
+  /** `auto`: readable lines when stderr is a terminal, JSON otherwise. */
+  logFormat: LogFormat;
+  /** A stop (SIGTERM) that has not drained and committed by then exits 1; nothing past the checkpoint is lost. */
+  shutdownTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -57,6 +66,9 @@ export const defaults: RedtailConfig = {
   tls: {},
   sinkOptions: {},
   statsIntervalMs: 60_000,
+  readiness: { duringSnapshot: false, sinkStallMs: 60_000 },
+  logFormat: 'auto',
+  shutdownTimeoutMs: 30_000,
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -65,7 +77,9 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export interface ConfigSources {
   file?: string;
   env: NodeJS.ProcessEnv;
-  flags: Partial<Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot'>> & {
+  flags: Partial<
+    Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot' | 'http' | 'logFormat'>
+  > & {
     master?: string[];
     sinks?: string[];
     sentinels?: string[];
@@ -132,6 +146,9 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   if (env.REDTAIL_CHECKPOINT) fromEnv.checkpoint = env.REDTAIL_CHECKPOINT;
   if (env.REDTAIL_LOG_LEVEL) fromEnv.logLevel = env.REDTAIL_LOG_LEVEL;
   if (env.REDTAIL_ACK) fromEnv.ack = env.REDTAIL_ACK as RedtailConfig['ack'];
+  if (env.REDTAIL_HTTP) fromEnv.http = env.REDTAIL_HTTP;
+  if (env.REDTAIL_LOG_FORMAT) fromEnv.logFormat = env.REDTAIL_LOG_FORMAT as LogFormat;
+  if (env.REDTAIL_SHUTDOWN_TIMEOUT_MS) fromEnv.shutdownTimeoutMs = Number(env.REDTAIL_SHUTDOWN_TIMEOUT_MS);
 
   const tlsFromEnv = tlsSettingsFrom(env);
   const sentinelTlsEnv = env.REDTAIL_SENTINEL_TLS
@@ -165,6 +182,7 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
     ...definedFlags,
     pipeline: { ...defaults.pipeline, ...(fromFile.pipeline ?? {}) },
     link: { ...defaults.link, ...(fromFile.link ?? {}) },
+    readiness: { ...defaults.readiness, ...(fromFile.readiness ?? {}) },
     sinkOptions: { ...(fromFile.sinkOptions ?? {}) },
     // Field by field, so e.g. a CA file in the config and a client certificate from the environment combine.
     tls: { ...(fileTls ?? {}), ...tlsFromEnv, ...definedOnly(tlsFlags ?? {}) },
@@ -213,6 +231,21 @@ function validate(c: RedtailConfig): void {
     throw new ConfigError('sentinel.tls must be true or false');
   if (!Number.isFinite(c.link.connectTimeoutMs) || c.link.connectTimeoutMs <= 0)
     throw new ConfigError('link.connectTimeoutMs must be a positive number of ms');
+  validateOps(c);
   for (const [k, v] of Object.entries(c.pipeline))
     if (!Number.isFinite(v) || v < 0) throw new ConfigError(`pipeline.${k} must be a non-negative number`);
+}
+
+/** The HTTP endpoint, readiness, log format and stop settings. */
+function validateOps(c: RedtailConfig): void {
+  if (c.http !== undefined && (typeof c.http !== 'string' || !/^(\[[^\]]+\]|[^:]*):\d{1,5}$/.test(c.http)))
+    throw new ConfigError(`http '${c.http}' must be host:port, e.g. 0.0.0.0:9121 (REDTAIL_HTTP, --http)`);
+  if (!LOG_FORMATS.includes(c.logFormat))
+    throw new ConfigError(`log format '${c.logFormat}' is not one of ${LOG_FORMATS.join(', ')}`);
+  if (!Number.isFinite(c.shutdownTimeoutMs) || c.shutdownTimeoutMs <= 0)
+    throw new ConfigError('shutdownTimeoutMs must be a positive number of ms (REDTAIL_SHUTDOWN_TIMEOUT_MS)');
+  if (typeof c.readiness.duringSnapshot !== 'boolean')
+    throw new ConfigError('readiness.duringSnapshot must be true or false');
+  if (!Number.isFinite(c.readiness.sinkStallMs) || c.readiness.sinkStallMs <= 0)
+    throw new ConfigError('readiness.sinkStallMs must be a positive number of ms');
 }

@@ -59,6 +59,16 @@ export interface ReplicaLinkOptions {
   minFullSyncIntervalMs?: number;
 }
 
+export type LinkPhase = 'connecting' | 'handshake' | 'snapshot' | 'streaming' | 'stopped';
+
+export interface LinkStatus {
+  phase: LinkPhase;
+  /** The master's replication offset just past the last complete command received (null before any stream). */
+  receivedOffset: number | null;
+  /** Size of the snapshot being (or last) received when the master announced it (`$<len>`), else null. */
+  snapshotBytesTotal: number | null;
+}
+
 type Mode = 'handshake' | 'snapshot-header' | 'snapshot-length' | 'snapshot-eof' | 'stream';
 
 const EOF_MARK_LEN = 40;
@@ -102,6 +112,10 @@ export class ReplicaLink {
   private lastFullSyncAt = 0;
   private resumedAt = 0;
   private resumeWaiter: (() => void) | null = null;
+  /** `$<len>` of the snapshot being received; null for a diskless (`$EOF:`) one, whose size is unknown. */
+  private snapshotTotal: number | null = null;
+  /** Replication offset just past the last complete command received, kept across reconnects. */
+  private lastReceivedOffset: number | null = null;
   /** Counts of what the link has seen, for metrics and tests. */
   readonly stats = {
     connects: 0,
@@ -221,6 +235,25 @@ export class ReplicaLink {
     });
   }
 
+  /** Where the link is, for /readyz, the metrics and the progress line (src/observe/sources.ts). */
+  get status(): LinkStatus {
+    const connected = this.socket !== null && !this.socket.destroyed;
+    const phase: LinkPhase = this.stopping
+      ? 'stopped'
+      : !connected
+        ? 'connecting'
+        : this.mode === 'handshake'
+          ? 'handshake'
+          : this.mode === 'stream'
+            ? 'streaming'
+            : 'snapshot';
+    return {
+      phase,
+      receivedOffset: this.reader?.offset ?? this.lastReceivedOffset,
+      snapshotBytesTotal: this.snapshotTotal,
+    };
+  }
+
   get isPaused(): boolean {
     return this.paused;
   }
@@ -336,6 +369,7 @@ export class ReplicaLink {
     this.snapshotRemaining = 0;
     this.eofMark = null;
     this.eofTail = Buffer.alloc(0);
+    this.lastReceivedOffset = this.reader?.offset ?? this.lastReceivedOffset;
     this.reader = null;
     this.ackWantedThrough = -1;
     this.sessionError = null;
@@ -605,6 +639,7 @@ export class ReplicaLink {
       if (mark.length !== EOF_MARK_LEN)
         throw new FatalLinkError(`master ${this.master} sent a malformed $EOF: mark`);
       this.eofMark = Buffer.from(mark, 'latin1');
+      this.snapshotTotal = null;
       this.mode = 'snapshot-eof';
       return;
     }
@@ -612,6 +647,7 @@ export class ReplicaLink {
     if (!Number.isSafeInteger(n) || n < 0)
       throw new FatalLinkError(`master ${this.master} announced an invalid snapshot length '${line}'`);
     this.snapshotRemaining = n;
+    this.snapshotTotal = n;
     this.mode = 'snapshot-length';
     if (n === 0) this.snapshotDone();
   }
