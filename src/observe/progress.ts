@@ -1,8 +1,10 @@
-/** What a progress line shows: counts so far, and the total bytes when known (for the percentage and the ETA). */
+/** What a progress line shows: counts so far, and the totals when known (for the percentage and the ETA). */
 export interface ProgressSample {
   keys: number;
-  bytes: number;
+  /** Bytes read so far, or null where bytes mean nothing (verify counts keys). */
+  bytes: number | null;
   totalBytes: number | null;
+  totalKeys?: number | null;
   /** When the work started (ms since the epoch). */
   startedAt: number;
 }
@@ -21,19 +23,37 @@ function count(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : String(n);
 }
 
-/** One line such as `snapshot  1.25M keys  48.0/87.1 MB (55%)  31.2 MB/s  812k keys/s  ETA 2s`. */
+const pct = (done: number, total: number) => `${Math.min(100, Math.floor((done / total) * 100))}%`;
+
+/**
+ * One line such as `snapshot  1.25M keys  48.0/87.1 MB (55%)  31.2 MB/s  812k keys/s  ETA 2s`; the ETA comes from
+ * the byte rate when the total size is known, else from the key rate when the key count is.
+ */
 export function formatProgress(label: string, p: ProgressSample, now: number = Date.now()): string {
   const secs = Math.max(0.001, (now - p.startedAt) / 1000);
-  const rate = p.bytes / secs;
-  const parts = [label, `${count(p.keys)} keys`];
-  if (p.totalBytes !== null && p.totalBytes > 0) {
-    const pct = Math.min(100, Math.floor((p.bytes / p.totalBytes) * 100));
-    parts.push(`${(p.bytes / MB).toFixed(1)}/${(p.totalBytes / MB).toFixed(1)} MB (${pct}%)`);
-  } else parts.push(`${(p.bytes / MB).toFixed(1)} MB`);
-  parts.push(`${(rate / MB).toFixed(1)} MB/s`, `${count(Math.round(p.keys / secs))} keys/s`);
-  if (p.totalBytes !== null && p.totalBytes > 0 && rate > 0)
-    parts.push(`ETA ${duration(Math.max(0, p.totalBytes - p.bytes) / rate)}`);
-  else parts.push(`${duration(secs)} elapsed`);
+  const keyRate = p.keys / secs;
+  const totalKeys = p.totalKeys ?? null;
+  const parts = [label];
+  parts.push(
+    totalKeys !== null && totalKeys > 0
+      ? `${count(p.keys)}/${count(totalKeys)} keys (${pct(p.keys, totalKeys)})`
+      : `${count(p.keys)} keys`,
+  );
+  let eta: number | null = null;
+  if (p.bytes !== null) {
+    const rate = p.bytes / secs;
+    if (p.totalBytes !== null && p.totalBytes > 0) {
+      parts.push(
+        `${(p.bytes / MB).toFixed(1)}/${(p.totalBytes / MB).toFixed(1)} MB (${pct(p.bytes, p.totalBytes)})`,
+      );
+      if (rate > 0) eta = Math.max(0, p.totalBytes - p.bytes) / rate;
+    } else parts.push(`${(p.bytes / MB).toFixed(1)} MB`);
+    parts.push(`${(rate / MB).toFixed(1)} MB/s`);
+  }
+  parts.push(`${count(Math.round(keyRate))} keys/s`);
+  if (eta === null && totalKeys !== null && totalKeys > 0 && keyRate > 0)
+    eta = Math.max(0, totalKeys - p.keys) / keyRate;
+  parts.push(eta !== null ? `ETA ${duration(eta)}` : `${duration(secs)} elapsed`);
   return parts.join('  ');
 }
 
