@@ -49,7 +49,7 @@ export function families(text: string): string[] {
 export async function until(
   f: () => Promise<boolean> | boolean,
   what: string,
-  timeoutMs = 60_000,
+  timeoutMs = 45_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await f())) {
