@@ -51,6 +51,8 @@ export class SnapshotTracker {
       });
       return {
         write: (chunk) => {
+          // Rates count from the first byte, not from +FULLRESYNC: the master's own save comes before it.
+          if (s.bytes === 0) s.startedAt = Date.now();
           s.bytes += chunk.length;
           decoder.write(chunk);
         },

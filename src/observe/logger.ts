@@ -25,6 +25,8 @@ export function createLogger(level = 'info', format: LogFormat = 'auto'): Logger
   const pretty = prettyFactory({
     colorize: process.stderr.isTTY === true && isColorSupported,
     singleLine: true,
+    // redtail logs errors as message strings: keep them on the line instead of pino-pretty's indented block.
+    errorLikeObjectKeys: [],
     translateTime: 'SYS:HH:MM:ss.l',
     ignore: 'pid,hostname,name',
   });

@@ -107,7 +107,7 @@ export class ProgressLine {
       this.clear();
       return;
     }
-    const width = Math.max(20, (this.out.columns ?? 120) - 1);
+    const width = Math.max(20, (this.out.columns || 120) - 1);
     this.out.write(`\r\x1b[2K${formatProgress(this.label, p).slice(0, width)}`);
     this.shown = true;
   }
