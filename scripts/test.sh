@@ -27,6 +27,13 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
   apt_install redis-server redis-tools
 fi
 
+# Prometheus (and promtool): test/observe scrapes redtail with a real server and checks /metrics with promtool.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  need_root prometheus "apt-get install prometheus"
+  echo "installing prometheus from Debian..." >&2
+  apt_install --no-install-recommends prometheus
+fi
+
 # PostgreSQL: the machine normally starts one on 127.0.0.1:5432; start or install it when missing.
 if [ -z "${PGHOST:-}" ]; then
   if ! (echo > /dev/tcp/127.0.0.1/5432) 2>/dev/null; then

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { tlsSettingsFrom } from '../../src/config/Config.js';
 import { parseMasterUrl } from '../../src/link/MasterAddress.js';
 import { ioredisTarget, loadTls, type MasterTls } from '../../src/link/tls.js';
+import { ProgressLine } from '../../src/observe/progress.js';
 import { parsePostgresSpec } from './config.js';
 import { ident } from './migrations.js';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
@@ -445,6 +446,8 @@ export interface VerifyOptions {
   timeoutMs?: number;
   /** Settings for a rediss:// master (default: system CAs, verification on). */
   tls?: MasterTls;
+  /** Keys compared so far, of about `total` (the master's key count when the comparison began). */
+  onProgress?: (compared: number, total: number | null) => void;
 }
 
 export interface VerifyResult {
@@ -482,6 +485,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
     const caughtUp = await catchUp(redis, db, s, sink, deadline);
     const keyspace = (await redis.info('keyspace')) as string;
     const dbs = new Set<number>([...keyspace.matchAll(/^db(\d+):/gm)].map((m) => Number(m[1])));
+    const masterKeys = [...keyspace.matchAll(/^db\d+:keys=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     const { rows } = await db.query<{ db: number }>(`SELECT DISTINCT db FROM ${s}.keys`);
     for (const r of rows) dbs.add(r.db);
     let total = 0;
@@ -496,6 +500,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
         if (seen.has(id)) continue;
         seen.add(id);
         total++;
+        o.onProgress?.(total, masterKeys);
         const row = mirror.get(id);
         const r = await readRedisKeyAt(redis, k, { ...read, hashFields: mirrorFields(row) });
         const dd = difference(d, k, r.key, row ? comparableFromRow(row, r.at) : null);
@@ -604,8 +609,22 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     return 2;
   }
   let result: VerifyResult;
+  let compared = 0;
+  let totalKeys: number | null = null;
+  const startedAt = Date.now();
+  const progress = new ProgressLine('verify', () => ({
+    keys: compared,
+    bytes: null,
+    totalBytes: null,
+    totalKeys,
+    startedAt,
+  })).start();
   try {
     result = await verifyMirror({
+      onProgress: (n, t) => {
+        compared = n;
+        totalKeys = t;
+      },
       tls,
       master,
       postgres,
@@ -616,6 +635,8 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   } catch (err) {
     process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
     return 2;
+  } finally {
+    progress.stop();
   }
   const out: string[] = [];
   if (!result.caughtUp)

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
-import { createReadStream } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { encodeEventLine } from '../events/EventEncoder.js';
+import { ProgressLine } from '../observe/progress.js';
 import { RdbFormatError } from '../rdb/RdbFormatError.js';
 import { RdbParser } from '../rdb/RdbParser.js';
 import type { RdbKeyRecord, RdbSummary } from '../rdb/records.js';
@@ -199,6 +200,7 @@ export async function rdbCommand(argv: string[]): Promise<number> {
       else if (name === 'repl-offset') replOffset = Number(value.toString('latin1'));
     },
     onKey(rec) {
+      if (rec.part === undefined || rec.last) keysRead++;
       if (args.stats) {
         if (rec.part !== undefined && !rec.last) return;
         if (!wanted(rec)) return;
@@ -215,10 +217,21 @@ export async function rdbCommand(argv: string[]): Promise<number> {
   });
 
   const started = process.hrtime.bigint();
+  let keysRead = 0;
+  let bytesRead = 0;
+  const startedAt = Date.now();
+  // On a terminal only: the file's size gives the percentage and the ETA.
+  const progress = new ProgressLine('rdb', () => ({
+    keys: keysRead,
+    bytes: bytesRead,
+    totalBytes: fileSize(args.file),
+    startedAt,
+  })).start();
   let summary: RdbSummary;
   try {
     const stream = createReadStream(args.file, { highWaterMark: 1024 * 1024 });
     for await (const chunk of stream) {
+      bytesRead += (chunk as Buffer).length;
       parser.write(chunk as Buffer);
       if (pending.length > 0) {
         const ok = out.write(pending);
@@ -232,6 +245,7 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     }
     summary = parser.end();
   } catch (err) {
+    progress.stop();
     if (err instanceof RdbFormatError) {
       if (pending) out.write(pending);
       process.stderr.write(`${err.message}\n`);
@@ -241,6 +255,7 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     process.stderr.write(`redtail rdb: ${e.code === 'ENOENT' ? `no such file: ${args.file}` : e.message}\n`);
     return 1;
   }
+  progress.stop();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 
   if (args.stats) {
@@ -274,4 +289,16 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     if (!out.write(pending)) await once(out, 'drain');
   }
   return 0;
+}
+
+const sizes = new Map<string, number | null>();
+function fileSize(path: string): number | null {
+  if (!sizes.has(path)) {
+    try {
+      sizes.set(path, statSync(path).size);
+    } catch {
+      sizes.set(path, null);
+    }
+  }
+  return sizes.get(path)!;
 }

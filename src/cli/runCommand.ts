@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { EventFilter, parseEventFilterConfig } from '../commands/EventFilter.js';
-import { normalizeCommand } from '../commands/normalize.js';
+import { normalizeCommand, normalizeCounters } from '../commands/normalize.js';
 import { ConfigError, loadConfig, type RedtailConfig, spoolDir } from '../config/Config.js';
 import { isFatal } from '../link/errors.js';
 import { type MasterAddress, parseMasterUrl } from '../link/MasterAddress.js';
@@ -12,12 +12,14 @@ import {
 } from '../link/MasterLocator.js';
 import { ReplicaLink } from '../link/ReplicaLink.js';
 import { loadTls, type MasterTls } from '../link/tls.js';
-import { createLogger, type Logger } from '../observe/logger.js';
+import { createLogger, type Logger, prettyLogs } from '../observe/logger.js';
+import { Observability } from '../observe/Observability.js';
 import { StatsReporter } from '../observe/StatsReporter.js';
 import { Pipeline } from '../pipeline/Pipeline.js';
 import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
 import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
 import { SpooledStream } from '../spool/SpooledStream.js';
+import { Shutdown, StoppedWhileOpening } from './Shutdown.js';
 import { createSinks } from './sinks.js';
 import { lockLocalState } from './stateLocks.js';
 
@@ -52,6 +54,9 @@ Options:
   --wait-for-lock     when another redtail holds the checkpoint or a file sink's file, wait until it exits instead
                       of failing (env REDTAIL_WAIT_FOR_LOCK)
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent (env REDTAIL_LOG_LEVEL; default info); logs go to stderr
+  --log-format FORMAT auto (default: readable lines on a terminal, JSON otherwise) | json | pretty
+                      (env REDTAIL_LOG_FORMAT)
+  --http HOST:PORT    serve /metrics, /healthz and /readyz (env REDTAIL_HTTP; off by default; docs/metrics.md)
   -h, --help          this text
 `;
 
@@ -84,6 +89,8 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         snapshot: { type: 'string' },
         'log-level': { type: 'string' },
         'wait-for-lock': { type: 'boolean' },
+        'log-format': { type: 'string' },
+        http: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -111,6 +118,8 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         checkpoint: values.checkpoint,
         spool: values.spool,
         logLevel: values['log-level'],
+        logFormat: values['log-format'] as RedtailConfig['logFormat'] | undefined,
+        http: values.http,
         ack: values.ack as RedtailConfig['ack'] | undefined,
         snapshot: values.snapshot as RedtailConfig['snapshot'] | undefined,
         waitForLock: values['wait-for-lock'],
@@ -123,7 +132,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     return 2;
   }
 
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, config.logFormat);
   let locator: MasterLocator;
   let masterTls: MasterTls;
   try {
@@ -145,20 +154,26 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     sinkFailure = reject;
   });
   sinkFailed.catch(() => {});
-  let stopRequested: () => void = () => {};
-  const stopped = new Promise<void>((resolve) => {
-    stopRequested = resolve;
-  });
+  const observe = new Observability(
+    {
+      http: config.http,
+      readiness: config.readiness,
+      progress: prettyLogs(config.logFormat) && !!process.stderr.isTTY,
+    },
+    logger,
+  );
+  const shutdown = new Shutdown({
+    logger,
+    timeoutMs: config.shutdownTimeoutMs,
+    unflushed: () => observe.unflushed(),
+  }).install();
+  const stopped = shutdown.requested;
+  // Ends a wait for another instance's lock at the first signal.
   const stopping = new AbortController();
-  const onSignal = (sig: string) => {
-    logger.info({ signal: sig }, 'stopping: flushing sinks and writing the checkpoint');
-    stopRequested();
-    stopping.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  stopped.then(() => stopping.abort());
 
   try {
+    await observe.start();
     let filter: EventFilter;
     try {
       filter = new EventFilter(parseEventFilterConfig(config.filter));
@@ -168,12 +183,15 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     // Before any sink opens (the file sink truncates on open): a second instance must fail without writing.
     const locks = await lockLocalState(config, logger, stopping.signal);
     if (!locks) return 0; // stopped while waiting for the lock
-    const sinks = await createSinks(
-      config,
-      logger,
-      () => link?.connectedMaster ?? null,
-      masterTls,
-      (reason) => link?.requestHandshake(reason),
+    shutdown.phase = 'opening the sinks';
+    const sinks = observe.wrapSinks(
+      await createSinks(
+        config,
+        logger,
+        () => link?.connectedMaster ?? null,
+        masterTls,
+        (reason) => link?.requestHandshake(reason),
+      ),
     );
     pipeline = new Pipeline(sinks, {
       logger,
@@ -196,7 +214,13 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
         sinkFailure(err);
       },
     });
-    const start = await pipeline.open();
+    // A stop while a sink still connects (brokers down) must not wait for it: nothing is streamed yet.
+    const opening = pipeline.open().then((p) => ({ p }));
+    opening.catch(() => {});
+    const opened = await Promise.race([opening, stopped]);
+    if (!opened) throw new StoppedWhileOpening(sinks.map((s) => s.name));
+    const start = opened.p;
+    shutdown.phase = 'streaming';
     logger.info(
       { master: locator.describe(), sinks: config.sinks, resume: start ?? 'full resync' },
       'starting replication',
@@ -208,7 +232,9 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       ack: config.ack === 'received' ? 'received' : 'durable',
       filter,
       normalize: hooks.normalize ?? normalizeCommand,
-      snapshot: config.snapshot === 'skip' ? skipSnapshot : (hooks.snapshot ?? skipSnapshot),
+      snapshot: observe.wrapSnapshot(
+        config.snapshot === 'skip' ? skipSnapshot : (hooks.snapshot ?? skipSnapshot),
+      ),
     });
     const durablePipeline = pipeline;
     if (config.spool.enabled)
@@ -236,10 +262,12 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       minFullSyncIntervalMs: config.link.minFullSyncIntervalMs,
       connectTimeoutMs: config.link.connectTimeoutMs,
     });
+    observe.attach({ link, pipeline, replicator, normalizer: normalizeCounters });
     stats = new StatsReporter(logger, { link, pipeline, replicator, sinks, spool: spooled });
     stats.start(config.statsIntervalMs);
     const running = link.run();
     await Promise.race([running, sinkFailed, stopped, ...(spooled ? [spooled.failed] : [])]);
+    shutdown.phase = 'draining the sinks';
     await link.stop();
     await running;
     spooled?.close();
@@ -258,13 +286,17 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     const message = (err as Error).message ?? String(err);
     logger.error({ err: message }, 'fatal');
     process.stderr.write(`redtail: ${message}\n`);
+    if (err instanceof StoppedWhileOpening) return 1;
     if (!isFatal(err) && !(err instanceof ConfigError))
       logger.debug({ stack: (err as Error).stack }, 'stack');
     return err instanceof ConfigError ? 2 : 1;
   } finally {
     stats?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    await observe.stop();
+    shutdown.dispose();
+    // A client library may keep timers or sockets alive (kafkajs retrying an unreachable broker): once redtail has
+    // said its last line, nothing it still holds matters.
+    setTimeout(() => process.exit(), 2_000).unref();
   }
 }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { TlsSettings } from '../link/tls.js';
+import { LOG_FORMATS, type LogFormat } from '../observe/logger.js';
 
 /** Everything `redtail run` needs; see config/redtail.example.json and config/config.schema.json. */
 export interface RedtailConfig {
@@ -45,6 +46,14 @@ export interface RedtailConfig {
    * failing at start (false); docs/resume.md.
    */
   waitForLock: boolean;
+  /** `host:port` of the /metrics, /healthz and /readyz endpoint (docs/metrics.md); off when unset. */
+  http?: string;
+  /** What /readyz requires: see docs/metrics.md. */
+  readiness: { duringSnapshot: boolean; sinkStallMs: number };
+  /** `auto`: readable lines when stderr is a terminal, JSON otherwise. */
+  logFormat: LogFormat;
+  /** A stop (SIGTERM) that has not drained and committed by then exits 1; nothing past the checkpoint is lost. */
+  shutdownTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -70,6 +79,9 @@ export const defaults: RedtailConfig = {
   sinkOptions: {},
   statsIntervalMs: 60_000,
   waitForLock: false,
+  readiness: { duringSnapshot: false, sinkStallMs: 60_000 },
+  logFormat: 'auto',
+  shutdownTimeoutMs: 30_000,
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -78,7 +90,9 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export interface ConfigSources {
   file?: string;
   env: NodeJS.ProcessEnv;
-  flags: Partial<Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot' | 'waitForLock'>> & {
+  flags: Partial<
+    Pick<RedtailConfig, 'checkpoint' | 'logLevel' | 'ack' | 'snapshot' | 'waitForLock' | 'http' | 'logFormat'>
+  > & {
     /** `--spool DIR` or `--spool off`. */
     spool?: string;
     master?: string[];
@@ -150,6 +164,9 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   const spoolSetting = flags.spool ?? env.REDTAIL_SPOOL;
   if (env.REDTAIL_WAIT_FOR_LOCK)
     fromEnv.waitForLock = envBool('REDTAIL_WAIT_FOR_LOCK', env.REDTAIL_WAIT_FOR_LOCK);
+  if (env.REDTAIL_HTTP) fromEnv.http = env.REDTAIL_HTTP;
+  if (env.REDTAIL_LOG_FORMAT) fromEnv.logFormat = env.REDTAIL_LOG_FORMAT as LogFormat;
+  if (env.REDTAIL_SHUTDOWN_TIMEOUT_MS) fromEnv.shutdownTimeoutMs = Number(env.REDTAIL_SHUTDOWN_TIMEOUT_MS);
 
   const tlsFromEnv = tlsSettingsFrom(env);
   const sentinelTlsEnv = env.REDTAIL_SENTINEL_TLS
@@ -192,6 +209,7 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
     pipeline: { ...defaults.pipeline, ...(fromFile.pipeline ?? {}) },
     link: { ...defaults.link, ...(fromFile.link ?? {}) },
     spool: { ...defaults.spool, ...(fromFile.spool ?? {}), ...spoolFrom(spoolSetting) },
+    readiness: { ...defaults.readiness, ...(fromFile.readiness ?? {}) },
     sinkOptions: { ...(fromFile.sinkOptions ?? {}) },
     // Field by field, so e.g. a CA file in the config and a client certificate from the environment combine.
     tls: { ...(fileTls ?? {}), ...tlsFromEnv, ...definedOnly(tlsFlags ?? {}) },
@@ -265,6 +283,21 @@ function validate(c: RedtailConfig): void {
     throw new ConfigError('sentinel.tls must be true or false');
   if (!Number.isFinite(c.link.connectTimeoutMs) || c.link.connectTimeoutMs <= 0)
     throw new ConfigError('link.connectTimeoutMs must be a positive number of ms');
+  validateOps(c);
   for (const [k, v] of Object.entries(c.pipeline))
     if (!Number.isFinite(v) || v < 0) throw new ConfigError(`pipeline.${k} must be a non-negative number`);
+}
+
+/** The HTTP endpoint, readiness, log format and stop settings. */
+function validateOps(c: RedtailConfig): void {
+  if (c.http !== undefined && (typeof c.http !== 'string' || !/^(\[[^\]]+\]|[^:]*):\d{1,5}$/.test(c.http)))
+    throw new ConfigError(`http '${c.http}' must be host:port, e.g. 0.0.0.0:9121 (REDTAIL_HTTP, --http)`);
+  if (!LOG_FORMATS.includes(c.logFormat))
+    throw new ConfigError(`log format '${c.logFormat}' is not one of ${LOG_FORMATS.join(', ')}`);
+  if (!Number.isFinite(c.shutdownTimeoutMs) || c.shutdownTimeoutMs <= 0)
+    throw new ConfigError('shutdownTimeoutMs must be a positive number of ms (REDTAIL_SHUTDOWN_TIMEOUT_MS)');
+  if (typeof c.readiness.duringSnapshot !== 'boolean')
+    throw new ConfigError('readiness.duringSnapshot must be true or false');
+  if (!Number.isFinite(c.readiness.sinkStallMs) || c.readiness.sinkStallMs <= 0)
+    throw new ConfigError('readiness.sinkStallMs must be a positive number of ms');
 }

@@ -55,6 +55,16 @@ export interface ReplicaLinkOptions {
   targetCopies?: boolean;
 }
 
+export type LinkPhase = 'connecting' | 'handshake' | 'snapshot' | 'streaming' | 'stopped';
+
+export interface LinkStatus {
+  phase: LinkPhase;
+  /** The master's replication offset just past the last complete command received (null before any stream). */
+  receivedOffset: number | null;
+  /** Size of the snapshot being (or last) received when the master announced it (`$<len>`), else null. */
+  snapshotBytesTotal: number | null;
+}
+
 /** How long after reading resumed a master's close still counts as caused by holding back (the kernel's buffer drains first). */
 const HELD_BACK_WINDOW_MS = 30_000;
 
@@ -85,6 +95,10 @@ export class ReplicaLink {
   /** Where a connection's bytes go (the current session's protocol). */
   private onChunk: (chunk: Buffer) => void = () => {};
   private readBuffer: Buffer | null = null;
+  /** `$<len>` of the snapshot being received; null for a diskless (`$EOF:`) one, whose size is unknown. */
+  private snapshotTotal: number | null = null;
+  /** Replication offset just past the last complete command received, kept across reconnects. */
+  private lastReceivedOffset: number | null = null;
   /** Counts of what the link has seen, for metrics and tests. */
   readonly stats = {
     connects: 0,
@@ -159,6 +173,21 @@ export class ReplicaLink {
   /** Offset just past the last complete command received from the master in this session (0 before the stream). */
   get receivedOffset(): number {
     return this.protocol?.offset ?? 0;
+  }
+
+  /** Where the link is, for /readyz, the metrics and the progress line (src/observe/sources.ts). */
+  get status(): LinkStatus {
+    const connected = this.socket !== null && !this.socket.destroyed && this.protocol !== null;
+    const p = this.protocol?.phase;
+    const phase: LinkPhase = this.stopping
+      ? 'stopped'
+      : !connected
+        ? 'connecting'
+        : p === 'stream'
+          ? 'streaming'
+          : (p ?? 'connecting');
+    if (p === 'stream') this.lastReceivedOffset = this.protocol!.offset;
+    return { phase, receivedOffset: this.lastReceivedOffset, snapshotBytesTotal: this.snapshotTotal };
   }
 
   /** Stops reading from the master (backpressure): the kernel buffers and then the master's output buffer fill. */
@@ -327,6 +356,9 @@ export class ReplicaLink {
           }
           logger.info({ master: this.master, reply, requested }, 'replication handshake done');
           onHandshake();
+        },
+        snapshotStart: (size) => {
+          this.snapshotTotal = size;
         },
         optionIgnored: (option, reply) =>
           logger.debug({ master: this.master, option, reply }, 'master ignored REPLCONF option'),

@@ -55,6 +55,8 @@ export interface ProtocolEvents {
   /** PSYNC went out: a master with diskless sync may answer only seconds later. */
   psyncSent(requested: string): void;
   handshakeDone(reply: string, requested: string): void;
+  /** The snapshot transfer starts: its size when announced (`$<len>`), null when diskless. */
+  snapshotStart?(size: number | null): void;
   /** A REPLCONF option the master did not accept (harmless). */
   optionIgnored(option: string, reply: string): void;
 }
@@ -298,6 +300,7 @@ export class ReplicationProtocol {
       this.eofMark = Buffer.from(mark, 'latin1');
       this.mode = 'snapshot-eof';
       this.target.snapshotStart?.(null);
+      this.events.snapshotStart?.(null);
       return;
     }
     const n = Number(line.slice(1));
@@ -306,6 +309,7 @@ export class ReplicationProtocol {
     this.snapshotRemaining = n;
     this.mode = 'snapshot-length';
     this.target.snapshotStart?.(n);
+    this.events.snapshotStart?.(n);
     if (n === 0) this.snapshotDone();
   }
 

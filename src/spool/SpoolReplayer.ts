@@ -18,7 +18,7 @@ export interface SpoolReplayerOptions {
 }
 
 /** Reads are done in windows of this size; each window is a fresh buffer, since events keep slices of it. */
-const WINDOW = 256 * 1024;
+const WINDOW = 64 * 1024;
 /** How long one turn of replay may hold the event loop before it lets the socket and the sinks run. */
 const TURN_MS = 20;
 

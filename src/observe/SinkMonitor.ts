@@ -1,0 +1,130 @@
+import type { ReplicationPosition } from '../events/ChangeEvent.js';
+import type { EventBatch, Sink } from '../pipeline/Sink.js';
+import { LATENCY_BUCKETS, type Metrics } from './Metrics.js';
+
+/** Why a sink counts as failing for /readyz, or null while it is healthy. */
+export type SinkHealth = { failing: false } | { failing: true; reason: string };
+
+interface Watched {
+  sink: Sink;
+  /** When the write in flight started (ms), or 0. */
+  writingSince: number;
+  /** The sink's own `stats.retries` after its last successful write: more now means it is retrying. */
+  retriesAtLastSuccess: number;
+}
+
+/** `stats.retries` of the sinks that count retries (Kafka, Postgres); 0 for the others. */
+function retriesOf(sink: Sink): number {
+  const r = (sink as { stats?: { retries?: unknown } }).stats?.retries;
+  return typeof r === 'number' ? r : 0;
+}
+
+/**
+ * Watches each sink from the outside, as a decorator the pipeline writes through: events by op, how long each
+ * batch takes to become durable, how old a batch's oldest event is when it does (the end-to-end commit latency),
+ * and whether the sink is failing (retrying, or one write stuck longer than `stallMs`). The sinks themselves are
+ * unchanged; their own `stats` stay reachable through the decorator for the `stats` log line.
+ */
+export class SinkMonitor {
+  private readonly watched: Watched[] = [];
+  private readonly events;
+  private readonly batchSeconds;
+  private readonly commitLatency;
+
+  constructor(
+    metrics: Metrics,
+    private readonly stallMs: number,
+  ) {
+    this.events = metrics.pushCounter(
+      'redtail_sink_events_total',
+      'Change events committed by a sink, by sink and op (snapshot events included; filtered-out ones are not).',
+      ['sink', 'op'],
+    );
+    this.batchSeconds = metrics.histogram(
+      'redtail_sink_batch_duration_seconds',
+      "Time a sink took to write one batch and its checkpoint durably (the sink's write call).",
+      ['sink'],
+      LATENCY_BUCKETS,
+    );
+    this.commitLatency = metrics.histogram(
+      'redtail_sink_commit_latency_seconds',
+      "Time from the oldest event of a batch being read from the master to the batch's commit in the sink.",
+      ['sink'],
+      LATENCY_BUCKETS,
+    );
+    metrics.gauge({
+      name: 'redtail_sink_failing',
+      help: '1 while a sink is retrying a write or a write has been in flight longer than the stall limit.',
+      label: 'sink',
+      read: () => this.watched.map((w) => [w.sink.name, this.health(w).failing ? 1 : 0] as const),
+    });
+    metrics.counter({
+      name: 'redtail_sink_retries_total',
+      help: 'Failed sink writes (or opens) that the sink retried, from the Kafka and Postgres sinks.',
+      label: 'sink',
+      read: () => this.watched.map((w) => [w.sink.name, retriesOf(w.sink)] as const),
+    });
+  }
+
+  /** The sink as the pipeline should see it. */
+  wrap(sink: Sink): Sink {
+    const w: Watched = { sink, writingSince: 0, retriesAtLastSuccess: 0 };
+    this.watched.push(w);
+    const monitor = this;
+    return {
+      name: sink.name,
+      get stats() {
+        return (sink as { stats?: unknown }).stats;
+      },
+      open: (): Promise<ReplicationPosition | null> => sink.open(),
+      close: () => sink.close(),
+      async write(batch: EventBatch): Promise<void> {
+        const started = Date.now();
+        w.writingSince = started;
+        try {
+          await sink.write(batch);
+        } finally {
+          w.writingSince = 0;
+        }
+        monitor.committed(w, batch, started);
+      },
+    } as Sink;
+  }
+
+  private committed(w: Watched, batch: EventBatch, started: number): void {
+    const now = Date.now();
+    const name = w.sink.name;
+    w.retriesAtLastSuccess = retriesOf(w.sink);
+    this.batchSeconds.observe({ sink: name }, (now - started) / 1000);
+    if (batch.events.length === 0) return;
+    const byOp = new Map<string, number>();
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const e of batch.events) {
+      byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
+      if (e.ts < oldest) oldest = e.ts;
+    }
+    for (const [op, n] of byOp) this.events.inc({ sink: name, op }, n);
+    if (Number.isFinite(oldest)) this.commitLatency.observe({ sink: name }, Math.max(0, now - oldest) / 1000);
+  }
+
+  private health(w: Watched, now = Date.now()): SinkHealth {
+    if (retriesOf(w.sink) > w.retriesAtLastSuccess)
+      return { failing: true, reason: `sink ${w.sink.name} is retrying a failed write` };
+    if (w.writingSince > 0 && now - w.writingSince > this.stallMs)
+      return {
+        failing: true,
+        reason: `sink ${w.sink.name} has been writing one batch for ${Math.round((now - w.writingSince) / 1000)} s`,
+      };
+    return { failing: false };
+  }
+
+  /** Reasons why sinks are failing now (empty when none is). */
+  failures(): string[] {
+    const out: string[] = [];
+    for (const w of this.watched) {
+      const h = this.health(w);
+      if (h.failing) out.push(h.reason);
+    }
+    return out;
+  }
+}
