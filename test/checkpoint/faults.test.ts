@@ -440,7 +440,17 @@ describe('output buffer limit', () => {
     // A small in-process bound, so the stalled consumer's backlog has to wait at the master.
     const config = join(dir, 'redtail.json');
     writeFileSync(config, JSON.stringify({ pipeline: { highWaterEvents: 1000, highWaterBytes: 1_000_000 } }));
-    const p = start(['--master', master.url(), '--checkpoint', join(dir, 'cp.json'), '--config', config]);
+    // Without the spool redtail reads at the sinks' pace, which is what lets the master's buffer overflow.
+    const p = start([
+      '--master',
+      master.url(),
+      '--checkpoint',
+      join(dir, 'cp.json'),
+      '--config',
+      config,
+      '--spool',
+      'off',
+    ]);
     await p.waitFor(() => p.events.some((e) => e.op === 'snapshot-end'), 'the first sync');
     p.pauseStdout(true);
     const c = master.client();
@@ -455,7 +465,10 @@ describe('output buffer limit', () => {
     await p.waitFor(() => p.events.filter((e) => e.op === 'snapshot-end').length === 2, 'the resync', 60_000);
     await sleep(500);
     expect(master.log()).toMatch(/scheduled to be closed ASAP for overcoming of output buffer limits/);
-    expect(p.logs().some((l) => String(l.msg).includes('client-output-buffer-limit'))).toBe(true);
+    // The diagnosis names the limit the master reported and the fix.
+    const diagnosis = p.logs().find((l) => String(l.msg).includes('client-output-buffer-limit'));
+    expect(diagnosis?.limit).toBe('replica 1048576 0 0');
+    expect(String(diagnosis?.msg)).toMatch(/Enable the spool/);
     const replies = handshakeReplies(p);
     expect(replies).toHaveLength(2);
     expect(replies.every((r) => r.startsWith('+FULLRESYNC'))).toBe(true);
