@@ -38,8 +38,8 @@ Options:
   --tls-servername NAME  name to send as SNI and to verify the certificate against, instead of the host
                       (env REDTAIL_TLS_SERVERNAME)
   --tls-insecure      do not verify the server's certificate (env REDTAIL_TLS_INSECURE=true); testing only
-  --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port] | postgres://user@host:port/db;
-                      repeatable (env REDTAIL_SINKS)
+  --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port] | postgres://user@host:port/db |
+                      null (normalizes, writes nothing: benchmarks, dry runs); repeatable (env REDTAIL_SINKS)
   --checkpoint PATH   checkpoint file of the stdout/file sinks (env REDTAIL_CHECKPOINT; default ./redtail.checkpoint.json)
   --config FILE       JSON config file (env REDTAIL_CONFIG); flags override it
   --ack MODE          durable (default): ACK to the master what the sinks committed; received: what redtail read
@@ -193,6 +193,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       readTimeoutMs: config.link.readTimeoutMs,
       minFullSyncIntervalMs: config.link.minFullSyncIntervalMs,
       connectTimeoutMs: config.link.connectTimeoutMs,
+      ackIntervalMs: config.link.ackIntervalMs,
     });
     stats = new StatsReporter(logger, { link, pipeline, replicator, sinks });
     stats.start(config.statsIntervalMs);

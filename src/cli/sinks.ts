@@ -1,3 +1,4 @@
+import { NullSink } from '../../sinks/null/NullSink.js';
 import { NdjsonSink } from '../../sinks/stdout/NdjsonSink.js';
 import { FileCheckpointStore } from '../checkpoint/FileCheckpointStore.js';
 import { ConfigError, type RedtailConfig } from '../config/Config.js';
@@ -35,6 +36,8 @@ export async function createSinks(
         if (!path) throw new ConfigError(`sink '${spec}' needs a path: file:/path/to/events.ndjson`);
         sinks.push(new NdjsonSink({ name: spec, checkpoints, path }));
       }
+    } else if (spec === 'null') {
+      sinks.push(new NullSink());
     } else if (spec.startsWith('kafka://')) {
       const { createKafkaSink } = await import('../../sinks/kafka/index.js');
       sinks.push(
@@ -56,7 +59,7 @@ export async function createSinks(
       );
     } else {
       throw new ConfigError(
-        `unknown sink '${spec}': use stdout, file:PATH, kafka://host:port[,host:port] or postgres://...`,
+        `unknown sink '${spec}': use stdout, file:PATH, null, kafka://host:port[,host:port] or postgres://...`,
       );
     }
   }

@@ -27,6 +27,8 @@ export interface RedtailConfig {
     minFullSyncIntervalMs: number;
     /** TCP connect plus TLS handshake. */
     connectTimeoutMs: number;
+    /** How often `REPLCONF ACK` reports the offset (the link's default, 1 s, when absent). */
+    ackIntervalMs?: number;
   };
   /** Per-sink options keyed by sink scheme (`kafka`, `postgres`), passed to the sink's factory. */
   sinkOptions: Record<string, Record<string, unknown>>;
@@ -213,6 +215,9 @@ function validate(c: RedtailConfig): void {
     throw new ConfigError('sentinel.tls must be true or false');
   if (!Number.isFinite(c.link.connectTimeoutMs) || c.link.connectTimeoutMs <= 0)
     throw new ConfigError('link.connectTimeoutMs must be a positive number of ms');
+  const ack = c.link.ackIntervalMs;
+  if (ack !== undefined && (!Number.isFinite(ack) || ack <= 0))
+    throw new ConfigError('link.ackIntervalMs must be a positive number of ms');
   for (const [k, v] of Object.entries(c.pipeline))
     if (!Number.isFinite(v) || v < 0) throw new ConfigError(`pipeline.${k} must be a non-negative number`);
 }
