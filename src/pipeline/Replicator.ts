@@ -1,6 +1,6 @@
 import type { EventFilter } from '../commands/EventFilter.js';
 import type { CommandContext } from '../commands/types.js';
-import type { ChangeEvent, ReplicationPosition } from '../events/ChangeEvent.js';
+import type { ChangeEvent, ControlEvent, ReplicationPosition } from '../events/ChangeEvent.js';
 import type { ReplicationHandler } from '../link/ReplicaLink.js';
 import type { Logger } from '../observe/logger.js';
 import type { Pipeline } from './Pipeline.js';
@@ -198,7 +198,7 @@ export class Replicator implements ReplicationHandler {
     this.pendingBytes = 0;
   }
 
-  private control(op: string, fields: Record<string, unknown>): ChangeEvent {
+  private control(op: ControlEvent['op'], fields: Record<string, unknown>): ChangeEvent {
     return {
       v: 1,
       op,

@@ -37,14 +37,15 @@ class RecordingSink implements Sink {
 }
 
 const pos = (offset: number): ReplicationPosition => ({ replid: 'r', offset, db: 0 });
-const ev = (offset: number, seq = 0): ChangeEvent => ({
-  v: 1,
-  op: 'set',
-  db: 0,
-  key: Buffer.from(`k${offset}`),
-  source: { replid: 'r', offset, seq, snapshot: false },
-  ts: 0,
-});
+const ev = (offset: number, seq = 0): ChangeEvent =>
+  ({
+    v: 1,
+    op: 'set',
+    db: 0,
+    key: Buffer.from(`k${offset}`),
+    source: { replid: 'r', offset, seq, snapshot: false },
+    ts: 0,
+  }) as ChangeEvent;
 
 describe('Pipeline', () => {
   it('bounds batches by maxBatchEvents, cutting only between pushes, each with the last position pushed', async () => {

@@ -16,7 +16,7 @@ function ev(offset: number, key: Buffer | string): ChangeEvent {
     value: Buffer.from('v'),
     source: { replid: 'r', offset, seq: 0, snapshot: false },
     ts: 1,
-  };
+  } as ChangeEvent;
 }
 
 describe('NdjsonSink', () => {
