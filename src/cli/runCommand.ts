@@ -163,6 +163,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       lingerMs: config.pipeline.lingerMs,
       highWaterEvents: config.pipeline.highWaterEvents,
       highWaterBytes: config.pipeline.highWaterBytes,
+      maxInFlightBatches: config.pipeline.maxInFlightBatches,
       onBackpressure: (paused) => {
         if (paused) link?.pause();
         else link?.resume();

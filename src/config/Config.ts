@@ -19,7 +19,13 @@ export interface RedtailConfig {
   ack: 'durable' | 'received';
   /** `decode` turns the snapshot into one event per key; `skip` only streams changes after it. */
   snapshot: 'decode' | 'skip';
-  pipeline: { maxBatchEvents: number; lingerMs: number; highWaterEvents: number; highWaterBytes: number };
+  pipeline: {
+    maxBatchEvents: number;
+    lingerMs: number;
+    highWaterEvents: number;
+    highWaterBytes: number;
+    maxInFlightBatches: number;
+  };
   link: {
     listeningPort: number;
     announceIp?: string;
@@ -54,6 +60,7 @@ export const defaults: RedtailConfig = {
     lingerMs: 10,
     highWaterEvents: 50_000,
     highWaterBytes: 64 * 1024 * 1024,
+    maxInFlightBatches: 4,
   },
   link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000, connectTimeoutMs: 10_000 },
   tls: {},
