@@ -17,7 +17,7 @@ import { keyText } from '../sinks/postgres/MirrorApplier.js';
 import { valueFromRdb, valueToJson } from '../sinks/postgres/model/encoding.js';
 import { PostgresSink, type WriteTiming } from '../sinks/postgres/PostgresSink.js';
 import { normalizeCommand } from '../src/commands/normalize.js';
-import type { ChangeEvent } from '../src/events/ChangeEvent.js';
+import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../src/events/ChangeEvent.js';
 import { silentLogger } from '../src/observe/logger.js';
 import { Pipeline } from '../src/pipeline/Pipeline.js';
 import type { Sink } from '../src/pipeline/Sink.js';
@@ -38,8 +38,8 @@ async function sql(q: string, params: unknown[] = []): Promise<void> {
   }
 }
 
-function snapshotEvents(n: number): ChangeEvent[] {
-  const out: ChangeEvent[] = [];
+function snapshotEvents(n: number): SnapshotEvent[] {
+  const out: SnapshotEvent[] = [];
   for (let i = 0; i < n; i++) {
     const key = Buffer.from(`user:${i}`);
     const src = { replid: REPLID, offset: 0, seq: i + 1, snapshot: true };
@@ -50,11 +50,12 @@ function snapshotEvents(n: number): ChangeEvent[] {
       db: 0,
       key,
       type: hash ? 'hash' : 'string',
+      encoding: hash ? 'hash-listpack' : 'string-raw',
       value: hash
-        ? [
+        ? ([
             [Buffer.from('name'), Buffer.from(`n${i}`)],
             [Buffer.from('score'), Buffer.from(String(i))],
-          ]
+          ] as Array<[Buffer, Buffer]>)
         : Buffer.from(`value-${i}-${'x'.repeat(40)}`),
       expireAt: i % 10 === 0 ? Date.now() + 3_600_000 : null,
       source: src,
@@ -64,7 +65,7 @@ function snapshotEvents(n: number): ChangeEvent[] {
   return out;
 }
 
-function control(op: string): ChangeEvent {
+function control(op: ControlEvent['op']): ChangeEvent {
   return { v: 1, op, db: 0, source: { replid: REPLID, offset: 0, seq: 0, snapshot: true }, ts: Date.now() };
 }
 

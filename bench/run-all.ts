@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
  * next. Each prints its own figures and its ratio against the reference it measures in the same run.
  */
 const here = dirname(fileURLToPath(import.meta.url));
-const benches = ['rdb', 'kafka', 'postgres'];
+const benches = ['stream', 'rdb', 'kafka', 'postgres'];
 let failed = 0;
 for (const name of benches) {
   const file = join(here, `${name}.js`);

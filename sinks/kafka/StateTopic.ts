@@ -44,7 +44,8 @@ const ENVELOPE = new Set(['v', 'op', 'db', 'key', 'source', 'ts']);
 export function stateValue(ev: ChangeEvent, effect: 'value' | 'unknown'): string {
   const out: Record<string, unknown> = { v: 1, db: ev.db, key: ev.key, exact: effect === 'value' };
   if (effect === 'value') {
-    for (const k of Object.keys(ev)) if (!ENVELOPE.has(k)) out[k] = ev[k];
+    const fields = ev as unknown as Record<string, unknown>;
+    for (const k of Object.keys(ev)) if (!ENVELOPE.has(k)) out[k] = fields[k];
   } else {
     out.op = ev.op;
     if (typeof ev.type === 'string') out.type = ev.type;

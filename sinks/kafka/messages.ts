@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Message, TopicMessages } from 'kafkajs';
 import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
-import { encodeEventLine } from '../../src/events/EventEncoder.js';
+import { encodeEventLine, encodeJsonLine } from '../../src/events/EventEncoder.js';
 import { type StateRule, stateEffect, stateValue } from './StateTopic.js';
 import type { TopicRouter } from './TopicRouter.js';
 
@@ -48,7 +48,8 @@ function truncatedEvent(
   original: Buffer,
   limit: number,
 ): { key: Buffer | null; value: Buffer } {
-  const marker: ChangeEvent = { v: 1, op: ev.op, db: ev.db, source: ev.source, ts: ev.ts };
+  // Not an event of the union: the payload is replaced by `truncated` (and the key perhaps by `keySha256`).
+  const marker: Record<string, unknown> = { v: 1, op: ev.op, db: ev.db, source: ev.source, ts: ev.ts };
   let key = ev.key ?? null;
   if (ev.key !== undefined) marker.key = ev.key;
   if (typeof ev.type === 'string') marker.type = ev.type;
@@ -57,21 +58,21 @@ function truncatedEvent(
     limit,
     sha256: createHash('sha256').update(original).digest('hex'),
   };
-  let value = Buffer.from(encodeEventLine(reorder(marker)), 'utf8');
+  let value = Buffer.from(encodeJsonLine(reorder(marker)), 'utf8');
   if (key !== null && value.length + key.length * 2 + RECORD_OVERHEAD > limit) {
     const digest = createHash('sha256').update(key).digest('hex');
     delete marker.key;
     marker.keySha256 = digest;
     key = Buffer.from(`sha256:${digest}`, 'utf8');
-    value = Buffer.from(encodeEventLine(reorder(marker)), 'utf8');
+    value = Buffer.from(encodeJsonLine(reorder(marker)), 'utf8');
   }
   return { key, value };
 }
 
 /** Keeps the JSON field order of real events: envelope and payload first, source and ts last. */
-function reorder(ev: ChangeEvent): ChangeEvent {
+function reorder(ev: Record<string, unknown>): Record<string, unknown> {
   const { source, ts, ...rest } = ev;
-  return { ...rest, source, ts } as ChangeEvent;
+  return { ...rest, source, ts };
 }
 
 export interface BuildOptions {

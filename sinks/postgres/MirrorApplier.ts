@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { PoolClient } from 'pg';
-import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
+import type { ChangeEvent, SnapshotEvent, UnknownCommandEvent } from '../../src/events/ChangeEvent.js';
 import { type CopyType, type CopyValue, copyBinary } from './copy.js';
 import { MirrorError } from './errors.js';
 import type { FetchedValue, Fetcher } from './MasterFetcher.js';
@@ -130,20 +130,15 @@ export class MirrorApplier {
         i++;
         continue;
       }
-      if (ev.op === 'snapshot' && ev.part === undefined) {
+      if (isWholeSnapshot(ev)) {
         let j = i;
-        while (j < fresh.length && fresh[j]!.op === 'snapshot' && fresh[j]!.part === undefined) j++;
-        await this.snapshotRows(client, fresh.slice(i, j));
+        while (j < fresh.length && isWholeSnapshot(fresh[j]!)) j++;
+        await this.snapshotRows(client, fresh.slice(i, j) as SnapshotEvent[]);
         i = j;
         continue;
       }
       let j = i;
-      while (
-        j < fresh.length &&
-        !GLOBAL_OPS.has(fresh[j]!.op) &&
-        !(fresh[j]!.op === 'snapshot' && fresh[j]!.part === undefined)
-      )
-        j++;
+      while (j < fresh.length && !GLOBAL_OPS.has(fresh[j]!.op) && !isWholeSnapshot(fresh[j]!)) j++;
       await this.segment(client, fresh.slice(i, j), -1);
       i = j;
     }
@@ -174,7 +169,7 @@ export class MirrorApplier {
         const keys = await this.commandKeys(ev);
         commandKeys.set(ev, keys);
         for (const k of keys) need.push([ev.db, k]);
-      } else if (ev.key || ev.op === 'store') need.push(...keysOf(ev));
+      } else if (ev.key) need.push(...keysOf(ev));
     }
     for (const p of due) need.push([p.db, p.key]);
     await this.load(client, need);
@@ -246,8 +241,8 @@ export class MirrorApplier {
     };
   }
 
-  private async commandKeys(ev: ChangeEvent): Promise<Buffer[]> {
-    const args = ev.args as Buffer[] | undefined;
+  private async commandKeys(ev: UnknownCommandEvent): Promise<Buffer[]> {
+    const args = ev.args;
     if (!args || args.length === 0) return [];
     if (!this.fetcher)
       throw new MirrorError(
@@ -412,7 +407,7 @@ export class MirrorApplier {
    * `INSERT ... SELECT ... ON CONFLICT (db, key) DO UPDATE` (COPY cannot upsert, and a full resync finds the previous
    * generation's rows there), all inside the batch's transaction.
    */
-  private async snapshotRows(client: PoolClient, events: ChangeEvent[]): Promise<void> {
+  private async snapshotRows(client: PoolClient, events: SnapshotEvent[]): Promise<void> {
     this.offset = events[0]!.source.offset;
     const logger = this.logger;
     function* rows(): Generator<CopyValue[]> {
@@ -503,4 +498,9 @@ export class MirrorApplier {
       }
     }
   }
+}
+
+/** A snapshot event that is a whole key (not one part of a huge value): these are copied in bulk. */
+function isWholeSnapshot(ev: ChangeEvent): boolean {
+  return ev.op === 'snapshot' && ev.part === undefined;
 }

@@ -210,7 +210,8 @@ export class PostgresSink implements Sink {
       const chunk = rows.slice(i, i + 5_000);
       const payloads = chunk.map((e) => {
         const p: Record<string, unknown> = {};
-        for (const k of Object.keys(e)) if (!ENVELOPE.has(k)) p[k] = e[k];
+        const fields = e as unknown as Record<string, unknown>;
+        for (const k of Object.keys(e)) if (!ENVELOPE.has(k)) p[k] = fields[k];
         return JSON.stringify(toJsonb(p));
       });
       const r = await client.query(

@@ -1,8 +1,8 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import type { CheckpointStore } from '../../src/checkpoint/CheckpointStore.js';
+import type { Checkpoint, CheckpointStore } from '../../src/checkpoint/CheckpointStore.js';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
-import { encodeEventLine } from '../../src/events/EventEncoder.js';
+import { NdjsonWriter } from '../../src/events/NdjsonEncoder.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
 
 export interface NdjsonSinkOptions {
@@ -11,6 +11,13 @@ export interface NdjsonSinkOptions {
   /** Append to this file (fsynced before the checkpoint moves); otherwise write to `stream`. */
   path?: string;
   stream?: Writable;
+}
+
+interface Pending {
+  bytes: Buffer | null;
+  checkpoint: ReplicationPosition | null;
+  resolve: () => void;
+  reject: (err: Error) => void;
 }
 
 /** Checkpoint of a file that holds no resumable position yet (before the first snapshot has completed). */
@@ -26,8 +33,16 @@ const NO_POSITION = '';
  */
 export class NdjsonSink implements Sink {
   readonly name: string;
+  /** Batches are appended in call order and resolved in that order (see commitLoop). */
+  readonly pipelined = true;
   private file: FileHandle | null = null;
+  /** Size of the file after the last batch handed to writeData. */
   private fileSize = 0;
+  private readonly writer = new NdjsonWriter();
+  /** Encoded batches waiting for the commit loop, oldest first. */
+  private pending: Pending[] = [];
+  private committing: Promise<void> | null = null;
+  private failure: Error | null = null;
 
   constructor(private readonly opts: NdjsonSinkOptions) {
     this.name = opts.name;
@@ -57,35 +72,114 @@ export class NdjsonSink implements Sink {
     return { replid: cp.replid, offset: cp.offset, db: cp.db };
   }
 
-  async write(batch: EventBatch): Promise<void> {
+  write(batch: EventBatch): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    let bytes: Buffer | null = null;
     if (batch.events.length > 0) {
-      let text = '';
-      for (const e of batch.events) text += `${encodeEventLine(e)}\n`;
-      if (this.file) {
-        const buf = Buffer.from(text);
-        await this.file.write(buf, 0, buf.length, null);
-        await this.file.sync();
-        this.fileSize += buf.length;
-      } else {
-        await writeAll(this.opts.stream ?? process.stdout, text);
-      }
+      const w = this.writer;
+      w.reset();
+      for (const e of batch.events) w.event(e);
+      // A copy: the writer's buffer is reused for the next batch while this one may still wait for the file.
+      bytes = Buffer.from(w.view());
     }
-    // Lines of a batch without a checkpoint (inside a snapshot) are committed by the next batch that has one.
-    if (batch.checkpoint) {
-      const extra = this.file ? { fileSize: this.fileSize } : undefined;
-      await this.opts.checkpoints.save(extra ? { ...batch.checkpoint, extra } : { ...batch.checkpoint });
+    return new Promise((resolve, reject) => {
+      this.pending.push({ bytes, checkpoint: batch.checkpoint, resolve, reject });
+      if (!this.committing) this.committing = this.commitLoop();
+    });
+  }
+
+  /**
+   * Group commit: every batch that arrived while the previous group was written goes out in one `writev` and one
+   * `fdatasync`; its checkpoint (the newest in the group) is saved while the next group's data is written, but only
+   * after the data it points at is durable, and saves happen one at a time, in order. A batch resolves when its data
+   * and a checkpoint at or after it are durable.
+   */
+  private async commitLoop(): Promise<void> {
+    let saved: Promise<void> = Promise.resolve();
+    try {
+      while (this.pending.length > 0 && !this.failure) {
+        const group = this.pending.splice(0);
+        let checkpoint: Checkpoint | null = null;
+        try {
+          const sizes = await this.writeData(group);
+          for (let i = group.length - 1; i >= 0; i--) {
+            const cp = group[i]!.checkpoint;
+            if (cp) {
+              checkpoint = this.file ? { ...cp, extra: { fileSize: sizes[i]! } } : { ...cp };
+              break;
+            }
+          }
+        } catch (err) {
+          this.fail(err as Error, group);
+          break;
+        }
+        const cp = checkpoint;
+        saved = saved.then(async () => {
+          if (this.failure) throw this.failure;
+          // Lines of a group without a checkpoint (inside a snapshot) are committed by the next one that has one.
+          if (cp) await this.opts.checkpoints.save(cp);
+          for (const g of group) g.resolve();
+        });
+        saved.catch((err: Error) => this.fail(err, group));
+      }
+      await saved.catch(() => {});
+    } finally {
+      this.committing = null;
+      if (this.pending.length > 0 && !this.failure) this.committing = this.commitLoop();
     }
   }
 
+  /** Appends the group's lines and makes them durable; returns the file size after each batch. */
+  private async writeData(group: Pending[]): Promise<number[]> {
+    const bufs: Buffer[] = [];
+    const sizes: number[] = [];
+    let size = this.fileSize;
+    for (const g of group) {
+      if (g.bytes) {
+        bufs.push(g.bytes);
+        size += g.bytes.length;
+      }
+      sizes.push(size);
+    }
+    if (bufs.length > 0) {
+      if (this.file) {
+        let written = 0;
+        const total = size - this.fileSize;
+        let rest = bufs;
+        // writev may write less than asked (signals, large totals): continue where it stopped.
+        while (written < total) {
+          const { bytesWritten } = await this.file.writev(rest);
+          written += bytesWritten;
+          if (written < total) rest = [Buffer.concat(rest).subarray(bytesWritten)];
+        }
+        await this.file.datasync();
+      } else {
+        await writeAll(
+          this.opts.stream ?? process.stdout,
+          bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs),
+        );
+      }
+    }
+    this.fileSize = size;
+    return sizes;
+  }
+
+  private fail(err: Error, group: Pending[]): void {
+    this.failure ??= err;
+    for (const g of group) g.reject(err);
+    for (const g of this.pending.splice(0)) g.reject(err);
+  }
+
   async close(): Promise<void> {
+    while (this.committing) await this.committing;
     await this.file?.close();
     this.file = null;
   }
 }
 
 /** Resolves once the stream has taken the data, so a slow reader of stdout slows the whole pipeline down. */
-function writeAll(stream: Writable, text: string): Promise<void> {
+function writeAll(stream: Writable, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    stream.write(text, (err) => (err ? reject(err) : resolve()));
+    stream.write(data, (err) => (err ? reject(err) : resolve()));
   });
 }

@@ -42,8 +42,8 @@ Options:
   --tls-servername NAME  name to send as SNI and to verify the certificate against, instead of the host
                       (env REDTAIL_TLS_SERVERNAME)
   --tls-insecure      do not verify the server's certificate (env REDTAIL_TLS_INSECURE=true); testing only
-  --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port] | postgres://user@host:port/db;
-                      repeatable (env REDTAIL_SINKS)
+  --sink SPEC         stdout | file:PATH | kafka://host:port[,host:port] | postgres://user@host:port/db |
+                      null (normalizes, writes nothing: benchmarks, dry runs); repeatable (env REDTAIL_SINKS)
   --checkpoint PATH   checkpoint file of the stdout/file sinks (env REDTAIL_CHECKPOINT; default ./redtail.checkpoint.json)
   --spool DIR|off     local spool of the master's stream, so slow sinks become lag on disk instead of a full-sync
                       loop (env REDTAIL_SPOOL; default: the checkpoint's path with .spool; off: no spool)
@@ -199,6 +199,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       lingerMs: config.pipeline.lingerMs,
       highWaterEvents: config.pipeline.highWaterEvents,
       highWaterBytes: config.pipeline.highWaterBytes,
+      maxInFlightBatches: config.pipeline.maxInFlightBatches,
       // With the spool the sinks' pace holds back the replay, never the link: the master sees a fast replica.
       onBackpressure: (paused) => {
         if (spooled) spooled.sinkBackpressure(paused);
@@ -261,6 +262,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       readTimeoutMs: config.link.readTimeoutMs,
       minFullSyncIntervalMs: config.link.minFullSyncIntervalMs,
       connectTimeoutMs: config.link.connectTimeoutMs,
+      ackIntervalMs: config.link.ackIntervalMs,
     });
     observe.attach({ link, pipeline, replicator, normalizer: normalizeCounters });
     stats = new StatsReporter(logger, { link, pipeline, replicator, sinks, spool: spooled });

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { NullSink } from '../../sinks/null/NullSink.js';
 import { NdjsonSink } from '../../sinks/stdout/NdjsonSink.js';
 import { FileCheckpointStore } from '../checkpoint/FileCheckpointStore.js';
 import { ConfigError, type RedtailConfig, spoolDir } from '../config/Config.js';
@@ -28,6 +29,8 @@ export async function createSinks(
       if (spec === 'stdout')
         sinks.push(new NdjsonSink({ name: 'stdout', checkpoints, stream: process.stdout }));
       else sinks.push(new NdjsonSink({ name: spec, checkpoints, path: filePath(spec) }));
+    } else if (spec === 'null') {
+      sinks.push(new NullSink());
     } else if (spec.startsWith('kafka://')) {
       const { createKafkaSink } = await import('../../sinks/kafka/index.js');
       sinks.push(
@@ -49,7 +52,7 @@ export async function createSinks(
       );
     } else {
       throw new ConfigError(
-        `unknown sink '${spec}': use stdout, file:PATH, kafka://host:port[,host:port] or postgres://...`,
+        `unknown sink '${spec}': use stdout, file:PATH, null, kafka://host:port[,host:port] or postgres://...`,
       );
     }
   }

@@ -8,14 +8,6 @@ import { stringCommands } from './specs/strings.js';
 import { zsetCommands } from './specs/zsets.js';
 import type { CommandSpec } from './types.js';
 
-export {
-  isControlCommand,
-  isSelect,
-  normalizeCommand,
-  normalizeCounters,
-  resetNormalizeCounters,
-  selectDb,
-} from './normalize.js';
 export type { CommandContext, CommandSpec, RedisType } from './types.js';
 
 /** Every command the normalizer understands, grouped by data type (one module per group under specs/). */

@@ -51,7 +51,7 @@ function dbsOf(ev: ChangeEvent): number[] | null {
 
 function keysOf(ev: ChangeEvent): Buffer[] | null {
   if (ev.key === undefined) return null;
-  const dest = ev.destKey;
+  const dest = 'destKey' in ev ? ev.destKey : undefined;
   return Buffer.isBuffer(dest) ? [ev.key, dest] : [ev.key];
 }
 

@@ -1,4 +1,4 @@
-import type { ChangeEvent } from '../events/ChangeEvent.js';
+import type { CommandEvent } from '../events/ChangeEvent.js';
 import { ArgError, Args, isToken, lower } from './args.js';
 import { containerCommands, findSpec, scriptCommands } from './CommandTable.js';
 import { type CommandContext, type CommandSpec, Emitter } from './types.js';
@@ -86,9 +86,9 @@ function unknown(args: Buffer[], name: string, e: Emitter, reason?: string): voi
  * the table, or whose arguments do not parse, becomes one `op: "command"` event with the raw arguments and
  * `unknown: true`. Control commands (isControlCommand) produce no events.
  */
-export function normalizeCommand(args: Buffer[], ctx: CommandContext): ChangeEvent[] {
+export function normalizeCommand(args: Buffer[], ctx: CommandContext): CommandEvent[] {
   normalizeCounters.commands++;
-  const out: ChangeEvent[] = [];
+  const out: CommandEvent[] = [];
   const e = new Emitter(ctx, out);
   const first = args[0];
   if (first === undefined) return out;

@@ -1,5 +1,7 @@
-import type { ChangeEvent } from '../events/ChangeEvent.js';
+import type { CommandEvent, CommandOp, EventOf } from '../events/ChangeEvent.js';
 import type { Args } from './args.js';
+
+export type { RedisType } from '../events/ChangeEvent.js';
 
 /** Where the command sits in the replication stream; supplied by the pipeline for every command. */
 export interface CommandContext {
@@ -11,43 +13,57 @@ export interface CommandContext {
   ts: number;
 }
 
-/** Redis value types as they appear in the `type` field (HyperLogLogs are strings, as `TYPE` reports). */
-export type RedisType = 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream';
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** What a spec passes to `emit` for an op: the event without its envelope, key and type. */
+export type PayloadOf<O extends CommandOp> = DistributiveOmit<
+  EventOf<O>,
+  'v' | 'op' | 'db' | 'key' | 'type' | 'source' | 'ts'
+>;
+type KeyArg<E> = E extends { key: Buffer } ? Buffer : undefined;
+type TypeArg<E> = E extends { type: infer T } ? T : undefined;
+/** The payload argument is optional only for ops without payload fields (`del`, `hll-cache`). */
+type PayloadArg<O extends CommandOp> =
+  object extends PayloadOf<O> ? [payload?: PayloadOf<O>] : [payload: PayloadOf<O>];
 
 /** Collects the events of one command, numbering them with `seq` in emission order. */
 export class Emitter {
   constructor(
     readonly ctx: CommandContext,
-    readonly out: ChangeEvent[],
+    readonly out: CommandEvent[],
   ) {}
 
   get ts(): number {
     return this.ctx.ts;
   }
 
-  emit(
-    op: string,
-    key: Buffer | undefined,
-    type: RedisType | undefined,
-    payload?: Record<string, unknown>,
+  /**
+   * Appends one event. Field order is fixed here (envelope, key, type, payload in the order given, source, ts): it is
+   * the NDJSON output's order, so payloads must be built in the order docs/events.md lists their fields.
+   */
+  emit<O extends CommandOp>(
+    op: O,
+    key: KeyArg<EventOf<O>>,
+    type: TypeArg<EventOf<O>>,
+    ...[payload]: PayloadArg<O>
   ): void {
     const ctx = this.ctx;
     const source =
       ctx.txn === undefined
         ? { replid: ctx.replid, offset: ctx.offset, seq: this.out.length, snapshot: false }
         : { replid: ctx.replid, offset: ctx.offset, seq: this.out.length, txn: ctx.txn, snapshot: false };
-    const ev = { v: 1, op, db: ctx.db } as ChangeEvent;
+    const ev: Record<string, unknown> = { v: 1, op, db: ctx.db };
     if (key !== undefined) ev.key = key;
     if (type !== undefined) ev.type = type;
     if (payload !== undefined) {
-      for (const k in payload) {
-        const v = payload[k];
+      const p = payload as Record<string, unknown>;
+      for (const k in p) {
+        const v = p[k];
         if (v !== undefined) ev[k] = v;
       }
     }
     ev.source = source;
     ev.ts = ctx.ts;
-    this.out.push(ev);
+    this.out.push(ev as unknown as CommandEvent);
   }
 }
 
@@ -59,7 +75,7 @@ export interface CommandSpec {
   /** Lower-case name; subcommands as `container|sub` like COMMAND INFO reports them. */
   name: string;
   /** Every op this command can be normalized to (documentation and tests). */
-  ops: readonly string[];
+  ops: readonly CommandOp[];
   keys: readonly [first: number, last: number, step: number];
   /** What a current master sends instead of this command, when it rewrites it (documentation and tests). */
   propagatesAs?: string;

@@ -26,7 +26,13 @@ export interface RedtailConfig {
   spool: { enabled: boolean; dir?: string; maxBytes: number; segmentBytes: number; fsyncIntervalMs: number };
   /** `decode` turns the snapshot into one event per key; `skip` only streams changes after it. */
   snapshot: 'decode' | 'skip';
-  pipeline: { maxBatchEvents: number; lingerMs: number; highWaterEvents: number; highWaterBytes: number };
+  pipeline: {
+    maxBatchEvents: number;
+    lingerMs: number;
+    highWaterEvents: number;
+    highWaterBytes: number;
+    maxInFlightBatches: number;
+  };
   link: {
     listeningPort: number;
     announceIp?: string;
@@ -34,6 +40,8 @@ export interface RedtailConfig {
     minFullSyncIntervalMs: number;
     /** TCP connect plus TLS handshake. */
     connectTimeoutMs: number;
+    /** How often `REPLCONF ACK` reports the offset (the link's default, 1 s, when absent). */
+    ackIntervalMs?: number;
   };
   /** Per-sink options keyed by sink scheme (`kafka`, `postgres`), passed to the sink's factory. */
   sinkOptions: Record<string, Record<string, unknown>>;
@@ -72,6 +80,7 @@ export const defaults: RedtailConfig = {
     lingerMs: 10,
     highWaterEvents: 50_000,
     highWaterBytes: 64 * 1024 * 1024,
+    maxInFlightBatches: 4,
   },
   link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000, connectTimeoutMs: 10_000 },
   spool: { enabled: true, maxBytes: 4 * 1024 ** 3, segmentBytes: 64 * 1024 ** 2, fsyncIntervalMs: 1_000 },
@@ -284,6 +293,9 @@ function validate(c: RedtailConfig): void {
   if (!Number.isFinite(c.link.connectTimeoutMs) || c.link.connectTimeoutMs <= 0)
     throw new ConfigError('link.connectTimeoutMs must be a positive number of ms');
   validateOps(c);
+  const ack = c.link.ackIntervalMs;
+  if (ack !== undefined && (!Number.isFinite(ack) || ack <= 0))
+    throw new ConfigError('link.ackIntervalMs must be a positive number of ms');
   for (const [k, v] of Object.entries(c.pipeline))
     if (!Number.isFinite(v) || v < 0) throw new ConfigError(`pipeline.${k} must be a non-negative number`);
 }

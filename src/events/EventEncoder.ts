@@ -34,7 +34,15 @@ export function toJsonValue(value: unknown): unknown {
   return value;
 }
 
-/** One event as one line of JSON (no trailing newline). */
+/**
+ * One event as one line of JSON (no trailing newline), through a copy of the event with its Buffers encoded. The
+ * NDJSON sinks use the faster `NdjsonWriter` (NdjsonEncoder.ts), which writes the same bytes.
+ */
 export function encodeEventLine(event: ChangeEvent): string {
   return JSON.stringify(toJsonValue(event));
+}
+
+/** Any object holding Buffers (e.g. a Kafka record that is not an event) as one line of JSON. */
+export function encodeJsonLine(value: Record<string, unknown>): string {
+  return JSON.stringify(toJsonValue(value));
 }

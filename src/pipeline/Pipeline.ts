@@ -8,6 +8,11 @@ export interface PipelineOptions {
   maxBatchEvents?: number;
   /** Flush at most this long after the first waiting event (or position change). */
   lingerMs?: number;
+  /**
+   * Batches handed to the sinks before the first of them is durable, when every sink is `pipelined` (otherwise 1):
+   * encoding and writing the next batches overlaps the commit (fsync, checkpoint) of the earlier ones.
+   */
+  maxInFlightBatches?: number;
   /** Ask the link to stop reading when this many events are buffered or in flight... */
   highWaterEvents?: number;
   /** ...and to read again below this many. */
@@ -39,9 +44,10 @@ interface Segment {
 }
 
 /**
- * Batches events, hands each batch to every sink and tracks what is durable. One batch is in flight at a time, so
- * sinks see batches in stream order; while it is in flight the next ones queue up, which batches naturally under
- * load. Queued events are kept in segments of about `maxBatchEvents`, cut only between `push` calls, so a batch is
+ * Batches events, hands each batch to every sink and tracks what is durable. Sinks see batches in stream order. One
+ * batch is in flight at a time, or up to `maxInFlightBatches` when every sink is `pipelined`; completions are taken
+ * in order, so the durable position never passes a batch that is not durable yet. While batches are in flight the
+ * next ones queue up, which batches naturally under load. Queued events are kept in segments of about `maxBatchEvents`, cut only between `push` calls, so a batch is
  * bounded (one slow commit does not make the next batch, and its latency, grow without limit) and never ends inside
  * a MULTI/EXEC (the caller only pushes at command boundaries outside one).
  */
@@ -51,9 +57,13 @@ export class Pipeline {
   private queue: Segment[] = [];
   private queuedEvents = 0;
   private queuedBytes = 0;
-  private inFlight: Promise<void> | null = null;
+  /** Batches handed to the sinks and not yet durable, and the events and stream bytes behind them. */
+  private inFlight = 0;
   private inFlightCount = 0;
   private inFlightBytes = 0;
+  /** Settles after the last batch handed out is durable (or failed); completions chain on it in order. */
+  private tail: Promise<void> = Promise.resolve();
+  private readonly maxInFlight: number;
   private timer: NodeJS.Timeout | null = null;
   private paused = false;
   private failure: Error | null = null;
@@ -76,6 +86,7 @@ export class Pipeline {
     this.high = opts.highWaterEvents ?? 50_000;
     this.low = opts.lowWaterEvents ?? Math.floor(this.high / 2);
     this.highBytes = opts.highWaterBytes ?? 64 * 1024 * 1024;
+    this.maxInFlight = sinks.every((s) => s.pipelined) ? Math.max(1, opts.maxInFlightBatches ?? 4) : 1;
   }
 
   /**
@@ -148,10 +159,10 @@ export class Pipeline {
 
   /** Writes everything queued and waits until it is durable. */
   async flush(): Promise<void> {
-    while (this.inFlight || this.queue.length > 0) {
+    while (this.inFlight > 0 || this.queue.length > 0) {
       if (this.failure) throw this.failure;
-      if (this.inFlight) await this.inFlight;
-      else this.startWrite();
+      if (this.queue.length > 0 && this.inFlight < this.maxInFlight) this.startWrite();
+      else await this.tail;
     }
     if (this.failure) throw this.failure;
   }
@@ -169,15 +180,13 @@ export class Pipeline {
   }
 
   private schedule(): void {
-    if (this.inFlight) return;
-    if (this.queue.length > 1 || this.queuedEvents >= this.maxBatch) {
+    if (this.inFlight >= this.maxInFlight) return;
+    while (this.inFlight < this.maxInFlight && (this.queue.length > 1 || this.queuedEvents >= this.maxBatch))
       this.startWrite();
-      return;
-    }
-    if (!this.timer) {
+    if (this.queue.length > 0 && !this.timer && this.inFlight < this.maxInFlight) {
       this.timer = setTimeout(() => {
         this.timer = null;
-        if (!this.inFlight && this.queue.length > 0) this.startWrite();
+        if (this.inFlight < this.maxInFlight && this.queue.length > 0) this.startWrite();
       }, this.linger);
     }
   }
@@ -191,38 +200,50 @@ export class Pipeline {
     const batch: EventBatch = { events: segment.events, checkpoint: segment.checkpoint };
     this.queuedEvents -= segment.events.length;
     this.queuedBytes -= segment.bytes;
-    this.inFlightCount = segment.events.length;
-    this.inFlightBytes = segment.bytes;
-    this.inFlight = this.writeAll(batch).then(
-      () => {
-        this.inFlight = null;
-        this.inFlightCount = 0;
-        this.inFlightBytes = 0;
-        this.stats.batches++;
-        if (batch.checkpoint) {
-          this.durable = batch.checkpoint;
-          this.opts.onDurable?.(batch.checkpoint);
-        }
-        if (this.paused && this.queuedEvents < this.low && this.queuedBytes < this.highBytes / 2) {
-          this.paused = false;
-          this.opts.onBackpressure?.(false);
-        }
-        if (this.queue.length > 0 && !this.closed) {
-          if (this.queuedEvents > 0) this.startWrite();
-          else this.schedule();
-        }
-      },
-      (err: Error) => {
-        this.inFlight = null;
-        this.inFlightCount = 0;
-        this.failure = err;
-        this.opts.logger.error(
-          { err: err.message },
-          'sink write failed; stopping without advancing the checkpoint',
-        );
-        this.opts.onError?.(err);
-      },
+    this.inFlight++;
+    this.inFlightCount += segment.events.length;
+    this.inFlightBytes += segment.bytes;
+    // Handed to the sinks now (in stream order); taken as durable only after every earlier batch was.
+    const written = this.writeAll(batch);
+    this.tail = Promise.all([this.tail, written]).then(
+      () => this.written(batch, segment),
+      (err: Error) => this.failed(err, segment),
     );
+  }
+
+  private written(batch: EventBatch, segment: Segment): void {
+    this.inFlight--;
+    this.inFlightCount -= segment.events.length;
+    this.inFlightBytes -= segment.bytes;
+    if (this.failure) return;
+    this.stats.batches++;
+    if (batch.checkpoint) {
+      this.durable = batch.checkpoint;
+      this.opts.onDurable?.(batch.checkpoint);
+    }
+    if (this.paused && this.queuedEvents < this.low && this.queuedBytes < this.highBytes / 2) {
+      this.paused = false;
+      this.opts.onBackpressure?.(false);
+    }
+    if (this.queue.length > 0 && !this.closed) {
+      // Far behind: the next full batches go out at once, without waiting for the linger timer.
+      while (this.queuedEvents > 0 && this.queue.length > 0 && this.inFlight < this.maxInFlight)
+        this.startWrite();
+      if (this.queue.length > 0) this.schedule();
+    }
+  }
+
+  private failed(err: Error, segment: Segment): void {
+    this.inFlight--;
+    this.inFlightCount -= segment.events.length;
+    this.inFlightBytes -= segment.bytes;
+    if (this.failure) return;
+    this.failure = err;
+    this.opts.logger.error(
+      { err: err.message },
+      'sink write failed; stopping without advancing the checkpoint',
+    );
+    this.opts.onError?.(err);
   }
 
   private async writeAll(batch: EventBatch): Promise<void> {

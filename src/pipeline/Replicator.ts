@@ -1,6 +1,6 @@
 import type { EventFilter } from '../commands/EventFilter.js';
 import type { CommandContext } from '../commands/types.js';
-import type { ChangeEvent, ReplicationPosition } from '../events/ChangeEvent.js';
+import type { ChangeEvent, ControlEvent, ReplicationPosition } from '../events/ChangeEvent.js';
 import type { StreamTarget } from '../link/ReplicationProtocol.js';
 import type { Logger } from '../observe/logger.js';
 import { RespReader } from '../resp/RespReader.js';
@@ -229,7 +229,7 @@ export class Replicator implements StreamTarget {
     this.pendingBytes = 0;
   }
 
-  private control(op: string, fields: Record<string, unknown>): ChangeEvent {
+  private control(op: ControlEvent['op'], fields: Record<string, unknown>): ChangeEvent {
     return {
       v: 1,
       op,

@@ -21,6 +21,12 @@ export interface EventBatch {
 export interface Sink {
   /** Stable name, also the key of this sink's checkpoint. */
   readonly name: string;
+  /**
+   * True when `write` may be called again before the previous call resolved: the sink commits batches in the order
+   * of the calls and resolves them in that order (e.g. the file sink appends the next batch while the previous one is
+   * fsynced). Sinks without it get one batch at a time.
+   */
+  readonly pipelined?: boolean;
   /** Connects and prepares; returns the last durably committed position, or null when there is none. */
   open(): Promise<ReplicationPosition | null>;
   /** Durably writes the events and the checkpoint as one unit. */

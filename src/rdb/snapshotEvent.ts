@@ -1,5 +1,11 @@
-import type { ChangeEvent, EventSource } from '../events/ChangeEvent.js';
-import type { RdbKeyRecord, RdbSummary, StreamValue } from './records.js';
+import type {
+  EventSource,
+  SnapshotBeginEvent,
+  SnapshotEndEvent,
+  SnapshotEvent,
+  SnapshotStreamValue,
+} from '../events/ChangeEvent.js';
+import type { RdbKeyRecord, RdbSummary, RdbValue, StreamValue } from './records.js';
 
 /** Where the snapshot sits in the replication stream: the replid and offset of +FULLRESYNC. */
 export interface SnapshotSource {
@@ -13,8 +19,8 @@ function source(s: SnapshotSource): EventSource {
   return { replid: s.replid, offset: s.offset, seq: s.seq, snapshot: true };
 }
 
-function streamPayload(s: StreamValue): Record<string, unknown> {
-  const out: Record<string, unknown> = {
+function streamPayload(s: StreamValue): SnapshotStreamValue {
+  const out: { [field: string]: SnapshotStreamValue[string] } = {
     entries: s.entries,
     length: s.length,
     lastId: s.lastId,
@@ -23,7 +29,7 @@ function streamPayload(s: StreamValue): Record<string, unknown> {
       lastId: g.lastId,
       entriesRead: g.entriesRead,
       pending: g.pending.map((p) => {
-        const e: Record<string, unknown> = {
+        const e: { [field: string]: SnapshotStreamValue[string] } = {
           id: p.id,
           consumer: p.consumer,
           deliveryTime: p.deliveryTime,
@@ -49,15 +55,22 @@ function streamPayload(s: StreamValue): Record<string, unknown> {
  * `fieldExpireAt: [[field, ms], ...]`, module values add `module: {name, encodingVersion, id}`, and parts of a
  * streamed huge value add `part` and `last`. Byte strings stay Buffers for the sink's encoder.
  */
-export function snapshotEvent(rec: RdbKeyRecord, src: SnapshotSource, ts: number = Date.now()): ChangeEvent {
-  const ev: ChangeEvent = {
+export function snapshotEvent(
+  rec: RdbKeyRecord,
+  src: SnapshotSource,
+  ts: number = Date.now(),
+): SnapshotEvent {
+  const ev: SnapshotEvent = {
     v: 1,
     op: 'snapshot',
     db: rec.db,
     key: rec.key,
     type: rec.type,
     encoding: rec.encoding,
-    value: rec.type === 'stream' && rec.value ? streamPayload(rec.value as StreamValue) : rec.value,
+    value:
+      rec.type === 'stream' && rec.value
+        ? streamPayload(rec.value as StreamValue)
+        : (rec.value as Exclude<RdbValue, StreamValue> | undefined),
     expireAt: rec.expireAt,
     source: source(src),
     ts,
@@ -76,7 +89,7 @@ export function snapshotBeginEvent(
   src: SnapshotSource,
   info: { rdbVersion?: number; expectedKeys?: number | null } = {},
   ts: number = Date.now(),
-): ChangeEvent {
+): SnapshotBeginEvent {
   return {
     v: 1,
     op: 'snapshot-begin',
@@ -93,7 +106,7 @@ export function snapshotEndEvent(
   summary: RdbSummary,
   src: SnapshotSource,
   ts: number = Date.now(),
-): ChangeEvent {
+): SnapshotEndEvent {
   const perDb: Record<string, number> = {};
   for (const [db, n] of Object.entries(summary.keysPerDb)) perDb[db] = n;
   return {

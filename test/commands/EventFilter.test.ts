@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeCommand } from '../../src/commands/CommandTable.js';
 import { EventFilter, parseEventFilterConfig } from '../../src/commands/EventFilter.js';
 import { compileGlob, globMatch } from '../../src/commands/glob.js';
+import { normalizeCommand } from '../../src/commands/normalize.js';
 import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
 import { argv, ctx, toValidJson } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { expect } from 'vitest';
-import { normalizeCommand } from '../../src/commands/CommandTable.js';
+import { normalizeCommand } from '../../src/commands/normalize.js';
 import type { CommandContext } from '../../src/commands/types.js';
 import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
 import { encodeEventLine } from '../../src/events/EventEncoder.js';

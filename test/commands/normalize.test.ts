@@ -6,7 +6,7 @@ import {
   normalizeCounters,
   resetNormalizeCounters,
   selectDb,
-} from '../../src/commands/CommandTable.js';
+} from '../../src/commands/normalize.js';
 import { argv, ctx, expectEvents, Near, norm, validateJson } from './helpers.js';
 
 const T = ctx.ts;

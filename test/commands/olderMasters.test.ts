@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { normalizeCommand } from '../../src/commands/CommandTable.js';
+import { normalizeCommand } from '../../src/commands/normalize.js';
 import { RedisServer } from '../harness/RedisServer.js';
 import { ReplicationTap } from '../harness/ReplicationTap.js';
 import { redisBinary } from '../harness/redisVersions.js';

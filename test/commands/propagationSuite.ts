@@ -1,6 +1,9 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findSpec, handledAsUnknown, normalizeCommand } from '../../src/commands/CommandTable.js';
+import { findSpec, handledAsUnknown } from '../../src/commands/CommandTable.js';
+import { normalizeCommand } from '../../src/commands/normalize.js';
+import { encodeEventLine } from '../../src/events/EventEncoder.js';
+import { encodeEventString } from '../../src/events/NdjsonEncoder.js';
 import { RedisServer } from '../harness/RedisServer.js';
 import { ReplicationTap, type TappedCommand } from '../harness/ReplicationTap.js';
 import { type RedisVersion, redisBinaryInfo } from '../harness/redisVersions.js';
@@ -196,7 +199,12 @@ export async function propagationSuite(o: SuiteOptions): Promise<void> {
             offset: p.offset,
             txn: p.txn,
             ts: p.receivedAt,
-          }).map(toValidJson),
+          }).map((e) => {
+            // The NDJSON sinks' hand-written encoder must write what the reference encoder writes, byte for byte,
+            // for everything a real master propagates.
+            expect(encodeEventString(e)).toBe(encodeEventLine(e));
+            return toValidJson(e);
+          }),
         );
         const txn = events.map((e) => (e.source as { txn?: string }).txn).find((x) => x !== undefined);
         const expected = bindTxn(await c.expect({ t, replies, r, facts }), txn ?? '<no txn>') as Record<

@@ -37,16 +37,73 @@ class RecordingSink implements Sink {
 }
 
 const pos = (offset: number): ReplicationPosition => ({ replid: 'r', offset, db: 0 });
-const ev = (offset: number, seq = 0): ChangeEvent => ({
-  v: 1,
-  op: 'set',
-  db: 0,
-  key: Buffer.from(`k${offset}`),
-  source: { replid: 'r', offset, seq, snapshot: false },
-  ts: 0,
-});
+const ev = (offset: number, seq = 0): ChangeEvent =>
+  ({
+    v: 1,
+    op: 'set',
+    db: 0,
+    key: Buffer.from(`k${offset}`),
+    source: { replid: 'r', offset, seq, snapshot: false },
+    ts: 0,
+  }) as ChangeEvent;
+
+/** A sink that takes several batches at once and completes each when the test says so, in any order. */
+class PipelinedSink implements Sink {
+  readonly name = 'pipelined';
+  readonly pipelined = true;
+  readonly batches: EventBatch[] = [];
+  readonly releases: Array<() => void> = [];
+
+  async open(): Promise<ReplicationPosition | null> {
+    return null;
+  }
+
+  write(batch: EventBatch): Promise<void> {
+    this.batches.push(batch);
+    return new Promise<void>((r) => this.releases.push(r));
+  }
+
+  async close(): Promise<void> {}
+}
 
 describe('Pipeline', () => {
+  it('hands a pipelined sink several batches at once, yet moves the durable position only in order', async () => {
+    const sink = new PipelinedSink();
+    const durable: number[] = [];
+    const p = new Pipeline([sink], {
+      logger: silentLogger(),
+      maxBatchEvents: 2,
+      lingerMs: 1,
+      maxInFlightBatches: 3,
+      onDurable: (at) => durable.push(at.offset),
+    });
+    await p.open();
+    for (let o = 1; o <= 10; o++) p.push([ev(o)], pos(o));
+    await sleep(20);
+    // Three batches out before any completed; the rest wait for room.
+    expect(sink.batches).toHaveLength(3);
+    // The second completes first: nothing is durable until the first has completed too.
+    sink.releases[1]!();
+    await sleep(5);
+    expect(durable).toEqual([]);
+    expect(p.durableOffset).toBe(0);
+    sink.releases[0]!();
+    await sleep(5);
+    expect(durable).toEqual([sink.batches[0]!.checkpoint!.offset, sink.batches[1]!.checkpoint!.offset]);
+    // Room for two more: handed out at once.
+    expect(sink.batches).toHaveLength(5);
+    const flushed = p.flush();
+    const releaseAll = setInterval(() => {
+      for (const r of sink.releases.splice(0)) r();
+    }, 2);
+    await flushed;
+    clearInterval(releaseAll);
+    expect(p.durableOffset).toBe(10);
+    expect(sink.batches.flatMap((b) => b.events).map((e) => e.source.offset)).toEqual(
+      Array.from({ length: 10 }, (_, i) => i + 1),
+    );
+  });
+
   it('bounds batches by maxBatchEvents, cutting only between pushes, each with the last position pushed', async () => {
     const sink = new RecordingSink('a');
     sink.hold = true;

@@ -6,10 +6,8 @@ import { listOps } from './lists.js';
 import { setOps, setStore } from './sets.js';
 import { streamOps } from './streams.js';
 import { stringOps } from './strings.js';
-import { type ApplyContext, cloneValue, Divergence, setValue } from './types.js';
+import { type ApplyContext, cloneValue, Divergence, type OpHandlers, setValue } from './types.js';
 import { zsetOps, zsetStore } from './zsets.js';
-
-type Handler = (ev: ChangeEvent, ctx: ApplyContext) => void;
 
 /** Keys an event reads or writes, as [db, key]; all are loaded before the event is applied. */
 export function keysOf(ev: ChangeEvent): Array<[number, Buffer]> {
@@ -44,7 +42,7 @@ const ZSET_STORES = new Set(['zunionstore', 'zinterstore', 'zdiffstore']);
  * DELs the master propagates when it expires them. Judging "past" by redtail's clock would delete keys wrongly
  * whenever the stream is replayed or lags (the receive time is then later than the master's execution time).
  */
-const keyOps: Record<string, Handler> = {
+const keyOps: OpHandlers = {
   del: (ev, ctx) => setValue(ctx.entry(ev.db, ev.key!), null, null),
   expire: (ev, ctx) => {
     const e = ctx.entry(ev.db, ev.key!);
@@ -165,7 +163,7 @@ const NO_KEY_OPS = new Set([
   'function-restore',
 ]);
 
-const handlers: Record<string, Handler> = {
+const handlers: OpHandlers = {
   ...stringOps,
   ...listOps,
   ...setOps,
@@ -177,7 +175,7 @@ const handlers: Record<string, Handler> = {
 
 /** True when an op is applied by the model (the others are keyspace-wide, handled in SQL, or change no key). */
 export function isModelOp(op: string): boolean {
-  return handlers[op] !== undefined;
+  return (handlers as Record<string, unknown>)[op] !== undefined;
 }
 
 export function isNoKeyOp(op: string): boolean {
@@ -189,7 +187,8 @@ export function isNoKeyOp(op: string): boolean {
  * the master could not have applied the event to; the caller then fetches the exact value.
  */
 export function applyEvent(ev: ChangeEvent, ctx: ApplyContext): void {
+  // The table maps each op to the handler of that op's type, so the event always fits the handler it selects.
   const h = handlers[ev.op];
   if (!h) throw new Error(`no handler for op ${ev.op}`);
-  h(ev, ctx);
+  (h as (ev: ChangeEvent, ctx: ApplyContext) => void)(ev, ctx);
 }

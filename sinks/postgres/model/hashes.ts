@@ -1,8 +1,16 @@
 import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
 import { parseInt64 } from './strings.js';
-import { type ApplyContext, type Bytes, b, Divergence, dropIfEmpty, setValue, typed } from './types.js';
-
-type Handler = (ev: ChangeEvent, ctx: ApplyContext) => void;
+import {
+  type ApplyContext,
+  type Bytes,
+  b,
+  Divergence,
+  dropIfEmpty,
+  type OpHandler,
+  type OpHandlers,
+  setValue,
+  typed,
+} from './types.js';
 
 function hashOf(ctx: ApplyContext, ev: ChangeEvent) {
   const e = ctx.entry(ev.db, ev.key!);
@@ -23,7 +31,7 @@ function hashOf(ctx: ApplyContext, ev: ChangeEvent) {
  * `HSET key field <result>`, which drops it (seen on Redis 8.0.2, whose own replicas then lose the TTL). A one-field
  * `hset` without TTL on a field that has one is therefore ambiguous, and the hash is fetched from the master.
  */
-const hset: Handler = (ev, ctx) => {
+const hset: OpHandler<'hset'> = (ev, ctx) => {
   const { e, v } = hashOf(ctx, ev);
   const ttl = ev.fieldExpireAt as number | null | undefined;
   const fields = ev.fields as Array<[Buffer, Buffer]>;
@@ -38,7 +46,7 @@ const hset: Handler = (ev, ctx) => {
   dropIfEmpty(e);
 };
 
-const hincrby: Handler = (ev, ctx) => {
+const hincrby: OpHandler<'hincrby'> = (ev, ctx) => {
   const { v } = hashOf(ctx, ev);
   const f = b(ev.field as Buffer);
   const curText = v.v.get(f);
@@ -49,7 +57,7 @@ const hincrby: Handler = (ev, ctx) => {
   v.v.set(f, next.toString());
 };
 
-const hdel: Handler = (ev, ctx) => {
+const hdel: OpHandler<'hdel'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'hash');
   if (!v) return;
@@ -65,7 +73,7 @@ const hdel: Handler = (ev, ctx) => {
  * one for GT/LT; missing fields are skipped. A time already past makes the master delete the fields and propagate
  * HDEL instead, so the mirror only stores times (see the key-level `expire`).
  */
-const hexpire: Handler = (ev, ctx) => {
+const hexpire: OpHandler<'hexpire'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'hash');
   if (!v) return;
@@ -84,7 +92,7 @@ const hexpire: Handler = (ev, ctx) => {
   dropIfEmpty(e);
 };
 
-const hpersist: Handler = (ev, ctx) => {
+const hpersist: OpHandler<'hpersist'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'hash');
   if (!v) return;
@@ -92,7 +100,7 @@ const hpersist: Handler = (ev, ctx) => {
   e.dirty = true;
 };
 
-export const hashOps: Record<string, Handler> = {
+export const hashOps: OpHandlers = {
   hset,
   hincrby,
   hincrbyfloat: (ev, ctx) =>

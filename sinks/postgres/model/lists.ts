@@ -1,10 +1,7 @@
-import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
-import { type ApplyContext, b, Divergence, dropIfEmpty, setValue, typed } from './types.js';
-
-type Handler = (ev: ChangeEvent, ctx: ApplyContext) => void;
+import { b, Divergence, dropIfEmpty, type OpHandler, type OpHandlers, setValue, typed } from './types.js';
 
 /** LPUSH inserts its elements one by one at the head, so they end up in reverse order (pushGenericCommand). */
-const push: Handler = (ev, ctx) => {
+const push: OpHandler<'push'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'list');
   const els = (ev.elements as Buffer[]).map(b);
@@ -15,7 +12,7 @@ const push: Handler = (ev, ctx) => {
   else setValue(e, { type: 'list', v: list }, undefined);
 };
 
-const pop: Handler = (ev, ctx) => {
+const pop: OpHandler<'pop'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'list');
   if (!v) return;
@@ -26,7 +23,7 @@ const pop: Handler = (ev, ctx) => {
 };
 
 /** LMOVE pops from the source then pushes onto the destination; source == destination rotates (lmoveGenericCommand). */
-const lmove: Handler = (ev, ctx) => {
+const lmove: OpHandler<'lmove'> = (ev, ctx) => {
   const src = ctx.entry(ev.db, ev.key!);
   const destKey = ev.destKey as Buffer;
   if (ctx.isPending(ev.db, ev.key!)) {
@@ -48,7 +45,7 @@ const lmove: Handler = (ev, ctx) => {
   dropIfEmpty(src);
 };
 
-const linsert: Handler = (ev, ctx) => {
+const linsert: OpHandler<'linsert'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'list');
   if (!v) return;
@@ -58,7 +55,7 @@ const linsert: Handler = (ev, ctx) => {
   e.dirty = true;
 };
 
-const lset: Handler = (ev, ctx) => {
+const lset: OpHandler<'lset'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'list');
   if (!v) throw new Divergence('LSET on a missing key');
@@ -70,7 +67,7 @@ const lset: Handler = (ev, ctx) => {
 };
 
 /** LREM: count > 0 from the head, < 0 from the tail, 0 removes all (lremCommand). */
-const lrem: Handler = (ev, ctx) => {
+const lrem: OpHandler<'lrem'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'list');
   if (!v) return;
@@ -99,7 +96,7 @@ const lrem: Handler = (ev, ctx) => {
 };
 
 /** LTRIM's index normalization (ltrimCommand): out-of-range start or start > end empties (deletes) the list. */
-const ltrim: Handler = (ev, ctx) => {
+const ltrim: OpHandler<'ltrim'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'list');
   if (!v) return;
@@ -117,4 +114,4 @@ const ltrim: Handler = (ev, ctx) => {
   dropIfEmpty(e);
 };
 
-export const listOps: Record<string, Handler> = { push, pop, lmove, linsert, lset, lrem, ltrim };
+export const listOps: OpHandlers = { push, pop, lmove, linsert, lset, lrem, ltrim };

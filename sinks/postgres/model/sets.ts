@@ -1,9 +1,16 @@
-import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
-import { type ApplyContext, type Bytes, b, dropIfEmpty, setValue, typed } from './types.js';
+import type { StoreEvent } from '../../../src/events/ChangeEvent.js';
+import {
+  type ApplyContext,
+  type Bytes,
+  b,
+  dropIfEmpty,
+  type OpHandler,
+  type OpHandlers,
+  setValue,
+  typed,
+} from './types.js';
 
-type Handler = (ev: ChangeEvent, ctx: ApplyContext) => void;
-
-const sadd: Handler = (ev, ctx) => {
+const sadd: OpHandler<'sadd'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'set');
   const set = v ? v.v : new Set<Bytes>();
@@ -12,7 +19,7 @@ const sadd: Handler = (ev, ctx) => {
   else setValue(e, { type: 'set', v: set }, undefined);
 };
 
-const srem: Handler = (ev, ctx) => {
+const srem: OpHandler<'srem'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'set');
   if (!v) return;
@@ -21,7 +28,7 @@ const srem: Handler = (ev, ctx) => {
 };
 
 /** SMOVE of a member the source lacks changes nothing; source == destination changes nothing (smoveCommand). */
-const smove: Handler = (ev, ctx) => {
+const smove: OpHandler<'smove'> = (ev, ctx) => {
   const destKey = ev.destKey as Buffer;
   if (ctx.isPending(ev.db, ev.key!)) {
     ctx.fetch(ev.db, destKey, 'smove from a key whose value is being fetched');
@@ -51,7 +58,7 @@ function members(ctx: ApplyContext, db: number, key: Buffer): Set<Bytes> {
  * SINTERSTORE/SUNIONSTORE/SDIFFSTORE (sinterGenericCommand, sunionDiffGenericCommand): the destination is replaced
  * without TTL, or deleted when the result is empty.
  */
-export function setStore(ev: ChangeEvent, ctx: ApplyContext): void {
+export function setStore(ev: StoreEvent, ctx: ApplyContext): void {
   const sources = ev.sources as Buffer[];
   const sets = sources.map((s) => members(ctx, ev.db, s));
   let out: Set<Bytes>;
@@ -69,4 +76,4 @@ export function setStore(ev: ChangeEvent, ctx: ApplyContext): void {
   setValue(dest, out.size > 0 ? { type: 'set', v: out } : null, null);
 }
 
-export const setOps: Record<string, Handler> = { sadd, srem, smove };
+export const setOps: OpHandlers = { sadd, srem, smove };

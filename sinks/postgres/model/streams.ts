@@ -1,8 +1,15 @@
-import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
+import type { EventOf } from '../../../src/events/ChangeEvent.js';
 import { compareStreamIds, splitId } from './encoding.js';
-import { type ApplyContext, type Bytes, b, Divergence, setValue, typed } from './types.js';
-
-type Handler = (ev: ChangeEvent, ctx: ApplyContext) => void;
+import {
+  type ApplyContext,
+  type Bytes,
+  b,
+  Divergence,
+  type OpHandler,
+  type OpHandlers,
+  setValue,
+  typed,
+} from './types.js';
 
 interface Trim {
   strategy: string;
@@ -39,7 +46,7 @@ function resolveId(id: string, lastId: string): string {
   return `${ms}-${ms === lm ? ls + 1n : 0n}`;
 }
 
-const xadd: Handler = (ev, ctx) => {
+const xadd: OpHandler<'xadd'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   let v = typed(e, 'stream');
   const t = ev.trim as Trim | undefined;
@@ -69,7 +76,7 @@ const xadd: Handler = (ev, ctx) => {
   e.dirty = true;
 };
 
-const xtrim: Handler = (ev, ctx) => {
+const xtrim: OpHandler<'xtrim'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'stream');
   if (!v) return;
@@ -83,7 +90,7 @@ const xtrim: Handler = (ev, ctx) => {
 };
 
 /** XDEL raises max-deleted-entry-id to the largest id it deleted (xdelCommand). */
-const xdel: Handler = (ev, ctx) => {
+const xdel: OpHandler<'xdel'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'stream');
   if (!v) return;
@@ -98,7 +105,7 @@ const xdel: Handler = (ev, ctx) => {
   e.dirty = true;
 };
 
-const xsetid: Handler = (ev, ctx) => {
+const xsetid: OpHandler<'xsetid'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'stream');
   if (!v) return;
@@ -108,13 +115,25 @@ const xsetid: Handler = (ev, ctx) => {
   e.dirty = true;
 };
 
+type GroupOp =
+  | 'xack'
+  | 'xackdel'
+  | 'xgroup-create'
+  | 'xgroup-setid'
+  | 'xgroup-destroy'
+  | 'xgroup-createconsumer'
+  | 'xgroup-delconsumer'
+  | 'xclaim'
+  | 'xautoclaim';
+
 /**
  * Consumer-group state (last-delivered id, entries-read estimates, pending lists, consumers with seen/active
  * times) follows rules that depend on server time and internal counters; it is always fetched from the master.
  */
-const groupOp: Handler = (ev, ctx) => ctx.fetch(ev.db, ev.key!, `${ev.op}: consumer group state`);
+const groupOp = (ev: EventOf<GroupOp>, ctx: ApplyContext): void =>
+  ctx.fetch(ev.db, ev.key!, `${ev.op}: consumer group state`);
 
-export const streamOps: Record<string, Handler> = {
+export const streamOps: OpHandlers = {
   xadd,
   xtrim,
   xdel,

@@ -1,7 +1,5 @@
 import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
-import { type ApplyContext, Divergence, setValue, typed } from './types.js';
-
-type Handler = (ev: ChangeEvent, ctx: ApplyContext) => void;
+import { type ApplyContext, Divergence, type OpHandler, type OpHandlers, setValue, typed } from './types.js';
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -14,7 +12,7 @@ export function parseInt64(s: string): bigint | null {
 }
 
 /** SET and its rewritten forms replace value and type; `expireAt` undefined is KEEPTTL (setKey's KEEPTTL flag). */
-const set: Handler = (ev, ctx) => {
+const set: OpHandler<'set'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   setValue(
     e,
@@ -23,7 +21,7 @@ const set: Handler = (ev, ctx) => {
   );
 };
 
-const append: Handler = (ev, ctx) => {
+const append: OpHandler<'append'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'string');
   const add = ev.value as Buffer;
@@ -31,7 +29,7 @@ const append: Handler = (ev, ctx) => {
 };
 
 /** SETRANGE zero-pads up to the offset; an empty value changes nothing and does not create the key (setrangeCommand). */
-const setrange: Handler = (ev, ctx) => {
+const setrange: OpHandler<'setrange'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'string');
   const value = ev.value as Buffer;
@@ -45,7 +43,7 @@ const setrange: Handler = (ev, ctx) => {
 };
 
 /** INCRBY family: int64 arithmetic on the decimal text; the TTL is kept (incrDecrCommand overwrites in place). */
-const incrby: Handler = (ev, ctx) => {
+const incrby: OpHandler<'incrby'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'string');
   const cur = v ? parseInt64(v.v.toString('latin1')) : 0n;
@@ -56,7 +54,7 @@ const incrby: Handler = (ev, ctx) => {
 };
 
 /** SETBIT grows the string with zero bytes; bit 0 of a byte is its most significant bit (setbitCommand). */
-const setbit: Handler = (ev, ctx) => {
+const setbit: OpHandler<'setbit'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'string');
   const offset = ev.offset as number;
@@ -74,7 +72,7 @@ const setbit: Handler = (ev, ctx) => {
  * destination, and the destination loses its TTL (bitopCommand uses setKey). Other operations (8.2's DIFF, ANDOR,
  * ONE...) are fetched.
  */
-const bitop: Handler = (ev, ctx) => {
+const bitop: OpHandler<'bitop'> = (ev, ctx) => {
   const op = ev.operation as string;
   const dest = ctx.entry(ev.db, ev.key!);
   const sources = ev.sources as Buffer[];
@@ -107,11 +105,11 @@ const bitop: Handler = (ev, ctx) => {
 
 /** Results that depend on long-double formatting or HyperLogLog internals come from the master, exactly. */
 const fetchIt =
-  (why: string): Handler =>
-  (ev, ctx) =>
+  (why: string) =>
+  (ev: ChangeEvent, ctx: ApplyContext): void =>
     ctx.fetch(ev.db, ev.key!, why);
 
-export const stringOps: Record<string, Handler> = {
+export const stringOps: OpHandlers = {
   set,
   append,
   setrange,

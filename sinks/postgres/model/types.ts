@@ -1,3 +1,4 @@
+import type { EventOf, EventOp } from '../../../src/events/ChangeEvent.js';
 /**
  * The in-memory form of a Redis value while a batch is applied. Byte strings inside collections are `latin1`
  * JavaScript strings: latin1 maps every byte to one UTF-16 code unit and back, so they are lossless, usable as Map
@@ -128,3 +129,7 @@ export function b(buf: Buffer): Bytes {
 export function buf(s: Bytes): Buffer {
   return Buffer.from(s, 'latin1');
 }
+
+/** Applies one op's events; the tables below map each op to its handler, so a handler sees its op's type. */
+export type OpHandler<O extends EventOp> = (ev: EventOf<O>, ctx: ApplyContext) => void;
+export type OpHandlers = { [O in EventOp]?: OpHandler<O> };

@@ -1,15 +1,23 @@
-import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
+import type { StoreEvent } from '../../../src/events/ChangeEvent.js';
 import { scoreFromJson, sortedZset } from './encoding.js';
-import { type ApplyContext, type Bytes, b, Divergence, dropIfEmpty, setValue, typed } from './types.js';
-
-type Handler = (ev: ChangeEvent, ctx: ApplyContext) => void;
+import {
+  type ApplyContext,
+  type Bytes,
+  b,
+  Divergence,
+  dropIfEmpty,
+  type OpHandler,
+  type OpHandlers,
+  setValue,
+  typed,
+} from './types.js';
 
 /**
  * ZADD with NX/XX/GT/LT/INCR (zaddGenericCommand → zsetAdd): NX skips existing members, XX skips new ones, GT/LT
  * update an existing member only when the new score is greater/less (new members are still added), INCR adds to the
  * current score (0 for a new member). CH changes only the reply.
  */
-const zadd: Handler = (ev, ctx) => {
+const zadd: OpHandler<'zadd'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'zset');
   const flags = new Set(ev.flags as string[]);
@@ -33,7 +41,7 @@ const zadd: Handler = (ev, ctx) => {
   else if (z.size > 0) setValue(e, { type: 'zset', v: z }, undefined);
 };
 
-const zrem: Handler = (ev, ctx) => {
+const zrem: OpHandler<'zrem'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'zset');
   if (!v) return;
@@ -77,7 +85,7 @@ function inLex(m: Bytes, min: ReturnType<typeof lexBound>, max: ReturnType<typeo
 }
 
 /** ZREMRANGEBYSCORE/BYLEX/BYRANK; the rank form normalizes indexes like LTRIM (zremrangeGenericCommand). */
-const zremrange: Handler = (ev, ctx) => {
+const zremrange: OpHandler<'zremrange'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'zset');
   if (!v) return;
@@ -105,7 +113,7 @@ const zremrange: Handler = (ev, ctx) => {
   dropIfEmpty(e);
 };
 
-const zpop: Handler = (ev, ctx) => {
+const zpop: OpHandler<'zpop'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'zset');
   if (!v) return;
@@ -130,7 +138,7 @@ function zsource(ctx: ApplyContext, db: number, key: Buffer): Map<Bytes, number>
  * combines, and a NaN from inf + -inf or inf * 0 becomes 0 as Redis does; the destination is replaced without TTL
  * or deleted when empty.
  */
-export function zsetStore(ev: ChangeEvent, ctx: ApplyContext): void {
+export function zsetStore(ev: StoreEvent, ctx: ApplyContext): void {
   const args = (ev.args as Buffer[]).map((x) => x.toString('latin1'));
   const n = Number(args[1]);
   const sources = (ev.args as Buffer[]).slice(2, 2 + n);
@@ -178,7 +186,7 @@ export function zsetStore(ev: ChangeEvent, ctx: ApplyContext): void {
   setValue(ctx.entry(ev.db, ev.key!), out.size > 0 ? { type: 'zset', v: out } : null, null);
 }
 
-export const zsetOps: Record<string, Handler> = {
+export const zsetOps: OpHandlers = {
   zadd,
   zrem,
   zremrange,

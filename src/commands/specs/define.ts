@@ -1,3 +1,4 @@
+import type { CommandOp } from '../../events/ChangeEvent.js';
 import type { Args } from '../args.js';
 import type { CommandSpec, Emitter } from '../types.js';
 
@@ -5,7 +6,7 @@ import type { CommandSpec, Emitter } from '../types.js';
 export function cmd(
   name: string,
   keys: readonly [number, number, number],
-  ops: readonly string[],
+  ops: readonly CommandOp[],
   parse: (a: Args, e: Emitter) => void,
   propagatesAs?: string,
 ): CommandSpec {

@@ -40,11 +40,12 @@ function hexpire(name: string, unitMs: number, relative: boolean): CommandSpec {
     (a, e) => {
       const key = a.next('key');
       const x = at(a.int('time') * unitMs, relative, e.ts);
-      let condition: string | undefined;
+      let condition: 'nx' | 'xx' | 'gt' | 'lt' | undefined;
       if (!isToken(a.peek(), 'fields')) {
-        condition = a.token();
-        if (condition !== 'nx' && condition !== 'xx' && condition !== 'gt' && condition !== 'lt')
-          throw new ArgError(`unknown condition ${condition}`);
+        const c = a.token();
+        if (c !== 'nx' && c !== 'xx' && c !== 'gt' && c !== 'lt')
+          throw new ArgError(`unknown condition ${c}`);
+        condition = c;
       }
       const fields = fieldsBlock(a);
       e.emit('hexpire', key, 'hash', {
@@ -62,7 +63,7 @@ function hexpire(name: string, unitMs: number, relative: boolean): CommandSpec {
 
 function hsetex(a: Args, e: Emitter): void {
   const key = a.next('key');
-  let x = NO_TTL;
+  let x: Expiry = NO_TTL;
   while (!isToken(a.peek(), 'fields')) {
     const t = a.token();
     if (t === 'fnx' || t === 'fxx') continue;

@@ -53,11 +53,11 @@ export const functionCommands: CommandSpec[] = [
   }),
   cmd('function|restore', [0, 0, 0], ['function-restore'], (a, e) => {
     const payload = a.next('serialized value');
-    let policy = 'append';
+    let policy: 'append' | 'replace' | 'flush' = 'append';
     if (!a.done) {
-      policy = a.token();
-      if (policy !== 'flush' && policy !== 'append' && policy !== 'replace')
-        throw new ArgError('invalid policy');
+      const p = a.token();
+      if (p !== 'flush' && p !== 'append' && p !== 'replace') throw new ArgError('invalid policy');
+      policy = p;
     }
     a.end();
     e.emit('function-restore', undefined, undefined, { payload, policy });

@@ -1,5 +1,12 @@
+import type {
+  CommandOp,
+  StreamPolicy,
+  StreamTrimOptions,
+  XclaimOptions,
+  XsetidOptions,
+} from '../../events/ChangeEvent.js';
 import { ArgError, type Args, isToken, lower } from '../args.js';
-import type { CommandSpec, Emitter } from '../types.js';
+import type { CommandSpec, Emitter, PayloadOf } from '../types.js';
 import { cmd } from './define.js';
 
 /** `ms[-seq]`, where seq may be `*` (XADD with a partial id) — checked byte-wise to keep regexes off the hot path. */
@@ -34,20 +41,13 @@ function ids(a: Args): string[] {
   return out;
 }
 
-interface Trim {
-  strategy: string;
-  exact: boolean;
-  threshold: string;
-  limit?: number;
-}
-
 /**
  * Options shared by XADD and XTRIM (streamParseAddOrTrimArgsOrReply): trimming, 6.2's NOMKSTREAM/LIMIT and 8.2's
  * KEEPREF/DELREF/ACKED reference policy. 7.0+ masters propagate approximate trims rewritten to what was actually
  * trimmed, so `exact` tells the consumer whether the threshold can be applied literally.
  */
-function trimOptions(a: Args, isAdd: boolean): { trim?: Trim; nomkstream?: true; policy?: string } {
-  const out: { trim?: Trim; nomkstream?: true; policy?: string } = {};
+function trimOptions(a: Args, isAdd: boolean): StreamTrimOptions {
+  const out: StreamTrimOptions = {};
   while (!a.done) {
     const b = a.peek()!;
     if (isAdd && (isStreamId(b) || isToken(b, '*'))) break;
@@ -74,12 +74,12 @@ function trimOptions(a: Args, isAdd: boolean): { trim?: Trim; nomkstream?: true;
   return out;
 }
 
-function policyIds(a: Args): { policy?: string; ids: string[] } {
-  let policy: string | undefined;
+function policyIds(a: Args): { policy?: StreamPolicy; ids: string[] } {
+  let policy: StreamPolicy | undefined;
   if (!isToken(a.peek(), 'ids')) {
-    policy = a.token();
-    if (policy !== 'keepref' && policy !== 'delref' && policy !== 'acked')
-      throw new ArgError('invalid policy');
+    const p = a.token();
+    if (p !== 'keepref' && p !== 'delref' && p !== 'acked') throw new ArgError('invalid policy');
+    policy = p;
   }
   if (!a.eat('ids')) throw new ArgError('missing IDS');
   const n = a.int('numids');
@@ -99,8 +99,13 @@ function xadd(a: Args, e: Emitter): void {
   e.emit('xadd', key, 'stream', { id: entryId, fields, ...opts });
 }
 
-function xgroup(sub: string, parse: (a: Args, e: Emitter, key: Buffer, group: Buffer) => void): CommandSpec {
-  return cmd(`xgroup|${sub}`, [2, 2, 1], [`xgroup-${sub}`], (a, e) => {
+type XgroupSub = 'create' | 'setid' | 'destroy' | 'createconsumer' | 'delconsumer';
+
+function xgroup(
+  sub: XgroupSub,
+  parse: (a: Args, e: Emitter, key: Buffer, group: Buffer) => void,
+): CommandSpec {
+  return cmd(`xgroup|${sub}`, [2, 2, 1], [`xgroup-${sub}` satisfies CommandOp], (a, e) => {
     const key = a.next('key');
     const group = a.next('group');
     parse(a, e, key, group);
@@ -117,7 +122,7 @@ function xclaim(a: Args, e: Emitter): void {
   const consumer = a.next('consumer');
   const minIdle = a.int('min-idle-time');
   const list = ids(a);
-  const p: Record<string, unknown> = { group, consumer, minIdle, ids: list };
+  const p: PayloadOf<'xclaim'> & XclaimOptions = { group, consumer, minIdle, ids: list };
   while (!a.done) {
     const t = a.token();
     if (t === 'idle') p.idle = a.int('idle');
@@ -212,7 +217,7 @@ export const streamCommands: CommandSpec[] = [
       const consumer = a.next('consumer');
       const minIdle = a.int('min-idle-time');
       const start = id(a, 'start');
-      const p: Record<string, unknown> = { group, consumer, minIdle, start };
+      const p: PayloadOf<'xautoclaim'> = { group, consumer, minIdle, start };
       while (!a.done) {
         const t = lower(a.next());
         if (t === 'count') p.count = a.int('count');
@@ -226,7 +231,7 @@ export const streamCommands: CommandSpec[] = [
   cmd('xsetid', [1, 1, 1], ['xsetid'], (a, e) => {
     const key = a.next('key');
     const lastId = id(a, 'last-id');
-    const p: Record<string, unknown> = { id: lastId };
+    const p: PayloadOf<'xsetid'> & XsetidOptions = { id: lastId };
     while (!a.done) {
       const t = a.token();
       if (t === 'entriesadded') p.entriesAdded = a.int64('entries-added');

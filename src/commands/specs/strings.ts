@@ -1,3 +1,4 @@
+import type { BitfieldOp } from '../../events/ChangeEvent.js';
 import { ArgError, type Args, isToken, lower } from '../args.js';
 import { type Expiry, expiryFields, isExpiryToken, KEEP_TTL, NO_TTL, readExpiry } from '../expiry.js';
 import type { CommandSpec, Emitter } from '../types.js';
@@ -8,7 +9,7 @@ import { cmd } from './define.js';
  * propagates a SET that took effect, so on the stream every SET is unconditional.
  */
 function setOptions(a: Args, ts: number, initial: Expiry): Expiry {
-  let x = initial;
+  let x: Expiry = initial;
   while (!a.done) {
     const tok = a.token();
     if (tok === 'nx' || tok === 'xx' || tok === 'get') continue;
@@ -40,8 +41,8 @@ function incr(name: string, sign: 1 | -1, withArg: boolean): CommandSpec {
 }
 
 /** BITFIELD's GETs change nothing; only SET/INCRBY and the OVERFLOW mode that governs them are kept, in order. */
-function bitfieldOps(a: Args): Record<string, unknown>[] {
-  const ops: Record<string, unknown>[] = [];
+function bitfieldOps(a: Args): BitfieldOp[] {
+  const ops: BitfieldOp[] = [];
   while (!a.done) {
     const tok = a.token();
     if (tok === 'get') {

@@ -12,7 +12,7 @@ import {
 } from '../../../sinks/postgres/copy.js';
 import { encodeBytes } from '../../../sinks/postgres/model/encoding.js';
 import { verifyMirror } from '../../../sinks/postgres/verify.js';
-import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
+import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../../../src/events/ChangeEvent.js';
 import { rdbSnapshot } from '../../../src/pipeline/RdbSnapshot.js';
 import { RedisServer } from '../../harness/RedisServer.js';
 import { describeDiffs, dropSchema, PG_URL, pgQuery, rng, sinkFor, uniqueSchema } from './helpers.js';
@@ -217,7 +217,7 @@ describe('snapshot load through COPY vs redis-server', () => {
     await dropSchema(schema);
   });
 
-  function control(op: string, replid: string, offset: number): ChangeEvent {
+  function control(op: ControlEvent['op'], replid: string, offset: number): ChangeEvent {
     return { v: 1, op, db: 0, source: { replid, offset, seq: 0, snapshot: true }, ts: Date.now() };
   }
 
@@ -239,7 +239,8 @@ describe('snapshot load through COPY vs redis-server', () => {
       events: [control('snapshot-end', replid, offset)],
       checkpoint: { replid, offset, db: 0 },
     });
-    return { replid, offset, keys: events.filter((e) => e.part === undefined || e.part === 0).length };
+    const parts = events as SnapshotEvent[];
+    return { replid, offset, keys: parts.filter((e) => e.part === undefined || e.part === 0).length };
   }
 
   it('loads hostile keys and values of every type; a second snapshot replaces and deletes through the upsert', async () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parsePostgresSpec } from '../../../sinks/postgres/config.js';
 import { PostgresSchemaError } from '../../../sinks/postgres/errors.js';
 import type { PostgresSink } from '../../../sinks/postgres/PostgresSink.js';
-import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
+import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../../../src/events/ChangeEvent.js';
 import { dropSchema, pgQuery, sinkFor, uniqueSchema } from './helpers.js';
 
 const REPLID = 'a'.repeat(40);
@@ -14,6 +14,7 @@ function ev(
   seq: number,
   fields: Record<string, unknown> = {},
 ): ChangeEvent {
+  // The op and payload come from the test, hence the cast.
   return {
     v: 1,
     op,
@@ -22,7 +23,7 @@ function ev(
     ...fields,
     source: { replid: REPLID, offset, seq, snapshot: false },
     ts: Date.now(),
-  };
+  } as unknown as ChangeEvent;
 }
 
 function snap(key: string, value: string, offset: number, seq: number): ChangeEvent {
@@ -36,10 +37,10 @@ function snap(key: string, value: string, offset: number, seq: number): ChangeEv
     expireAt: null,
     source: { replid: REPLID, offset, seq, snapshot: true },
     ts: Date.now(),
-  };
+  } as SnapshotEvent;
 }
 
-function control(op: string, offset: number): ChangeEvent {
+function control(op: ControlEvent['op'], offset: number): ChangeEvent {
   return { v: 1, op, db: 0, source: { replid: REPLID, offset, seq: 0, snapshot: true }, ts: Date.now() };
 }
 

@@ -16,7 +16,7 @@ function ev(offset: number, key: Buffer | string): ChangeEvent {
     value: Buffer.from('v'),
     source: { replid: 'r', offset, seq: 0, snapshot: false },
     ts: 1,
-  };
+  } as ChangeEvent;
 }
 
 describe('NdjsonSink', () => {
@@ -79,5 +79,34 @@ describe('NdjsonSink', () => {
     expect(await again.open()).toBeNull();
     expect(readFileSync(path, 'utf8')).toBe('earlier content\n');
     await again.close();
+  });
+
+  it('commits batches written before the previous one resolved in order, with a checkpoint that matches the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-sink-'));
+    const path = join(dir, 'events.ndjson');
+    const cp = new FileCheckpointStore(join(dir, 'cp.json'));
+    const sink = new NdjsonSink({ name: 'file', path, checkpoints: cp });
+    await sink.open();
+    const done: number[] = [];
+    const writes = Array.from({ length: 50 }, (_, i) =>
+      sink
+        .write({
+          events: [ev(i + 1, `k${i}`)],
+          // Every fifth batch carries no checkpoint (as inside a snapshot).
+          checkpoint: i % 5 === 4 ? null : { replid: 'r', offset: i + 1, db: 0 },
+        })
+        .then(() => done.push(i)),
+    );
+    await Promise.all(writes);
+    expect(done).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    const lines = readFileSync(path, 'utf8').trim().split('\n');
+    expect(lines.map((l) => JSON.parse(l).key)).toEqual(Array.from({ length: 50 }, (_, i) => `k${i}`));
+    const saved = await cp.load();
+    expect(saved!.offset).toBe(49);
+    // The newest checkpoint is batch 49's (batch 50 has none): its file size ends at batch 49's line, so a restart
+    // truncates the uncommitted line of batch 50.
+    const upTo49 = lines.slice(0, 49).join('\n').length + 1;
+    expect(saved!.extra!.fileSize).toBe(upTo49);
+    await sink.close();
   });
 });

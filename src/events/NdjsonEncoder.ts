@@ -1,0 +1,840 @@
+import { isUtf8 } from 'node:buffer';
+import type { ChangeEvent, EventOf, EventOp, EventSource, SnapshotEvent } from './ChangeEvent.js';
+
+/**
+ * A hand-written NDJSON encoder: each op writes its fields straight into one reusable buffer, in the order the
+ * normalizer sets them, so a batch costs no intermediate objects (no `toJsonValue` copy), no `JSON.stringify`, and no
+ * per-line strings. The output is byte for byte what `JSON.stringify(toJsonValue(event))` writes
+ * (test/events/NdjsonEncoder.test.ts proves it on the propagation and RDB corpora and on random bytes):
+ *   - a byte string is a JSON string when it is valid UTF-8 (copied as is, escaping only `"`, `\` and control bytes
+ *     as JSON.stringify does), else `{"base64":"..."}` (docs/events.md);
+ *   - numbers as JSON.stringify prints them (non-finite: null); objects in key order, undefined members left out.
+ * Ops whose fields follow the order of the command's arguments (XADD/XTRIM options, XCLAIM, XAUTOCLAIM, XSETID) and
+ * the control events (open fields) are written by the generic, order-preserving writer.
+ */
+export class NdjsonWriter {
+  private buf: Buffer;
+  private pos = 0;
+
+  constructor(initialBytes = 1 << 16) {
+    this.buf = Buffer.allocUnsafe(initialBytes);
+  }
+
+  /** Bytes written since the last `reset`. */
+  get length(): number {
+    return this.pos;
+  }
+
+  /** Forgets what was written; the buffer is reused. */
+  reset(): void {
+    this.pos = 0;
+  }
+
+  /** The bytes written so far: a view of the internal buffer, valid until the next write or reset. */
+  view(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  /** Appends one event as one line (with its trailing newline). */
+  event(ev: ChangeEvent): void {
+    (ENCODERS[ev.op] as (w: NdjsonWriter, ev: ChangeEvent) => void)(this, ev);
+    this.byte(0x0a);
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  byte(c: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = c;
+  }
+
+  /** Pre-encoded ASCII (field names, punctuation). */
+  bytes(src: Uint8Array): void {
+    const n = src.length;
+    this.ensure(n);
+    const buf = this.buf;
+    let p = this.pos;
+    for (let i = 0; i < n; i++) buf[p++] = src[i]!;
+    this.pos = p;
+  }
+
+  /** A JS string as JSON: ASCII without specials is copied byte by byte, anything else goes through JSON.stringify. */
+  str(s: string): void {
+    const n = s.length;
+    this.ensure(n + 2);
+    const buf = this.buf;
+    let p = this.pos;
+    buf[p++] = 0x22;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) {
+        const json = JSON.stringify(s);
+        this.ensure(json.length * 3);
+        this.pos += this.buf.write(json, this.pos, 'utf8');
+        return;
+      }
+      buf[p++] = c;
+    }
+    buf[p++] = 0x22;
+    this.pos = p;
+  }
+
+  /** A number as JSON.stringify prints it. */
+  num(n: number): void {
+    if (Number.isSafeInteger(n) && n >= 0) {
+      this.uint(n);
+      return;
+    }
+    const s = Number.isFinite(n) ? String(n) : 'null';
+    this.ensure(s.length);
+    for (let i = 0; i < s.length; i++) this.buf[this.pos++] = s.charCodeAt(i);
+  }
+
+  private uint(n: number): void {
+    this.ensure(16);
+    const buf = this.buf;
+    if (n < 10) {
+      buf[this.pos++] = 48 + n;
+      return;
+    }
+    let digits = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    let p = this.pos + digits;
+    this.pos = p;
+    while (n >= 10) {
+      const q = Math.floor(n / 10);
+      buf[--p] = 48 + (n - q * 10);
+      n = q;
+    }
+    buf[--p] = 48 + n;
+  }
+
+  bool(b: boolean): void {
+    this.bytes(b ? TRUE : FALSE);
+  }
+
+  /** A byte string: JSON string when valid UTF-8, `{"base64":"..."}` otherwise. */
+  bin(b: Buffer): void {
+    const n = b.length;
+    let i = 0;
+    // Plain printable ASCII, the common case, needs no escaping and no UTF-8 check.
+    while (i < n) {
+      const c = b[i]!;
+      if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) break;
+      i++;
+    }
+    if (i === n) {
+      this.ensure(n + 2);
+      const buf = this.buf;
+      let p = this.pos;
+      buf[p++] = 0x22;
+      if (n > 64) {
+        b.copy(buf, p);
+        p += n;
+      } else for (let k = 0; k < n; k++) buf[p++] = b[k]!;
+      buf[p++] = 0x22;
+      this.pos = p;
+      return;
+    }
+    if (!isUtf8(b)) {
+      this.bytes(BASE64_OPEN);
+      const s = b.toString('base64');
+      this.ensure(s.length + 2);
+      this.pos += this.buf.write(s, this.pos, 'latin1');
+      this.bytes(BASE64_CLOSE);
+      return;
+    }
+    // Valid UTF-8 with escapes and/or multi-byte sequences: copied as is except `"`, `\` and control bytes.
+    this.ensure(n * 6 + 2);
+    const buf = this.buf;
+    let p = this.pos;
+    buf[p++] = 0x22;
+    for (let k = 0; k < n; k++) {
+      const c = b[k]!;
+      if (c >= 0x20 && c !== 0x22 && c !== 0x5c) {
+        buf[p++] = c;
+        continue;
+      }
+      buf[p++] = 0x5c;
+      const short = SHORT_ESCAPES[c];
+      if (short !== undefined) buf[p++] = short;
+      else {
+        buf[p++] = 0x75; // \u00XX, lower-case hex as JSON.stringify writes it
+        buf[p++] = 0x30;
+        buf[p++] = 0x30;
+        buf[p++] = HEX[c >> 4]!;
+        buf[p++] = HEX[c & 15]!;
+      }
+    }
+    buf[p++] = 0x22;
+    this.pos = p;
+  }
+
+  binArray(list: readonly Buffer[]): void {
+    this.byte(0x5b);
+    for (let i = 0; i < list.length; i++) {
+      if (i > 0) this.byte(0x2c);
+      this.bin(list[i]!);
+    }
+    this.byte(0x5d);
+  }
+
+  strArray(list: readonly string[]): void {
+    this.byte(0x5b);
+    for (let i = 0; i < list.length; i++) {
+      if (i > 0) this.byte(0x2c);
+      this.str(list[i]!);
+    }
+    this.byte(0x5d);
+  }
+
+  /** `[[bytes, bytes], ...]` (hash fields, stream entry fields). */
+  binPairs(list: ReadonlyArray<readonly [Buffer, Buffer]>): void {
+    this.byte(0x5b);
+    for (let i = 0; i < list.length; i++) {
+      const pair = list[i]!;
+      this.bytes(i > 0 ? COMMA_OPEN : OPEN);
+      this.bin(pair[0]);
+      this.byte(0x2c);
+      this.bin(pair[1]);
+      this.byte(0x5d);
+    }
+    this.byte(0x5d);
+  }
+
+  /** A number, or a string (scores like "inf", integers beyond 2^53). */
+  numOrStr(v: number | string): void {
+    if (typeof v === 'number') this.num(v);
+    else this.str(v);
+  }
+
+  /** Any value, the way JSON.stringify(toJsonValue(v)) writes it: key order kept, undefined members left out. */
+  value(v: unknown): void {
+    if (v === null) this.bytes(NULL);
+    else if (typeof v === 'string') this.str(v);
+    else if (typeof v === 'number') this.num(v);
+    else if (typeof v === 'boolean') this.bool(v);
+    else if (Buffer.isBuffer(v)) this.bin(v);
+    else if (Array.isArray(v)) {
+      this.byte(0x5b);
+      for (let i = 0; i < v.length; i++) {
+        if (i > 0) this.byte(0x2c);
+        const x = v[i];
+        // JSON.stringify writes null for undefined array elements (and functions/symbols, which events never hold).
+        if (x === undefined) this.bytes(NULL);
+        else this.value(x);
+      }
+      this.byte(0x5d);
+    } else if (typeof v === 'object') this.object(v as Record<string, unknown>, false);
+    else this.bytes(NULL);
+  }
+
+  /** An object's members in key order; `open`: the opening brace was already written along with earlier fields. */
+  object(o: Record<string, unknown>, open: boolean): void {
+    if (!open) this.byte(0x7b);
+    let first = !open;
+    for (const k of Object.keys(o)) {
+      const x = o[k];
+      if (x === undefined) continue;
+      if (!first) this.byte(0x2c);
+      first = false;
+      this.str(k);
+      this.byte(0x3a);
+      this.value(x);
+    }
+    this.byte(0x7d);
+  }
+
+  /** `,"name":` from a pre-encoded field prefix. */
+  field(prefix: Uint8Array): void {
+    this.bytes(prefix);
+  }
+
+  source(s: EventSource): void {
+    if (s.txn !== undefined) {
+      // Where `txn` sits depends on who set it (the normalizer or the replicator after EXEC): keep its order.
+      this.bytes(F_SOURCE);
+      this.object(s as unknown as Record<string, unknown>, false);
+      return;
+    }
+    this.bytes(F_SOURCE_REPLID);
+    this.str(s.replid);
+    this.bytes(F_OFFSET);
+    this.num(s.offset);
+    this.bytes(F_SEQ);
+    this.num(s.seq);
+    this.bytes(s.snapshot ? F_SNAPSHOT_TRUE : F_SNAPSHOT_FALSE);
+  }
+}
+
+const ascii = (s: string): Uint8Array => Buffer.from(s, 'latin1');
+const NULL = ascii('null');
+const TRUE = ascii('true');
+const FALSE = ascii('false');
+const OPEN = ascii('[');
+const COMMA_OPEN = ascii(',[');
+const BASE64_OPEN = ascii('{"base64":"');
+const BASE64_CLOSE = ascii('"}');
+const HEX = ascii('0123456789abcdef');
+const SHORT_ESCAPES: Record<number, number> = {
+  8: 0x62,
+  9: 0x74,
+  10: 0x6e,
+  12: 0x66,
+  13: 0x72,
+  34: 0x22,
+  92: 0x5c,
+};
+const F_SOURCE = ascii(',"source":');
+const F_SOURCE_REPLID = ascii(',"source":{"replid":');
+const F_OFFSET = ascii(',"offset":');
+const F_SEQ = ascii(',"seq":');
+const F_SNAPSHOT_TRUE = ascii(',"snapshot":true}');
+const F_SNAPSHOT_FALSE = ascii(',"snapshot":false}');
+const F_TS = ascii(',"ts":');
+const F_KEY = ascii(',"key":');
+
+/** Field prefixes `,"name":`, encoded once. */
+function prefixes<K extends string>(names: readonly K[]): Record<K, Uint8Array> {
+  const out = {} as Record<K, Uint8Array>;
+  for (const n of names) out[n] = ascii(`,${JSON.stringify(n)}:`);
+  return out;
+}
+const f = prefixes([
+  'value',
+  'expireAt',
+  'expireApprox',
+  'delta',
+  'offset',
+  'bit',
+  'ops',
+  'operation',
+  'sources',
+  'elements',
+  'destKey',
+  'destDb',
+  'replace',
+  'payload',
+  'idleTime',
+  'frequency',
+  'command',
+  'args',
+  'async',
+  'db1',
+  'db2',
+  'side',
+  'count',
+  'from',
+  'to',
+  'position',
+  'pivot',
+  'element',
+  'index',
+  'start',
+  'stop',
+  'members',
+  'member',
+  'flags',
+  'by',
+  'min',
+  'max',
+  'fields',
+  'fieldExpireAt',
+  'field',
+  'condition',
+  'policy',
+  'ids',
+  'group',
+  'consumer',
+  'id',
+  'mkstream',
+  'entriesRead',
+  'code',
+  'library',
+  'channel',
+  'message',
+  'sharded',
+  'unknown',
+  'reason',
+  'encoding',
+  'module',
+  'part',
+  'last',
+  'type',
+]);
+
+/** `{"v":1,"op":"<op>","db":` per op. */
+const HEAD = new Map<string, Uint8Array>();
+function head(op: string): Uint8Array {
+  let h = HEAD.get(op);
+  if (h === undefined) {
+    h = ascii(`{"v":1,"op":${JSON.stringify(op)},"db":`);
+    HEAD.set(op, h);
+  }
+  return h;
+}
+
+/** Envelope up to the payload: v, op, db, key (if any), type (if any). */
+function begin(w: NdjsonWriter, ev: ChangeEvent): void {
+  w.bytes(head(ev.op));
+  w.num(ev.db);
+  if (ev.key !== undefined) {
+    w.bytes(F_KEY);
+    w.bin(ev.key);
+  }
+  if (ev.type !== undefined) {
+    w.bytes(f.type);
+    w.str(ev.type);
+  }
+}
+
+function end(w: NdjsonWriter, ev: ChangeEvent): void {
+  w.source(ev.source);
+  w.bytes(F_TS);
+  w.num(ev.ts);
+  w.byte(0x7d);
+}
+
+/** Ops whose fields are all written by hand; `payload` writes what comes between `type` and `source`. */
+function op<O extends EventOp>(payload: (w: NdjsonWriter, ev: EventOf<O>) => void) {
+  return (w: NdjsonWriter, ev: EventOf<O>): void => {
+    begin(w, ev);
+    payload(w, ev);
+    end(w, ev);
+  };
+}
+
+/** Events whose field order follows the command's arguments, or is open: written in their own key order. */
+function ordered(w: NdjsonWriter, ev: ChangeEvent): void {
+  w.object(ev as unknown as Record<string, unknown>, false);
+}
+
+function expiry(w: NdjsonWriter, at: number | null | undefined, approx: true | undefined): void {
+  if (at !== undefined) {
+    w.bytes(f.expireAt);
+    if (at === null) w.bytes(NULL);
+    else w.num(at);
+  }
+  if (approx !== undefined) {
+    w.bytes(f.expireApprox);
+    w.bool(approx);
+  }
+}
+
+const none = op(() => {});
+const membersOnly = op<'sadd' | 'srem' | 'zrem'>((w, ev) => {
+  w.bytes(f.members);
+  w.binArray(ev.members);
+});
+const fieldsOnly = op<'hdel' | 'hpersist'>((w, ev) => {
+  w.bytes(f.fields);
+  w.binArray(ev.fields);
+});
+const groupConsumer = op<'xgroup-createconsumer' | 'xgroup-delconsumer'>((w, ev) => {
+  w.bytes(f.group);
+  w.bin(ev.group);
+  w.bytes(f.consumer);
+  w.bin(ev.consumer);
+});
+const asyncOnly = op<'flushdb' | 'flushall' | 'function-flush'>((w, ev) => {
+  w.bytes(f.async);
+  w.bool(ev.async);
+});
+
+function snapshot(w: NdjsonWriter, ev: SnapshotEvent): void {
+  begin(w, ev);
+  w.bytes(f.encoding);
+  w.str(ev.encoding);
+  const v = ev.value;
+  if (v !== undefined) {
+    w.bytes(f.value);
+    if (Buffer.isBuffer(v)) w.bin(v);
+    else if (Array.isArray(v) && (ev.type === 'list' || ev.type === 'set')) w.binArray(v as Buffer[]);
+    else if (Array.isArray(v) && ev.type === 'hash') w.binPairs(v as Array<[Buffer, Buffer]>);
+    else if (Array.isArray(v) && ev.type === 'zset') {
+      const pairs = v as Array<[Buffer, number | string]>;
+      w.byte(0x5b);
+      for (let i = 0; i < pairs.length; i++) {
+        const p = pairs[i]!;
+        w.bytes(i > 0 ? COMMA_OPEN : OPEN);
+        w.bin(p[0]);
+        w.byte(0x2c);
+        w.numOrStr(p[1]);
+        w.byte(0x5d);
+      }
+      w.byte(0x5d);
+    } else w.value(v);
+  }
+  w.bytes(f.expireAt);
+  if (ev.expireAt === null) w.bytes(NULL);
+  else w.num(ev.expireAt);
+  w.source(ev.source);
+  w.bytes(F_TS);
+  w.num(ev.ts);
+  // snapshotEvent() sets these after the envelope, so they follow `ts`.
+  if (ev.fieldExpireAt !== undefined) {
+    w.bytes(f.fieldExpireAt);
+    w.value(ev.fieldExpireAt);
+  }
+  if (ev.module !== undefined) {
+    w.bytes(f.module);
+    w.value(ev.module);
+  }
+  if (ev.part !== undefined) {
+    w.bytes(f.part);
+    w.num(ev.part);
+  }
+  if (ev.last !== undefined) {
+    w.bytes(f.last);
+    w.bool(ev.last);
+  }
+  w.byte(0x7d);
+}
+
+/** One encoder per op; the mapped type makes the compiler insist that every op of the union has one. */
+const ENCODERS: { [O in EventOp]: (w: NdjsonWriter, ev: EventOf<O>) => void } = {
+  set: op<'set'>((w, ev) => {
+    w.bytes(f.value);
+    w.bin(ev.value);
+    expiry(w, ev.expireAt, ev.expireApprox);
+  }),
+  incrby: op<'incrby'>((w, ev) => {
+    w.bytes(f.delta);
+    w.numOrStr(ev.delta);
+  }),
+  incrbyfloat: op<'incrbyfloat'>((w, ev) => {
+    w.bytes(f.delta);
+    w.str(ev.delta);
+  }),
+  append: op<'append'>((w, ev) => {
+    w.bytes(f.value);
+    w.bin(ev.value);
+  }),
+  setrange: op<'setrange'>((w, ev) => {
+    w.bytes(f.offset);
+    w.num(ev.offset);
+    w.bytes(f.value);
+    w.bin(ev.value);
+  }),
+  setbit: op<'setbit'>((w, ev) => {
+    w.bytes(f.offset);
+    w.num(ev.offset);
+    w.bytes(f.bit);
+    w.num(ev.bit);
+  }),
+  bitfield: op<'bitfield'>((w, ev) => {
+    w.bytes(f.ops);
+    w.value(ev.ops);
+  }),
+  bitop: op<'bitop'>((w, ev) => {
+    w.bytes(f.operation);
+    w.str(ev.operation);
+    w.bytes(f.sources);
+    w.binArray(ev.sources);
+  }),
+  pfadd: op<'pfadd'>((w, ev) => {
+    w.bytes(f.elements);
+    w.binArray(ev.elements);
+  }),
+  pfmerge: op<'pfmerge'>((w, ev) => {
+    w.bytes(f.sources);
+    w.binArray(ev.sources);
+  }),
+  'hll-cache': none,
+  del: none,
+  expire: op<'expire'>((w, ev) => expiry(w, ev.expireAt, ev.expireApprox)),
+  persist: op<'persist'>((w) => expiry(w, null, undefined)),
+  rename: op<'rename'>((w, ev) => {
+    w.bytes(f.destKey);
+    w.bin(ev.destKey);
+  }),
+  move: op<'move'>((w, ev) => {
+    w.bytes(f.destDb);
+    w.num(ev.destDb);
+  }),
+  copy: op<'copy'>((w, ev) => {
+    w.bytes(f.destKey);
+    w.bin(ev.destKey);
+    w.bytes(f.destDb);
+    w.num(ev.destDb);
+    w.bytes(f.replace);
+    w.bool(ev.replace);
+  }),
+  restore: op<'restore'>((w, ev) => {
+    w.bytes(f.payload);
+    w.bin(ev.payload);
+    w.bytes(f.replace);
+    w.bool(ev.replace);
+    if (ev.idleTime !== undefined) {
+      w.bytes(f.idleTime);
+      w.num(ev.idleTime);
+    }
+    if (ev.frequency !== undefined) {
+      w.bytes(f.frequency);
+      w.num(ev.frequency);
+    }
+    expiry(w, ev.expireAt, ev.expireApprox);
+  }),
+  store: op<'store'>((w, ev) => {
+    w.bytes(f.command);
+    w.str(ev.command);
+    w.bytes(f.sources);
+    w.binArray(ev.sources);
+    w.bytes(f.args);
+    w.binArray(ev.args);
+  }),
+  flushdb: asyncOnly,
+  flushall: asyncOnly,
+  swapdb: op<'swapdb'>((w, ev) => {
+    w.bytes(f.db1);
+    w.num(ev.db1);
+    w.bytes(f.db2);
+    w.num(ev.db2);
+  }),
+  push: op<'push'>((w, ev) => {
+    w.bytes(f.side);
+    w.str(ev.side);
+    w.bytes(f.elements);
+    w.binArray(ev.elements);
+  }),
+  pop: op<'pop'>((w, ev) => {
+    w.bytes(f.side);
+    w.str(ev.side);
+    w.bytes(f.count);
+    w.num(ev.count);
+  }),
+  lmove: op<'lmove'>((w, ev) => {
+    w.bytes(f.destKey);
+    w.bin(ev.destKey);
+    w.bytes(f.from);
+    w.str(ev.from);
+    w.bytes(f.to);
+    w.str(ev.to);
+  }),
+  linsert: op<'linsert'>((w, ev) => {
+    w.bytes(f.position);
+    w.str(ev.position);
+    w.bytes(f.pivot);
+    w.bin(ev.pivot);
+    w.bytes(f.element);
+    w.bin(ev.element);
+  }),
+  lset: op<'lset'>((w, ev) => {
+    w.bytes(f.index);
+    w.num(ev.index);
+    w.bytes(f.element);
+    w.bin(ev.element);
+  }),
+  lrem: op<'lrem'>((w, ev) => {
+    w.bytes(f.count);
+    w.num(ev.count);
+    w.bytes(f.element);
+    w.bin(ev.element);
+  }),
+  ltrim: op<'ltrim'>((w, ev) => {
+    w.bytes(f.start);
+    w.num(ev.start);
+    w.bytes(f.stop);
+    w.num(ev.stop);
+  }),
+  sadd: membersOnly,
+  srem: membersOnly,
+  smove: op<'smove'>((w, ev) => {
+    w.bytes(f.destKey);
+    w.bin(ev.destKey);
+    w.bytes(f.member);
+    w.bin(ev.member);
+  }),
+  zadd: op<'zadd'>((w, ev) => {
+    w.bytes(f.members);
+    const m = ev.members;
+    w.byte(0x5b);
+    for (let i = 0; i < m.length; i++) {
+      const p = m[i]!;
+      w.bytes(i > 0 ? COMMA_OPEN : OPEN);
+      w.bin(p[0]);
+      w.byte(0x2c);
+      w.numOrStr(p[1]);
+      w.byte(0x5d);
+    }
+    w.byte(0x5d);
+    w.bytes(f.flags);
+    w.strArray(ev.flags);
+  }),
+  geoadd: op<'geoadd'>((w, ev) => {
+    w.bytes(f.members);
+    w.value(ev.members);
+    w.bytes(f.flags);
+    w.strArray(ev.flags);
+  }),
+  zrem: membersOnly,
+  zremrange: op<'zremrange'>((w, ev) => {
+    w.bytes(f.by);
+    w.str(ev.by);
+    if (ev.by === 'rank') {
+      w.bytes(f.start);
+      w.num(ev.start);
+      w.bytes(f.stop);
+      w.num(ev.stop);
+    } else {
+      w.bytes(f.min);
+      w.bin(ev.min);
+      w.bytes(f.max);
+      w.bin(ev.max);
+    }
+  }),
+  zpop: op<'zpop'>((w, ev) => {
+    w.bytes(f.side);
+    w.str(ev.side);
+    w.bytes(f.count);
+    w.num(ev.count);
+  }),
+  hset: op<'hset'>((w, ev) => {
+    w.bytes(f.fields);
+    w.binPairs(ev.fields);
+    if (ev.fieldExpireAt !== undefined) {
+      w.bytes(f.fieldExpireAt);
+      if (ev.fieldExpireAt === null) w.bytes(NULL);
+      else w.num(ev.fieldExpireAt);
+    }
+    if (ev.expireApprox !== undefined) {
+      w.bytes(f.expireApprox);
+      w.bool(ev.expireApprox);
+    }
+  }),
+  hincrby: op<'hincrby'>((w, ev) => {
+    w.bytes(f.field);
+    w.bin(ev.field);
+    w.bytes(f.delta);
+    w.numOrStr(ev.delta);
+  }),
+  hincrbyfloat: op<'hincrbyfloat'>((w, ev) => {
+    w.bytes(f.field);
+    w.bin(ev.field);
+    w.bytes(f.delta);
+    w.str(ev.delta);
+  }),
+  hdel: fieldsOnly,
+  hexpire: op<'hexpire'>((w, ev) => {
+    w.bytes(f.fields);
+    w.binArray(ev.fields);
+    expiry(w, ev.expireAt, ev.expireApprox);
+    if (ev.condition !== undefined) {
+      w.bytes(f.condition);
+      w.str(ev.condition);
+    }
+  }),
+  hpersist: fieldsOnly,
+  xadd: ordered,
+  xtrim: ordered,
+  xdel: op<'xdel'>((w, ev) => {
+    if (ev.policy !== undefined) {
+      w.bytes(f.policy);
+      w.str(ev.policy);
+    }
+    w.bytes(f.ids);
+    w.strArray(ev.ids);
+  }),
+  xack: op<'xack'>((w, ev) => {
+    w.bytes(f.group);
+    w.bin(ev.group);
+    w.bytes(f.ids);
+    w.strArray(ev.ids);
+  }),
+  xackdel: op<'xackdel'>((w, ev) => {
+    w.bytes(f.group);
+    w.bin(ev.group);
+    if (ev.policy !== undefined) {
+      w.bytes(f.policy);
+      w.str(ev.policy);
+    }
+    w.bytes(f.ids);
+    w.strArray(ev.ids);
+  }),
+  xclaim: ordered,
+  xautoclaim: ordered,
+  'xgroup-create': op<'xgroup-create'>((w, ev) => {
+    w.bytes(f.group);
+    w.bin(ev.group);
+    w.bytes(f.id);
+    w.str(ev.id);
+    w.bytes(f.mkstream);
+    w.bool(ev.mkstream);
+    if (ev.entriesRead !== undefined) {
+      w.bytes(f.entriesRead);
+      w.num(ev.entriesRead);
+    }
+  }),
+  'xgroup-setid': op<'xgroup-setid'>((w, ev) => {
+    w.bytes(f.group);
+    w.bin(ev.group);
+    w.bytes(f.id);
+    w.str(ev.id);
+    if (ev.entriesRead !== undefined) {
+      w.bytes(f.entriesRead);
+      w.num(ev.entriesRead);
+    }
+  }),
+  'xgroup-destroy': op<'xgroup-destroy'>((w, ev) => {
+    w.bytes(f.group);
+    w.bin(ev.group);
+  }),
+  'xgroup-createconsumer': groupConsumer,
+  'xgroup-delconsumer': groupConsumer,
+  xsetid: ordered,
+  'function-load': op<'function-load'>((w, ev) => {
+    w.bytes(f.code);
+    w.bin(ev.code);
+    w.bytes(f.replace);
+    w.bool(ev.replace);
+  }),
+  'function-delete': op<'function-delete'>((w, ev) => {
+    w.bytes(f.library);
+    w.bin(ev.library);
+  }),
+  'function-flush': asyncOnly,
+  'function-restore': op<'function-restore'>((w, ev) => {
+    w.bytes(f.payload);
+    w.bin(ev.payload);
+    w.bytes(f.policy);
+    w.str(ev.policy);
+  }),
+  publish: op<'publish'>((w, ev) => {
+    w.bytes(f.channel);
+    w.bin(ev.channel);
+    w.bytes(f.message);
+    w.bin(ev.message);
+    w.bytes(f.sharded);
+    w.bool(ev.sharded);
+  }),
+  command: op<'command'>((w, ev) => {
+    w.bytes(f.unknown);
+    w.bool(ev.unknown);
+    w.bytes(f.args);
+    w.binArray(ev.args);
+    if (ev.reason !== undefined) {
+      w.bytes(f.reason);
+      w.str(ev.reason);
+    }
+  }),
+  snapshot,
+  resync: ordered,
+  'snapshot-begin': ordered,
+  'snapshot-end': ordered,
+};
+
+const shared = new NdjsonWriter();
+
+/** One event as one line of JSON (no trailing newline), as a string. */
+export function encodeEventString(ev: ChangeEvent): string {
+  shared.reset();
+  shared.event(ev);
+  return shared.view().toString('utf8', 0, shared.length - 1);
+}
