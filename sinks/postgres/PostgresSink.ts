@@ -82,6 +82,7 @@ export class PostgresSink implements Sink {
     this.logger = deps.logger ?? createLogger(process.env.REDTAIL_LOG_LEVEL ?? 'info');
     this.pool = new pg.Pool({
       connectionString: config.connectionString,
+      password: config.password,
       max: 2,
       application_name: 'redtail',
     });

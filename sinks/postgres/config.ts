@@ -1,8 +1,14 @@
+import { displayEndpoint, secretsInEndpoint } from '../../src/observe/redact.js';
 import { PostgresConfigError } from './errors.js';
 
 export interface PostgresSinkConfig {
   /** Connection string handed to pg, without the sink's own query parameters. */
   connectionString: string;
+  /**
+   * Password given apart from the URL (`sinkOptions.postgres.password[File]`, REDTAIL_POSTGRES_PASSWORD[_FILE]);
+   * undefined when the URL holds it or none is needed.
+   */
+  password?: string;
   /** Schema holding the sink's tables (created when missing). */
   schema: string;
   /** Sink name: the key of its row in `checkpoints`. */
@@ -85,10 +91,14 @@ export function parsePostgresSpec(spec: string, options: Record<string, unknown>
   try {
     url = new URL(spec);
   } catch {
-    throw new PostgresConfigError(`postgres sink '${spec}' is not a URL: use postgres://user@host:5432/db`);
+    throw new PostgresConfigError(
+      `postgres sink '${displayEndpoint(spec)}' is not a URL: use postgres://user@host:5432/db`,
+    );
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
-    throw new PostgresConfigError(`postgres sink '${spec}' must start with postgres:// or postgresql://`);
+    throw new PostgresConfigError(
+      `postgres sink '${displayEndpoint(spec)}' must start with postgres:// or postgresql://`,
+    );
   const raw: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) raw[k.toLowerCase()] = v;
   for (const [k, v] of [...url.searchParams.entries()]) {
@@ -104,6 +114,14 @@ export function parsePostgresSpec(spec: string, options: Record<string, unknown>
       `schema '${cfg.schema}' must be a lower-case SQL identifier (letters, digits, underscore)`,
     );
   if (raw.name !== undefined) cfg.name = String(raw.name);
+  if (raw.password !== undefined && raw.password !== null && raw.password !== '') {
+    // pg prefers the connection string's password over the `password` option: two would silently pick one.
+    if (secretsInEndpoint(spec).length > 0)
+      throw new PostgresConfigError(
+        `postgres sink '${displayEndpoint(spec)}' holds a password and another is given apart: give it once`,
+      );
+    cfg.password = String(raw.password);
+  }
   if (raw.changes !== undefined) cfg.changes = bool(raw.changes, 'changes');
   if (raw.changesretention !== undefined)
     cfg.changesRetentionMs = parseDuration(raw.changesretention, 'changesRetention');

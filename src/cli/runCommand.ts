@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { EventFilter, parseEventFilterConfig } from '../commands/EventFilter.js';
 import { normalizeCommand } from '../commands/normalize.js';
 import { ConfigError, loadConfig, type RedtailConfig } from '../config/Config.js';
@@ -13,10 +12,12 @@ import {
 import { ReplicaLink } from '../link/ReplicaLink.js';
 import { loadTls, type MasterTls } from '../link/tls.js';
 import { createLogger, type Logger } from '../observe/logger.js';
+import { displayEndpoint, scrubbedMessage } from '../observe/redact.js';
 import { StatsReporter } from '../observe/StatsReporter.js';
 import { Pipeline } from '../pipeline/Pipeline.js';
 import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
 import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
+import { parseRunArgs } from './runOptions.js';
 import { createSinks } from './sinks.js';
 
 export const runUsage = `Usage: redtail run [options]
@@ -57,57 +58,15 @@ export interface RunHooks {
 export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<number> {
   let config: RedtailConfig;
   try {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        master: { type: 'string', multiple: true },
-        sentinel: { type: 'string', multiple: true },
-        'master-name': { type: 'string' },
-        'sentinel-tls': { type: 'boolean' },
-        'tls-ca': { type: 'string' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        'tls-servername': { type: 'string' },
-        'tls-insecure': { type: 'boolean' },
-        sink: { type: 'string', multiple: true },
-        checkpoint: { type: 'string' },
-        config: { type: 'string' },
-        ack: { type: 'string' },
-        snapshot: { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    });
-    if (values.help) {
+    const { help, sources } = parseRunArgs(argv);
+    if (help) {
       process.stdout.write(runUsage);
       return 0;
     }
-    config = loadConfig({
-      file: values.config,
-      env: process.env,
-      flags: {
-        master: values.master,
-        sentinels: values.sentinel,
-        masterName: values['master-name'],
-        sentinelTls: values['sentinel-tls'],
-        tls: {
-          caFile: values['tls-ca'],
-          certFile: values['tls-cert'],
-          keyFile: values['tls-key'],
-          servername: values['tls-servername'],
-          insecure: values['tls-insecure'],
-        },
-        sinks: values.sink,
-        checkpoint: values.checkpoint,
-        logLevel: values['log-level'],
-        ack: values.ack as RedtailConfig['ack'] | undefined,
-        snapshot: values.snapshot as RedtailConfig['snapshot'] | undefined,
-      },
-    });
+    config = loadConfig(sources);
   } catch (err) {
     process.stderr.write(
-      `redtail: ${(err as Error).message}\n${err instanceof ConfigError ? '' : `\n${runUsage}`}`,
+      `redtail: ${scrubbedMessage(err)}\n${err instanceof ConfigError ? '' : `\n${runUsage}`}`,
     );
     return 2;
   }
@@ -119,7 +78,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     masterTls = loadTls(config.tls);
     locator = createLocator(config, masterTls, logger);
   } catch (err) {
-    process.stderr.write(`redtail: ${(err as Error).message}\n`);
+    process.stderr.write(`redtail: ${scrubbedMessage(err)}\n`);
     return 2;
   }
   warnAboutTls(config, logger);
@@ -172,7 +131,11 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     });
     const start = await pipeline.open();
     logger.info(
-      { master: locator.describe(), sinks: config.sinks, resume: start ?? 'full resync' },
+      {
+        master: locator.describe(),
+        sinks: config.sinks.map(displayEndpoint),
+        resume: start ?? 'full resync',
+      },
       'starting replication',
     );
     const replicator = new Replicator({
@@ -207,7 +170,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
   } catch (err) {
     await link?.stop().catch(() => {});
     // Never advance a checkpoint past a failure: close the sinks without flushing what is queued.
-    const message = (err as Error).message ?? String(err);
+    const message = scrubbedMessage(err);
     logger.error({ err: message }, 'fatal');
     process.stderr.write(`redtail: ${message}\n`);
     if (!isFatal(err) && !(err instanceof ConfigError))
@@ -240,7 +203,12 @@ function warnAboutTls(config: RedtailConfig, logger: Logger): void {
 
 /** A fixed master, candidates (several --master), or Sentinel (--sentinel with --master-name). */
 function createLocator(config: RedtailConfig, tls: MasterTls, logger: Logger): MasterLocator {
-  const masters: MasterAddress[] = masterUrls(config).map((u) => parseMasterUrl(u, tls));
+  const masters: MasterAddress[] = masterUrls(config).map((u) => {
+    const address = parseMasterUrl(u, tls);
+    // REDTAIL_MASTER_PASSWORD[_FILE] or masterPassword[File]; loading made sure the URL holds none then.
+    if (config.masterPassword !== undefined) address.password = config.masterPassword;
+    return address;
+  });
   if (config.sentinel) {
     const sentinels = config.sentinel.addresses.map((a) => {
       const i = a.lastIndexOf(':');

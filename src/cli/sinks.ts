@@ -4,6 +4,7 @@ import { ConfigError, type RedtailConfig } from '../config/Config.js';
 import type { MasterAddress } from '../link/MasterAddress.js';
 import type { MasterTls } from '../link/tls.js';
 import type { Logger } from '../observe/logger.js';
+import { displayEndpoint } from '../observe/redact.js';
 import type { Sink } from '../pipeline/Sink.js';
 
 /**
@@ -38,7 +39,10 @@ export async function createSinks(
     } else if (spec.startsWith('kafka://')) {
       const { createKafkaSink } = await import('../../sinks/kafka/index.js');
       sinks.push(
-        createKafkaSink(spec, { ...(config.sinkOptions.kafka ?? {}), logger: logger.child({ sink: spec }) }),
+        createKafkaSink(spec, {
+          ...(config.sinkOptions.kafka ?? {}),
+          logger: logger.child({ sink: displayEndpoint(spec) }),
+        }),
       );
     } else if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
       const { PostgresSink, parsePostgresSpec } = await import('../../sinks/postgres/index.js');
