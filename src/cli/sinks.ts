@@ -1,11 +1,12 @@
 import { NdjsonSink } from '../../sinks/stdout/NdjsonSink.js';
 import { FileCheckpointStore } from '../checkpoint/FileCheckpointStore.js';
-import { ConfigError, type RedtailConfig } from '../config/Config.js';
+import type { RedtailConfig } from '../config/Config.js';
 import type { MasterAddress } from '../link/MasterAddress.js';
 import type { MasterTls } from '../link/tls.js';
 import type { Logger } from '../observe/logger.js';
 import { displayEndpoint } from '../observe/redact.js';
 import type { Sink } from '../pipeline/Sink.js';
+import { sinkKind } from './sinkKind.js';
 
 /**
  * Builds the sinks named on the command line. The Kafka and Postgres sinks are loaded only when used, so their
@@ -23,20 +24,17 @@ export async function createSinks(
 ): Promise<Sink[]> {
   const ndjson = config.sinks.filter((s) => s === 'stdout' || s.startsWith('file:'));
   const sinks: Sink[] = [];
-  for (const spec of config.sinks) {
-    if (spec === 'stdout' || spec.startsWith('file:')) {
+  for (const [index, spec] of config.sinks.entries()) {
+    const kind = sinkKind(spec, index);
+    if (kind === 'ndjson') {
       // One NDJSON sink keeps the checkpoint path as given; several get one file each.
       const idx = ndjson.indexOf(spec);
       const cpPath = ndjson.length === 1 ? config.checkpoint : `${config.checkpoint}.${idx}`;
       const checkpoints = new FileCheckpointStore(cpPath);
       if (spec === 'stdout')
         sinks.push(new NdjsonSink({ name: 'stdout', checkpoints, stream: process.stdout }));
-      else {
-        const path = spec.slice('file:'.length);
-        if (!path) throw new ConfigError(`sink '${spec}' needs a path: file:/path/to/events.ndjson`);
-        sinks.push(new NdjsonSink({ name: spec, checkpoints, path }));
-      }
-    } else if (spec.startsWith('kafka://')) {
+      else sinks.push(new NdjsonSink({ name: spec, checkpoints, path: spec.slice('file:'.length) }));
+    } else if (kind === 'kafka') {
       const { createKafkaSink } = await import('../../sinks/kafka/index.js');
       sinks.push(
         createKafkaSink(spec, {
@@ -44,7 +42,7 @@ export async function createSinks(
           logger: logger.child({ sink: displayEndpoint(spec) }),
         }),
       );
-    } else if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
+    } else {
       const { PostgresSink, parsePostgresSpec } = await import('../../sinks/postgres/index.js');
       // The mirror fetches exact values for ops it cannot compute (docs/postgres.md), placed in the stream by the
       // ROLE offset read with them: they must come from where the stream comes from, the master the link is
@@ -57,10 +55,6 @@ export async function createSinks(
           masterTls,
           masterStale,
         }),
-      );
-    } else {
-      throw new ConfigError(
-        `unknown sink '${spec}': use stdout, file:PATH, kafka://host:port[,host:port] or postgres://...`,
       );
     }
   }

@@ -34,7 +34,8 @@ export function originsOf(effective: unknown, layers: [string, unknown][]): Map<
     for (const [name, layer] of layers) {
       for (let n = parts.length; n > 0; n--) {
         const v = getPath(layer, parts.slice(0, n).join('.'));
-        if (v === undefined) continue;
+        // An empty object (no TLS flag given) sets nothing.
+        if (v === undefined || (isPlainObject(v) && Object.keys(v).length === 0)) continue;
         // A parent object only counts when it is the leaf's own value (a whole list or object replaced).
         if (n === parts.length || !isPlainObject(v)) origin = name;
         break;
