@@ -4,7 +4,7 @@ import type { ChangeEvent, ReplicationPosition } from '../../src/events/ChangeEv
 import type { MasterTls } from '../../src/link/tls.js';
 import { createLogger, type Logger } from '../../src/observe/logger.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
-import type { PostgresSinkConfig } from './config.js';
+import { type PostgresSinkConfig, pgConnectionString } from './config.js';
 import { describePgError, isTransient, PostgresSinkError } from './errors.js';
 import { type CurrentMaster, type Fetcher, fixedMaster, MasterFetcher } from './MasterFetcher.js';
 import { MirrorApplier } from './MirrorApplier.js';
@@ -81,8 +81,7 @@ export class PostgresSink implements Sink {
     this.s = ident(config.schema);
     this.logger = deps.logger ?? createLogger(process.env.REDTAIL_LOG_LEVEL ?? 'info');
     this.pool = new pg.Pool({
-      connectionString: config.connectionString,
-      password: config.password,
+      connectionString: pgConnectionString(config),
       max: 2,
       application_name: 'redtail',
     });

@@ -54,6 +54,17 @@ const SINK_PARAMS = new Set([
   'retrytimeoutms',
 ]);
 
+/**
+ * The connection string pg is given: the URL with the password given apart set into it. (pg lets the connection
+ * string's fields override its `password` option, even an absent password, so the option alone is lost.)
+ */
+export function pgConnectionString(cfg: Pick<PostgresSinkConfig, 'connectionString' | 'password'>): string {
+  if (cfg.password === undefined) return cfg.connectionString;
+  const url = new URL(cfg.connectionString);
+  url.password = encodeURIComponent(cfg.password);
+  return url.toString();
+}
+
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** `7d`, `12h`, `30m`, `45s`, `500ms` or a number of ms; 0 or `off` disables retention. */

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { tlsSettingsFrom } from '../../src/config/Config.js';
 import { parseMasterUrl } from '../../src/link/MasterAddress.js';
 import { ioredisTarget, loadTls, type MasterTls } from '../../src/link/tls.js';
-import { parsePostgresSpec } from './config.js';
+import { parsePostgresSpec, pgConnectionString } from './config.js';
 import { ident } from './migrations.js';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
 
@@ -469,7 +469,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
     maxRetriesPerRequest: 2,
   });
   redis.on('error', () => {});
-  const db = new pg.Client({ connectionString: cfg.connectionString });
+  const db = new pg.Client({ connectionString: pgConnectionString(cfg) });
   await redis.connect();
   await db.connect();
   try {
