@@ -150,7 +150,6 @@ describe('secrets never reach logs, errors or checkpoints', () => {
     );
     await stopWithin(main);
     const started = main.logs().find((l) => l.msg === 'starting replication');
-    expect(JSON.stringify(started?.sinks)).toContain(`postgres:***@`);
 
     // 4. A sentinel URL with a wrong password: the link retries naming the sentinel, then SIGTERM.
     const wrongSentinel = start('sentinel auth failure', [
@@ -223,6 +222,8 @@ describe('secrets never reach logs, errors or checkpoints', () => {
       written.filter(([, text]) => text.includes(value)).map(([where]) => `${name} in ${where}`),
     );
     expect(leaks).toEqual([]);
+    // The startup line still names the sinks, in their display form.
+    expect(JSON.stringify(started?.sinks)).toContain(`postgres:***@`);
     await pgQuery(`DROP SCHEMA IF EXISTS "${schemaTrust}" CASCADE`);
   }, 400_000);
 });
