@@ -5,6 +5,7 @@ import pg from 'pg';
 import { tlsSettingsFrom } from '../../src/config/Config.js';
 import { parseMasterUrl } from '../../src/link/MasterAddress.js';
 import { ioredisTarget, loadTls, type MasterTls } from '../../src/link/tls.js';
+import { registerSecret, scrubbedMessage, secretsInEndpoint } from '../../src/observe/redact.js';
 import { parsePostgresSpec, pgConnectionString } from './config.js';
 import { ident } from './migrations.js';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
@@ -587,6 +588,8 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     process.stderr.write(`redtail verify: --master and --postgres are required\n\n${verifyUsage}`);
     return 2;
   }
+  // Whatever pg or ioredis quote in an error, the passwords of these URLs are not printed.
+  for (const url of [master, postgres]) for (const pw of secretsInEndpoint(url)) registerSecret(pw);
   const maxDiffs = Number(values['max-diffs'] ?? 20);
   let tls: MasterTls;
   try {
@@ -614,7 +617,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       timeoutMs: Number(values.timeout ?? 60) * 1000,
     });
   } catch (err) {
-    process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
+    process.stderr.write(`redtail verify: ${scrubbedMessage(err)}\n`);
     return 2;
   }
   const out: string[] = [];

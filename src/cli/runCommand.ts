@@ -45,6 +45,8 @@ Options:
   --config FILE       JSON config file (env REDTAIL_CONFIG); flags override it
   --ack MODE          durable (default): ACK to the master what the sinks committed; received: what redtail read
   --snapshot MODE     decode (default): one event per key of the snapshot; skip: changes only
+  Passwords apart from the URLs: REDTAIL_MASTER_PASSWORD, REDTAIL_SENTINEL_PASSWORD, REDTAIL_POSTGRES_PASSWORD,
+                      REDTAIL_KAFKA_PASSWORD, each also as *_FILE naming a file (docs/secrets.md)
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent (env REDTAIL_LOG_LEVEL; default info); logs go to stderr
   -h, --help          this text
 `;
