@@ -18,7 +18,7 @@ describe('displayEndpoint', () => {
       'postgres://pg:pgUserPw@db:5432/x?schema=s&password=pgParamPw&sslpassword=keyPw',
       ['pgUserPw', 'pgParamPw', 'keyPw'],
     ],
-    ['postgres://pg@db/x?master=' + encodeURIComponent('redis://:nestedPw@m:6379'), ['nestedPw']],
+    [`postgres://pg@db/x?master=${encodeURIComponent('redis://:nestedPw@m:6379')}`, ['nestedPw']],
     ['kafka://user:saslPw@b1:9092,b2:9092?sasl=scram-sha-512', ['saslPw']],
     ['kafka://b1:9092?sasl.password=paramSaslPw&sasl=plain', ['paramSaslPw']],
     ['redis://:p@ss@word@h:1', ['p@ss@word']],

@@ -114,7 +114,7 @@ describe('secrets never reach logs, errors or checkpoints', () => {
         sentinel: { addresses: [`127.0.0.1:${sentinel.port}`], masterName: 'rtm', password: pw.sentinelFile },
         sinks: [
           `file:${join(dir, 'r2.ndjson')}`,
-          PG_URL.replace('postgres@', `postgres:${pw.pgUserinfo}@`) + `?schema=${schemaTrust}&name=trust`,
+          `${PG_URL.replace('postgres@', `postgres:${pw.pgUserinfo}@`)}?schema=${schemaTrust}&name=trust`,
         ],
         checkpoint: join(dir, 'r2.cp.json'),
         statsIntervalMs: 200,
