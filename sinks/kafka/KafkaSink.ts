@@ -4,6 +4,7 @@ import type { Admin, Kafka, KafkaConfig, LogEntry, Producer, ProducerConfig } fr
 import kafkajs from 'kafkajs';
 import { pino } from 'pino';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
+import { scrub } from '../../src/observe/redact.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
 import { backoffDelay } from '../../src/retry.js';
 import { registerCodec } from './codecs.js';
@@ -61,7 +62,7 @@ export interface KafkaSinkStats {
 
 function defaultLogger(name: string): SinkLogger {
   return pino(
-    { level: 'info', base: { name: 'redtail', sink: name } },
+    { level: 'info', base: { name: 'redtail', sink: name }, hooks: { streamWrite: scrub } },
     pino.destination({ fd: 2, sync: true }),
   );
 }

@@ -1,5 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { SASLOptions } from 'kafkajs';
+import { displayEndpoint } from '../../src/observe/redact.js';
 import { KafkaConfigError } from './errors.js';
 import type { TopicRoute } from './TopicRouter.js';
 
@@ -28,6 +29,11 @@ export interface KafkaSinkOptions {
   stateTopic?: string | false;
   /** Compacted topic holding the checkpoint (default `redtail.offsets`). */
   offsetsTopic?: string;
+  /**
+   * SASL password when the spec names the user but no password (`kafka://user@host:port?sasl=...`); from
+   * `sinkOptions.kafka.password[File]` or REDTAIL_KAFKA_PASSWORD[_FILE].
+   */
+  password?: string;
   /** Default `redtail.<name>`; must be unique per running redtail instance. */
   transactionalId?: string;
   /** false: idempotent at-least-once producer, no transactions (default true). */
@@ -62,7 +68,7 @@ export interface KafkaSinkOptions {
 }
 
 export type ResolvedKafkaSinkConfig = Required<
-  Omit<KafkaSinkOptions, 'ssl' | 'sasl' | 'stateTopic' | 'logger'>
+  Omit<KafkaSinkOptions, 'ssl' | 'sasl' | 'stateTopic' | 'logger' | 'password'>
 > & {
   stateTopic: string | null;
   ssl: boolean | ConnectionOptions | undefined;
@@ -112,7 +118,10 @@ const SASL_MECHANISMS = new Set(['plain', 'scram-sha-256', 'scram-sha-512']);
  */
 export function parseKafkaSpec(spec: string): KafkaSinkOptions {
   const m = /^(kafkas?):\/\/([^?#]*)(?:\?([^#]*))?$/.exec(spec.trim());
-  if (!m) throw new KafkaConfigError(`kafka sink: "${spec}" is not kafka://host:port[,host:port][?options]`);
+  if (!m)
+    throw new KafkaConfigError(
+      `kafka sink: "${displayEndpoint(spec)}" is not kafka://host:port[,host:port][?options]`,
+    );
   const out: KafkaSinkOptions = {};
   if (m[1] === 'kafkas') out.ssl = true;
   let hosts = m[2]!;
@@ -130,7 +139,8 @@ export function parseKafkaSpec(spec: string): KafkaSinkOptions {
     .split(',')
     .map((h) => h.trim())
     .filter(Boolean);
-  if (brokers.length === 0) throw new KafkaConfigError(`kafka sink: "${spec}" names no broker`);
+  if (brokers.length === 0)
+    throw new KafkaConfigError(`kafka sink: "${displayEndpoint(spec)}" names no broker`);
   for (const b of brokers) {
     if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):\d{1,5}$/.test(b))
       throw new KafkaConfigError(`kafka sink: broker "${b}" is not host:port`);
@@ -206,26 +216,37 @@ export function resolveKafkaSinkConfig(
   const merged: KafkaSinkOptions = { ...fromSpec };
   for (const [k, v] of Object.entries(options))
     if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
-  const brokers = merged.brokers ?? [];
+  const { password, ...rest } = merged;
+  if (password !== undefined) {
+    if (!rest.sasl || !('username' in rest.sasl))
+      throw new KafkaConfigError(
+        'kafka sink: a SASL password is given but no user: kafka://user@host:port?sasl=plain (or scram-sha-256/512)',
+      );
+    if (rest.sasl.password)
+      throw new KafkaConfigError(
+        'kafka sink: the SASL password is given twice (in the spec and apart): give it once',
+      );
+    rest.sasl = { ...rest.sasl, password } as SASLOptions;
+  }
+  const brokers = rest.brokers ?? [];
   if (brokers.length === 0) throw new KafkaConfigError('kafka sink: no brokers (kafka://host:port)');
-  const name = merged.name ?? DEFAULTS.name;
-  if (merged.maxBatchBytes !== undefined && merged.maxBatchBytes < 1024)
+  const name = rest.name ?? DEFAULTS.name;
+  if (rest.maxBatchBytes !== undefined && rest.maxBatchBytes < 1024)
     throw new KafkaConfigError('kafka sink: maxBatchBytes must be >= 1024');
-  const stateTopic =
-    merged.stateTopic === undefined || merged.stateTopic === false ? null : merged.stateTopic;
+  const stateTopic = rest.stateTopic === undefined || rest.stateTopic === false ? null : rest.stateTopic;
   const cfg: ResolvedKafkaSinkConfig = {
     ...DEFAULTS,
-    ...(merged as Partial<typeof DEFAULTS>),
+    ...(rest as Partial<typeof DEFAULTS>),
     name,
     brokers,
-    routes: merged.routes ?? [],
-    topicConfig: merged.topicConfig ?? {},
-    transactionalId: merged.transactionalId ?? `redtail.${name}`,
-    replicationFactor: merged.replicationFactor ?? 0,
+    routes: rest.routes ?? [],
+    topicConfig: rest.topicConfig ?? {},
+    transactionalId: rest.transactionalId ?? `redtail.${name}`,
+    replicationFactor: rest.replicationFactor ?? 0,
     stateTopic,
-    ssl: merged.ssl,
-    sasl: merged.sasl,
-    logger: merged.logger,
+    ssl: rest.ssl,
+    sasl: rest.sasl,
+    logger: rest.logger,
   };
   if (cfg.maxBatchBytes > cfg.maxMessageBytes) cfg.maxBatchBytes = cfg.maxMessageBytes;
   cfg.compression = compression(String(cfg.compression));

@@ -5,7 +5,7 @@ import type { MasterTls } from '../../src/link/tls.js';
 import { createLogger, type Logger } from '../../src/observe/logger.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
 import { backoffDelay } from '../../src/retry.js';
-import type { PostgresSinkConfig } from './config.js';
+import { type PostgresSinkConfig, pgConnectionString } from './config.js';
 import { describePgError, isTransient, PostgresSinkError } from './errors.js';
 import { type CurrentMaster, type Fetcher, fixedMaster, MasterFetcher } from './MasterFetcher.js';
 import { MirrorApplier } from './MirrorApplier.js';
@@ -82,7 +82,7 @@ export class PostgresSink implements Sink {
     this.s = ident(config.schema);
     this.logger = deps.logger ?? createLogger(process.env.REDTAIL_LOG_LEVEL ?? 'info');
     this.pool = new pg.Pool({
-      connectionString: config.connectionString,
+      connectionString: pgConnectionString(config),
       max: 2,
       application_name: 'redtail',
     });

@@ -1,8 +1,14 @@
+import { displayEndpoint, secretsInEndpoint } from '../../src/observe/redact.js';
 import { PostgresConfigError } from './errors.js';
 
 export interface PostgresSinkConfig {
   /** Connection string handed to pg, without the sink's own query parameters. */
   connectionString: string;
+  /**
+   * Password given apart from the URL (`sinkOptions.postgres.password[File]`, REDTAIL_POSTGRES_PASSWORD[_FILE]);
+   * undefined when the URL holds it or none is needed.
+   */
+  password?: string;
   /** Schema holding the sink's tables (created when missing). */
   schema: string;
   /** Sink name: the key of its row in `checkpoints`. */
@@ -48,6 +54,17 @@ const SINK_PARAMS = new Set([
   'retrytimeoutms',
 ]);
 
+/**
+ * The connection string pg is given: the URL with the password given apart set into it. (pg lets the connection
+ * string's fields override its `password` option, even an absent password, so the option alone is lost.)
+ */
+export function pgConnectionString(cfg: Pick<PostgresSinkConfig, 'connectionString' | 'password'>): string {
+  if (cfg.password === undefined) return cfg.connectionString;
+  const url = new URL(cfg.connectionString);
+  url.password = encodeURIComponent(cfg.password);
+  return url.toString();
+}
+
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** `7d`, `12h`, `30m`, `45s`, `500ms` or a number of ms; 0 or `off` disables retention. */
@@ -85,10 +102,14 @@ export function parsePostgresSpec(spec: string, options: Record<string, unknown>
   try {
     url = new URL(spec);
   } catch {
-    throw new PostgresConfigError(`postgres sink '${spec}' is not a URL: use postgres://user@host:5432/db`);
+    throw new PostgresConfigError(
+      `postgres sink '${displayEndpoint(spec)}' is not a URL: use postgres://user@host:5432/db`,
+    );
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
-    throw new PostgresConfigError(`postgres sink '${spec}' must start with postgres:// or postgresql://`);
+    throw new PostgresConfigError(
+      `postgres sink '${displayEndpoint(spec)}' must start with postgres:// or postgresql://`,
+    );
   const raw: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) raw[k.toLowerCase()] = v;
   for (const [k, v] of [...url.searchParams.entries()]) {
@@ -104,6 +125,14 @@ export function parsePostgresSpec(spec: string, options: Record<string, unknown>
       `schema '${cfg.schema}' must be a lower-case SQL identifier (letters, digits, underscore)`,
     );
   if (raw.name !== undefined) cfg.name = String(raw.name);
+  if (raw.password !== undefined && raw.password !== null && raw.password !== '') {
+    // pg prefers the connection string's password over the `password` option: two would silently pick one.
+    if (secretsInEndpoint(spec).length > 0)
+      throw new PostgresConfigError(
+        `postgres sink '${displayEndpoint(spec)}' holds a password and another is given apart: give it once`,
+      );
+    cfg.password = String(raw.password);
+  }
   if (raw.changes !== undefined) cfg.changes = bool(raw.changes, 'changes');
   if (raw.changesretention !== undefined)
     cfg.changesRetentionMs = parseDuration(raw.changesretention, 'changesRetention');

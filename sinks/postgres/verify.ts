@@ -6,7 +6,8 @@ import { tlsSettingsFrom } from '../../src/config/Config.js';
 import { parseMasterUrl } from '../../src/link/MasterAddress.js';
 import { ioredisTarget, loadTls, type MasterTls } from '../../src/link/tls.js';
 import { ProgressLine } from '../../src/observe/progress.js';
-import { parsePostgresSpec } from './config.js';
+import { registerSecret, scrubbedMessage, secretsInEndpoint } from '../../src/observe/redact.js';
+import { parsePostgresSpec, pgConnectionString } from './config.js';
 import { ident } from './migrations.js';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
 
@@ -472,7 +473,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
     maxRetriesPerRequest: 2,
   });
   redis.on('error', () => {});
-  const db = new pg.Client({ connectionString: cfg.connectionString });
+  const db = new pg.Client({ connectionString: pgConnectionString(cfg) });
   await redis.connect();
   await db.connect();
   try {
@@ -592,6 +593,8 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     process.stderr.write(`redtail verify: --master and --postgres are required\n\n${verifyUsage}`);
     return 2;
   }
+  // Whatever pg or ioredis quote in an error, the passwords of these URLs are not printed.
+  for (const url of [master, postgres]) for (const pw of secretsInEndpoint(url)) registerSecret(pw);
   const maxDiffs = Number(values['max-diffs'] ?? 20);
   let tls: MasterTls;
   try {
@@ -633,7 +636,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       timeoutMs: Number(values.timeout ?? 60) * 1000,
     });
   } catch (err) {
-    process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
+    process.stderr.write(`redtail verify: ${scrubbedMessage(err)}\n`);
     return 2;
   } finally {
     progress.stop();

@@ -7,6 +7,7 @@ Commands:
   run      tail a Redis master as a replica and stream every change to the sinks
   rdb      print the contents of an RDB file as NDJSON snapshot events (or --stats)
   verify   compare the master's dataset with the Postgres mirror; exit 0 only when they agree
+  check-config  validate run's flags, environment and config file; print the effective configuration, secrets masked
   help     this text
 
 Run 'redtail <command> --help' for a command's options.
@@ -21,6 +22,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'rdb': {
       const { rdbCommand } = await import('./rdbCommand.js');
       return rdbCommand(rest);
+    }
+    case 'check-config': {
+      const { checkConfigCommand } = await import('./checkConfigCommand.js');
+      return checkConfigCommand(rest);
     }
     case 'verify': {
       const { verifyCommand } = await import('../../sinks/postgres/verify.js');

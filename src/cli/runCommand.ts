@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { EventFilter, parseEventFilterConfig } from '../commands/EventFilter.js';
 import { normalizeCommand, normalizeCounters } from '../commands/normalize.js';
 import { ConfigError, loadConfig, type RedtailConfig, spoolDir } from '../config/Config.js';
@@ -14,11 +13,13 @@ import { ReplicaLink } from '../link/ReplicaLink.js';
 import { loadTls, type MasterTls } from '../link/tls.js';
 import { createLogger, type Logger, prettyLogs } from '../observe/logger.js';
 import { Observability } from '../observe/Observability.js';
+import { displayEndpoint, scrubbedMessage } from '../observe/redact.js';
 import { StatsReporter } from '../observe/StatsReporter.js';
 import { Pipeline } from '../pipeline/Pipeline.js';
 import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
 import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
 import { SpooledStream } from '../spool/SpooledStream.js';
+import { parseRunArgs } from './runOptions.js';
 import { Shutdown, StoppedWhileOpening } from './Shutdown.js';
 import { createSinks } from './sinks.js';
 import { lockLocalState } from './stateLocks.js';
@@ -53,6 +54,8 @@ Options:
   --snapshot MODE     decode (default): one event per key of the snapshot; skip: changes only
   --wait-for-lock     when another redtail holds the checkpoint or a file sink's file, wait until it exits instead
                       of failing (env REDTAIL_WAIT_FOR_LOCK)
+  Passwords apart from the URLs: REDTAIL_MASTER_PASSWORD, REDTAIL_SENTINEL_PASSWORD, REDTAIL_POSTGRES_PASSWORD,
+                      REDTAIL_KAFKA_PASSWORD, each also as *_FILE naming a file (docs/secrets.md)
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent (env REDTAIL_LOG_LEVEL; default info); logs go to stderr
   --log-format FORMAT auto (default: readable lines on a terminal, JSON otherwise) | json | pretty
                       (env REDTAIL_LOG_FORMAT)
@@ -69,65 +72,15 @@ export interface RunHooks {
 export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<number> {
   let config: RedtailConfig;
   try {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        master: { type: 'string', multiple: true },
-        sentinel: { type: 'string', multiple: true },
-        'master-name': { type: 'string' },
-        'sentinel-tls': { type: 'boolean' },
-        'tls-ca': { type: 'string' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        'tls-servername': { type: 'string' },
-        'tls-insecure': { type: 'boolean' },
-        sink: { type: 'string', multiple: true },
-        checkpoint: { type: 'string' },
-        spool: { type: 'string' },
-        config: { type: 'string' },
-        ack: { type: 'string' },
-        snapshot: { type: 'string' },
-        'log-level': { type: 'string' },
-        'wait-for-lock': { type: 'boolean' },
-        'log-format': { type: 'string' },
-        http: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    });
-    if (values.help) {
+    const { help, sources } = parseRunArgs(argv);
+    if (help) {
       process.stdout.write(runUsage);
       return 0;
     }
-    config = loadConfig({
-      file: values.config,
-      env: process.env,
-      flags: {
-        master: values.master,
-        sentinels: values.sentinel,
-        masterName: values['master-name'],
-        sentinelTls: values['sentinel-tls'],
-        tls: {
-          caFile: values['tls-ca'],
-          certFile: values['tls-cert'],
-          keyFile: values['tls-key'],
-          servername: values['tls-servername'],
-          insecure: values['tls-insecure'],
-        },
-        sinks: values.sink,
-        checkpoint: values.checkpoint,
-        spool: values.spool,
-        logLevel: values['log-level'],
-        logFormat: values['log-format'] as RedtailConfig['logFormat'] | undefined,
-        http: values.http,
-        ack: values.ack as RedtailConfig['ack'] | undefined,
-        snapshot: values.snapshot as RedtailConfig['snapshot'] | undefined,
-        waitForLock: values['wait-for-lock'],
-      },
-    });
+    config = loadConfig(sources);
   } catch (err) {
     process.stderr.write(
-      `redtail: ${(err as Error).message}\n${err instanceof ConfigError ? '' : `\n${runUsage}`}`,
+      `redtail: ${scrubbedMessage(err)}\n${err instanceof ConfigError ? '' : `\n${runUsage}`}`,
     );
     return 2;
   }
@@ -139,7 +92,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     masterTls = loadTls(config.tls);
     locator = createLocator(config, masterTls, logger);
   } catch (err) {
-    process.stderr.write(`redtail: ${(err as Error).message}\n`);
+    process.stderr.write(`redtail: ${scrubbedMessage(err)}\n`);
     return 2;
   }
   warnAboutTls(config, logger);
@@ -223,7 +176,11 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     const start = opened.p;
     shutdown.phase = 'streaming';
     logger.info(
-      { master: locator.describe(), sinks: config.sinks, resume: start ?? 'full resync' },
+      {
+        master: locator.describe(),
+        sinks: config.sinks.map(displayEndpoint),
+        resume: start ?? 'full resync',
+      },
       'starting replication',
     );
     const replicator = new Replicator({
@@ -285,7 +242,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     // Never advance a checkpoint past a failure: close the sinks without flushing what is queued. Closing them also
     // ends their clients (a fenced Kafka sink's admin connection would otherwise keep the process alive).
     if (err === sinkError) await pipeline?.close().catch(() => {});
-    const message = (err as Error).message ?? String(err);
+    const message = scrubbedMessage(err);
     logger.error({ err: message }, 'fatal');
     process.stderr.write(`redtail: ${message}\n`);
     if (err instanceof StoppedWhileOpening) return 1;
@@ -322,7 +279,12 @@ function warnAboutTls(config: RedtailConfig, logger: Logger): void {
 
 /** A fixed master, candidates (several --master), or Sentinel (--sentinel with --master-name). */
 function createLocator(config: RedtailConfig, tls: MasterTls, logger: Logger): MasterLocator {
-  const masters: MasterAddress[] = masterUrls(config).map((u) => parseMasterUrl(u, tls));
+  const masters: MasterAddress[] = masterUrls(config).map((u) => {
+    const address = parseMasterUrl(u, tls);
+    // REDTAIL_MASTER_PASSWORD[_FILE] or masterPassword[File]; loading made sure the URL holds none then.
+    if (config.masterPassword !== undefined) address.password = config.masterPassword;
+    return address;
+  });
   if (config.sentinel) {
     const sentinels = config.sentinel.addresses.map((a) => {
       const i = a.lastIndexOf(':');

@@ -2,11 +2,14 @@ import { resolve } from 'node:path';
 import { NullSink } from '../../sinks/null/NullSink.js';
 import { NdjsonSink } from '../../sinks/stdout/NdjsonSink.js';
 import { FileCheckpointStore } from '../checkpoint/FileCheckpointStore.js';
-import { ConfigError, type RedtailConfig, spoolDir } from '../config/Config.js';
+import { type RedtailConfig, spoolDir } from '../config/Config.js';
+import { ConfigError } from '../config/errors.js';
 import type { MasterAddress } from '../link/MasterAddress.js';
 import type { MasterTls } from '../link/tls.js';
 import type { Logger } from '../observe/logger.js';
+import { displayEndpoint } from '../observe/redact.js';
 import type { Sink } from '../pipeline/Sink.js';
+import { sinkKind } from './sinkKind.js';
 
 /**
  * Builds the sinks named on the command line. The Kafka and Postgres sinks are loaded only when used, so their
@@ -23,20 +26,24 @@ export async function createSinks(
   masterStale?: (reason: string) => void,
 ): Promise<Sink[]> {
   const sinks: Sink[] = [];
-  for (const spec of config.sinks) {
-    if (isNdjson(spec)) {
+  for (const [index, spec] of config.sinks.entries()) {
+    const kind = sinkKind(spec, index);
+    if (kind === 'ndjson') {
       const checkpoints = new FileCheckpointStore(ndjsonCheckpointPath(config, spec));
       if (spec === 'stdout')
         sinks.push(new NdjsonSink({ name: 'stdout', checkpoints, stream: process.stdout }));
       else sinks.push(new NdjsonSink({ name: spec, checkpoints, path: filePath(spec) }));
-    } else if (spec === 'null') {
+    } else if (kind === 'null') {
       sinks.push(new NullSink());
-    } else if (spec.startsWith('kafka://')) {
+    } else if (kind === 'kafka') {
       const { createKafkaSink } = await import('../../sinks/kafka/index.js');
       sinks.push(
-        createKafkaSink(spec, { ...(config.sinkOptions.kafka ?? {}), logger: logger.child({ sink: spec }) }),
+        createKafkaSink(spec, {
+          ...(config.sinkOptions.kafka ?? {}),
+          logger: logger.child({ sink: displayEndpoint(spec) }),
+        }),
       );
-    } else if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
+    } else {
       const { PostgresSink, parsePostgresSpec } = await import('../../sinks/postgres/index.js');
       // The mirror fetches exact values for ops it cannot compute (docs/postgres.md), placed in the stream by the
       // ROLE offset read with them: they must come from where the stream comes from, the master the link is
@@ -49,10 +56,6 @@ export async function createSinks(
           masterTls,
           masterStale,
         }),
-      );
-    } else {
-      throw new ConfigError(
-        `unknown sink '${spec}': use stdout, file:PATH, null, kafka://host:port[,host:port] or postgres://...`,
       );
     }
   }

@@ -1,16 +1,34 @@
 import { readFileSync } from 'node:fs';
 import type { TlsSettings } from '../link/tls.js';
 import { LOG_FORMATS, type LogFormat } from '../observe/logger.js';
+import { displayEndpoint } from '../observe/redact.js';
+import { applySecrets } from './applySecrets.js';
+import { ConfigError } from './errors.js';
+import { originsOf } from './origins.js';
+import { registerSecretsIn } from './secrets.js';
 
 /** Everything `redtail run` needs; see config/redtail.example.json and config/config.schema.json. */
 export interface RedtailConfig {
   /** One master URL, or several candidates of which the one with role master is used. */
   master: string | string[];
   /**
-   * Follow the master through Redis Sentinel; credentials and scheme (redis:// or rediss://) for the master still
-   * come from `master`. `tls`: the sentinels themselves are dialled with TLS (with the `tls` settings).
+   * The master's password when the URL holds none (also `masterPasswordFile`, REDTAIL_MASTER_PASSWORD[_FILE]);
+   * after loading, the resolved value whichever source gave it (src/config/secrets.ts).
    */
-  sentinel?: { addresses: string[]; masterName: string; password?: string; tls?: boolean };
+  masterPassword?: string;
+  masterPasswordFile?: string;
+  /**
+   * Follow the master through Redis Sentinel; credentials and scheme (redis:// or rediss://) for the master still
+   * come from `master`. `tls`: the sentinels themselves are dialled with TLS (with the `tls` settings). An address
+   * may be `redis://:password@host:port`; after loading, addresses are host:port and `password` is resolved.
+   */
+  sentinel?: {
+    addresses: string[];
+    masterName: string;
+    password?: string;
+    passwordFile?: string;
+    tls?: boolean;
+  };
   /** How `rediss://` masters (and sentinels with `sentinel.tls`) are dialled; see docs/replication.md. */
   tls: TlsSettings;
   sinks: string[];
@@ -64,9 +82,7 @@ export interface RedtailConfig {
   shutdownTimeoutMs: number;
 }
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
+export { ConfigError };
 
 export const defaults: RedtailConfig = {
   master: 'redis://127.0.0.1:6379',
@@ -143,7 +159,19 @@ export function tlsSettingsFrom(env: NodeJS.ProcessEnv, flags: TlsSettings = {})
   };
 }
 
-export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
+export function loadConfig(sources: ConfigSources): RedtailConfig {
+  return loadConfigWithOrigins(sources).config;
+}
+
+/**
+ * The effective configuration and, for `check-config`, where each value came from: `origins` maps a dotted path
+ * (`master`, `pipeline.lingerMs`, `sentinel.password`) to `flag`, `env`, `file PATH`, `default`, or for a password
+ * the variable or field that gave it.
+ */
+export function loadConfigWithOrigins({ file, env, flags }: ConfigSources): {
+  config: RedtailConfig;
+  origins: Map<string, string>;
+} {
   let fromFile: Partial<RedtailConfig> = {};
   const path = file ?? env.REDTAIL_CONFIG;
   if (path) {
@@ -228,8 +256,25 @@ export function loadConfig({ file, env, flags }: ConfigSources): RedtailConfig {
   if (merged.sentinel && sentinelTlsSetting !== undefined)
     merged.sentinel = { ...merged.sentinel, tls: sentinelTlsSetting };
   if (flags.sinks && flags.sinks.length === 0) merged.sinks = defaults.sinks;
+  // Every secret any layer holds is known to the scrubber before anything can quote it in an error.
+  for (const layer of [fromFile, fromEnv, definedFlags]) registerSecretsIn(layer);
+  const fileOrigin = `file ${path}`;
+  const origins = originsOf(merged, [
+    ['default', defaults],
+    [fileOrigin, fromFile],
+    ['env', { ...fromEnv, tls: tlsFromEnv, sentinel: { ...fromEnv.sentinel, tls: sentinelTlsEnv } }],
+    [
+      'flag',
+      {
+        ...definedFlags,
+        tls: definedOnly(tlsFlags ?? {}),
+        sentinel: { ...definedFlags.sentinel, tls: sentinelTls },
+      },
+    ],
+  ]);
   validate(merged);
-  return merged;
+  applySecrets(merged, env, fileOrigin, origins);
+  return { config: merged, origins };
 }
 
 /** `--spool off` (or `false`, `no`, `0`) turns the spool off; any other value is its directory. */
@@ -254,8 +299,10 @@ function validate(c: RedtailConfig): void {
     if (!Array.isArray(c.sentinel.addresses) || c.sentinel.addresses.length === 0)
       throw new ConfigError('--master-name needs at least one --sentinel host:port');
     for (const a of c.sentinel.addresses)
-      if (!/^[^:]+:\d+$|^\[.+\]:\d+$/.test(a))
-        throw new ConfigError(`sentinel address '${a}' must be host:port`);
+      if (!/^[^:]+:\d+$|^\[.+\]:\d+$/.test(a) && !/^rediss?:\/\//.test(a))
+        throw new ConfigError(
+          `sentinel address '${displayEndpoint(a)}' must be host:port or redis://[:password@]host:port`,
+        );
   }
   if (!Array.isArray(c.sinks) || c.sinks.length === 0) throw new ConfigError('at least one sink is needed');
   if (!LOG_LEVELS.includes(c.logLevel))

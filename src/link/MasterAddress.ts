@@ -1,3 +1,4 @@
+import { displayEndpoint } from '../observe/redact.js';
 import { defaultTls, type MasterTls } from './tls.js';
 
 /** Where the master is and how to reach it, parsed from `redis[s]://[user:pass@]host:port`. */
@@ -13,16 +14,17 @@ export interface MasterAddress {
 /** `tls`: the configured TLS settings, used for `rediss://` URLs (default: system CAs, verification on). */
 export function parseMasterUrl(url: string, tls: MasterTls = defaultTls): MasterAddress {
   let u: URL;
+  const shown = displayEndpoint(url);
   try {
     u = new URL(url);
   } catch {
-    throw new Error(`invalid master URL '${url}': expected redis[s]://[user:password@]host:port`);
+    throw new Error(`invalid master URL '${shown}': expected redis[s]://[user:password@]host:port`);
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
-    throw new Error(`invalid master URL '${url}': the scheme must be redis:// (or rediss:// for TLS)`);
+    throw new Error(`invalid master URL '${shown}': the scheme must be redis:// (or rediss:// for TLS)`);
   if (u.pathname && u.pathname !== '/' && u.pathname !== '')
     throw new Error(
-      `invalid master URL '${url}': a replica receives every database, so a /db path makes no sense (filter dbs in the config instead)`,
+      `invalid master URL '${shown}': a replica receives every database, so a /db path makes no sense (filter dbs in the config instead)`,
     );
   const address: MasterAddress = {
     host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',

@@ -2,6 +2,7 @@ import { writeSync } from 'node:fs';
 import { type Logger, pino } from 'pino';
 import { isColorSupported, prettyFactory } from 'pino-pretty';
 import { beforeLogLine } from './progress.js';
+import { scrub } from './redact.js';
 
 export type { Logger };
 
@@ -17,11 +18,13 @@ export function prettyLogs(format: LogFormat, stderr: { isTTY?: boolean } = proc
 /**
  * Structured logs go to stderr only: stdout belongs to the NDJSON event sink, and mixing the two would corrupt it.
  * Both formats write synchronously (the pretty one formats in this thread with pino-pretty's prettyFactory, not its
- * asynchronous transport), so a fatal error's last line is never lost on exit.
+ * asynchronous transport), so a fatal error's last line is never lost on exit. Every line passes through `scrub`
+ * (src/observe/redact.ts): whatever a library's error quotes, no secret redtail knows leaves in a log line.
  */
 export function createLogger(level = 'info', format: LogFormat = 'auto'): Logger {
   const base = { name: 'redtail' };
-  if (!prettyLogs(format)) return pino({ level, base }, pino.destination({ fd: 2, sync: true }));
+  if (!prettyLogs(format))
+    return pino({ level, base, hooks: { streamWrite: scrub } }, pino.destination({ fd: 2, sync: true }));
   const pretty = prettyFactory({
     colorize: process.stderr.isTTY === true && isColorSupported,
     singleLine: true,
@@ -31,7 +34,7 @@ export function createLogger(level = 'info', format: LogFormat = 'auto'): Logger
     ignore: 'pid,hostname,name',
   });
   return pino(
-    { level, base },
+    { level, base, hooks: { streamWrite: scrub } },
     {
       write(line: string) {
         // A live progress line shares the terminal: erase it first, it is redrawn on its next tick.

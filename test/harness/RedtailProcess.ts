@@ -25,6 +25,8 @@ export class RedtailProcess {
   /** Events that did not match config/event.schema.json; `waitFor` and `stop` fail when there are any. */
   readonly invalid: string[] = [];
   stderr = '';
+  /** Everything written to stdout, as written. */
+  stdout = '';
   private partial = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
@@ -52,6 +54,7 @@ export class RedtailProcess {
   }
 
   private onStdout(data: string): void {
+    this.stdout += data;
     const text = this.partial + data;
     const lines = text.split('\n');
     this.partial = lines.pop()!;
