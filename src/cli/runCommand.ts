@@ -221,7 +221,7 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       connectTimeoutMs: config.link.connectTimeoutMs,
       ackIntervalMs: config.link.ackIntervalMs,
     });
-    observe.attach({ link, pipeline, replicator, normalizer: normalizeCounters });
+    observe.attach({ link, pipeline, replicator, normalizer: normalizeCounters, spool: spooled });
     stats = new StatsReporter(logger, { link, pipeline, replicator, sinks, spool: spooled });
     stats.start(config.statsIntervalMs);
     const running = link.run();

@@ -9,6 +9,7 @@ import { ProgressLine } from './progress.js';
 import { SinkMonitor } from './SinkMonitor.js';
 import { SnapshotTracker } from './SnapshotTracker.js';
 import { type LinkView, type NormalizerView, registerReplicationMetrics } from './sources.js';
+import { registerSpoolMetrics, type SpoolView } from './spoolMetrics.js';
 
 export interface ObservabilitySettings {
   /** `host:port` of the HTTP endpoint, or undefined for none. */
@@ -30,6 +31,8 @@ export interface RunningParts {
     readonly position: ReplicationPosition | null;
   };
   normalizer: NormalizerView;
+  /** The spool, when on. */
+  spool?: SpoolView | null;
 }
 
 /**
@@ -90,6 +93,7 @@ export class Observability {
       normalizer: parts.normalizer,
       snapshot: this.snapshots.state,
     });
+    if (parts.spool) registerSpoolMetrics(this.metrics, parts.spool);
     this.sampler = setInterval(() => {
       this.lag?.sample(parts.link.status.receivedOffset, parts.pipeline.durablePosition?.offset ?? null);
       this.snapshots.uncommitted(parts.pipeline.durablePosition);

@@ -36,6 +36,11 @@ export class SpoolTarget implements StreamTarget {
     private readonly opts: SpoolTargetOptions,
   ) {}
 
+  /** True while the link is held back because the spool is full (spool.maxBytes or the disk). */
+  get isFull(): boolean {
+    return this.full;
+  }
+
   resumePosition(): { replid: string; offset: number } | null {
     const end = this.spool.end;
     if (end) return end;
