@@ -14,7 +14,7 @@ import {
 import { join } from 'node:path';
 import type { ReplicationPosition } from '../events/ChangeEvent.js';
 import type { Logger } from '../observe/logger.js';
-import { SpoolError, spoolFsError } from './errors.js';
+import { spoolFsError } from './errors.js';
 import { checksumOk, decodeHeader, encodeHeader, HEADER_BYTES, Kind, kindName } from './records.js';
 
 export interface SpoolOptions {
@@ -43,8 +43,11 @@ export interface Segment {
   seq: number;
   path: string;
   size: number;
-  /** Records of this segment, in order (kept for the segments a restart may still need to search). */
-  records: SpoolRecord[];
+  /**
+   * How many records it holds. Records themselves are not kept in memory: a slow stream makes many tiny ones, and an
+   * index of them would grow with the lag. What a restart needs is found by reading the files (`locate`).
+   */
+  records: number;
 }
 
 /** Where replay starts: a record's place, and how many payload bytes of it (a COMMANDS record) the sinks have. */
@@ -133,53 +136,61 @@ export class Spool {
   /**
    * Where replay must start for sinks whose lowest checkpoint is `from` (null: they need a full sync, i.e. the newest
    * complete snapshot). Null when the spool does not hold that position: then it is of no use and the caller
-   * discards it.
+   * discards it. Reads the record headers of the segments (called once, at start).
    */
   locate(from: ReplicationPosition | null): ReplayStart | null {
-    const records = this.segments.flatMap((s) => s.records);
-    if (!from) {
-      const full = records.findLast((r) => r.kind === Kind.FullResync);
-      return full ? { seq: full.seq, pos: full.pos, skip: 0 } : null;
-    }
+    let found: ReplayStart | null = null;
     let replid: string | null = null;
     let offset = -1;
-    for (const r of records) {
+    let last: SpoolRecord | null = null;
+    this.eachRecord((r) => {
+      last = r;
       switch (r.kind) {
         case Kind.FullResync:
+          if (!from) found = { seq: r.seq, pos: r.pos, skip: 0 };
           replid = r.replid ?? null;
           offset = -1;
-          break;
+          return true;
         case Kind.SnapshotEnd:
           offset = r.offset;
-          if (replid === from.replid && offset === from.offset) return after(r);
+          if (from && replid === from.replid && offset === from.offset) found = after(r);
           break;
         case Kind.Continue:
           // The old history's position is one of the new history too (PSYNC's replid2). Replay starts *at* the
           // record, so the replicator takes the new replid before the commands that follow.
           if (
+            from &&
             r.offset === from.offset &&
             (r.replid === from.replid || (replid === from.replid && offset === r.offset))
           )
-            return { seq: r.seq, pos: r.pos, skip: 0 };
+            found = { seq: r.seq, pos: r.pos, skip: 0 };
           replid = r.replid ?? null;
           offset = r.offset;
           break;
         case Kind.Commands: {
           const start = r.offset - r.length;
-          if (replid === from.replid && start <= from.offset && from.offset < r.offset)
-            return { seq: r.seq, pos: r.pos, skip: from.offset - start };
+          if (from && replid === from.replid && start <= from.offset && from.offset < r.offset)
+            found = { seq: r.seq, pos: r.pos, skip: from.offset - start };
           offset = r.offset;
           break;
         }
         default:
-          break;
+          return true;
       }
-    }
+      // A checkpoint's position is found once; the newest snapshot needs the whole spool read.
+      return !(from && found);
+    });
+    if (found || !from) return found;
     // The checkpoint is the spool's very end: nothing to replay, the link continues from there.
-    const last = records.at(-1);
-    if (last && this.endPos && this.endPos.replid === from.replid && this.endPos.offset === from.offset)
-      return after(last);
+    const end = last as SpoolRecord | null;
+    if (end && this.endPos && this.endPos.replid === from.replid && this.endPos.offset === from.offset)
+      return after(end);
     return null;
+  }
+
+  /** Whether any record is on disk. */
+  get hasRecords(): boolean {
+    return this.segments.some((s) => s.records > 0);
   }
 
   /** Deletes every segment: the spool does not hold what the sinks need. */
@@ -223,15 +234,9 @@ export class Spool {
       } catch {}
       throw spoolFsError(err, `writing to spool segment ${seg.path}`);
     }
-    seg.records.push({
-      seq: seg.seq,
-      pos: seg.size,
-      kind,
-      length: payload.length,
-      offset,
-      ...(replid ? { replid } : {}),
-    });
+    seg.records++;
     seg.size += size;
+    this.lastAppended = offset;
     this.total += size;
     this.stats.bytesWritten += size;
     this.stats.records++;
@@ -268,9 +273,11 @@ export class Spool {
   }
 
   private lastOffset(): number {
-    const r = this.current().records.at(-1);
-    return r ? r.offset : this.syncedOffset;
+    return this.lastAppended;
   }
+
+  /** Offset of the newest record (what an fsync now covers). */
+  private lastAppended = 0;
 
   /** Keeps the PSYNC position in step with what was appended. */
   private track(kind: Kind, offset: number, replid?: string): void {
@@ -316,7 +323,7 @@ export class Spool {
     } catch (err) {
       throw spoolFsError(err, `creating spool segment ${path}`);
     }
-    this.segments.push({ seq, path, size: 0, records: [] });
+    this.segments.push({ seq, path, size: 0, records: 0 });
   }
 
   private closeWriter(): void {
@@ -347,6 +354,21 @@ export class Spool {
     }
   }
 
+  // ---- reading records ----------------------------------------------------------------------------------------
+
+  /** Calls `visit` for every record in order (headers only) until it returns false. */
+  private eachRecord(visit: (r: SpoolRecord) => boolean): void {
+    for (const seg of this.segments) {
+      let stop = false;
+      scanSegment(seg.path, seg.size, false, (r) => {
+        const keep = visit({ ...r, seq: seg.seq });
+        stop = !keep;
+        return keep;
+      });
+      if (stop) return;
+    }
+  }
+
   // ---- open: scan, verify, truncate -------------------------------------------------------------------------
 
   private load(): void {
@@ -367,67 +389,31 @@ export class Spool {
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => Number(m[1]))
       .sort((a, b) => a - b);
+    /** The newest FULLRESYNC not yet followed by its SNAPSHOT_END: a download cut off, if it stays so. */
+    let openSnapshot: { seq: number; pos: number; replid?: string } | null = null;
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
       const path = join(dir, `${String(seq).padStart(16, '0')}.seg`);
-      const bad = this.scan(seq, path);
+      const seg: Segment = { seq, path, size: 0, records: 0 };
+      this.segments.push(seg);
+      const bad = scanSegment(path, null, true, (r) => {
+        seg.records++;
+        this.track(r.kind, r.offset, r.replid);
+        this.lastAppended = r.offset;
+        if (r.kind === Kind.FullResync)
+          openSnapshot = { seq, pos: r.pos, ...(r.replid ? { replid: r.replid } : {}) };
+        else if (r.kind === Kind.SnapshotEnd) openSnapshot = null;
+        return true;
+      });
+      seg.size = bad ? bad.pos : fileSize(path);
+      this.total += seg.size;
       if (bad) {
-        this.truncateAt(seq, path, bad.pos, seqs.slice(i + 1), bad.reason, i === seqs.length - 1);
+        this.truncateAt(seg, bad.pos, seqs.slice(i + 1), bad.reason, i === seqs.length - 1);
         break;
       }
     }
-    this.dropIncompleteSnapshot();
-    for (const s of this.segments) for (const r of s.records) this.track(r.kind, r.offset, r.replid);
-    this.syncedOffset = this.lastRecord()?.offset ?? 0;
-  }
-
-  private lastRecord(): SpoolRecord | undefined {
-    return this.segments.at(-1)?.records.at(-1);
-  }
-
-  /** Reads and checks every record of a segment; returns where it stops being valid, if it does. */
-  private scan(seq: number, path: string): { pos: number; reason: string } | null {
-    let fd: number;
-    let size: number;
-    try {
-      fd = openSync(path, 'r');
-      size = statSync(path).size;
-    } catch (err) {
-      throw spoolFsError(err, `reading spool segment ${path}`);
-    }
-    const seg: Segment = { seq, path, size: 0, records: [] };
-    this.segments.push(seg);
-    const header = Buffer.allocUnsafe(HEADER_BYTES);
-    let pos = 0;
-    try {
-      while (pos < size) {
-        if (size - pos < HEADER_BYTES) return { pos, reason: 'incomplete record header' };
-        readSync(fd, header, 0, HEADER_BYTES, pos);
-        const h = decodeHeader(header);
-        if (!h) return { pos, reason: 'invalid record header' };
-        if (pos + HEADER_BYTES + h.length > size) return { pos, reason: 'incomplete record' };
-        const payload = Buffer.allocUnsafe(h.length);
-        readSync(fd, payload, 0, h.length, pos + HEADER_BYTES);
-        if (!checksumOk(header, 0, payload, h.crc))
-          return { pos, reason: `${kindName(h.kind)} record fails its checksum` };
-        const replid =
-          h.kind === Kind.FullResync || h.kind === Kind.Continue ? payload.toString('latin1') : undefined;
-        seg.records.push({
-          seq,
-          pos,
-          kind: h.kind,
-          length: h.length,
-          offset: h.offset,
-          ...(replid ? { replid } : {}),
-        });
-        pos += HEADER_BYTES + h.length;
-      }
-      return null;
-    } finally {
-      seg.size = pos;
-      this.total += pos;
-      closeSync(fd);
-    }
+    if (openSnapshot) this.dropIncompleteSnapshot(openSnapshot);
+    this.syncedOffset = this.lastAppended;
   }
 
   /**
@@ -435,17 +421,9 @@ export class Spool {
    * the master resends the rest. Anywhere else it is damage (a disk error, a file edited by hand): said loudly, and
    * recovered the same way, since the spool holds nothing the master or the sinks' checkpoints cannot give again.
    */
-  private truncateAt(
-    seq: number,
-    path: string,
-    pos: number,
-    later: number[],
-    reason: string,
-    last: boolean,
-  ): void {
-    const seg = this.segments.at(-1)!;
+  private truncateAt(seg: Segment, pos: number, later: number[], reason: string, last: boolean): void {
     const torn = last && reason.startsWith('incomplete');
-    const details = { segment: path, at: pos, reason, discardedSegments: later.length };
+    const details = { segment: seg.path, at: pos, reason, discardedSegments: later.length };
     if (torn)
       this.opts.logger.warn(
         details,
@@ -457,54 +435,125 @@ export class Spool {
         'spool: corrupt record; the spool is cut before it and what followed is asked of the master again (PSYNC, or a full sync if its backlog no longer has it)',
       );
     try {
-      const fd = openSync(path, 'r+');
-      try {
-        ftruncateSync(fd, pos);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
+      truncateFile(seg.path, pos);
       for (const s of later) unlinkSync(join(this.opts.dir, `${String(s).padStart(16, '0')}.seg`));
     } catch (err) {
-      throw spoolFsError(err, `truncating spool segment ${path}`);
-    }
-    if (seg.records.length === 0 && seg.seq === seq && this.segments.length > 1) {
-      // Nothing valid left in it: forget the empty file's segment (it stays as an empty file, harmless).
-      unlinkSync(path);
-      this.segments.pop();
+      throw spoolFsError(err, `truncating spool segment ${seg.path}`);
     }
   }
 
   /** A snapshot whose download was cut off (no SNAPSHOT_END) cannot be replayed: it and what follows are dropped. */
-  private dropIncompleteSnapshot(): void {
-    let fullAt: SpoolRecord | null = null;
-    for (const s of this.segments)
-      for (const r of s.records) {
-        if (r.kind === Kind.FullResync) fullAt = r;
-        else if (r.kind === Kind.SnapshotEnd) fullAt = null;
-      }
-    if (!fullAt) return;
+  private dropIncompleteSnapshot(at: { seq: number; pos: number; replid?: string }): void {
     this.opts.logger.info(
-      { dir: this.opts.dir, replid: fullAt.replid },
+      { dir: this.opts.dir, replid: at.replid },
       'spool: dropping a snapshot whose download did not complete',
     );
-    const idx = this.segments.findIndex((s) => s.seq === fullAt!.seq);
+    const idx = this.segments.findIndex((s) => s.seq === at.seq);
     for (const s of this.segments.splice(idx + 1)) {
       this.total -= s.size;
       this.unlink(s);
     }
     const seg = this.segments[idx]!;
-    const fd = openSync(seg.path, 'r+');
     try {
-      ftruncateSync(fd, fullAt.pos);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      truncateFile(seg.path, at.pos);
+    } catch (err) {
+      throw spoolFsError(err, `truncating spool segment ${seg.path}`);
     }
-    this.total -= seg.size - fullAt.pos;
-    seg.size = fullAt.pos;
-    seg.records = seg.records.filter((r) => r.pos < fullAt!.pos);
+    this.total -= seg.size - at.pos;
+    seg.size = at.pos;
+    // Recount what is left and where the spool now ends.
+    seg.records = 0;
+    this.endPos = null;
+    this.pendingReplid = null;
+    this.lastAppended = 0;
+    this.eachRecord((r) => {
+      if (r.seq === seg.seq) seg.records++;
+      this.track(r.kind, r.offset, r.replid);
+      this.lastAppended = r.offset;
+      return true;
+    });
   }
 }
 
-export { SpoolError };
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (err) {
+    throw spoolFsError(err, `reading spool segment ${path}`);
+  }
+}
+
+function truncateFile(path: string, size: number): void {
+  const fd = openSync(path, 'r+');
+  try {
+    ftruncateSync(fd, size);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads are done in windows this large; a record larger than one is read on its own. */
+const SCAN_WINDOW = 1024 * 1024;
+
+/**
+ * Reads a segment's records in order, calling `visit` (which returns false to stop). `verify` checks each payload's
+ * checksum. `size`: the bytes to read (null: the whole file). Returns where the records stop being valid, or null
+ * when all were (or `visit` stopped).
+ */
+function scanSegment(
+  path: string,
+  size: number | null,
+  verify: boolean,
+  visit: (r: Omit<SpoolRecord, 'seq'>) => boolean,
+): { pos: number; reason: string } | null {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw spoolFsError(err, `reading spool segment ${path}`);
+  }
+  try {
+    const end = size ?? fileSize(path);
+    let window = Buffer.alloc(0);
+    let windowPos = 0;
+    const view = (pos: number, length: number): Buffer => {
+      if (pos < windowPos || pos + length > windowPos + window.length) {
+        window = Buffer.allocUnsafe(Math.max(SCAN_WINDOW, length));
+        const n = readSync(fd, window, 0, Math.min(window.length, end - pos), pos);
+        window = window.subarray(0, n);
+        windowPos = pos;
+      }
+      return window.subarray(pos - windowPos, pos - windowPos + length);
+    };
+    let pos = 0;
+    while (pos < end) {
+      if (end - pos < HEADER_BYTES) return { pos, reason: 'incomplete record header' };
+      const header = view(pos, HEADER_BYTES);
+      const h = decodeHeader(header);
+      if (!h) return { pos, reason: 'invalid record header' };
+      if (pos + HEADER_BYTES + h.length > end) return { pos, reason: 'incomplete record' };
+      const needPayload = verify || h.kind === Kind.FullResync || h.kind === Kind.Continue;
+      let replid: string | undefined;
+      if (needPayload) {
+        const headerCopy = Buffer.from(header);
+        const payload = view(pos + HEADER_BYTES, h.length);
+        if (verify && !checksumOk(headerCopy, 0, payload, h.crc))
+          return { pos, reason: `${kindName(h.kind)} record fails its checksum` };
+        if (h.kind === Kind.FullResync || h.kind === Kind.Continue) replid = payload.toString('latin1');
+      }
+      const keep = visit({
+        pos,
+        kind: h.kind,
+        length: h.length,
+        offset: h.offset,
+        ...(replid ? { replid } : {}),
+      });
+      if (!keep) return null;
+      pos += HEADER_BYTES + h.length;
+    }
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -45,7 +45,7 @@ export class SpoolTarget implements StreamTarget {
     const end = this.spool.end;
     if (end) return end;
     // Records without an end: a snapshot download that was cut off, so only a new full sync helps.
-    if (this.spool.segments.some((s) => s.records.length > 0)) return null;
+    if (this.spool.hasRecords) return null;
     return this.opts.base ? { replid: this.opts.base.replid, offset: this.opts.base.offset } : null;
   }
 
