@@ -222,7 +222,14 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
       ackIntervalMs: config.link.ackIntervalMs,
     });
     observe.attach({ link, pipeline, replicator, normalizer: normalizeCounters, spool: spooled });
-    stats = new StatsReporter(logger, { link, pipeline, replicator, sinks, spool: spooled });
+    stats = new StatsReporter(logger, {
+      link,
+      pipeline,
+      replicator,
+      sinks,
+      spool: spooled,
+      lagSeconds: () => observe.lagSeconds(),
+    });
     stats.start(config.statsIntervalMs);
     const running = link.run();
     await Promise.race([running, sinkFailed, stopped, ...(spooled ? [spooled.failed] : [])]);

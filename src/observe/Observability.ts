@@ -114,6 +114,11 @@ export class Observability {
     }
   }
 
+  /** Seconds since the oldest received-but-not-durable offset was seen (0 when caught up); null before attach. */
+  lagSeconds(): number | null {
+    return this.lag ? this.lag.seconds() : null;
+  }
+
   /** Why /readyz says no; empty when ready. */
   notReady(): string[] {
     const p = this.parts;

@@ -20,6 +20,7 @@ export class StatsReporter {
       replicator: Replicator;
       sinks: Sink[];
       spool?: { stats: Record<string, unknown> } | null;
+      lagSeconds?: () => number | null;
     },
   ) {}
 
@@ -47,6 +48,7 @@ export class StatsReporter {
       ...(this.parts.spool ? { spool: this.parts.spool.stats } : {}),
       // Bytes of the master's stream read but not yet committed by every sink (same history only).
       lagBytes: durable && link.receivedOffset > 0 ? Math.max(0, link.receivedOffset - durable.offset) : null,
+      lagSeconds: this.parts.lagSeconds?.() ?? null,
       replicator: replicator.stats,
       position: replicator.position,
       durable: pipeline.durablePosition,

@@ -101,6 +101,11 @@ export class SpoolReplayer {
     this.closeFd();
   }
 
+  /** The replicator's position as replay stands: the oldest offset the sinks have not been handed yet. */
+  get position(): { replid: string; offset: number } | null {
+    return this.offset >= 0 ? { replid: this.replid, offset: this.offset } : null;
+  }
+
   /** True when everything the link appended has been handed to the replicator. */
   get isCaughtUp(): boolean {
     return this.caughtUp;

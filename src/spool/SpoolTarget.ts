@@ -17,6 +17,8 @@ export interface SpoolTargetOptions {
   /** The spool reached spool.maxBytes (or the disk is full): stop reading the master; false: read again. */
   backpressure: (full: boolean) => void;
   logger: Logger;
+  /** Called with the master's answer to PSYNC before its record is appended (once, for the first handshake). */
+  firstHandshake?: (answer: 'continue' | 'fullresync') => void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -50,11 +52,13 @@ export class SpoolTarget implements StreamTarget {
   }
 
   fullResync(replid: string, offset: number): void {
+    this.handshake('fullresync');
     this.snapshotOffset = offset;
     this.append(Kind.FullResync, Buffer.from(replid, 'latin1'), offset, replid);
   }
 
   partialResync(replid: string, offset: number): void {
+    this.handshake('continue');
     this.append(Kind.Continue, Buffer.from(replid, 'latin1'), offset, replid);
   }
 
@@ -95,6 +99,12 @@ export class SpoolTarget implements StreamTarget {
       );
       this.opts.backpressure(false);
     }
+  }
+
+  private handshake(answer: 'continue' | 'fullresync'): void {
+    const first = this.opts.firstHandshake;
+    this.opts.firstHandshake = undefined;
+    first?.(answer);
   }
 
   private append(kind: Kind, payload: Buffer, offset: number, replid?: string): void {

@@ -57,23 +57,17 @@ export class SpooledStream {
           ? `it does not hold the sinks' checkpoint ${opts.from.replid}:${opts.from.offset}`
           : 'it holds no complete snapshot and the sinks need one',
       );
-    else
-      logger.info(
-        {
-          dir: opts.dir,
-          bytes: this.spool.bytes,
-          segments: this.spool.segments.length,
-          from: opts.from ?? 'snapshot',
-          end: this.spool.end,
-        },
-        'replaying the spool before continuing from the master',
-      );
     this.replayer = new SpoolReplayer(this.spool, {
       target: opts.replicator,
       logger,
       onError: (err) => this.failure?.(err),
       progressed: (caughtUp) => this.target.roomMaybe(caughtUp),
     });
+    // A checkpoint found in the spool proves the spool is this master's history (replication ids are random). A
+    // spooled snapshot for sinks that have nothing proves nothing yet: the spool may come from another master
+    // (a reused volume). The master's answer to PSYNC from the spool's end decides: +CONTINUE, it is ours, replay
+    // it; +FULLRESYNC, it is not, drop it and load the new snapshot.
+    const validate = start !== null && opts.from === null;
     this.target = new SpoolTarget(this.spool, {
       base: opts.from,
       ack: opts.ack,
@@ -81,8 +75,37 @@ export class SpooledStream {
       appended: () => this.replayer.appended(),
       backpressure: opts.linkBackpressure,
       logger,
+      ...(validate
+        ? {
+            firstHandshake: (answer: 'continue' | 'fullresync') => {
+              if (answer === 'continue') {
+                logger.info(
+                  { dir: opts.dir, end: this.spool.end },
+                  'the master continues the spooled history: replaying its snapshot',
+                );
+                this.replayer.start(start, null);
+                return;
+              }
+              this.spool.discardAll('the master does not continue its history (+FULLRESYNC)');
+              this.replayer.start(null, null);
+            },
+          }
+        : {}),
     });
-    this.replayer.start(start, opts.from);
+    if (!validate) {
+      if (start)
+        logger.info(
+          {
+            dir: opts.dir,
+            bytes: this.spool.bytes,
+            segments: this.spool.segments.length,
+            from: opts.from,
+            end: this.spool.end,
+          },
+          'replaying the spool before continuing from the master',
+        );
+      this.replayer.start(start, opts.from);
+    }
     this.timer = setInterval(
       () => this.spool.sync(() => opts.ack === 'spooled' && opts.ackAdvanced()),
       opts.fsyncIntervalMs,
@@ -108,6 +131,8 @@ export class SpooledStream {
       segments: this.spool.segments.length,
       end: this.spool.end,
       unreplayedBytes: this.replayer.behindBytes,
+      /** The oldest offset not yet handed to the sinks (the replayer's position). */
+      replayedOffset: this.replayer.position,
       ...this.spool.stats,
       replayedRecords: this.replayer.stats.records,
     };

@@ -59,18 +59,24 @@ describe('two redtails on one Kafka transactionalId', () => {
         sinkOptions: { kafka: { topic: `${base}.events`, offsetsTopic: `${base}.offsets`, transactionalId } },
       }),
     );
+    // Two instances on one transactionalId are two hosts in production, each with its own spool (on one host the
+    // spool's lock would refuse the second before Kafka could fence anything).
+    let instance = 0;
     const start = () =>
-      scope.redtail([
-        'run',
-        '--master',
-        master.url(),
-        '--sink',
-        `kafka://${brokers.join(',')}`,
-        '--config',
-        config,
-        '--log-level',
-        'info',
-      ]);
+      scope.redtail(
+        [
+          'run',
+          '--master',
+          master.url(),
+          '--sink',
+          `kafka://${brokers.join(',')}`,
+          '--config',
+          config,
+          '--log-level',
+          'info',
+        ],
+        { REDTAIL_SPOOL: join(tmpdir(), `redtail-fencing-${transactionalId}-${instance++}.spool`) },
+      );
 
     const older = start();
     await older.waitFor(() => handshakeReplies(older).length === 1, 'the first sync', 60_000);

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
@@ -27,6 +28,9 @@ function startRedtail(master: RedisServer, schema: string): { proc: ChildProcess
       master.url(),
       '--sink',
       `${PG_URL}?schema=${schema}&master=${encodeURIComponent(master.url())}`,
+      // Kept across the kill -9 restarts, as a deployment's volume would be.
+      '--spool',
+      join(tmpdir(), `redtail-e2e-${schema}.spool`),
     ],
     {
       cwd: repoRoot,
