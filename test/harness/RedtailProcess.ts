@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,19 +10,22 @@ import { schemaProblem } from './eventSchema.js';
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /**
- * A run that names no checkpoint (Kafka and Postgres tests) would put its spool next to the default checkpoint, in
- * the repository, shared by every such test and locked by whichever runs first. Such runs get a spool of their own
- * under the test run's temp dir instead, keyed by their arguments, so a restart with the same arguments (the kill -9
- * tests) finds the spool its predecessor left, as in production.
+ * A run that names no checkpoint (Kafka and Postgres tests) would keep its checkpoint and its spool next to the
+ * default checkpoint path, in the repository, shared by every such test and locked by whichever runs first. Such runs
+ * get a checkpoint path of their own under the test run's temp dir instead (the spool sits beside it unless the
+ * config says otherwise), keyed by their arguments, so a restart with the same arguments (the kill -9 tests) finds
+ * what its predecessor left, as in production.
  */
-function spoolFor(args: string[], env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+function checkpointFor(args: string[], env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const named = (f: string) => args.some((a) => a === f || a.startsWith(`${f}=`));
   if (named('--checkpoint') || named('--spool') || env.REDTAIL_CHECKPOINT || env.REDTAIL_SPOOL) return {};
   const key = createHash('sha256')
     .update(JSON.stringify([args, env]))
     .digest('hex')
     .slice(0, 16);
-  return { REDTAIL_SPOOL: join(tmpdir(), `redtail-spool-${key}`) };
+  const dir = join(tmpdir(), `redtail-run-${key}`);
+  mkdirSync(dir, { recursive: true });
+  return { REDTAIL_CHECKPOINT: join(dir, 'redtail.checkpoint.json') };
 }
 const bin = join(repoRoot, 'bin', 'redtail.js');
 
@@ -61,7 +64,7 @@ export class RedtailProcess {
   static start(args: string[], env: NodeJS.ProcessEnv = {}): RedtailProcess {
     const proc = spawn(process.execPath, [bin, ...args], {
       cwd: repoRoot,
-      env: { ...process.env, REDTAIL_LOG_LEVEL: 'info', ...spoolFor(args, env), ...env },
+      env: { ...process.env, REDTAIL_LOG_LEVEL: 'info', ...checkpointFor(args, env), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     return new RedtailProcess(proc);
