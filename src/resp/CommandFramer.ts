@@ -10,6 +10,7 @@
  * The link uses this to hand over (and spool) only complete commands, so a spool segment or a batch never ends inside
  * one, and to notice `REPLCONF GETACK`, which must be answered as soon as it is counted into the offset.
  */
+import { CR, DOLLAR, LF, MAX_ARGS, MAX_BULK, MAX_INLINE, STAR } from './grammar.js';
 import { RespProtocolError } from './RespProtocolError.js';
 
 export interface FramerHandler {
@@ -22,15 +23,6 @@ export interface FramerHandler {
   getAck(endOffset: number): void;
 }
 
-const CR = 13;
-const LF = 10;
-const STAR = 42;
-const DOLLAR = 36;
-/** Redis's own ceilings: proto-max-bulk-len cannot exceed 4 GB, and multibulk counts 1024*1024*1024. */
-const MAX_BULK = 4 * 1024 * 1024 * 1024;
-const MAX_ARGS = 1024 * 1024 * 1024;
-/** Like Redis's PROTO_INLINE_MAX_SIZE: a line this long without a newline is not a master speaking RESP. */
-const MAX_LINE = 64 * 1024;
 /** `*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n` — what every master sends (with `$1\r\n*\r\n` after it). */
 const GETACK_HEAD = Buffer.from('*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n', 'latin1');
 
@@ -118,7 +110,7 @@ export class CommandFramer {
           const nl = chunk.indexOf(LF, pos);
           if (nl === -1) {
             this.lineLength += len - pos;
-            if (this.lineLength > MAX_LINE) throw this.error('line longer than 64 KB without a newline');
+            if (this.lineLength > MAX_INLINE) throw this.error('line longer than 64 KB without a newline');
             pos = len;
             break;
           }

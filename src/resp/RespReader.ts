@@ -1,17 +1,8 @@
+import { CR, DOLLAR, LF, MAX_ARGS, MAX_BULK, MAX_INLINE, STAR } from './grammar.js';
 import { RespProtocolError } from './RespProtocolError.js';
 
 /** Called once per complete command with its arguments and the stream offset just past its last byte. */
 export type CommandHandler = (args: Buffer[], endOffset: number) => void;
-
-const CR = 13;
-const LF = 10;
-const STAR = 42;
-const DOLLAR = 36;
-
-/** A bulk string longer than Redis's own `proto-max-bulk-len` ceiling (512 MB default, 4 GB hard) is corrupt. */
-const MAX_BULK = 4 * 1024 * 1024 * 1024;
-/** Redis rejects multibulk headers above 1024*1024*1024 arguments as well. */
-const MAX_ARGS = 1024 * 1024 * 1024;
 
 enum State {
   /** Between commands: the next byte is `*` (multibulk) or the start of an inline command. */
@@ -132,7 +123,7 @@ export class RespReader {
   private keepLinePart(part: Buffer, at: number): void {
     this.lineLength += part.length;
     // Header lines are tiny; an inline command is capped like Redis's 64 KB PROTO_INLINE_MAX_SIZE.
-    if (this.lineLength > 64 * 1024)
+    if (this.lineLength > MAX_INLINE)
       throw new RespProtocolError(at, 'line longer than 64 KB without a newline');
     this.lineParts.push(Buffer.from(part));
   }

@@ -15,16 +15,10 @@ import {
   type StreamTarget,
 } from '../../src/link/ReplicationProtocol.js';
 import { prng } from '../harness/prng.js';
+import { respCommand } from '../resp/encode.js';
 
-/** A RESP multibulk as Redis writes it, built here rather than with the core's own encoder. */
-function resp(...args: (string | Buffer)[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const b = Buffer.isBuffer(a) ? a : Buffer.from(a);
-    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
-  }
-  return Buffer.concat(parts);
-}
+/** A RESP multibulk as Redis writes it, built rather than taken from the core's own encoder. */
+const resp = respCommand;
 
 const latin1 = (b: Buffer) => b.toString('latin1');
 const ack = (offset: number) => resp('REPLCONF', 'ACK', String(offset));

@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { RespProtocolError } from '../../src/resp/RespProtocolError.js';
 import { RespReader } from '../../src/resp/RespReader.js';
-
-function encode(...args: (string | Buffer)[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const b = Buffer.isBuffer(a) ? a : Buffer.from(a);
-    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
-  }
-  return Buffer.concat(parts);
-}
+import { respCommand as encode } from './encode.js';
 
 function collect(chunks: Buffer[], start = 0) {
   const out: { args: string[]; end: number }[] = [];
