@@ -61,6 +61,22 @@ function after(r: SpoolRecord): ReplayStart {
 const SEGMENT_NAME = /^(\d{16})\.seg$/;
 
 /**
+ * Writes header and payload at `at`, continuing after short writes. A disk that fills up mid-record first shows as a
+ * short write (the kernel writes what fits and returns the count); only the write of the rest fails with ENOSPC,
+ * which is what says "disk full" rather than an I/O error.
+ */
+function writeWhole(fd: number, header: Buffer, payload: Buffer, at: number): void {
+  const size = header.length + payload.length;
+  let n = writevSync(fd, [header, payload], at);
+  while (n < size) {
+    const rest = n < header.length ? [header.subarray(n), payload] : [payload.subarray(n - header.length)];
+    const m = writevSync(fd, rest, at + n);
+    if (m === 0) throw Object.assign(new Error(`short write (${n} of ${size} bytes)`), { code: 'EIO' });
+    n += m;
+  }
+}
+
+/**
  * The spool: the master's replication stream (a full sync's RDB payload, then every command) appended to local
  * segment files as fast as the master sends it, and read back by the replayer at the sinks' pace. It is a cache in
  * front of the sinks' checkpoints, which stay the truth: whatever is lost from it (a torn tail after a crash, a
@@ -214,8 +230,7 @@ export class Spool {
     const header = encodeHeader(kind, payload, offset);
     const size = HEADER_BYTES + payload.length;
     try {
-      const n = writevSync(this.fd!, [header, payload], seg.size);
-      if (n !== size) throw Object.assign(new Error(`short write (${n} of ${size} bytes)`), { code: 'EIO' });
+      writeWhole(this.fd!, header, payload, seg.size);
     } catch (err) {
       // Leave no partial record behind: the next start would take it for a torn tail, but this run goes on.
       try {
