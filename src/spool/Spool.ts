@@ -1,5 +1,6 @@
 import {
   closeSync,
+  existsSync,
   fsync,
   fsyncSync,
   ftruncateSync,
@@ -11,7 +12,7 @@ import {
   unlinkSync,
   writevSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { ReplicationPosition } from '../events/ChangeEvent.js';
 import type { Logger } from '../observe/logger.js';
 import { SpoolError, spoolFsError } from './errors.js';
@@ -59,6 +60,22 @@ function after(r: SpoolRecord): ReplayStart {
 }
 
 const SEGMENT_NAME = /^(\d{16})\.seg$/;
+
+/**
+ * `mkdir -p` that reports why it failed. Node's recursive mkdir answers a refused mkdir (EACCES, EROFS) with the
+ * ENOENT of the stat it makes afterwards, which would tell the user the wrong thing; creating the missing components
+ * one at a time gives the real error.
+ */
+function makeDirectory(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const missing: string[] = [];
+    for (let d = resolve(dir); !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.unshift(d);
+    for (const d of missing) mkdirSync(d);
+  }
+}
 
 /**
  * Writes header and payload at `at`, continuing after short writes. A disk that fills up mid-record first shows as a
@@ -368,7 +385,7 @@ export class Spool {
     const { dir } = this.opts;
     let names: string[];
     try {
-      mkdirSync(dir, { recursive: true });
+      makeDirectory(dir);
       names = readdirSync(dir);
       // Prove now that the directory takes writes, rather than at the first record with the master waiting.
       const probe = join(dir, '.probe');
