@@ -243,6 +243,16 @@ export class Spool {
   /** Appends one record; the payload is written before this returns (not yet fsynced). */
   append(kind: Kind, payload: Buffer, offset: number, replid?: string): void {
     if (this.fd === null || this.current().size >= this.opts.segmentBytes) this.rollover();
+    // Every segment of the stream begins by naming the history it continues: the segments before it are deleted
+    // once the sinks pass them, and after a crash the spool is only of use if its first record says whose offsets
+    // its commands carry. The replayer takes it for the no-op it is (a CONTINUE at the position it is at).
+    const end = this.endPos;
+    if (this.current().size === 0 && end && kind === Kind.Commands)
+      this.write(Kind.Continue, Buffer.from(end.replid, 'latin1'), end.offset, end.replid);
+    this.write(kind, payload, offset, replid);
+  }
+
+  private write(kind: Kind, payload: Buffer, offset: number, replid?: string): void {
     const seg = this.current();
     const header = encodeHeader(kind, payload, offset);
     const size = HEADER_BYTES + payload.length;
