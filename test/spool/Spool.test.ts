@@ -11,12 +11,12 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { SpoolError } from '../../src/spool/errors.js';
 import { checksumOk, decodeHeader, encodeHeader, HEADER_BYTES, Kind } from '../../src/spool/records.js';
 import { Spool } from '../../src/spool/Spool.js';
+import { readSpool, segmentBytes, segmentFiles } from './segments.js';
 
 /*
  * The spool against real files in a temp dir. What is on disk is read back with a decoder written here from the
@@ -73,46 +73,8 @@ function open(dir: string, segmentBytes = 1000, lines?: LogLine[]): Spool {
   return Spool.open({ dir, maxBytes: 1 << 30, segmentBytes, logger });
 }
 
-interface DiskRecord {
-  file: string;
-  at: number;
-  kind: number;
-  offset: number;
-  payload: Buffer;
-}
-
-/** Every record of every segment file, decoded independently; throws on anything that is not a whole valid record. */
-function readDisk(dir: string): DiskRecord[] {
-  const out: DiskRecord[] = [];
-  for (const file of segmentFiles(dir)) {
-    const buf = readFileSync(join(dir, file));
-    let at = 0;
-    while (at < buf.length) {
-      if (buf.length - at < 17) throw new Error(`${file}: partial header at ${at}`);
-      const kind = buf[at]!;
-      const length = buf.readUInt32BE(at + 1);
-      const offset = buf.readDoubleBE(at + 5);
-      const crc = buf.readUInt32BE(at + 13);
-      const payload = buf.subarray(at + 17, at + 17 + length);
-      if (payload.length !== length) throw new Error(`${file}: partial payload at ${at}`);
-      if (crc32(payload, crc32(buf.subarray(at, at + 13))) !== crc)
-        throw new Error(`${file}: bad crc at ${at}`);
-      out.push({ file, at, kind, offset, payload: Buffer.from(payload) });
-      at += 17 + length;
-    }
-  }
-  return out;
-}
-
-function segmentFiles(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((n) => n.endsWith('.seg'))
-    .sort();
-}
-
-function diskBytes(dir: string): number {
-  return segmentFiles(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
-}
+const readDisk = readSpool;
+const diskBytes = segmentBytes;
 
 /** The spool's in-memory view agrees with the files: same records, same places, same byte count. */
 function expectConsistent(spool: Spool): void {
