@@ -83,10 +83,12 @@ export class SpoolTarget implements StreamTarget {
     if (!this.full) return;
     // A full disk: read again once a segment was released. The replayer having caught up is no sign of space (it
     // catches up into the pipeline's memory while the sinks, and with them the releases, stand still): retrying
-    // then only fills the disk again at once, a PSYNC and an error line per backoff turn. Only with nothing left to
-    // release (the disk is full of other files) is a new try the one way to learn whether space came back.
+    // then only fills the disk again at once, a PSYNC and an error line per backoff turn. Only when no checkpoint can
+    // release anything (the disk is full of other files, or the spool ends in a snapshot download, which the master
+    // restarts anyway) is a new try the one way to learn whether space came back.
+    const nothingToRelease = this.spool.segments.length <= 1 || this.spool.end === null;
     const room = this.diskFull
-      ? this.spool.bytes < this.bytesAtFull || (replayerCaughtUp && this.spool.segments.length <= 1)
+      ? this.spool.bytes < this.bytesAtFull || (replayerCaughtUp && nothingToRelease)
       : this.spool.bytes < this.spool.maxBytes * 0.9;
     if (room) {
       this.full = false;
