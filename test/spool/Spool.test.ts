@@ -478,6 +478,42 @@ describe('torn tail', () => {
   });
 });
 
+describe('incomplete snapshot', () => {
+  it('a snapshot download cut off (no SNAPSHOT_END) is dropped with the segments it spans', () => {
+    const dir = tempDir();
+    const spool = open(dir, 500);
+    const h = writeHistory(spool, { batches: 4, replid: B });
+    const before = spool.segments.length;
+    // A new full sync whose transfer stopped after several segments.
+    spool.append(Kind.FullResync, Buffer.from(A, 'latin1'), 7000, A);
+    for (let i = 0; i < 8; i++) spool.append(Kind.Snapshot, Buffer.alloc(400, i), 7000);
+    expect(spool.end).toBeNull();
+    spool.close();
+    const full = placeOf(spool, (r) => r.kind === Kind.FullResync && r.replid === A);
+    const after = spool.segments.filter((s) => s.seq > full.seq).map((s) => s.path);
+    expect(after.length).toBeGreaterThanOrEqual(3);
+
+    const lines: LogLine[] = [];
+    const again = open(dir, 500, lines);
+    expect(lines.some((l) => /dropping a snapshot whose download did not complete/.test(l.msg))).toBe(true);
+    expect(lines.filter((l) => l.level >= WARN)).toEqual([]);
+    for (const p of after) expect(existsSync(p)).toBe(false);
+    expect(statSync(join(dir, basename(spool.segments.find((s) => s.seq === full.seq)!.path))).size).toBe(
+      full.pos,
+    );
+    expect(again.end).toEqual({ replid: B, offset: h.end });
+    expect(again.segments.length).toBeLessThanOrEqual(before + 1);
+    expect(
+      again.segments.flatMap((s) => s.records).some((r) => r.kind === Kind.Snapshot && r.offset === 7000),
+    ).toBe(false);
+    // The complete snapshot before it is still the one to replay for sinks without a checkpoint.
+    const older = placeOf(again, (r) => r.kind === Kind.FullResync);
+    expect(again.locate(null)).toEqual({ seq: older.seq, pos: older.pos, skip: 0 });
+    expectConsistent(again);
+    again.close();
+  });
+});
+
 describe('corrupt record in a middle segment', () => {
   /** A spool of 6+ segments; returns the middle segment and a record in it that has records after it. */
   function build(dir: string) {
