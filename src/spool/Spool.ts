@@ -1,5 +1,6 @@
 import {
   closeSync,
+  existsSync,
   fsync,
   fsyncSync,
   ftruncateSync,
@@ -11,7 +12,7 @@ import {
   unlinkSync,
   writevSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { ReplicationPosition } from '../events/ChangeEvent.js';
 import type { Logger } from '../observe/logger.js';
 import { spoolFsError } from './errors.js';
@@ -62,6 +63,38 @@ function after(r: SpoolRecord): ReplayStart {
 }
 
 const SEGMENT_NAME = /^(\d{16})\.seg$/;
+
+/**
+ * `mkdir -p` that reports why it failed. Node's recursive mkdir answers a refused mkdir (EACCES, EROFS) with the
+ * ENOENT of the stat it makes afterwards, which would tell the user the wrong thing; creating the missing components
+ * one at a time gives the real error.
+ */
+function makeDirectory(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const missing: string[] = [];
+    for (let d = resolve(dir); !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.unshift(d);
+    for (const d of missing) mkdirSync(d);
+  }
+}
+
+/**
+ * Writes header and payload at `at`, continuing after short writes. A disk that fills up mid-record first shows as a
+ * short write (the kernel writes what fits and returns the count); only the write of the rest fails with ENOSPC,
+ * which is what says "disk full" rather than an I/O error.
+ */
+function writeWhole(fd: number, header: Buffer, payload: Buffer, at: number): void {
+  const size = header.length + payload.length;
+  let n = writevSync(fd, [header, payload], at);
+  while (n < size) {
+    const rest = n < header.length ? [header.subarray(n), payload] : [payload.subarray(n - header.length)];
+    const m = writevSync(fd, rest, at + n);
+    if (m === 0) throw Object.assign(new Error(`short write (${n} of ${size} bytes)`), { code: 'EIO' });
+    n += m;
+  }
+}
 
 /**
  * The spool: the master's replication stream (a full sync's RDB payload, then every command) appended to local
@@ -221,12 +254,21 @@ export class Spool {
   /** Appends one record; the payload is written before this returns (not yet fsynced). */
   append(kind: Kind, payload: Buffer, offset: number, replid?: string): void {
     if (this.fd === null || this.current().size >= this.opts.segmentBytes) this.rollover();
+    // Every segment of the stream begins by naming the history it continues: the segments before it are deleted
+    // once the sinks pass them, and after a crash the spool is only of use if its first record says whose offsets
+    // its commands carry. The replayer takes it for the no-op it is (a CONTINUE at the position it is at).
+    const end = this.endPos;
+    if (this.current().size === 0 && end && kind === Kind.Commands)
+      this.write(Kind.Continue, Buffer.from(end.replid, 'latin1'), end.offset, end.replid);
+    this.write(kind, payload, offset, replid);
+  }
+
+  private write(kind: Kind, payload: Buffer, offset: number, replid?: string): void {
     const seg = this.current();
     const header = encodeHeader(kind, payload, offset);
     const size = HEADER_BYTES + payload.length;
     try {
-      const n = writevSync(this.fd!, [header, payload], seg.size);
-      if (n !== size) throw Object.assign(new Error(`short write (${n} of ${size} bytes)`), { code: 'EIO' });
+      writeWhole(this.fd!, header, payload, seg.size);
     } catch (err) {
       // Leave no partial record behind: the next start would take it for a torn tail, but this run goes on.
       try {
@@ -375,7 +417,7 @@ export class Spool {
     const { dir } = this.opts;
     let names: string[];
     try {
-      mkdirSync(dir, { recursive: true });
+      makeDirectory(dir);
       names = readdirSync(dir);
       // Prove now that the directory takes writes, rather than at the first record with the master waiting.
       const probe = join(dir, '.probe');

@@ -32,6 +32,8 @@ export class SpoolTarget implements StreamTarget {
   private snapshotOffset = 0;
   private full = false;
   private diskFull = false;
+  /** The spool's size when it (or the disk) became full. */
+  private bytesAtFull = 0;
 
   constructor(
     private readonly spool: Spool,
@@ -88,9 +90,16 @@ export class SpoolTarget implements StreamTarget {
   /** Segments were released (or the replayer caught up): read the master again once there is room. */
   roomMaybe(replayerCaughtUp: boolean): void {
     if (!this.full) return;
-    const room = this.spool.bytes < this.spool.maxBytes * 0.9;
-    // A full disk with nothing left to release: try again (the next write says whether space came back).
-    if (room || (this.diskFull && replayerCaughtUp)) {
+    // A full disk: read again once a segment was released. The replayer having caught up is no sign of space (it
+    // catches up into the pipeline's memory while the sinks, and with them the releases, stand still): retrying
+    // then only fills the disk again at once, a PSYNC and an error line per backoff turn. Only when no checkpoint can
+    // release anything (the disk is full of other files, or the spool ends in a snapshot download, which the master
+    // restarts anyway) is a new try the one way to learn whether space came back.
+    const nothingToRelease = this.spool.segments.length <= 1 || this.spool.end === null;
+    const room = this.diskFull
+      ? this.spool.bytes < this.bytesAtFull || (replayerCaughtUp && nothingToRelease)
+      : this.spool.bytes < this.spool.maxBytes * 0.9;
+    if (room) {
       this.full = false;
       this.diskFull = false;
       this.opts.logger.info(
@@ -122,6 +131,7 @@ export class SpoolTarget implements StreamTarget {
     if (this.full && !diskFull) return;
     this.full = true;
     this.diskFull = diskFull;
+    this.bytesAtFull = this.spool.bytes;
     const details = { dir: this.spool.dir, bytes: this.spool.bytes, maxBytes: this.spool.maxBytes };
     if (diskFull)
       this.opts.logger.error(

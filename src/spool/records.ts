@@ -15,7 +15,9 @@
  *                                             failover, the same otherwise)
  *   COMMANDS      payload = whole commands    raw RESP of the command stream, ending at `offset`
  * A segment never ends inside a record, and a COMMANDS record never ends inside a command, so truncating the spool to
- * its last good record leaves a position a master can continue from with PSYNC.
+ * its last good record leaves a position a master can continue from with PSYNC. A segment that begins in the command
+ * stream begins with a CONTINUE of the history it goes on with (same replid, the offset it starts at), so that what
+ * is left once earlier segments are released still says whose offsets its commands carry.
  */
 import { crc32 } from 'node:zlib';
 
