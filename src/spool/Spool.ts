@@ -479,6 +479,11 @@ export class Spool {
     try {
       truncateFile(seg.path, pos);
       for (const s of later) unlinkSync(join(this.opts.dir, `${String(s).padStart(16, '0')}.seg`));
+      // Nothing valid left in it (a segment just begun when the crash came): it goes too.
+      if (seg.records === 0 && this.segments.length > 1) {
+        unlinkSync(seg.path);
+        this.segments.pop();
+      }
     } catch (err) {
       throw spoolFsError(err, `truncating spool segment ${seg.path}`);
     }
