@@ -116,6 +116,8 @@ export class Spool {
   private syncedOffset = 0;
   private total = 0;
   readonly stats = { bytesWritten: 0, records: 0, segmentsDeleted: 0, fsyncs: 0 };
+  /** Set while the writer is held back (spool.maxBytes or a full disk): replayed snapshot segments may go early. */
+  underPressure = false;
 
   private constructor(private readonly opts: SpoolOptions) {}
 
@@ -351,6 +353,7 @@ export class Spool {
       this.fd = null;
       try {
         fsyncSync(fd);
+        this.syncedOffset = this.lastAppended;
       } catch (err) {
         throw spoolFsError(err, `syncing spool segment ${this.current().path}`);
       } finally {

@@ -224,7 +224,7 @@ export class SpoolReplayer {
     this.skip = 0;
     // Inside a snapshot no checkpoint exists; the first segment after its end gets a mark.
     if (this.offset >= 0) this.marks.push({ seq, replid: this.replid, offset: this.offset });
-    else if (this.spool.full) this.trimSnapshot(seq);
+    else if (this.spool.full || this.spool.underPressure) this.trimSnapshot(seq);
   }
 
   /**

@@ -17,11 +17,22 @@ export interface SpoolTargetOptions {
   /** The spool reached spool.maxBytes (or the disk is full): stop reading the master; false: read again. */
   backpressure: (full: boolean) => void;
   logger: Logger;
+  /** A record kept back by a full disk could not be written for another reason: replay cannot go on. */
+  failed: (err: Error) => void;
   /** Called with the master's answer to PSYNC before its record is appended (once, for the first handshake). */
   firstHandshake?: (answer: 'continue' | 'fullresync') => void;
 }
 
 const EMPTY = Buffer.alloc(0);
+/** While the disk is full, how often writing the records kept back is tried again. */
+const DISK_RETRY_MS = 1_000;
+
+interface HeldRecord {
+  kind: Kind;
+  payload: Buffer;
+  offset: number;
+  replid?: string | undefined;
+}
 
 /**
  * The link's target when spooling: every handshake outcome, snapshot byte and command goes to the spool as it
@@ -32,6 +43,14 @@ export class SpoolTarget implements StreamTarget {
   private snapshotOffset = 0;
   private full = false;
   private diskFull = false;
+  /**
+   * Records that met a full disk. The link stops reading at once, so these are at most the rest of one socket
+   * chunk; they are written, in order and before anything else, once space comes back. Ending the connection
+   * instead would throw away a snapshot download, which the master can only restart from the beginning: with a
+   * snapshot larger than the free disk that would be a full-sync loop.
+   */
+  private held: HeldRecord[] = [];
+  private retryTimer: NodeJS.Timeout | null = null;
   /** The spool's size when it (or the disk) became full. */
   private bytesAtFull = 0;
 
@@ -87,44 +106,92 @@ export class SpoolTarget implements StreamTarget {
     }
   }
 
-  /** Segments were released (or the replayer caught up): read the master again once there is room. */
-  roomMaybe(replayerCaughtUp: boolean): void {
+  /**
+   * Segments were released (or the replayer caught up, or, with a full disk, a retry is due): read the master again
+   * once there is room.
+   */
+  roomMaybe(_replayerCaughtUp: boolean, retry = false): void {
     if (!this.full) return;
-    // A full disk: read again once a segment was released. The replayer having caught up is no sign of space (it
-    // catches up into the pipeline's memory while the sinks, and with them the releases, stand still): retrying
-    // then only fills the disk again at once, a PSYNC and an error line per backoff turn. Only when no checkpoint can
-    // release anything (the disk is full of other files, or the spool ends in a snapshot download, which the master
-    // restarts anyway) is a new try the one way to learn whether space came back.
-    const nothingToRelease = this.spool.segments.length <= 1 || this.spool.end === null;
-    const room = this.diskFull
-      ? this.spool.bytes < this.bytesAtFull || (replayerCaughtUp && nothingToRelease)
-      : this.spool.bytes < this.spool.maxBytes * 0.9;
-    if (room) {
-      this.full = false;
-      this.diskFull = false;
-      this.opts.logger.info(
-        { dir: this.spool.dir, bytes: this.spool.bytes },
-        'spool has room again: reading the master',
-      );
-      this.opts.backpressure(false);
+    if (this.diskFull) {
+      // Whether space came back is learnt by writing: after a release, or on the periodic retry.
+      if (!(retry || this.spool.bytes < this.bytesAtFull)) return;
+      if (!this.writeHeld()) {
+        this.bytesAtFull = this.spool.bytes;
+        return;
+      }
+    } else if (this.spool.bytes >= this.spool.maxBytes * 0.9) {
+      return;
     }
+    this.full = false;
+    this.diskFull = false;
+    this.spool.underPressure = false;
+    this.opts.logger.info(
+      { dir: this.spool.dir, bytes: this.spool.bytes },
+      'spool has room again: reading the master',
+    );
+    this.opts.backpressure(false);
   }
 
   private handshake(answer: 'continue' | 'fullresync'): void {
+    // A new PSYNC was asked from the spool's end, which excludes what is held: the master sends it again.
+    this.held = [];
     const first = this.opts.firstHandshake;
     this.opts.firstHandshake = undefined;
     first?.(answer);
   }
 
   private append(kind: Kind, payload: Buffer, offset: number, replid?: string): void {
+    if (this.held.length > 0) {
+      this.held.push({ kind, payload: Buffer.from(payload), offset, replid });
+      return;
+    }
     try {
       this.spool.append(kind, payload, offset, replid);
     } catch (err) {
-      if (err instanceof SpoolError && err.diskFull) this.fill(true, err.message);
-      throw err;
+      if (!(err instanceof SpoolError && err.diskFull)) throw err;
+      this.held.push({ kind, payload: Buffer.from(payload), offset, replid });
+      this.fill(true, err.message);
+      return;
     }
     this.opts.appended();
     if (!this.full && this.spool.full) this.fill(false);
+  }
+
+  /** Writes the records a full disk kept back; false while the disk is still full. */
+  private writeHeld(): boolean {
+    while (this.held.length > 0) {
+      const r = this.held[0]!;
+      try {
+        this.spool.append(r.kind, r.payload, r.offset, r.replid);
+      } catch (err) {
+        if (err instanceof SpoolError && err.diskFull) return false;
+        throw err;
+      }
+      this.held.shift();
+      this.opts.appended();
+    }
+    return true;
+  }
+
+  private retryDisk(): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.diskFull) return;
+      try {
+        this.roomMaybe(false, true);
+      } catch (err) {
+        this.opts.failed(err as Error);
+      }
+      if (this.diskFull) this.retryDisk();
+    }, DISK_RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  /** Stops the disk retries (at stop). */
+  close(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
   }
 
   private fill(diskFull: boolean, message?: string): void {
@@ -132,11 +199,14 @@ export class SpoolTarget implements StreamTarget {
     this.full = true;
     this.diskFull = diskFull;
     this.bytesAtFull = this.spool.bytes;
+    // Lets the replayer delete the snapshot segments it has replayed (a snapshot larger than the room left).
+    this.spool.underPressure = true;
+    if (diskFull) this.retryDisk();
     const details = { dir: this.spool.dir, bytes: this.spool.bytes, maxBytes: this.spool.maxBytes };
     if (diskFull)
       this.opts.logger.error(
         { ...details, err: message },
-        'spool: the disk is full; the link stops reading the master until released segments free space (the master resends what was not written)',
+        'spool: the disk is full; the link stops reading the master until released segments free space, then writes what it holds and reads on',
       );
     else
       this.opts.logger.warn(

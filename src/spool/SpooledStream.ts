@@ -74,6 +74,7 @@ export class SpooledStream {
       durableOffset: opts.durableOffset,
       appended: () => this.replayer.appended(),
       backpressure: opts.linkBackpressure,
+      failed: (err) => this.failure?.(err),
       logger,
       ...(validate
         ? {
@@ -140,6 +141,7 @@ export class SpooledStream {
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
+    this.target.close();
     this.replayer.stop();
     this.spool.close();
   }

@@ -372,6 +372,50 @@ describe('disk full', () => {
   );
 });
 
+describe('a snapshot larger than the free disk', () => {
+  it.skipIf(!isRoot)(
+    'is loaded with one full sync: the link waits for replayed snapshot segments to go, never restarting the download (needs root: tmpfs)',
+    async () => {
+      const master = await scope.server({ config: { 'repl-backlog-size': '64mb' } });
+      const c = master.client();
+      const N = 300_000;
+      const value = 'v'.repeat(100);
+      for (let i = 0; i < N; i += 10_000) {
+        const pipe = c.pipeline();
+        for (let j = i; j < i + 10_000; j++) pipe.set(`big:${j}`, value);
+        await pipe.exec();
+      }
+      await c.config('SET', 'rdbcompression', 'no');
+      const mnt = tmpfs('8m');
+      // The RDB (~35 MB uncompressed) is four times the disk; spool.maxBytes is far above it, so the disk runs out.
+      const run = new SpoolRun(
+        master,
+        { segmentBytes: MiB, maxBytes: 256 * MiB },
+        { spoolDir: join(mnt, 'spool') },
+      );
+      const p = run.start();
+      await p.waitFor(() => p.events.some((e) => e.op === 'snapshot-end'), 'the snapshot to load', 120_000);
+      expect(p.logs().some((l) => String(l.msg).includes('the disk is full'))).toBe(true);
+      expect(p.logs().some((l) => String(l.msg).includes('replayed snapshot segments deleted early'))).toBe(
+        true,
+      );
+      await c.set('after', 'the snapshot');
+      await p.waitFor(run.reached(await offsetOf(master)), 'the write after the snapshot', 60_000);
+      expect((await p.stop('SIGTERM')).code).toBe(0);
+      // One download, never restarted: before, a full disk ended the link and the next sync began the RDB again.
+      expect(handshakes(p).map((h) => h.reply.split(' ')[0])).toEqual(['+FULLRESYNC']);
+      expect(await statsOf(master)).toMatchObject({ full: 1 });
+      const keys = run
+        .fileEvents()
+        .filter((e) => e.op === 'snapshot')
+        .map((e) => String(e.key));
+      expect(keys).toHaveLength(N);
+      expect(new Set(keys).size).toBe(N);
+      expect(run.fileEvents().some((e) => e.op === 'set' && e.key === 'after')).toBe(true);
+    },
+  );
+});
+
 describe('unusable spool directory', () => {
   async function expectExit(master: RedisServer, spool: string, hint: RegExp): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'redtail-spoolbad-'));
