@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createReadStream, statSync } from 'node:fs';
-import { encodeEventLine } from '../events/EventEncoder.js';
+import { NdjsonWriter } from '../events/NdjsonEncoder.js';
 import { ProgressLine } from '../observe/progress.js';
 import { RdbFormatError } from '../rdb/RdbFormatError.js';
 import { RdbParser } from '../rdb/RdbParser.js';
@@ -169,7 +169,16 @@ export async function rdbCommand(argv: string[]): Promise<number> {
   out.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') closed = true;
   });
-  let pending = '';
+  // Lines go straight into a reusable buffer (the per-op encoder, byte-identical to encodeEventLine); each input
+  // chunk's lines leave as one write of a view of it. stdout on Linux writes files and pipes synchronously, so the
+  // buffer is normally free again when write returns; if the stream kept it queued, a new buffer takes its place.
+  let w = new NdjsonWriter(1 << 20);
+  const flushOutput = (): boolean => {
+    const ok = out.write(w.view());
+    if (out.writableLength > 0) w = new NdjsonWriter(1 << 20);
+    else w.reset();
+    return ok;
+  };
   let seq = 0;
   let replid = '';
   let replOffset = 0;
@@ -188,7 +197,7 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     if (begun) return;
     begun = true;
     if (args.markers && !args.stats)
-      pending += `${encodeEventLine(snapshotBeginEvent({ replid, offset: replOffset, seq: seq++ }, { rdbVersion: version }))}\n`;
+      w.event(snapshotBeginEvent({ replid, offset: replOffset, seq: seq++ }, { rdbVersion: version }));
   };
 
   const parser = new RdbParser({
@@ -212,7 +221,7 @@ export async function rdbCommand(argv: string[]): Promise<number> {
       begin(0);
       if (!wanted(rec)) return;
       selected++;
-      pending += `${encodeEventLine(snapshotEvent(rec, { replid, offset: replOffset, seq: seq++ }))}\n`;
+      w.event(snapshotEvent(rec, { replid, offset: replOffset, seq: seq++ }));
     },
   });
 
@@ -233,9 +242,8 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     for await (const chunk of stream) {
       bytesRead += (chunk as Buffer).length;
       parser.write(chunk as Buffer);
-      if (pending.length > 0) {
-        const ok = out.write(pending);
-        pending = '';
+      if (w.length > 0) {
+        const ok = flushOutput();
         if (closed) {
           stream.destroy();
           return 0;
@@ -247,7 +255,7 @@ export async function rdbCommand(argv: string[]): Promise<number> {
   } catch (err) {
     progress.stop();
     if (err instanceof RdbFormatError) {
-      if (pending) out.write(pending);
+      if (w.length > 0) flushOutput();
       process.stderr.write(`${err.message}\n`);
       return 1;
     }
@@ -283,10 +291,9 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     return 0;
   }
   begin(summary.version);
-  if (args.markers)
-    pending += `${encodeEventLine(snapshotEndEvent(summary, { replid, offset: replOffset, seq: seq++ }))}\n`;
-  if (pending && !closed) {
-    if (!out.write(pending)) await once(out, 'drain');
+  if (args.markers) w.event(snapshotEndEvent(summary, { replid, offset: replOffset, seq: seq++ }));
+  if (w.length > 0 && !closed) {
+    if (!flushOutput()) await once(out, 'drain');
   }
   return 0;
 }

@@ -15,6 +15,10 @@ import type { ChangeEvent, EventOf, EventOp, EventSource, SnapshotEvent } from '
 export class NdjsonWriter {
   private buf: Buffer;
   private pos = 0;
+  private replid: string | null = null;
+  private replidPrefix: Uint8Array = new Uint8Array(0);
+  private lastTs = Number.NaN;
+  private lastTsDigits: Uint8Array = new Uint8Array(0);
 
   constructor(initialBytes = 1 << 16) {
     this.buf = Buffer.allocUnsafe(initialBytes);
@@ -151,26 +155,36 @@ export class NdjsonWriter {
       this.bytes(BASE64_CLOSE);
       return;
     }
-    // Valid UTF-8 with escapes and/or multi-byte sequences: copied as is except `"`, `\` and control bytes.
+    // Valid UTF-8 with escapes and/or multi-byte sequences: copied as is except `"`, `\` and control bytes, which
+    // get JSON.stringify's escapes from a table; the printable prefix found above is copied first.
     this.ensure(n * 6 + 2);
     const buf = this.buf;
     let p = this.pos;
     buf[p++] = 0x22;
-    for (let k = 0; k < n; k++) {
+    for (let k = 0; k < i; k++) buf[p++] = b[k]!;
+    for (let k = i; k < n; k++) {
       const c = b[k]!;
-      if (c >= 0x20 && c !== 0x22 && c !== 0x5c) {
+      const l = ESC_LEN[c]!;
+      if (l === 0) {
         buf[p++] = c;
         continue;
       }
-      buf[p++] = 0x5c;
-      const short = SHORT_ESCAPES[c];
-      if (short !== undefined) buf[p++] = short;
-      else {
-        buf[p++] = 0x75; // \u00XX, lower-case hex as JSON.stringify writes it
-        buf[p++] = 0x30;
-        buf[p++] = 0x30;
-        buf[p++] = HEX[c >> 4]!;
-        buf[p++] = HEX[c & 15]!;
+      // Runs of one escaped byte (zero padding is the common one) are copied from a prebuilt run of its escape.
+      let e = k + 1;
+      while (e < n && b[e] === c) e++;
+      if (e - k >= 4) {
+        p = copyRun(buf, p, c, e - k);
+        k = e - 1;
+        continue;
+      }
+      const x = c * 6;
+      buf[p++] = ESC[x]!;
+      buf[p++] = ESC[x + 1]!;
+      if (l === 6) {
+        buf[p++] = ESC[x + 2]!;
+        buf[p++] = ESC[x + 3]!;
+        buf[p++] = ESC[x + 4]!;
+        buf[p++] = ESC[x + 5]!;
       }
     }
     buf[p++] = 0x22;
@@ -257,6 +271,16 @@ export class NdjsonWriter {
     this.bytes(prefix);
   }
 
+  /** Event times come from Date.now(), so consecutive events mostly share one: its digits are kept. */
+  ts(n: number): void {
+    if (n !== this.lastTs) {
+      const start = this.pos;
+      this.num(n);
+      this.lastTsDigits = Buffer.from(this.buf.subarray(start, this.pos));
+      this.lastTs = n;
+    } else this.bytes(this.lastTsDigits);
+  }
+
   source(s: EventSource): void {
     if (s.txn !== undefined) {
       // Where `txn` sits depends on who set it (the normalizer or the replicator after EXEC): keep its order.
@@ -264,9 +288,15 @@ export class NdjsonWriter {
       this.object(s as unknown as Record<string, unknown>, false);
       return;
     }
-    this.bytes(F_SOURCE_REPLID);
-    this.str(s.replid);
-    this.bytes(F_OFFSET);
+    if (s.replid !== this.replid) {
+      // Every event of a stream or snapshot carries the same replid: its encoded prefix is built once.
+      const start = this.pos;
+      this.bytes(F_SOURCE_REPLID);
+      this.str(s.replid);
+      this.bytes(F_OFFSET);
+      this.replidPrefix = Buffer.from(this.buf.subarray(start, this.pos));
+      this.replid = s.replid;
+    } else this.bytes(this.replidPrefix);
     this.num(s.offset);
     this.bytes(F_SEQ);
     this.num(s.seq);
@@ -292,6 +322,35 @@ const SHORT_ESCAPES: Record<number, number> = {
   34: 0x22,
   92: 0x5c,
 };
+/** JSON.stringify's escape of each byte below 0x80 that needs one (2 or 6 bytes at ESC[c * 6]), length in ESC_LEN. */
+const ESC = new Uint8Array(256 * 6);
+const ESC_LEN = new Uint8Array(256);
+for (let c = 0; c < 0x80; c++) {
+  if (c >= 0x20 && c !== 0x22 && c !== 0x5c) continue;
+  const short = SHORT_ESCAPES[c];
+  const seq = short !== undefined ? [0x5c, short] : [0x5c, 0x75, 0x30, 0x30, HEX[c >> 4]!, HEX[c & 15]!];
+  ESC.set(seq, c * 6);
+  ESC_LEN[c] = seq.length;
+}
+const RUN = 256;
+const runs: Array<Buffer | undefined> = [];
+/** Writes the escape of byte `c` `count` times from a lazily built run of RUN escapes; returns the new position. */
+function copyRun(buf: Buffer, p: number, c: number, count: number): number {
+  const l = ESC_LEN[c]!;
+  let run = runs[c];
+  if (run === undefined) {
+    run = Buffer.allocUnsafe(RUN * l);
+    for (let k = 0; k < RUN; k++) run.set(ESC.subarray(c * 6, c * 6 + l), k * l);
+    runs[c] = run;
+  }
+  while (count > 0) {
+    const m = Math.min(count, RUN);
+    run.copy(buf, p, 0, m * l);
+    p += m * l;
+    count -= m;
+  }
+  return p;
+}
 const F_SOURCE = ascii(',"source":');
 const F_SOURCE_REPLID = ascii(',"source":{"replid":');
 const F_OFFSET = ascii(',"offset":');
@@ -398,7 +457,7 @@ function begin(w: NdjsonWriter, ev: ChangeEvent): void {
 function end(w: NdjsonWriter, ev: ChangeEvent): void {
   w.source(ev.source);
   w.bytes(F_TS);
-  w.num(ev.ts);
+  w.ts(ev.ts);
   w.byte(0x7d);
 }
 
@@ -477,7 +536,7 @@ function snapshot(w: NdjsonWriter, ev: SnapshotEvent): void {
   else w.num(ev.expireAt);
   w.source(ev.source);
   w.bytes(F_TS);
-  w.num(ev.ts);
+  w.ts(ev.ts);
   // snapshotEvent() sets these after the envelope, so they follow `ts`.
   if (ev.fieldExpireAt !== undefined) {
     w.bytes(f.fieldExpireAt);
