@@ -17,6 +17,8 @@ export class NdjsonWriter {
   private pos = 0;
   private replid: string | null = null;
   private replidPrefix: Uint8Array = new Uint8Array(0);
+  private snapOffset = Number.NaN;
+  private snapPrefix: Uint8Array = new Uint8Array(0);
   private lastTs = Number.NaN;
   private lastTsDigits: Uint8Array = new Uint8Array(0);
 
@@ -65,6 +67,11 @@ export class NdjsonWriter {
     this.ensure(n);
     const buf = this.buf;
     let p = this.pos;
+    if (n > 24) {
+      buf.set(src, p);
+      this.pos = p + n;
+      return;
+    }
     for (let i = 0; i < n; i++) buf[p++] = src[i]!;
     this.pos = p;
   }
@@ -288,6 +295,14 @@ export class NdjsonWriter {
       this.object(s as unknown as Record<string, unknown>, false);
       return;
     }
+    if (s.snapshot && s.replid === this.replid && s.offset === this.snapOffset) {
+      // Snapshot events share replid and offset: everything up to the seq is one cached run of bytes.
+      this.bytes(this.snapPrefix);
+      this.num(s.seq);
+      this.bytes(F_SNAPSHOT_TRUE);
+      return;
+    }
+    const start = this.pos;
     if (s.replid !== this.replid) {
       // Every event of a stream or snapshot carries the same replid: its encoded prefix is built once.
       const start = this.pos;
@@ -299,6 +314,10 @@ export class NdjsonWriter {
     } else this.bytes(this.replidPrefix);
     this.num(s.offset);
     this.bytes(F_SEQ);
+    if (s.snapshot) {
+      this.snapPrefix = Buffer.from(this.buf.subarray(start, this.pos));
+      this.snapOffset = s.offset;
+    }
     this.num(s.seq);
     this.bytes(s.snapshot ? F_SNAPSHOT_TRUE : F_SNAPSHOT_FALSE);
   }
@@ -507,10 +526,36 @@ const asyncOnly = op<'flushdb' | 'flushall' | 'function-flush'>((w, ev) => {
   w.bool(ev.async);
 });
 
+/** `,"type":T,"encoding":E` per type and encoding seen: a handful of pairs, written as one run of bytes. */
+const TYPE_ENCODING = new Map<string, Map<string, Uint8Array>>();
+let lastType = '';
+let lastEncoding = '';
+let lastTypeEncoding: Uint8Array = new Uint8Array(0);
+function typeEncoding(type: string, encoding: string): Uint8Array {
+  // Keys of one type and encoding mostly come in long runs.
+  if (type === lastType && encoding === lastEncoding) return lastTypeEncoding;
+  let byEncoding = TYPE_ENCODING.get(type);
+  if (byEncoding === undefined) {
+    byEncoding = new Map();
+    TYPE_ENCODING.set(type, byEncoding);
+  }
+  let b = byEncoding.get(encoding);
+  if (b === undefined) {
+    b = Buffer.from(`,"type":${JSON.stringify(type)},"encoding":${JSON.stringify(encoding)}`, 'utf8');
+    byEncoding.set(encoding, b);
+  }
+  lastType = type;
+  lastEncoding = encoding;
+  lastTypeEncoding = b;
+  return b;
+}
+
 function snapshot(w: NdjsonWriter, ev: SnapshotEvent): void {
-  begin(w, ev);
-  w.bytes(f.encoding);
-  w.str(ev.encoding);
+  w.bytes(head(ev.op));
+  w.num(ev.db);
+  w.bytes(F_KEY);
+  w.bin(ev.key);
+  w.bytes(typeEncoding(ev.type, ev.encoding));
   const v = ev.value;
   if (v !== undefined) {
     w.bytes(f.value);

@@ -43,7 +43,8 @@ export function lzfDecompress(
         for (let k = 0; k < len; k++) out[op++] = out[ref++]!;
       } else if (op - ref === 1) {
         // A run of one byte (zero padding, mostly): LZF's RLE case.
-        out.fill(out[ref]!, op, op + len);
+        // TypedArray's fill: Buffer's own fill validates its arguments first, which costs more than the run.
+        fillBytes.call(out, out[ref]!, op, op + len);
         op += len;
       } else {
         // An overlapping reference repeats the `op - ref` bytes before it: copying what is already written in
@@ -61,6 +62,8 @@ export function lzfDecompress(
   if (op !== outLen) throw lzfError(baseOffset + end - start, `decompressed ${op} bytes, expected ${outLen}`);
   return out;
 }
+
+const fillBytes = Uint8Array.prototype.fill;
 
 function lzfError(offset: number, what: string): RdbFormatError {
   return new RdbFormatError(offset, `corrupt LZF data: ${what}`);
