@@ -1,7 +1,16 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { cpus, homedir, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -142,6 +151,9 @@ async function main(): Promise<void> {
     '-e',
     `const m = await import(${JSON.stringify(join(distRoot, 'src/cli/rdbCommand.js'))}); process.exitCode = await m.rdbCommand([${JSON.stringify(rdbPath)}, ${extra.map((e) => JSON.stringify(e)).join(', ')}]);`,
   ];
+  const loadAtStart = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   const rows: Array<[string, Timing]> = [];
   rows.push(['redis-check-rdb', timed('redis-check-rdb', [rdbPath])]);
   rows.push(['redtail rdb --stats', timed(process.execPath, runner(['--stats']))]);
@@ -149,20 +161,38 @@ async function main(): Promise<void> {
   rows.push(['redtail rdb (NDJSON > /dev/null)', timed(process.execPath, runner([]))]);
 
   const base = rows[0]![1].seconds;
-  process.stdout.write(
-    `${'tool'.padEnd(34)}${'seconds'.padStart(9)}${'MB/s'.padStart(9)}${'keys/s'.padStart(12)}${'peak RSS MB'.padStart(13)}${'vs check-rdb'.padStart(14)}\n`,
-  );
+  const lines = [
+    `${'tool'.padEnd(34)}${'seconds'.padStart(9)}${'MB/s'.padStart(9)}${'keys/s'.padStart(12)}${'peak RSS MB'.padStart(13)}${'vs check-rdb'.padStart(14)}`,
+  ];
   for (const [name, t] of rows) {
-    if (t.status !== 0) process.stdout.write(`${name} exited with ${t.status}\n`);
+    if (t.status !== 0) lines.push(`${name} exited with ${t.status}`);
     const s = Math.max(t.seconds, 0.01);
-    process.stdout.write(
+    lines.push(
       `${name.padEnd(34)}${t.seconds.toFixed(2).padStart(9)}${(mb / s).toFixed(1).padStart(9)}${Math.round(
         keys / s,
       )
         .toString()
-        .padStart(12)}${String(t.peakRssMB).padStart(13)}${`${(base / s).toFixed(2)}x`.padStart(14)}\n`,
+        .padStart(12)}${String(t.peakRssMB).padStart(13)}${`${(s / base).toFixed(2)}x`.padStart(14)}`,
     );
   }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
+  appendFileSync(
+    join(distRoot, '..', 'bench', 'results.md'),
+    [
+      '',
+      `## bench:rdb ${new Date().toISOString()}`,
+      '',
+      `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; load average at start ${loadAtStart}, at end ${load(loadavg())}`,
+      `- versions: Node ${process.version}, ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim()}`,
+      `- file: ${mb.toFixed(1)} MB, ${keys} keys; "vs check-rdb" is redtail's time over redis-check-rdb's (lower is better)`,
+      '',
+      '```',
+      ...lines,
+      '```',
+      '',
+    ].join('\n'),
+  );
 }
 
 await main();

@@ -31,6 +31,8 @@ const repoRoot = resolve(here, '..', '..');
 const redtailBin = join(repoRoot, 'bin', 'redtail.js');
 const N = Number(process.env.BENCH_STREAM_N ?? 200_000);
 const PROFILE_DIR = process.env.REDTAIL_BENCH_PROFILE;
+/** `off` runs redtail with `--spool off` (the link feeds the replicator directly) to see what the spool costs. */
+const SPOOL = process.env.BENCH_STREAM_SPOOL === 'off' ? 'off' : 'on';
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 /** redtail reports this as its listening port, which is how the master's INFO tells it from the replica. */
 const REDTAIL_PORT = 1;
@@ -221,6 +223,7 @@ class Bench {
         cfg,
         '--log-level',
         'warn',
+        ...(SPOOL === 'off' ? ['--spool', 'off'] : []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -411,7 +414,7 @@ async function main(): Promise<void> {
     `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; load average at start ${load}, at end ${loadavg()
       .map((l) => l.toFixed(2))
       .join(' ')} (shared machine: figures under load are noisy)`,
-    `- versions: Node ${process.version}, ${redisVersion}, redis-benchmark -P 32 -r 100000, N=${N}`,
+    `- versions: Node ${process.version}, ${redisVersion}, redis-benchmark -P 32 -r 100000, N=${N}, spool ${SPOOL}`,
     '- live: redtail and the replica follow during the burst; drain: both SIGSTOPped during it, then redtail SIGCONTed and drained alone, then the replica',
     '',
     out,

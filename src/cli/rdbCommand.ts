@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createReadStream, statSync } from 'node:fs';
-import { encodeEventLine } from '../events/EventEncoder.js';
+import { NdjsonWriter } from '../events/NdjsonEncoder.js';
 import { ProgressLine } from '../observe/progress.js';
 import { RdbFormatError } from '../rdb/RdbFormatError.js';
 import { RdbParser } from '../rdb/RdbParser.js';
@@ -139,6 +139,9 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
+/** Lines are written in pieces of about this size. */
+const FLUSH_BYTES = 1 << 20;
+
 interface Tally {
   keys: number;
   bytes: number;
@@ -169,7 +172,17 @@ export async function rdbCommand(argv: string[]): Promise<number> {
   out.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') closed = true;
   });
-  let pending = '';
+  // Lines go straight into a reusable buffer (the per-op encoder, byte-identical to encodeEventLine); each input
+  // chunk's lines leave as one write of a view of it. stdout on Linux writes files and pipes synchronously, so the
+  // buffer is normally free again when write returns; if the stream kept it queued, a new buffer takes its place.
+  let w = new NdjsonWriter(FLUSH_BYTES * 2);
+  let ok = true;
+  const flushOutput = (): boolean => {
+    ok = out.write(w.view()) && ok;
+    if (out.writableLength > 0) w = new NdjsonWriter(FLUSH_BYTES * 2);
+    else w.reset();
+    return ok;
+  };
   let seq = 0;
   let replid = '';
   let replOffset = 0;
@@ -188,7 +201,7 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     if (begun) return;
     begun = true;
     if (args.markers && !args.stats)
-      pending += `${encodeEventLine(snapshotBeginEvent({ replid, offset: replOffset, seq: seq++ }, { rdbVersion: version }))}\n`;
+      w.event(snapshotBeginEvent({ replid, offset: replOffset, seq: seq++ }, { rdbVersion: version }));
   };
 
   const parser = new RdbParser({
@@ -212,7 +225,10 @@ export async function rdbCommand(argv: string[]): Promise<number> {
       begin(0);
       if (!wanted(rec)) return;
       selected++;
-      pending += `${encodeEventLine(snapshotEvent(rec, { replid, offset: replOffset, seq: seq++ }))}\n`;
+      w.event(snapshotEvent(rec, { replid, offset: replOffset, seq: seq++ }));
+      // One input chunk can make ten times its size in lines: writing every MB keeps the buffer (and RSS) small;
+      // backpressure is still awaited once per input chunk.
+      if (w.length >= FLUSH_BYTES && !closed) flushOutput();
     },
   });
 
@@ -229,25 +245,26 @@ export async function rdbCommand(argv: string[]): Promise<number> {
   })).start();
   let summary: RdbSummary;
   try {
-    const stream = createReadStream(args.file, { highWaterMark: 1024 * 1024 });
+    // 256 KB reads: 1 MB chunks, freed only when the views into them die, held peak RSS near 250 MB (now ~165).
+    const stream = createReadStream(args.file, { highWaterMark: 256 * 1024 });
     for await (const chunk of stream) {
       bytesRead += (chunk as Buffer).length;
       parser.write(chunk as Buffer);
-      if (pending.length > 0) {
-        const ok = out.write(pending);
-        pending = '';
-        if (closed) {
-          stream.destroy();
-          return 0;
-        }
-        if (!ok) await once(out, 'drain');
+      if (w.length > 0) flushOutput();
+      if (closed) {
+        stream.destroy();
+        return 0;
+      }
+      if (!ok) {
+        ok = true;
+        await once(out, 'drain');
       }
     }
     summary = parser.end();
   } catch (err) {
     progress.stop();
     if (err instanceof RdbFormatError) {
-      if (pending) out.write(pending);
+      if (w.length > 0) flushOutput();
       process.stderr.write(`${err.message}\n`);
       return 1;
     }
@@ -283,10 +300,9 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     return 0;
   }
   begin(summary.version);
-  if (args.markers)
-    pending += `${encodeEventLine(snapshotEndEvent(summary, { replid, offset: replOffset, seq: seq++ }))}\n`;
-  if (pending && !closed) {
-    if (!out.write(pending)) await once(out, 'drain');
+  if (args.markers) w.event(snapshotEndEvent(summary, { replid, offset: replOffset, seq: seq++ }));
+  if (w.length > 0 && !closed) {
+    if (!flushOutput()) await once(out, 'drain');
   }
   return 0;
 }

@@ -5,13 +5,18 @@
  * instead of emitting a wrong one.
  */
 
+import { argIs, BufferArgs, type CommandArgs } from '../resp/CommandArgs.js';
+
 export class ArgError extends Error {
   override readonly name = 'ArgError';
 }
 
 /** Lower-cased ASCII text of an argument (command names, option tokens). */
 export function lower(buf: Buffer): string {
-  const s = buf.toString('latin1');
+  return lowerText(buf.toString('latin1'));
+}
+
+function lowerText(s: string): string {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c >= 65 && c <= 90) return s.toLowerCase();
@@ -36,23 +41,28 @@ export function isToken(buf: Buffer | undefined, token: string): boolean {
  */
 export function int64(buf: Buffer | undefined, what = 'integer'): number | string {
   if (buf === undefined) throw new ArgError(`missing ${what}`);
-  const len = buf.length;
+  return int64In(buf, 0, buf.length, what);
+}
+
+/** `int64` of the bytes `buf[from, to)`, read in place. */
+function int64In(buf: Buffer, from: number, to: number, what: string): number | string {
+  const len = to - from;
   if (len === 0 || len > 20) throw new ArgError(`invalid ${what}`);
-  let i = 0;
+  let i = from;
   let neg = false;
-  if (buf[0] === 45) {
+  if (buf[from] === 45) {
     neg = true;
-    i = 1;
+    i = from + 1;
     if (len === 1) throw new ArgError(`invalid ${what}`);
   }
   let n = 0;
-  for (let j = i; j < len; j++) {
+  for (let j = i; j < to; j++) {
     const d = buf[j]! - 48;
     if (d < 0 || d > 9) throw new ArgError(`invalid ${what}`);
     n = n * 10 + d;
   }
   if (Number.isSafeInteger(n)) return neg ? -n : n;
-  const big = BigInt(buf.toString('latin1'));
+  const big = BigInt(buf.toString('latin1', from, to));
   if (big > 9223372036854775807n || big < -9223372036854775808n) throw new ArgError(`${what} out of range`);
   return big.toString();
 }
@@ -67,7 +77,10 @@ export function int(buf: Buffer | undefined, what = 'integer'): number {
 /** A double as Redis accepts it; infinities are kept (ZADD accepts "+inf"/"-inf"), NaN is rejected as Redis does. */
 export function float(buf: Buffer | undefined, what = 'number'): number {
   if (buf === undefined || buf.length === 0) throw new ArgError(`missing ${what}`);
-  const s = buf.toString('latin1');
+  return floatText(buf.toString('latin1'), what);
+}
+
+function floatText(s: string, what: string): number {
   const l = s.toLowerCase();
   if (l === 'inf' || l === '+inf' || l === 'infinity' || l === '+infinity') return Number.POSITIVE_INFINITY;
   if (l === '-inf' || l === '-infinity') return Number.NEGATIVE_INFINITY;
@@ -83,54 +96,79 @@ export function score(n: number): number | string {
   return n > 0 ? 'inf' : '-inf';
 }
 
-/** Cursor over the arguments of one command. */
+/**
+ * Cursor over the arguments of one command. Names, options and numbers are read in place from the buffers the
+ * arguments arrived in (CommandArgs); only `next`, `peek`, `rest` and `argv` make Buffers, for what goes into events.
+ */
 export class Args {
   i: number;
-  constructor(
-    readonly argv: Buffer[],
-    start = 1,
-  ) {
+  private readonly src: CommandArgs;
+  private all: Buffer[] | undefined;
+
+  constructor(argv: Buffer[] | CommandArgs, start = 1) {
+    this.src = Array.isArray(argv) ? new BufferArgs(argv) : argv;
     this.i = start;
   }
 
+  /** Every argument as a Buffer (made once, on first use: for the specs that index or slice them). */
+  get argv(): Buffer[] {
+    if (this.all === undefined) this.all = this.src.toArray();
+    return this.all;
+  }
+
   get left(): number {
-    return this.argv.length - this.i;
+    return this.src.length - this.i;
   }
 
   get done(): boolean {
-    return this.i >= this.argv.length;
+    return this.i >= this.src.length;
   }
 
   peek(): Buffer | undefined {
-    return this.argv[this.i];
+    return this.src.get(this.i);
   }
 
   next(what = 'argument'): Buffer {
-    const b = this.argv[this.i];
+    const b = this.src.get(this.i);
     if (b === undefined) throw new ArgError(`missing ${what}`);
     this.i++;
     return b;
   }
 
-  int(what?: string): number {
-    return int(this.next(what), what);
+  /** Steps over the next argument without reading it. */
+  private take(what: string): number {
+    if (this.i >= this.src.length) throw new ArgError(`missing ${what}`);
+    return this.i++;
   }
 
-  int64(what?: string): number | string {
-    return int64(this.next(what), what);
+  int(what = 'integer'): number {
+    const n = this.int64(what);
+    if (typeof n !== 'number') throw new ArgError(`${what} out of range`);
+    return n;
   }
 
-  float(what?: string): number {
-    return float(this.next(what), what);
+  int64(what = 'integer'): number | string {
+    const k = this.take(what);
+    const s = this.src;
+    return int64In(s.bufferOf(k), s.start(k), s.end(k), what);
+  }
+
+  float(what = 'number'): number {
+    const k = this.take(what);
+    const s = this.src;
+    if (s.end(k) === s.start(k)) throw new ArgError(`missing ${what}`);
+    return floatText(s.bufferOf(k).toString('latin1', s.start(k), s.end(k)), what);
   }
 
   token(): string {
-    return lower(this.next('option'));
+    const k = this.take('option');
+    const s = this.src;
+    return lowerText(s.bufferOf(k).toString('latin1', s.start(k), s.end(k)));
   }
 
   /** Consumes the next argument when it equals `token` (case-insensitive). */
   eat(token: string): boolean {
-    if (isToken(this.argv[this.i], token)) {
+    if (argIs(this.src, this.i, token)) {
       this.i++;
       return true;
     }
@@ -138,13 +176,14 @@ export class Args {
   }
 
   rest(): Buffer[] {
-    const out = this.argv.slice(this.i);
-    this.i = this.argv.length;
+    const out: Buffer[] = new Array(Math.max(0, this.src.length - this.i));
+    for (let k = 0; k < out.length; k++) out[k] = this.src.get(this.i + k)!;
+    this.i = this.src.length;
     return out;
   }
 
   end(): void {
-    if (this.i < this.argv.length) throw new ArgError(`unexpected argument ${lower(this.argv[this.i]!)}`);
+    if (this.i < this.src.length) throw new ArgError(`unexpected argument ${lower(this.src.get(this.i)!)}`);
   }
 }
 
@@ -152,8 +191,8 @@ export class Args {
 export function numbered(a: Args, what: string): Buffer[] {
   const n = a.int(`number of ${what}`);
   if (n < 0 || n > a.left) throw new ArgError(`invalid number of ${what}`);
-  const out = a.argv.slice(a.i, a.i + n);
-  a.i += n;
+  const out: Buffer[] = new Array(n);
+  for (let k = 0; k < n; k++) out[k] = a.next();
   return out;
 }
 
@@ -164,8 +203,7 @@ export function pairs(a: Args, count?: number): [Buffer, Buffer][] {
     throw new ArgError('odd number of field/value arguments');
   const out: [Buffer, Buffer][] = new Array(n);
   for (let k = 0; k < n; k++) {
-    out[k] = [a.argv[a.i]!, a.argv[a.i + 1]!];
-    a.i += 2;
+    out[k] = [a.next(), a.next()];
   }
   return out;
 }

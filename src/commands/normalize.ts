@@ -1,5 +1,6 @@
 import type { CommandEvent } from '../events/ChangeEvent.js';
-import { ArgError, Args, isToken, lower } from './args.js';
+import { argIs, argLatin1, BufferArgs, type CommandArgs } from '../resp/CommandArgs.js';
+import { ArgError, Args, isToken } from './args.js';
 import { containerCommands, findSpec, scriptCommands } from './CommandTable.js';
 import { type CommandContext, type CommandSpec, Emitter } from './types.js';
 
@@ -37,6 +38,15 @@ export function resetNormalizeCounters(): void {
   normalizeCounters.unknownByCommand.clear();
 }
 
+/** ASCII lower case of a latin1 name (no change, no copy, when it has no upper-case letter). */
+function lowerAscii(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return s.toLowerCase();
+  }
+  return s;
+}
+
 /** True for SELECT, which the pipeline consumes to track the current database. */
 export function isSelect(args: Buffer[]): boolean {
   return isToken(args[0], 'select');
@@ -54,18 +64,18 @@ export function selectDb(args: Buffer[]): number {
  * Stream commands that carry no change and are the pipeline's business: SELECT (current db), MULTI/EXEC
  * (transaction grouping), PING (master heartbeat, repl-ping-replica-period) and REPLCONF GETACK.
  */
-export function isControlCommand(args: Buffer[]): boolean {
-  const n = args[0];
-  if (n === undefined) return false;
-  switch (n.length) {
+export function isControlCommand(args: Buffer[] | CommandArgs): boolean {
+  const a = Array.isArray(args) ? new BufferArgs(args) : args;
+  if (a.length === 0) return false;
+  switch (a.end(0) - a.start(0)) {
     case 4:
-      return isToken(n, 'exec') || isToken(n, 'ping');
+      return argIs(a, 0, 'exec') || argIs(a, 0, 'ping');
     case 5:
-      return isToken(n, 'multi');
+      return argIs(a, 0, 'multi');
     case 6:
-      return isToken(n, 'select');
+      return argIs(a, 0, 'select');
     case 8:
-      return isToken(n, 'replconf');
+      return argIs(a, 0, 'replconf');
     default:
       return false;
   }
@@ -86,19 +96,19 @@ function unknown(args: Buffer[], name: string, e: Emitter, reason?: string): voi
  * the table, or whose arguments do not parse, becomes one `op: "command"` event with the raw arguments and
  * `unknown: true`. Control commands (isControlCommand) produce no events.
  */
-export function normalizeCommand(args: Buffer[], ctx: CommandContext): CommandEvent[] {
+export function normalizeCommand(argv: Buffer[] | CommandArgs, ctx: CommandContext): CommandEvent[] {
   normalizeCounters.commands++;
   const out: CommandEvent[] = [];
   const e = new Emitter(ctx, out);
-  const first = args[0];
-  if (first === undefined) return out;
-  let name = first.toString('latin1');
+  const args = Array.isArray(argv) ? new BufferArgs(argv) : argv;
+  if (args.length === 0) return out;
+  let name = argLatin1(args, 0);
   let spec: CommandSpec | undefined = findSpec(name);
   let start = 1;
   if (spec === undefined) {
-    name = lower(first);
+    name = lowerAscii(name);
     if (containerCommands.has(name) && args.length > 1) {
-      name = `${name}|${lower(args[1]!)}`;
+      name = `${name}|${lowerAscii(argLatin1(args, 1))}`;
       spec = findSpec(name);
       start = 2;
     }
@@ -106,7 +116,7 @@ export function normalizeCommand(args: Buffer[], ctx: CommandContext): CommandEv
   if (spec === undefined) {
     if (isControlCommand(args)) return out;
     unknown(
-      args,
+      args.toArray(),
       name,
       e,
       scriptCommands.has(name) || scriptCommands.has(name.split('|')[0]!) ? 'script' : undefined,
@@ -118,7 +128,7 @@ export function normalizeCommand(args: Buffer[], ctx: CommandContext): CommandEv
       if (!(err instanceof ArgError)) throw err;
       out.length = 0;
       normalizeCounters.parseErrors++;
-      unknown(args, name, e, `unparsed: ${err.message}`);
+      unknown(args.toArray(), name, e, `unparsed: ${err.message}`);
     }
   }
   normalizeCounters.events += out.length;

@@ -15,6 +15,12 @@ import type { ChangeEvent, EventOf, EventOp, EventSource, SnapshotEvent } from '
 export class NdjsonWriter {
   private buf: Buffer;
   private pos = 0;
+  private replid: string | null = null;
+  private replidPrefix: Uint8Array = new Uint8Array(0);
+  private snapOffset = Number.NaN;
+  private snapPrefix: Uint8Array = new Uint8Array(0);
+  private lastTs = Number.NaN;
+  private lastTsDigits: Uint8Array = new Uint8Array(0);
 
   constructor(initialBytes = 1 << 16) {
     this.buf = Buffer.allocUnsafe(initialBytes);
@@ -61,6 +67,11 @@ export class NdjsonWriter {
     this.ensure(n);
     const buf = this.buf;
     let p = this.pos;
+    if (n > 24) {
+      buf.set(src, p);
+      this.pos = p + n;
+      return;
+    }
     for (let i = 0; i < n; i++) buf[p++] = src[i]!;
     this.pos = p;
   }
@@ -151,26 +162,36 @@ export class NdjsonWriter {
       this.bytes(BASE64_CLOSE);
       return;
     }
-    // Valid UTF-8 with escapes and/or multi-byte sequences: copied as is except `"`, `\` and control bytes.
+    // Valid UTF-8 with escapes and/or multi-byte sequences: copied as is except `"`, `\` and control bytes, which
+    // get JSON.stringify's escapes from a table; the printable prefix found above is copied first.
     this.ensure(n * 6 + 2);
     const buf = this.buf;
     let p = this.pos;
     buf[p++] = 0x22;
-    for (let k = 0; k < n; k++) {
+    for (let k = 0; k < i; k++) buf[p++] = b[k]!;
+    for (let k = i; k < n; k++) {
       const c = b[k]!;
-      if (c >= 0x20 && c !== 0x22 && c !== 0x5c) {
+      const l = ESC_LEN[c]!;
+      if (l === 0) {
         buf[p++] = c;
         continue;
       }
-      buf[p++] = 0x5c;
-      const short = SHORT_ESCAPES[c];
-      if (short !== undefined) buf[p++] = short;
-      else {
-        buf[p++] = 0x75; // \u00XX, lower-case hex as JSON.stringify writes it
-        buf[p++] = 0x30;
-        buf[p++] = 0x30;
-        buf[p++] = HEX[c >> 4]!;
-        buf[p++] = HEX[c & 15]!;
+      // Runs of one escaped byte (zero padding is the common one) are copied from a prebuilt run of its escape.
+      let e = k + 1;
+      while (e < n && b[e] === c) e++;
+      if (e - k >= 4) {
+        p = copyRun(buf, p, c, e - k);
+        k = e - 1;
+        continue;
+      }
+      const x = c * 6;
+      buf[p++] = ESC[x]!;
+      buf[p++] = ESC[x + 1]!;
+      if (l === 6) {
+        buf[p++] = ESC[x + 2]!;
+        buf[p++] = ESC[x + 3]!;
+        buf[p++] = ESC[x + 4]!;
+        buf[p++] = ESC[x + 5]!;
       }
     }
     buf[p++] = 0x22;
@@ -257,6 +278,16 @@ export class NdjsonWriter {
     this.bytes(prefix);
   }
 
+  /** Event times come from Date.now(), so consecutive events mostly share one: its digits are kept. */
+  ts(n: number): void {
+    if (n !== this.lastTs) {
+      const start = this.pos;
+      this.num(n);
+      this.lastTsDigits = Buffer.from(this.buf.subarray(start, this.pos));
+      this.lastTs = n;
+    } else this.bytes(this.lastTsDigits);
+  }
+
   source(s: EventSource): void {
     if (s.txn !== undefined) {
       // Where `txn` sits depends on who set it (the normalizer or the replicator after EXEC): keep its order.
@@ -264,11 +295,29 @@ export class NdjsonWriter {
       this.object(s as unknown as Record<string, unknown>, false);
       return;
     }
-    this.bytes(F_SOURCE_REPLID);
-    this.str(s.replid);
-    this.bytes(F_OFFSET);
+    if (s.snapshot && s.replid === this.replid && s.offset === this.snapOffset) {
+      // Snapshot events share replid and offset: everything up to the seq is one cached run of bytes.
+      this.bytes(this.snapPrefix);
+      this.num(s.seq);
+      this.bytes(F_SNAPSHOT_TRUE);
+      return;
+    }
+    const start = this.pos;
+    if (s.replid !== this.replid) {
+      // Every event of a stream or snapshot carries the same replid: its encoded prefix is built once.
+      const start = this.pos;
+      this.bytes(F_SOURCE_REPLID);
+      this.str(s.replid);
+      this.bytes(F_OFFSET);
+      this.replidPrefix = Buffer.from(this.buf.subarray(start, this.pos));
+      this.replid = s.replid;
+    } else this.bytes(this.replidPrefix);
     this.num(s.offset);
     this.bytes(F_SEQ);
+    if (s.snapshot) {
+      this.snapPrefix = Buffer.from(this.buf.subarray(start, this.pos));
+      this.snapOffset = s.offset;
+    }
     this.num(s.seq);
     this.bytes(s.snapshot ? F_SNAPSHOT_TRUE : F_SNAPSHOT_FALSE);
   }
@@ -292,6 +341,35 @@ const SHORT_ESCAPES: Record<number, number> = {
   34: 0x22,
   92: 0x5c,
 };
+/** JSON.stringify's escape of each byte below 0x80 that needs one (2 or 6 bytes at ESC[c * 6]), length in ESC_LEN. */
+const ESC = new Uint8Array(256 * 6);
+const ESC_LEN = new Uint8Array(256);
+for (let c = 0; c < 0x80; c++) {
+  if (c >= 0x20 && c !== 0x22 && c !== 0x5c) continue;
+  const short = SHORT_ESCAPES[c];
+  const seq = short !== undefined ? [0x5c, short] : [0x5c, 0x75, 0x30, 0x30, HEX[c >> 4]!, HEX[c & 15]!];
+  ESC.set(seq, c * 6);
+  ESC_LEN[c] = seq.length;
+}
+const RUN = 256;
+const runs: Array<Buffer | undefined> = [];
+/** Writes the escape of byte `c` `count` times from a lazily built run of RUN escapes; returns the new position. */
+function copyRun(buf: Buffer, p: number, c: number, count: number): number {
+  const l = ESC_LEN[c]!;
+  let run = runs[c];
+  if (run === undefined) {
+    run = Buffer.allocUnsafe(RUN * l);
+    for (let k = 0; k < RUN; k++) run.set(ESC.subarray(c * 6, c * 6 + l), k * l);
+    runs[c] = run;
+  }
+  while (count > 0) {
+    const m = Math.min(count, RUN);
+    run.copy(buf, p, 0, m * l);
+    p += m * l;
+    count -= m;
+  }
+  return p;
+}
 const F_SOURCE = ascii(',"source":');
 const F_SOURCE_REPLID = ascii(',"source":{"replid":');
 const F_OFFSET = ascii(',"offset":');
@@ -398,7 +476,7 @@ function begin(w: NdjsonWriter, ev: ChangeEvent): void {
 function end(w: NdjsonWriter, ev: ChangeEvent): void {
   w.source(ev.source);
   w.bytes(F_TS);
-  w.num(ev.ts);
+  w.ts(ev.ts);
   w.byte(0x7d);
 }
 
@@ -448,10 +526,36 @@ const asyncOnly = op<'flushdb' | 'flushall' | 'function-flush'>((w, ev) => {
   w.bool(ev.async);
 });
 
+/** `,"type":T,"encoding":E` per type and encoding seen: a handful of pairs, written as one run of bytes. */
+const TYPE_ENCODING = new Map<string, Map<string, Uint8Array>>();
+let lastType = '';
+let lastEncoding = '';
+let lastTypeEncoding: Uint8Array = new Uint8Array(0);
+function typeEncoding(type: string, encoding: string): Uint8Array {
+  // Keys of one type and encoding mostly come in long runs.
+  if (type === lastType && encoding === lastEncoding) return lastTypeEncoding;
+  let byEncoding = TYPE_ENCODING.get(type);
+  if (byEncoding === undefined) {
+    byEncoding = new Map();
+    TYPE_ENCODING.set(type, byEncoding);
+  }
+  let b = byEncoding.get(encoding);
+  if (b === undefined) {
+    b = Buffer.from(`,"type":${JSON.stringify(type)},"encoding":${JSON.stringify(encoding)}`, 'utf8');
+    byEncoding.set(encoding, b);
+  }
+  lastType = type;
+  lastEncoding = encoding;
+  lastTypeEncoding = b;
+  return b;
+}
+
 function snapshot(w: NdjsonWriter, ev: SnapshotEvent): void {
-  begin(w, ev);
-  w.bytes(f.encoding);
-  w.str(ev.encoding);
+  w.bytes(head(ev.op));
+  w.num(ev.db);
+  w.bytes(F_KEY);
+  w.bin(ev.key);
+  w.bytes(typeEncoding(ev.type, ev.encoding));
   const v = ev.value;
   if (v !== undefined) {
     w.bytes(f.value);
@@ -477,7 +581,7 @@ function snapshot(w: NdjsonWriter, ev: SnapshotEvent): void {
   else w.num(ev.expireAt);
   w.source(ev.source);
   w.bytes(F_TS);
-  w.num(ev.ts);
+  w.ts(ev.ts);
   // snapshotEvent() sets these after the envelope, so they follow `ts`.
   if (ev.fieldExpireAt !== undefined) {
     w.bytes(f.fieldExpireAt);

@@ -3,12 +3,16 @@ import type { CommandContext } from '../commands/types.js';
 import type { ChangeEvent, ControlEvent, ReplicationPosition } from '../events/ChangeEvent.js';
 import type { StreamTarget } from '../link/ReplicationProtocol.js';
 import type { Logger } from '../observe/logger.js';
+import { argIs, argLatin1, type CommandArgs } from '../resp/CommandArgs.js';
 import { RespReader } from '../resp/RespReader.js';
 import type { Pipeline } from './Pipeline.js';
 import type { SnapshotDecoder, SnapshotDecoderFactory } from './SnapshotDecoder.js';
 
-/** Turns one replicated command into zero or more change events. */
-export type CommandNormalizer = (args: Buffer[], ctx: CommandContext) => ChangeEvent[];
+/**
+ * Turns one replicated command into zero or more change events. The arguments are a view the reader reuses for the
+ * next command: keep only Buffers taken from it.
+ */
+export type CommandNormalizer = (args: CommandArgs, ctx: CommandContext) => ChangeEvent[];
 
 export interface ReplicatorOptions {
   pipeline: Pipeline;
@@ -21,13 +25,6 @@ export interface ReplicatorOptions {
   start: ReplicationPosition | null;
   /** The config's include/exclude rules, applied to every event before any sink sees it. */
   filter?: EventFilter;
-}
-
-/** Lower-cases ASCII command names without allocating for the handful the replicator itself looks at. */
-function nameIs(buf: Buffer, lower: string): boolean {
-  if (buf.length !== lower.length) return false;
-  for (let i = 0; i < buf.length; i++) if ((buf[i]! | 0x20) !== lower.charCodeAt(i)) return false;
-  return true;
 }
 
 /**
@@ -145,7 +142,7 @@ export class Replicator implements StreamTarget {
   }
 
   private newReader(offset: number): RespReader {
-    return new RespReader((args, end) => this.command(args, end), offset);
+    return new RespReader({ lazy: (args, end) => this.command(args, end) }, offset);
   }
 
   snapshotData(chunk: Buffer): void {
@@ -160,27 +157,26 @@ export class Replicator implements StreamTarget {
     this.opts.logger.info({ keys: summary.keys, bytes: summary.bytes }, 'snapshot loaded');
   }
 
-  private command(args: Buffer[], endOffset: number): void {
+  private command(args: CommandArgs, endOffset: number): void {
     this.pendingBytes += endOffset - this.offset;
     this.offset = endOffset;
     this.stats.commands++;
-    const name = args[0]!;
-    if (nameIs(name, 'ping') || nameIs(name, 'replconf')) {
+    if (argIs(args, 0, 'ping') || argIs(args, 0, 'replconf')) {
       if (!this.txn) this.advance([]);
       return;
     }
-    if (nameIs(name, 'select')) {
-      const db = Number(args[1]?.toString('latin1'));
+    if (argIs(args, 0, 'select')) {
+      const db = args.length > 1 ? Number(argLatin1(args, 1)) : Number.NaN;
       if (Number.isInteger(db) && db >= 0) this.db = db;
       if (!this.txn) this.advance([]);
       return;
     }
-    if (nameIs(name, 'multi')) {
+    if (argIs(args, 0, 'multi')) {
       this.txn = [];
       this.txnDb = this.db;
       return;
     }
-    if (nameIs(name, 'exec') && this.txn) {
+    if (argIs(args, 0, 'exec') && this.txn) {
       const events = this.txn;
       this.txn = null;
       const id = String(endOffset);

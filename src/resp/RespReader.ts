@@ -1,8 +1,14 @@
+import { ArgsView, type CommandArgs } from './CommandArgs.js';
 import { CR, DOLLAR, LF, MAX_ARGS, MAX_BULK, MAX_INLINE, STAR } from './grammar.js';
 import { RespProtocolError } from './RespProtocolError.js';
 
 /** Called once per complete command with its arguments and the stream offset just past its last byte. */
 export type CommandHandler = (args: Buffer[], endOffset: number) => void;
+/**
+ * The same with the arguments as offsets into the chunk (see CommandArgs): the view is reused for the next command,
+ * so a handler keeps only the Buffers it took from it.
+ */
+export type LazyCommandHandler = (args: CommandArgs, endOffset: number) => void;
 
 enum State {
   /** Between commands: the next byte is `*` (multibulk) or the start of an inline command. */
@@ -22,7 +28,8 @@ enum State {
  * and `processInlineBuffer` accept). It counts every byte, because the replication offset a replica acknowledges
  * and resumes from is the number of stream bytes processed, PINGs and REPLCONF GETACKs included.
  *
- * Arguments are zero-copy slices of the socket chunk when a whole argument sits in one chunk; a bulk string split
+ * Framing records each argument as (buffer, start, end) in a reusable view, without making a Buffer per argument;
+ * the handler turns into Buffers only the arguments it keeps (zero-copy views of the chunk). A bulk string split
  * across chunks is assembled into one buffer of its declared size, so no chunk is ever concatenated twice.
  */
 export class RespReader {
@@ -31,7 +38,8 @@ export class RespReader {
   private lineParts: Buffer[] = [];
   private lineLength = 0;
   private argsLeft = 0;
-  private args: Buffer[] = [];
+  private readonly args = new ArgsView();
+  private readonly onCommand: LazyCommandHandler;
   private bulk: Buffer | null = null;
   private bulkFill = 0;
   private bulkLen = 0;
@@ -41,10 +49,13 @@ export class RespReader {
   /** Offset just past the last byte consumed. */
   offset: number;
 
-  constructor(
-    private readonly onCommand: CommandHandler,
-    startOffset = 0,
-  ) {
+  /**
+   * A plain handler gets every argument as a Buffer; `{ lazy }` gets the arguments as offsets (CommandArgs) and
+   * decodes only what it reads.
+   */
+  constructor(onCommand: CommandHandler | { lazy: LazyCommandHandler }, startOffset = 0) {
+    this.onCommand =
+      typeof onCommand === 'function' ? (args, end) => onCommand(args.toArray(), end) : onCommand.lazy;
     this.offset = startOffset;
     this.commandStart = startOffset;
   }
@@ -80,15 +91,20 @@ export class RespReader {
         case State.ArrayHeader:
         case State.BulkHeader:
         case State.Inline: {
-          const nl = chunk.indexOf(LF, pos);
-          if (nl === -1) {
+          // Header lines are a few bytes: a byte loop finds their end faster than a native indexOf call.
+          let nl = pos;
+          while (nl < len && chunk[nl] !== LF) nl++;
+          if (nl === len) {
             this.keepLinePart(chunk.subarray(pos), base + pos);
             pos = len;
             break;
           }
-          const line = this.takeLine(chunk.subarray(pos, nl));
+          if (this.lineParts.length === 0) this.handleLine(chunk, pos, nl, base + nl + 1);
+          else {
+            const line = this.takeLine(chunk.subarray(pos, nl));
+            this.handleLine(line, 0, line.length, base + nl + 1);
+          }
           pos = nl + 1;
-          this.handleLine(line, base + pos);
           break;
         }
         case State.BulkBody: {
@@ -97,7 +113,7 @@ export class RespReader {
           if (this.bulk === null && avail >= need) {
             // The whole argument is in this chunk: slice it without copying.
             this.checkCrlf(chunk, pos + this.bulkLen, base);
-            this.pushArg(chunk.subarray(pos, pos + this.bulkLen), base + pos + need);
+            this.pushArg(chunk, pos, pos + this.bulkLen, base + pos + need);
             pos += need;
             break;
           }
@@ -111,7 +127,7 @@ export class RespReader {
             this.bulk = null;
             this.bulkFill = 0;
             this.checkCrlf(full, this.bulkLen, base + pos - this.bulkLen - 2);
-            this.pushArg(full.subarray(0, this.bulkLen), base + pos);
+            this.pushArg(full, 0, this.bulkLen, base + pos);
           }
           break;
         }
@@ -137,13 +153,14 @@ export class RespReader {
     return line;
   }
 
-  /** `end` is the stream offset just past the line's LF. */
-  private handleLine(line: Buffer, end: number): void {
-    let l = line.length;
-    if (l > 0 && line[l - 1] === CR) l--;
+  /** The line is `line[from, to)` without its LF; `end` is the stream offset just past the LF. */
+  private handleLine(line: Buffer, from: number, to: number, end: number): void {
+    let l = to;
+    if (l > from && line[l - 1] === CR) l--;
+    const lineStart = end - (to - from) - 1;
     switch (this.state) {
       case State.ArrayHeader: {
-        const n = parseLength(line, 0, l);
+        const n = parseLength(line, from, l);
         if (n < 0 || n > MAX_ARGS) throw new RespProtocolError(this.commandStart, `invalid multibulk length`);
         if (n === 0) {
           // `*0\r\n` (or a null array) carries no command; Redis skips it.
@@ -152,28 +169,26 @@ export class RespReader {
           return;
         }
         this.argsLeft = n;
-        this.args = [];
+        this.args.clear();
         this.state = State.BulkHeader;
         return;
       }
       case State.BulkHeader: {
-        if (line[0] !== DOLLAR)
-          throw new RespProtocolError(
-            end - line.length - 1,
-            `expected '$', got 0x${(line[0] ?? 0).toString(16)}`,
-          );
-        const n = parseLength(line, 1, l);
-        if (n < 0 || n > MAX_BULK) throw new RespProtocolError(end - line.length - 1, 'invalid bulk length');
+        if (line[from] !== DOLLAR)
+          throw new RespProtocolError(lineStart, `expected '$', got 0x${(line[from] ?? 0).toString(16)}`);
+        const n = parseLength(line, from + 1, l);
+        if (n < 0 || n > MAX_BULK) throw new RespProtocolError(lineStart, 'invalid bulk length');
         this.bulkLen = n;
         this.bulkFill = 0;
         this.state = State.BulkBody;
         return;
       }
       case State.Inline: {
-        const args = splitInline(line.subarray(0, l));
+        this.args.clear();
+        splitInline(line, from, l, this.args);
         this.state = State.Start;
         this.offset = end;
-        if (args.length > 0) this.onCommand(args, end);
+        if (this.args.length > 0) this.onCommand(this.args, end);
         return;
       }
       default:
@@ -186,17 +201,15 @@ export class RespReader {
       throw new RespProtocolError(base + at, 'bulk string not terminated by CRLF');
   }
 
-  private pushArg(arg: Buffer, end: number): void {
-    this.args.push(arg);
+  private pushArg(buf: Buffer, start: number, stop: number, end: number): void {
+    this.args.push(buf, start, stop);
     if (--this.argsLeft > 0) {
       this.state = State.BulkHeader;
       return;
     }
-    const args = this.args;
-    this.args = [];
     this.state = State.Start;
     this.offset = end;
-    this.onCommand(args, end);
+    this.onCommand(this.args, end);
   }
 }
 
@@ -213,16 +226,13 @@ function parseLength(buf: Buffer, from: number, to: number): number {
 }
 
 /** Inline commands are space separated; masters only ever send simple ones (no quoting needed for PING). */
-function splitInline(line: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  let i = 0;
-  const n = line.length;
+function splitInline(line: Buffer, from: number, n: number, out: ArgsView): void {
+  let i = from;
   while (i < n) {
     while (i < n && (line[i] === 32 || line[i] === 9)) i++;
     if (i >= n) break;
     const start = i;
     while (i < n && line[i] !== 32 && line[i] !== 9) i++;
-    out.push(line.subarray(start, i));
+    out.push(line, start, i);
   }
-  return out;
 }

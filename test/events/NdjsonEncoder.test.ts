@@ -24,11 +24,17 @@ const fixturesDir =
 const REPLID = 'f'.repeat(40);
 
 /** Both encoders on one event; the line must be the same bytes (compared as Buffers, so no string coercion hides a difference). */
+/** A writer that lives across events, so what it caches (replid prefix, ts digits) is reused as in a sink. */
+const longLived = new NdjsonWriter(16);
+
 function same(ev: ChangeEvent): void {
   const reference = Buffer.from(`${encodeEventLine(ev)}\n`, 'utf8');
   const w = new NdjsonWriter(16);
   w.event(ev);
   expect(Buffer.compare(w.view(), reference), `${reference.toString()}\nvs\n${w.view().toString()}`).toBe(0);
+  longLived.reset();
+  longLived.event(ev);
+  expect(Buffer.compare(longLived.view(), reference)).toBe(0);
   expect(encodeEventString(ev)).toBe(encodeEventLine(ev));
 }
 
@@ -193,7 +199,9 @@ describe('NdjsonWriter writes the bytes encodeEventLine writes', () => {
     const bytes = (): Buffer => {
       const n = Math.floor(rand() * 40);
       if (rand() < 0.4) return Buffer.from(Array.from({ length: n }, () => Math.floor(rand() * 256)));
-      if (rand() < 0.2) return Buffer.alloc(Math.floor(rand() * 300), pick(['x', '"', 'é']));
+      // Runs of one escaped byte (zero padding, newlines) are copied from prebuilt runs, also past their length.
+      if (rand() < 0.2)
+        return Buffer.alloc(Math.floor(rand() * 600), pick(['x', '"', 'é', '\u0000', '\n', '\u001f']));
       return Buffer.from(Array.from({ length: n }, () => pick(pieces)).join(''), 'utf8');
     };
     const score = (): string =>
@@ -226,7 +234,8 @@ describe('NdjsonWriter writes the bytes encodeEventLine writes', () => {
         [bytes(), k, bytes()],
       ];
       for (const cmd of cmds) {
-        const evs = normalizeCommand(argv(cmd), { db: i % 16, replid: REPLID, offset: i, ts: i });
+        const replid = i % 7 === 0 ? 'e'.repeat(40) : REPLID;
+        const evs = normalizeCommand(argv(cmd), { db: i % 16, replid, offset: i, ts: i >> 2 });
         for (const e of evs) same(e);
         n += evs.length;
       }

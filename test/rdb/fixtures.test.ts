@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +7,12 @@ import { RdbParser } from '../../src/rdb/RdbParser.js';
 import type { RdbKeyRecord, StreamValue } from '../../src/rdb/records.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const fixturesDir = path.resolve(repoRoot, '../shared/fixtures/rdb');
+// Beside the main checkout, or one level higher from a worktree under wt/.
+const fixturesDir =
+  [
+    path.resolve(repoRoot, '../shared/fixtures/rdb'),
+    path.resolve(repoRoot, '../../shared/fixtures/rdb'),
+  ].find(existsSync) ?? path.resolve(repoRoot, '../shared/fixtures/rdb');
 
 type Json = unknown;
 interface ExpectedKey {

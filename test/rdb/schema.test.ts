@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -8,7 +8,12 @@ import { snapshotBeginEvent, snapshotEndEvent, snapshotEvent } from '../../src/r
 import { schemaProblem } from '../harness/eventSchema.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const fixturesDir = path.resolve(repoRoot, '../shared/fixtures/rdb');
+// Beside the main checkout, or one level higher from a worktree under wt/.
+const fixturesDir =
+  [
+    path.resolve(repoRoot, '../shared/fixtures/rdb'),
+    path.resolve(repoRoot, '../../shared/fixtures/rdb'),
+  ].find(existsSync) ?? path.resolve(repoRoot, '../shared/fixtures/rdb');
 const files = readdirSync(fixturesDir).filter((f) => f.endsWith('.rdb'));
 
 /** Snapshot events of every third-party RDB, as a sink writes them, satisfy the published event schema. */

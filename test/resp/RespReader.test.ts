@@ -1,4 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { normalizeCommand } from '../../src/commands/normalize.js';
+import { toJsonValue } from '../../src/events/EventEncoder.js';
+import { argIs, argLatin1, type CommandArgs } from '../../src/resp/CommandArgs.js';
 import { RespProtocolError } from '../../src/resp/RespProtocolError.js';
 import { RespReader } from '../../src/resp/RespReader.js';
 import { respCommand as encode } from './encode.js';
@@ -90,6 +93,97 @@ describe('RespReader', () => {
       expect(err).toBeInstanceOf(RespProtocolError);
       expect((err as RespProtocolError).offset).toBe(at);
       expect((err as Error).message).toMatch(/^RespProtocolError at offset \d+: /);
+    }
+  });
+});
+
+describe('RespReader with a lazy handler (arguments as offsets)', () => {
+  const binary = Buffer.from([0, 255, 13, 10, 36, 42, 0x80]);
+  const commands: Buffer[][] = [
+    [Buffer.from('SELECT'), Buffer.from('3')],
+    [Buffer.from('set'), Buffer.from('k'), Buffer.from('v')],
+    [Buffer.from('ZADD'), binary, Buffer.from('-1.5e3'), Buffer.alloc(70_000, 'x')],
+    [Buffer.from('HSET'), Buffer.from('h'), Buffer.alloc(0), Buffer.from('é')],
+    [Buffer.from('PING')],
+  ];
+  const stream = Buffer.concat([
+    ...commands.map((c) => encode(...c)),
+    Buffer.from('\n'),
+    Buffer.from('PING  x\r\n'),
+  ]);
+  const expected = [...commands, [Buffer.from('PING'), Buffer.from('x')]];
+
+  it('gives the same arguments as the Buffer form, read in place or as views, at every chunk size', () => {
+    for (const size of [1, 2, 3, 5, 7, 64, 1024, 65536, stream.length]) {
+      const seen: Buffer[][] = [];
+      const inPlace: string[][] = [];
+      const tokens: boolean[] = [];
+      const ends: number[] = [];
+      let view: CommandArgs | undefined;
+      const r = new RespReader(
+        {
+          lazy: (args, end) => {
+            // One view for the whole stream: it is refilled per command, not allocated.
+            if (view !== undefined) expect(args).toBe(view);
+            view = args;
+            const own: string[] = [];
+            for (let i = 0; i < args.length; i++)
+              own.push(args.bufferOf(i).toString('latin1', args.start(i), args.end(i)));
+            inPlace.push(own);
+            tokens.push(argIs(args, 0, 'ping'));
+            expect(argLatin1(args, 0)).toBe(own[0]);
+            // A Buffer is made on request, once per argument and command.
+            expect(args.get(1)).toBe(args.get(1));
+            expect(args.get(args.length)).toBeUndefined();
+            seen.push(args.toArray());
+            ends.push(end);
+          },
+        },
+        500,
+      );
+      for (let i = 0; i < stream.length; i += size) r.feed(stream.subarray(i, i + size));
+      expect(seen.map((c) => c.map((a) => a.toString('hex')))).toEqual(
+        expected.map((c) => c.map((a) => a.toString('hex'))),
+      );
+      expect(inPlace).toEqual(expected.map((c) => c.map((a) => a.toString('latin1'))));
+      expect(tokens).toEqual([false, false, false, false, true, true]);
+      expect(ends[ends.length - 1]).toBe(500 + stream.length);
+      expect(r.atBoundary).toBe(true);
+    }
+  });
+
+  it('keeps arguments it handed out valid after the view moved on to the next command', () => {
+    const kept: Buffer[] = [];
+    const r = new RespReader({ lazy: (args) => kept.push(args.get(1)!) });
+    const chunk = Buffer.concat([encode('set', 'first', 'v'), encode('set', 'second', 'v')]);
+    r.feed(chunk);
+    expect(kept.map((b) => b.toString())).toEqual(['first', 'second']);
+    // Views of the chunk, not copies.
+    expect(kept[0]!.buffer).toBe(chunk.buffer);
+  });
+
+  it('normalizes to the same events as the Buffer form', () => {
+    const ctx = { db: 0, replid: 'r'.repeat(40), offset: 9, ts: 1 };
+    const cmds = [
+      ['SET', 'k', 'v', 'PXAT', '1700000000000'],
+      ['HSET', 'h', 'a', '1', 'b', '2'],
+      ['ZADD', 'z', 'GT', 'CH', '1.5', 'm', '+inf', 'n'],
+      ['LPUSH', 'l', 'a', 'b'],
+      ['INCRBY', 'c', '-99999999999999999999'],
+      ['INCRBY', 'c', '123456789012345678'],
+      ['PEXPIREAT', 'k', 'soon'],
+      ['XGROUP', 'CREATE', 's', 'g', '$', 'MKSTREAM'],
+      ['MSETEX', '2', 'a', '1', 'b', '2', 'PXAT', '1700000000000'],
+      ['SORT', 'src', 'LIMIT', '0', '5', 'STORE', 'dst'],
+      ['NOPE', 'x'],
+    ];
+    for (const c of cmds) {
+      const argv = c.map((a) => Buffer.from(a));
+      let lazy: unknown;
+      new RespReader({ lazy: (args) => (lazy = normalizeCommand(args, ctx)) }).feed(encode(...argv));
+      expect(JSON.stringify(toJsonValue(lazy))).toBe(
+        JSON.stringify(toJsonValue(normalizeCommand(argv, ctx))),
+      );
     }
   });
 });

@@ -1,0 +1,111 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { encodeEventLine } from '../../src/events/EventEncoder.js';
+import { RdbFormatError } from '../../src/rdb/RdbFormatError.js';
+import { RdbParser } from '../../src/rdb/RdbParser.js';
+import type { RdbSummary } from '../../src/rdb/records.js';
+import { snapshotBeginEvent, snapshotEndEvent, snapshotEvent } from '../../src/rdb/snapshotEvent.js';
+import { repoRoot } from '../harness/RedtailProcess.js';
+
+const bin = path.join(repoRoot, 'bin', 'redtail.js');
+const fixturesDir =
+  [
+    path.resolve(repoRoot, '../shared/fixtures/rdb'),
+    path.resolve(repoRoot, '../../shared/fixtures/rdb'),
+  ].find(existsSync) ?? path.resolve(repoRoot, '../shared/fixtures/rdb');
+
+/** Event times differ between two runs; everything else must be the same bytes. */
+const sameTimes = (s: string) => s.replace(/"ts":\d+/g, '"ts":0');
+
+/**
+ * What `redtail rdb FILE --markers [--stream-threshold N]` printed before its lines went through NdjsonWriter:
+ * the RDB parser's records as snapshot events through JSON.stringify (encodeEventLine), one line each.
+ */
+function reference(file: Buffer, threshold: number | undefined): string {
+  let replid = '';
+  let offset = 0;
+  let seq = 0;
+  let begun = false;
+  const lines: string[] = [];
+  const begin = (version: number) => {
+    if (begun) return;
+    begun = true;
+    lines.push(encodeEventLine(snapshotBeginEvent({ replid, offset, seq: seq++ }, { rdbVersion: version })));
+  };
+  const parser = new RdbParser({
+    streamThreshold: threshold,
+    onAux(name, value) {
+      if (name === 'repl-id') replid = value.toString('latin1');
+      else if (name === 'repl-offset') offset = Number(value.toString('latin1'));
+    },
+    onKey(rec) {
+      begin(0);
+      lines.push(encodeEventLine(snapshotEvent(rec, { replid, offset, seq: seq++ })));
+    },
+  });
+  let summary: RdbSummary;
+  try {
+    parser.write(file);
+    summary = parser.end();
+  } catch (err) {
+    if (!(err instanceof RdbFormatError)) throw err;
+    return lines.map((l) => `${l}\n`).join('');
+  }
+  begin(summary.version);
+  lines.push(encodeEventLine(snapshotEndEvent(summary, { replid, offset, seq: seq++ })));
+  return lines.map((l) => `${l}\n`).join('');
+}
+
+function run(file: string, threshold: number | undefined): string {
+  const extra = threshold === undefined ? [] : ['--stream-threshold', String(threshold)];
+  const r = spawnSync(process.execPath, [bin, 'rdb', file, '--markers', ...extra], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
+  return r.stdout;
+}
+
+/** An RDB 9 file (no checksum) of string keys with big values, so one read makes several MB of lines. */
+function bigValues(): Buffer {
+  const parts: Buffer[] = [Buffer.from('REDIS0009', 'latin1'), Buffer.from([0xfe, 0x00])];
+  for (let i = 0; i < 12; i++) {
+    const key = Buffer.from(`big:${i}`);
+    const value = Buffer.alloc(700_000 + i, i % 2 === 0 ? 'v' : '\u0000');
+    const len = Buffer.alloc(5);
+    len[0] = 0x80;
+    len.writeUInt32BE(value.length, 1);
+    parts.push(Buffer.from([0x00, key.length]), key, len, value);
+  }
+  parts.push(Buffer.from([0xff]), Buffer.alloc(8));
+  return Buffer.concat(parts);
+}
+
+describe('redtail rdb prints the lines encodeEventLine printed', () => {
+  it('for the 44 RDB fixtures, whole and with values in parts', () => {
+    const files = readdirSync(fixturesDir).filter((f) => f.endsWith('.rdb'));
+    expect(files.length).toBe(44);
+    for (const f of files) {
+      const file = path.join(fixturesDir, f);
+      for (const threshold of [undefined, 16]) {
+        const want = sameTimes(reference(readFileSync(file), threshold));
+        expect(sameTimes(run(file, threshold)), `${f} ${threshold}`).toBe(want);
+      }
+    }
+  });
+
+  it('for values that make more lines than one write takes', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'redtail-rdb-out-'));
+    try {
+      const file = path.join(dir, 'big.rdb');
+      writeFileSync(file, bigValues());
+      const got = run(file, undefined);
+      expect(got.length).toBeGreaterThan(12 * 700_000);
+      expect(sameTimes(got)).toBe(sameTimes(reference(readFileSync(file), undefined)));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
