@@ -155,7 +155,10 @@ async function scenario(name: string): Promise<Result> {
   };
   try {
     // Writes begin once the master is sending its saved snapshot (see the header).
-    while (['wait_bgsave', null].includes(replicaState(master)) && elapsed() < 120) await sleep(100);
+    while (['wait_bgsave', null].includes(replicaState(master)) && elapsed() < 120) {
+      if (redtail.exited) throw new Error(`redtail exited: ${JSON.stringify(redtail.lines.slice(-2))}`);
+      await sleep(100);
+    }
     const startOffset = masterOffset(master);
     process.stdout.write(`[${name}] writes start at ${elapsed().toFixed(1)} s\n`);
     const bench = spawn(
@@ -254,7 +257,7 @@ async function main(): Promise<void> {
     '| run | keys | master commands | stream MB/s | full syncs | output-buffer drops | snapshot complete | peak spool | peak RSS | caught up at | verify |';
   const rows = results.map(
     (r) =>
-      `| ${r.run} | ${fmt(r.keys)} | ${fmt(r.writes)} | ${r.writeMBs.toFixed(1)} | ${r.fullSyncs} | ${r.drops} | ${r.snapshotDone ? `yes (${r.snapshotS?.toFixed(0)} s)` : 'no'} | ${mb(r.peakSpool)} | ${mb(r.peakRss)} | ${r.catchUpS === null ? '-' : `${r.catchUpS.toFixed(0)} s`} | ${r.differences === null ? '-' : `${r.differences} differences in ${fmt(r.verifiedKeys ?? 0)} keys`} |`,
+      `| ${r.run} | ${fmt(r.keys)} | ${fmt(r.writes)} | ${r.writeMBs.toFixed(1)} | ${r.fullSyncs} | ${r.drops} | ${r.snapshotDone ? `yes (${r.snapshotS?.toFixed(0)} s)` : r.snapshotS !== null ? `after the window (${r.snapshotS.toFixed(0)} s)` : 'no'} | ${mb(r.peakSpool)} | ${mb(r.peakRss)} | ${r.catchUpS === null ? '-' : `${r.catchUpS.toFixed(0)} s`} | ${r.differences === null ? '-' : `${r.differences} differences in ${fmt(r.verifiedKeys ?? 0)} keys`} |`,
   );
   const redis = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
   const section = [
