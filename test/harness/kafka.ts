@@ -261,6 +261,28 @@ export class PrivateKafka {
     });
   }
 
+  /**
+   * Stops the broker's JVM as an outage would, keeping its data and ports; `restartAsync` brings the same broker
+   * back. Resolves once the process has exited.
+   */
+  async down(timeoutMs = 60_000): Promise<void> {
+    const pid = Number(readFileSync(join(this.dir, 'pid'), 'utf8').trim());
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (alive()) process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + timeoutMs;
+    while (alive()) {
+      if (Date.now() > deadline) process.kill(pid, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
   stop(): void {
     PrivateKafka.run(this.dir, ['stop']);
     rmSync(`${this.dir}.lock`, { force: true });
