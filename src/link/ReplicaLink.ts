@@ -297,7 +297,7 @@ export class ReplicaLink {
       // reset (ECONNRESET): both are the master's doing, unlike our own timeouts, reconnects and decoding errors.
       const e = this.sessionError as (Error & { code?: string }) | null;
       if (!this.stopping && (!e || /ECONNRESET|EPIPE/.test(e.message)))
-        await this.noteRemoteClose(protocol.phase);
+        await this.noteRemoteClose(protocol.phase, protocol.snapshotStarted);
       if (e) throw e;
       return true;
     } catch (err) {
@@ -389,7 +389,7 @@ export class ReplicaLink {
   }
 
   /** Called when the master closed the connection after the handshake, without a reason we caused. */
-  private async noteRemoteClose(phase: Phase): Promise<void> {
+  private async noteRemoteClose(phase: Phase, snapshotStarted: boolean): Promise<void> {
     // A paused socket sees the master's close only after reading resumes and the kernel buffer is drained.
     const heldBack = this.paused || Date.now() - this.resumedAt < HELD_BACK_WINDOW_MS;
     if (heldBack) {
@@ -401,14 +401,24 @@ export class ReplicaLink {
       );
       return;
     }
-    if (phase === 'snapshot') {
-      // Redis frees the replicas waiting on a BGSAVE that failed or was killed ("SYNC failed. BGSAVE child returned
-      // an error"); a FLUSHALL or FLUSHDB during the save kills it, so this happens on healthy masters too.
+    if (phase !== 'snapshot') return;
+    if (!snapshotStarted) {
+      // While the master saves the snapshot, the writes it takes meanwhile pile up in this replica's output buffer
+      // (Redis 7 shows it as omem of a client in cmd=psync), and the limit applies then too; nothing tells the two
+      // causes apart from here, so say both and what the master's log shows for each.
+      const limits = this.address ? await describeOutputBufferLimit(this.address) : null;
       this.opts.logger.warn(
-        { master: this.master },
-        "the master closed the link before the snapshot was complete: its snapshot save failed or was aborted (a FLUSHALL during the save aborts it; the master's log says why). Retrying with a new full sync",
+        { master: this.master, ...limits },
+        `the master closed the link before the snapshot transfer began: either its snapshot save failed or was aborted (a FLUSHALL during the save aborts it; its log then says "SYNC failed" or "Background saving terminated"), or the writes it took during the save passed its client-output-buffer-limit for replicas${limits?.limit ? ` ('${limits.limit}')` : ''} (its log then says "overcoming of output buffer limits": raise that limit, or write less during a full sync). Retrying with a new full sync`,
       );
+      return;
     }
+    // Redis frees the replicas waiting on a BGSAVE that failed or was killed ("SYNC failed. BGSAVE child returned
+    // an error"); a FLUSHALL or FLUSHDB during the save kills it, so this happens on healthy masters too.
+    this.opts.logger.warn(
+      { master: this.master },
+      "the master closed the link before the snapshot was complete: its snapshot save failed or was aborted (a FLUSHALL during the save aborts it; the master's log says why). Retrying with a new full sync",
+    );
   }
 
   private async respectFullSyncInterval(): Promise<void> {

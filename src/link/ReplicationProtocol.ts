@@ -102,6 +102,11 @@ export class ReplicationProtocol {
     return this.mode === 'reply' ? 'handshake' : 'snapshot';
   }
 
+  /** Whether the snapshot's bytes started to arrive (`$<len>` or `$EOF:` read): false while the master prepares it. */
+  get snapshotStarted(): boolean {
+    return this.mode === 'snapshot-length' || this.mode === 'snapshot-eof' || this.mode === 'stream';
+  }
+
   /** Offset just past the last complete command received (meaningful in the stream phase). */
   get offset(): number {
     return this.framer?.offset ?? 0;

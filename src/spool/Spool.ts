@@ -348,7 +348,9 @@ export class Spool {
 
   private rollover(): void {
     if (this.fd !== null) {
-      // The closed segment is complete: make it durable before the next one holds anything after it.
+      // The closed segment is complete: make it durable before the next one holds anything after it. Synchronous, so
+      // that its file is closed (and its space free once released) when this returns; the timed fsync has already
+      // written all but the last second of it, so this is short.
       const fd = this.fd;
       this.fd = null;
       try {
