@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { tlsSettingsFrom } from '../../src/config/Config.js';
+import { rejectSecondPassword, resolveSecret } from '../../src/config/secrets.js';
 import { parseMasterUrl } from '../../src/link/MasterAddress.js';
 import { ioredisTarget, loadTls, type MasterTls } from '../../src/link/tls.js';
 import { ProgressLine } from '../../src/observe/progress.js';
@@ -26,6 +27,9 @@ Options:
   --tls-ca FILE, --tls-cert FILE, --tls-key FILE, --tls-servername NAME, --tls-insecure
                      TLS settings for a rediss:// master, as for 'redtail run' (env REDTAIL_TLS_*)
   -h, --help         this text
+
+  Passwords apart from the URLs, as for 'redtail run': REDTAIL_MASTER_PASSWORD, REDTAIL_POSTGRES_PASSWORD, each
+  also as *_FILE naming a file (docs/secrets.md)
 `;
 
 /**
@@ -471,6 +475,9 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
     ...ioredisTarget(a),
     lazyConnect: true,
     maxRetriesPerRequest: 2,
+    // ioredis's ready check (an INFO) fails on a master that wants a password none was given for, and ioredis then
+    // reconnects for ever: without it the first command fails with the master's NOAUTH, which verify reports.
+    enableReadyCheck: false,
   });
   redis.on('error', () => {});
   const db = new pg.Client({ connectionString: pgConnectionString(cfg) });
@@ -595,6 +602,13 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   }
   // Whatever pg or ioredis quote in an error, the passwords of these URLs are not printed.
   for (const url of [master, postgres]) for (const pw of secretsInEndpoint(url)) registerSecret(pw);
+  let urls: { master: string; postgres: string };
+  try {
+    urls = withPasswordsFromEnv(master, postgres, process.env);
+  } catch (err) {
+    process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
+    return 2;
+  }
   const maxDiffs = Number(values['max-diffs'] ?? 20);
   let tls: MasterTls;
   try {
@@ -629,8 +643,8 @@ export async function verifyCommand(argv: string[]): Promise<number> {
         totalKeys = t;
       },
       tls,
-      master,
-      postgres,
+      master: urls.master,
+      postgres: urls.postgres,
       schema: values.schema as string | undefined,
       sink: values.sink as string | undefined,
       timeoutMs: Number(values.timeout ?? 60) * 1000,
@@ -651,4 +665,32 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   out.push(`verify: ${result.keys} keys on the master, ${result.differences.length} differences`);
   process.stdout.write(`${out.join('\n')}\n`);
   return result.differences.length === 0 ? 0 : 1;
+}
+
+/**
+ * `redtail verify` takes the passwords `redtail run` takes apart from the URLs (REDTAIL_MASTER_PASSWORD[_FILE],
+ * REDTAIL_POSTGRES_PASSWORD[_FILE]; docs/secrets.md), so one Kubernetes secret serves both; a password given in the
+ * URL too is an error, as for run.
+ */
+export function withPasswordsFromEnv(
+  master: string,
+  postgres: string,
+  env: NodeJS.ProcessEnv,
+): { master: string; postgres: string } {
+  const masterSecret = resolveSecret('master', env, {}, '');
+  const pgSecret = resolveSecret('postgres', env, {}, '');
+  rejectSecondPassword(master, '--master', masterSecret);
+  rejectSecondPassword(postgres, '--postgres', pgSecret);
+  let masterUrl = master;
+  if (masterSecret) {
+    const u = new URL(master);
+    u.password = encodeURIComponent(masterSecret.value);
+    masterUrl = u.toString();
+  }
+  return {
+    master: masterUrl,
+    postgres: pgSecret
+      ? pgConnectionString({ connectionString: postgres, password: pgSecret.value })
+      : postgres,
+  };
 }
