@@ -1,11 +1,12 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import kafkajs from 'kafkajs';
+import { stopBrokerProcess } from '../test/harness/kafka.js';
 import { freePort } from '../test/harness/ports.js';
 import { fmt, mb, Redtail, repoRoot } from './benchProcs.js';
 import { waitReady } from './rdbFixture.js';
@@ -37,24 +38,6 @@ function kafkaSh(dir: string, args: string[]): string {
     env: { ...process.env, REDTAIL_KAFKA_DIR: dir },
     stdio: ['ignore', 'pipe', 'inherit'],
   }).trim();
-}
-
-/** Stops the broker's JVM, keeping its data and ports (kafka.sh restart brings it back). */
-async function brokerDown(dir: string): Promise<void> {
-  const pid = Number(readFileSync(join(dir, 'pid'), 'utf8').trim());
-  const alive = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  process.kill(pid, 'SIGTERM');
-  for (let i = 0; alive(); i++) {
-    if (i === 300) process.kill(pid, 'SIGKILL');
-    await sleep(200);
-  }
 }
 
 /** SETs at RATE a second in pipelines every TICK_MS; `achieved` is what the master actually took. */
@@ -193,7 +176,7 @@ async function main(): Promise<void> {
     const rssBefore = rt.rss.slice(-10);
     process.stdout.write(`broker down at ${writer.n} writes; redtail RSS ${mb(Math.max(...rssBefore))}\n`);
     const t0 = Date.now();
-    await brokerDown(kdir);
+    await stopBrokerProcess(kdir);
     const rssDuring: number[] = [];
     let lagPeak = 0;
     while (Date.now() - t0 < OUTAGE_S * 1000) {

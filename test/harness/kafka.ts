@@ -265,27 +265,35 @@ export class PrivateKafka {
    * Stops the broker's JVM as an outage would, keeping its data and ports; `restartAsync` brings the same broker
    * back. Resolves once the process has exited.
    */
-  async down(timeoutMs = 60_000): Promise<void> {
-    const pid = Number(readFileSync(join(this.dir, 'pid'), 'utf8').trim());
-    const alive = () => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    if (alive()) process.kill(pid, 'SIGTERM');
-    const deadline = Date.now() + timeoutMs;
-    while (alive()) {
-      if (Date.now() > deadline) process.kill(pid, 'SIGKILL');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+  down(timeoutMs = 60_000): Promise<void> {
+    return stopBrokerProcess(this.dir, timeoutMs);
   }
 
   stop(): void {
     PrivateKafka.run(this.dir, ['stop']);
     rmSync(`${this.dir}.lock`, { force: true });
+  }
+}
+
+/**
+ * Stops the JVM of the scripts/kafka.sh broker in `dir` (SIGTERM, SIGKILL after `timeoutMs`), keeping its data and
+ * ports (`kafka.sh restart` brings it back). Resolves once the process has exited.
+ */
+export async function stopBrokerProcess(dir: string, timeoutMs = 60_000): Promise<void> {
+  const pid = Number(readFileSync(join(dir, 'pid'), 'utf8').trim());
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (alive()) process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + timeoutMs;
+  while (alive()) {
+    if (Date.now() > deadline) process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
