@@ -39,6 +39,22 @@ function cli(port: number, args: string[]): string {
   return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
 }
 
+/** A bench redis-server on a free loopback port, data in `dir`, no snapshots of its own; `extra` config lines. */
+export async function startBenchRedis(
+  dir: string,
+  extra: string[],
+): Promise<{ port: number; proc: ChildProcess; cli: (args: string[]) => string }> {
+  const port = await freePort();
+  const conf = join(dir, 'redis.conf');
+  writeFileSync(
+    conf,
+    [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, 'save ""', 'appendonly no', ...extra, ''].join('\n'),
+  );
+  const proc = spawn('redis-server', [conf], { stdio: 'ignore' });
+  await waitReady(port);
+  return { port, proc, cli: (args) => cli(port, args) };
+}
+
 // One Lua call per batch keeps population fast without a client library; every type gets compact and big
 // encodings (listpack vs hashtable/skiplist/quicklist) so the parser's hot paths are all exercised.
 const POPULATE = `
@@ -65,23 +81,8 @@ return to
 async function generate(): Promise<void> {
   mkdirSync(cacheDir, { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-'));
-  const port = await freePort();
-  const conf = join(dir, 'redis.conf');
-  writeFileSync(
-    conf,
-    [
-      `port ${port}`,
-      'bind 127.0.0.1',
-      `dir ${dir}`,
-      'save ""',
-      'appendonly no',
-      'enable-debug-command yes',
-      '',
-    ].join('\n'),
-  );
-  const proc: ChildProcess = spawn('redis-server', [conf], { stdio: 'ignore' });
+  const { port, proc } = await startBenchRedis(dir, ['enable-debug-command yes']);
   try {
-    await waitReady(port);
     process.stdout.write(`populating ${STRING_KEYS} strings and ${PER_TYPE} keys of each other type...\n`);
     cli(port, ['DEBUG', 'POPULATE', String(STRING_KEYS), 'key', '64']);
     const sha = cli(port, ['SCRIPT', 'LOAD', POPULATE]).trim();

@@ -6,9 +6,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { verifyMirror } from '../sinks/postgres/verify.js';
-import { freePort } from '../test/harness/ports.js';
 import { fmt, mb, Redtail, repoRoot } from './benchProcs.js';
-import { mixedRdb, waitReady } from './rdbFixture.js';
+import { mixedRdb, startBenchRedis } from './rdbFixture.js';
 
 /**
  * `npm run bench:spool`: issue 10's scenario as a user met it. A master holding the 2.2M-key mixed RDB of bench:rdb,
@@ -53,27 +52,12 @@ interface Master {
 async function startMaster(limits: string[]): Promise<Master> {
   const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-spool-'));
   copyFileSync(await mixedRdb(), join(dir, 'dump.rdb'));
-  const port = await freePort();
-  const conf = join(dir, 'redis.conf');
-  writeFileSync(
-    conf,
-    [
-      `port ${port}`,
-      'bind 127.0.0.1',
-      `dir ${dir}`,
-      `logfile ${join(dir, 'redis.log')}`,
-      'dbfilename dump.rdb',
-      'save ""',
-      'appendonly no',
-      'repl-diskless-sync no',
-      ...limits,
-      '',
-    ].join('\n'),
-  );
-  const proc = spawn('redis-server', [conf], { stdio: 'ignore' });
-  await waitReady(port);
-  const cli = (args: string[]) =>
-    execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const { port, proc, cli } = await startBenchRedis(dir, [
+    `logfile ${join(dir, 'redis.log')}`,
+    'dbfilename dump.rdb',
+    'repl-diskless-sync no',
+    ...limits,
+  ]);
   while (/loading:1/.test(cli(['INFO', 'persistence']))) await sleep(200);
   return { port, dir, proc, cli, log: () => readFileSync(join(dir, 'redis.log'), 'utf8') };
 }
