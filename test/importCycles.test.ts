@@ -74,7 +74,14 @@ describe('module graph', () => {
   it('detects a cycle when there is one (the checker itself)', () => {
     const a = join(root, 'a.ts');
     const b = join(root, 'b.ts');
-    expect(findCycles(new Map([[a, [b]], [b, [a]]]))).toEqual([[a, b, a]]);
+    expect(
+      findCycles(
+        new Map([
+          [a, [b]],
+          [b, [a]],
+        ]),
+      ),
+    ).toEqual([[a, b, a]]);
     expect(importsValues('type { X }')).toBe(false);
     expect(importsValues('{ type X, type Y }')).toBe(false);
     expect(importsValues('{ type X, y }')).toBe(true);
