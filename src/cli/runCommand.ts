@@ -1,7 +1,4 @@
-import { EventFilter, parseEventFilterConfig } from '../commands/EventFilter.js';
-import { normalizeCommand, normalizeCounters } from '../commands/normalize.js';
-import { ConfigError, loadConfig, type RedtailConfig, spoolDir } from '../config/Config.js';
-import { isFatal } from '../link/errors.js';
+import { ConfigError, loadConfig, type RedtailConfig } from '../config/Config.js';
 import { type MasterAddress, parseMasterUrl } from '../link/MasterAddress.js';
 import {
   CandidateMasters,
@@ -9,20 +6,11 @@ import {
   SentinelMasters,
   StaticMaster,
 } from '../link/MasterLocator.js';
-import { ReplicaLink } from '../link/ReplicaLink.js';
 import { loadTls, type MasterTls } from '../link/tls.js';
-import { createLogger, type Logger, prettyLogs } from '../observe/logger.js';
-import { Observability } from '../observe/Observability.js';
-import { displayEndpoint, scrubbedMessage } from '../observe/redact.js';
-import { StatsReporter } from '../observe/StatsReporter.js';
-import { Pipeline } from '../pipeline/Pipeline.js';
-import { type CommandNormalizer, Replicator } from '../pipeline/Replicator.js';
-import { type SnapshotDecoderFactory, skipSnapshot } from '../pipeline/SnapshotDecoder.js';
-import { SpooledStream } from '../spool/SpooledStream.js';
+import { createLogger, type Logger } from '../observe/logger.js';
+import { scrubbedMessage } from '../observe/redact.js';
+import { type RunHooks, RunSession } from './RunSession.js';
 import { parseRunArgs } from './runOptions.js';
-import { Shutdown, StoppedWhileOpening } from './Shutdown.js';
-import { createSinks } from './sinks.js';
-import { lockLocalState } from './stateLocks.js';
 
 export const runUsage = `Usage: redtail run [options]
 
@@ -63,28 +51,12 @@ Options:
   -h, --help          this text
 `;
 
-export interface RunHooks {
-  normalize?: CommandNormalizer;
-  snapshot?: SnapshotDecoderFactory;
-}
+export type { RunHooks };
 
 /** `redtail run`: returns the exit status. */
 export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<number> {
-  let config: RedtailConfig;
-  try {
-    const { help, sources } = parseRunArgs(argv);
-    if (help) {
-      process.stdout.write(runUsage);
-      return 0;
-    }
-    config = loadConfig(sources);
-  } catch (err) {
-    process.stderr.write(
-      `redtail: ${scrubbedMessage(err)}\n${err instanceof ConfigError ? '' : `\n${runUsage}`}`,
-    );
-    return 2;
-  }
-
+  const config = readRunConfig(argv);
+  if (typeof config === 'number') return config;
   const logger = createLogger(config.logLevel, config.logFormat);
   let locator: MasterLocator;
   let masterTls: MasterTls;
@@ -96,173 +68,23 @@ export async function runCommand(argv: string[], hooks: RunHooks = {}): Promise<
     return 2;
   }
   warnAboutTls(config, logger);
+  return new RunSession({ config, logger, locator, masterTls, hooks }).run();
+}
 
-  let link: ReplicaLink | null = null;
-  let stats: StatsReporter | null = null;
-  let pipeline: Pipeline | null = null;
-  let spooled: SpooledStream | null = null;
-  let sinkFailure: (err: Error) => void = () => {};
-  let sinkError: Error | null = null;
-  const sinkFailed = new Promise<never>((_, reject) => {
-    sinkFailure = reject;
-  });
-  sinkFailed.catch(() => {});
-  const observe = new Observability(
-    {
-      http: config.http,
-      readiness: config.readiness,
-      progress: prettyLogs(config.logFormat) && !!process.stderr.isTTY,
-    },
-    logger,
-  );
-  const shutdown = new Shutdown({
-    logger,
-    timeoutMs: config.shutdownTimeoutMs,
-    unflushed: () => observe.unflushed(),
-  }).install();
-  const stopped = shutdown.requested;
-  // Ends a wait for another instance's lock at the first signal.
-  const stopping = new AbortController();
-  stopped.then(() => stopping.abort());
-
+/** The flags, environment and config file merged, or the exit status when there is nothing to run. */
+function readRunConfig(argv: string[]): RedtailConfig | number {
   try {
-    await observe.start();
-    let filter: EventFilter;
-    try {
-      filter = new EventFilter(parseEventFilterConfig(config.filter));
-    } catch (err) {
-      throw new ConfigError(`invalid config: ${(err as Error).message}`);
+    const { help, sources } = parseRunArgs(argv);
+    if (help) {
+      process.stdout.write(runUsage);
+      return 0;
     }
-    // Before any sink opens (the file sink truncates on open): a second instance must fail without writing.
-    const locks = await lockLocalState(config, logger, stopping.signal);
-    if (!locks) return 0; // stopped while waiting for the lock
-    shutdown.phase = 'opening the sinks';
-    const sinks = observe.wrapSinks(
-      await createSinks(
-        config,
-        logger,
-        () => link?.connectedMaster ?? null,
-        masterTls,
-        (reason) => link?.requestHandshake(reason),
-      ),
-    );
-    pipeline = new Pipeline(sinks, {
-      logger,
-      maxBatchEvents: config.pipeline.maxBatchEvents,
-      lingerMs: config.pipeline.lingerMs,
-      highWaterEvents: config.pipeline.highWaterEvents,
-      highWaterBytes: config.pipeline.highWaterBytes,
-      maxInFlightBatches: config.pipeline.maxInFlightBatches,
-      // With the spool the sinks' pace holds back the replay, never the link: the master sees a fast replica.
-      onBackpressure: (paused) => {
-        if (spooled) spooled.sinkBackpressure(paused);
-        else if (paused) link?.pause();
-        else link?.resume();
-      },
-      onDurable: (position) => {
-        spooled?.durable(position);
-        link?.ackAdvanced();
-      },
-      onError: (err) => {
-        sinkError = err;
-        sinkFailure(err);
-      },
-    });
-    // A stop while a sink still connects (brokers down) must not wait for it: nothing is streamed yet.
-    const opening = pipeline.open().then((p) => ({ p }));
-    opening.catch(() => {});
-    const opened = await Promise.race([opening, stopped]);
-    if (!opened) throw new StoppedWhileOpening(sinks.map((s) => s.name));
-    const start = opened.p;
-    shutdown.phase = 'streaming';
-    logger.info(
-      {
-        master: locator.describe(),
-        sinks: config.sinks.map(displayEndpoint),
-        resume: start ?? 'full resync',
-      },
-      'starting replication',
-    );
-    const replicator = new Replicator({
-      pipeline,
-      logger,
-      start,
-      ack: config.ack === 'received' ? 'received' : 'durable',
-      filter,
-      normalize: hooks.normalize ?? normalizeCommand,
-      snapshot: observe.wrapSnapshot(
-        config.snapshot === 'skip' ? skipSnapshot : (hooks.snapshot ?? skipSnapshot),
-      ),
-    });
-    const durablePipeline = pipeline;
-    if (config.spool.enabled)
-      spooled = new SpooledStream({
-        dir: spoolDir(config),
-        maxBytes: config.spool.maxBytes,
-        segmentBytes: config.spool.segmentBytes,
-        fsyncIntervalMs: config.spool.fsyncIntervalMs,
-        ack: config.ack,
-        from: start,
-        replicator,
-        durableOffset: () => durablePipeline.durableOffset,
-        linkBackpressure: (full) => (full ? link?.pause() : link?.resume()),
-        ackAdvanced: () => link?.ackAdvanced(),
-        logger,
-      });
-    link = new ReplicaLink({
-      locator,
-      target: spooled?.target ?? replicator,
-      targetCopies: spooled !== null,
-      logger,
-      listeningPort: config.link.listeningPort,
-      announceIp: config.link.announceIp,
-      readTimeoutMs: config.link.readTimeoutMs,
-      minFullSyncIntervalMs: config.link.minFullSyncIntervalMs,
-      connectTimeoutMs: config.link.connectTimeoutMs,
-      ackIntervalMs: config.link.ackIntervalMs,
-    });
-    observe.attach({ link, pipeline, replicator, normalizer: normalizeCounters, spool: spooled });
-    stats = new StatsReporter(logger, {
-      link,
-      pipeline,
-      replicator,
-      sinks,
-      spool: spooled,
-      lagSeconds: () => observe.lagSeconds(),
-    });
-    stats.start(config.statsIntervalMs);
-    const running = link.run();
-    await Promise.race([running, sinkFailed, stopped, ...(spooled ? [spooled.failed] : [])]);
-    shutdown.phase = 'draining the sinks';
-    await link.stop();
-    await running;
-    spooled?.close();
-    await pipeline.close();
-    // Only after the sinks are closed; after a failure the process's exit frees the locks, once nothing can write.
-    locks.release();
-    stats.stop();
-    logger.info({ ...stats.snapshot(), position: pipeline.durablePosition }, 'stopped');
-    return 0;
+    return loadConfig(sources);
   } catch (err) {
-    await link?.stop().catch(() => {});
-    spooled?.close();
-    // Never advance a checkpoint past a failure: close the sinks without flushing what is queued. Closing them also
-    // ends their clients (a fenced Kafka sink's admin connection would otherwise keep the process alive).
-    if (err === sinkError) await pipeline?.close().catch(() => {});
-    const message = scrubbedMessage(err);
-    logger.error({ err: message }, 'fatal');
-    process.stderr.write(`redtail: ${message}\n`);
-    if (err instanceof StoppedWhileOpening) return 1;
-    if (!isFatal(err) && !(err instanceof ConfigError))
-      logger.debug({ stack: (err as Error).stack }, 'stack');
-    return err instanceof ConfigError ? 2 : 1;
-  } finally {
-    stats?.stop();
-    await observe.stop();
-    shutdown.dispose();
-    // A client library may keep timers or sockets alive (kafkajs retrying an unreachable broker): once redtail has
-    // said its last line, nothing it still holds matters.
-    setTimeout(() => process.exit(), 2_000).unref();
+    process.stderr.write(
+      `redtail: ${scrubbedMessage(err)}\n${err instanceof ConfigError ? '' : `\n${runUsage}`}`,
+    );
+    return 2;
   }
 }
 
