@@ -1,0 +1,354 @@
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import { decodeToBuffer, encodeBytes } from './model/encoding.js';
+import { type Command, type Reply, ReplyError, type RespPipe } from './RespPipe.js';
+import {
+  type ComparableKey,
+  cmpBuf,
+  comparableFromRow,
+  difference,
+  type KeyDifference,
+  type MirrorRow,
+  mirrorFields,
+  type ReadOptions,
+  readRedisKeyAt,
+  score,
+} from './verifyKey.js';
+
+/*
+ * The batched path of `redtail verify`: a batch of keys (from SCAN) is read from the mirror with one query and from
+ * the master with one pipelined MULTI/EXEC whose reads are chosen by the mirror's type of each key (MGET for all
+ * strings, LRANGE/SMEMBERS/ZRANGE/HGETALL per collection, PEXPIRETIME per key), so a correct mirror costs about one
+ * Redis command per key and no TYPE: a key of another type on the master answers WRONGTYPE, which is a difference.
+ * Keys the batch cannot settle (no mirror row, streams, hashes with field TTLs, a type mismatch) are read on their
+ * own, atomically, by readRedisKeyAt; collections above BIG_MEMBERS are compared in chunks (compareBig).
+ */
+
+/** Members above which a collection is compared chunk by chunk instead of in one reply. */
+export const BIG_MEMBERS = 5_000;
+/** Members per chunk read of a big collection (LRANGE/ZRANGE ranges, HSCAN/SSCAN COUNT). */
+export const CHUNK_MEMBERS = 5_000;
+/** Fields per `HPEXPIRETIME` command. */
+const FIELDS_PER_HPEXPIRETIME = 1000;
+
+export interface BatchContext {
+  pipe: RespPipe;
+  /** For the one-key atomic reads; must have `db` selected, as must `pipe`. */
+  redis: Redis;
+  /** Batches run on several connections at once. */
+  pg: pg.Pool | pg.Client;
+  /** Quoted schema name. */
+  schema: string;
+  db: number;
+  read: ReadOptions;
+  /**
+   * Called after the master's reads and before the mirror's rows they are judged against are read again: the re-read
+   * rounds wait there for the mirror to catch up with the master, so a key written between the two reads converges.
+   * Without it the rows read first (to choose the reads) are the ones judged.
+   */
+  settle?: () => Promise<void>;
+}
+
+export interface BatchResult {
+  differences: KeyDifference[];
+  /** Keys of the batch with a live mirror row (verifyMirror's count of mirror keys the master has). */
+  matched: number;
+}
+
+/**
+ * The live mirror rows of `keys` in one query, by key (latin1). The keys are joined from `unnest` so the plan is one
+ * primary-key lookup per key whatever the table's statistics say (with `key = ANY(...)` and no ANALYZE since the
+ * snapshot load, Postgres 15 chose a scan of every row of the db per batch); rows come back with the key's position
+ * in the batch instead of the key, which spares decoding a hex bytea per row.
+ */
+export async function mirrorBatch(c: BatchContext, keys: Buffer[]): Promise<Map<string, MirrorRow>> {
+  const { rows } = await c.pg.query<MirrorRow & { i: number }>(
+    `SELECT u.i::int AS i, k.type, k.value, (extract(epoch FROM k.expire_at) * 1000)::bigint AS expire_ms,
+            k.field_expire_at
+     FROM unnest($2::bytea[]) WITH ORDINALITY AS u(key, i)
+     JOIN ${c.schema}.keys k ON k.db = $1 AND k.key = u.key
+     WHERE k.expire_at IS NULL OR k.expire_at > now()`,
+    [c.db, keys],
+  );
+  const out = new Map<string, MirrorRow>();
+  for (const { i, ...r } of rows) {
+    const key = keys[i - 1];
+    if (key) out.set(key.toString('latin1'), r);
+  }
+  return out;
+}
+
+const hasFieldTtls = (row: MirrorRow) =>
+  Array.isArray(row.field_expire_at) && (row.field_expire_at as unknown[]).length > 0;
+
+function isBig(row: MirrorRow): boolean {
+  return row.type !== 'string' && Array.isArray(row.value) && (row.value as unknown[]).length > BIG_MEMBERS;
+}
+
+function ttlCommand(c: BatchContext, key: Buffer): Command {
+  return c.read.pexpiretime === false ? ['PTTL', key] : ['PEXPIRETIME', key];
+}
+
+/** The absolute expiry from a PEXPIRETIME (or PTTL, read at `now`) reply; undefined when the key does not exist. */
+function expiryOf(c: BatchContext, r: Reply, now: number): number | null | undefined {
+  const n = Number(r);
+  if (n === -2) return undefined;
+  if (n < 0) return null;
+  return c.read.pexpiretime === false ? now + n : n;
+}
+
+function readCommand(type: string, key: Buffer): Command | null {
+  switch (type) {
+    case 'list':
+      return ['LRANGE', key, '0', '-1'];
+    case 'set':
+      return ['SMEMBERS', key];
+    case 'zset':
+      return ['ZRANGE', key, '0', '-1', 'WITHSCORES'];
+    case 'hash':
+      return ['HGETALL', key];
+    default:
+      return null;
+  }
+}
+
+/** The master's value of a list/set/zset/hash reply in the mirror's encoding (verifyKey's readRedisKeyAt). */
+function replyValue(type: string, r: Buffer[]): unknown {
+  switch (type) {
+    case 'list':
+      return r.map(encodeBytes);
+    case 'set':
+      return [...r].sort(cmpBuf).map(encodeBytes);
+    case 'zset': {
+      const out: unknown[] = [];
+      for (let i = 0; i + 1 < r.length; i += 2)
+        out.push([encodeBytes(r[i] as Buffer), score((r[i + 1] as Buffer).toString('latin1'))]);
+      return out;
+    }
+    default: {
+      const pairs: Array<[Buffer, Buffer]> = [];
+      for (let i = 0; i + 1 < r.length; i += 2) pairs.push([r[i] as Buffer, r[i + 1] as Buffer]);
+      return pairs.sort((x, y) => cmpBuf(x[0], y[0])).map(([f, v]) => [encodeBytes(f), encodeBytes(v)]);
+    }
+  }
+}
+
+function sameBytes(mirror: unknown, b: Buffer): boolean {
+  const e = encodeBytes(b);
+  if (typeof e === 'string') return e === mirror;
+  return (
+    typeof mirror === 'object' && mirror !== null && (mirror as { base64?: unknown }).base64 === e.base64
+  );
+}
+
+/** A key of the batch whose reads went into the MULTI. */
+interface Planned {
+  key: Buffer;
+  row: MirrorRow;
+  /** Index in EXEC's reply of its PEXPIRETIME; the value read follows (HPEXPIRETIMEs after it for hashes). */
+  at: number;
+  /** For strings: index in the MGET reply. */
+  mget: number;
+  ttlCommands: number;
+}
+
+/**
+ * Compares a batch of distinct master keys with the mirror. Differences found here are real at the moment of the
+ * read (the MULTI is atomic) but may be lag of the mirror: verifyMirror compares them again after catching up.
+ */
+export async function compareBatch(c: BatchContext, keys: Buffer[]): Promise<BatchResult> {
+  const rows = await mirrorBatch(c, keys);
+  const planned: Planned[] = [];
+  const alone: Array<{ key: Buffer; row: MirrorRow | undefined }> = [];
+  const big: Array<{ key: Buffer; row: MirrorRow }> = [];
+  const strings: Buffer[] = [];
+  const inner: Command[] = [];
+  for (const key of keys) {
+    const row = rows.get(key.toString('latin1'));
+    if (
+      !row ||
+      (row.type === 'hash' && hasFieldTtls(row)) ||
+      !(row.type === 'string' || readCommand(row.type, key))
+    )
+      alone.push({ key, row });
+    else if (isBig(row)) big.push({ key, row });
+    else {
+      const p: Planned = { key, row, at: inner.length, mget: -1, ttlCommands: 0 };
+      inner.push(ttlCommand(c, key));
+      if (row.type === 'string') p.mget = strings.push(key) - 1;
+      else inner.push(readCommand(row.type, key) as Command);
+      if (row.type === 'hash' && c.read.fieldTtl) {
+        const fields = mirrorFields(row) ?? [];
+        for (let i = 0; i < fields.length; i += FIELDS_PER_HPEXPIRETIME) {
+          const chunk = fields.slice(i, i + FIELDS_PER_HPEXPIRETIME);
+          inner.push(['HPEXPIRETIME', key, 'FIELDS', String(chunk.length), ...chunk]);
+          p.ttlCommands++;
+        }
+      }
+      planned.push(p);
+    }
+  }
+  const differences: KeyDifference[] = [];
+  let exec: Reply[] = [];
+  let mget: Reply[] = [];
+  const now = Date.now();
+  if (planned.length > 0) {
+    const mgetAt = inner.length;
+    if (strings.length > 0) inner.push(['MGET', ...strings]);
+    const replies = await c.pipe.send([['MULTI'], ...inner, ['EXEC']]);
+    const last = replies[replies.length - 1];
+    if (!Array.isArray(last))
+      throw new Error(
+        `the master refused the batched reads: ${last instanceof ReplyError ? last.message : String(last)}`,
+      );
+    exec = last;
+    mget = (strings.length > 0 ? exec[mgetAt] : []) as Reply[];
+  }
+  for (const b of big) if (await bigDiffers(c, b.key, b.row)) alone.push(b);
+  const read = await Promise.all(
+    alone.map((a) => readRedisKeyAt(c.redis, a.key, { ...c.read, hashFields: mirrorFields(a.row) })),
+  );
+  let judged = rows;
+  if (c.settle) {
+    await c.settle();
+    judged = await mirrorBatch(c, keys);
+  }
+  for (const p of planned) {
+    const row = judged.get(p.key.toString('latin1'));
+    // The mirror changed type meanwhile (or lost the key): the reads chosen for the old type tell nothing.
+    const verdict = row?.type === p.row.type ? judge(c, { ...p, row }, exec, mget, now) : 'alone';
+    if (verdict === 'alone') {
+      const r = await readRedisKeyAt(c.redis, p.key, { ...c.read, hashFields: mirrorFields(row) });
+      const d = difference(c.db, p.key, r.key, row ? comparableFromRow(row, r.at) : null);
+      if (d) differences.push(d);
+    } else if (verdict) differences.push(verdict);
+  }
+  alone.forEach((a, i) => {
+    const r = read[i];
+    if (!r) return;
+    const row = judged.get(a.key.toString('latin1'));
+    const d = difference(c.db, a.key, r.key, row ? comparableFromRow(row, r.at) : null);
+    if (d) differences.push(d);
+  });
+  return { differences, matched: rows.size };
+}
+
+/** One planned key: null when it agrees, its difference, or 'alone' when only a one-key read can tell. */
+function judge(
+  c: BatchContext,
+  p: Planned,
+  exec: Reply[],
+  mget: Reply[],
+  now: number,
+): KeyDifference | 'alone' | null {
+  const expireAt = expiryOf(c, exec[p.at] ?? null, now);
+  const mirror = comparableFromRow(p.row, now);
+  if (expireAt === undefined) return difference(c.db, p.key, null, mirror);
+  if (p.row.type === 'string') {
+    const v = mget[p.mget];
+    // MGET answers nil for a key of another type.
+    if (!Buffer.isBuffer(v)) return 'alone';
+    if (sameBytes(p.row.value, v) && expireAt === mirror.expireAt) return null;
+    return difference(c.db, p.key, { type: 'string', value: encodeBytes(v), expireAt }, mirror);
+  }
+  const r = exec[p.at + 1];
+  if (!Array.isArray(r)) return 'alone'; // WRONGTYPE: the master's key has another type
+  for (let i = 0; i < p.ttlCommands; i++) {
+    const ttls = exec[p.at + 2 + i];
+    // A field TTL the mirror lacks (or an error): the one-key read states the key with every field's TTL.
+    if (!Array.isArray(ttls) || ttls.some((t) => typeof t !== 'number' || t >= 0)) return 'alone';
+  }
+  const redis: ComparableKey = { type: p.row.type, value: replyValue(p.row.type, r as Buffer[]), expireAt };
+  if (p.row.type === 'hash') redis.fieldExpireAt = [];
+  return difference(c.db, p.key, redis, mirror);
+}
+
+/**
+ * Whether a big collection differs, read in chunks: size, type and expiry first (one MULTI), then LRANGE/ZRANGE
+ * ranges compared in order, or HSCAN/SSCAN chunks looked up in an index of the mirror's members (SCAN may return a
+ * member twice; each counts once). The chunks are not one atomic read, so a key written meanwhile can look
+ * different: verifyMirror reads every difference again, and reports it from an atomic read.
+ */
+export async function bigDiffers(c: BatchContext, key: Buffer, row: MirrorRow): Promise<boolean> {
+  const mirror = row.value as unknown[];
+  const size = { list: 'LLEN', set: 'SCARD', zset: 'ZCARD', hash: 'HLEN' }[row.type];
+  if (!size) return true;
+  const now = Date.now();
+  const head = await c.pipe.send([['MULTI'], ['TYPE', key], ttlCommand(c, key), [size, key], ['EXEC']]);
+  const exec = head[head.length - 1];
+  if (!Array.isArray(exec) || exec[0] !== row.type) return true;
+  const expireAt = expiryOf(c, exec[1] ?? null, now);
+  const mirrorExpire = row.expire_ms === null ? null : Number(row.expire_ms);
+  if (expireAt !== mirrorExpire || exec[2] !== mirror.length) return true;
+  if (row.type === 'list' || row.type === 'zset') return rangesDiffer(c, key, row.type, mirror);
+  return scanDiffers(c, key, row.type, mirror);
+}
+
+async function rangesDiffer(c: BatchContext, key: Buffer, type: string, mirror: unknown[]): Promise<boolean> {
+  // A few chunks per round trip: fewer waits, still a bounded reply.
+  const perTrip = 4;
+  for (let start = 0; start < mirror.length; start += CHUNK_MEMBERS * perTrip) {
+    const cmds: Command[] = [];
+    for (let i = 0; i < perTrip && start + i * CHUNK_MEMBERS < mirror.length; i++) {
+      const from = start + i * CHUNK_MEMBERS;
+      const to = String(from + CHUNK_MEMBERS - 1);
+      cmds.push(
+        type === 'list' ? ['LRANGE', key, String(from), to] : ['ZRANGE', key, String(from), to, 'WITHSCORES'],
+      );
+    }
+    const replies = await c.pipe.send(cmds);
+    for (let i = 0; i < replies.length; i++) {
+      const r = replies[i];
+      if (!Array.isArray(r)) return true;
+      const from = start + i * CHUNK_MEMBERS;
+      const got = replyValue(type, r as Buffer[]) as unknown[];
+      const want = mirror.slice(from, from + CHUNK_MEMBERS);
+      if (JSON.stringify(got) !== JSON.stringify(want)) return true;
+    }
+  }
+  return false;
+}
+
+async function scanDiffers(c: BatchContext, key: Buffer, type: string, mirror: unknown[]): Promise<boolean> {
+  const hash = type === 'hash';
+  // The mirror's members by their bytes (latin1), to the index of their entry.
+  const index = new Map<string, number>();
+  mirror.forEach((m, i) => {
+    index.set(decodeToBuffer(hash ? (m as unknown[])[0] : m).toString('latin1'), i);
+  });
+  const seen = new Uint8Array(mirror.length);
+  let found = 0;
+  let cursor = '0';
+  do {
+    const cmds: Command[] = [[hash ? 'HSCAN' : 'SSCAN', key, cursor, 'COUNT', String(CHUNK_MEMBERS)]];
+    const r = await c.pipe.call(...(cmds[0] as Command));
+    if (!Array.isArray(r) || !Array.isArray(r[1])) return true;
+    cursor = String(r[0]);
+    const items = r[1] as Buffer[];
+    const step = hash ? 2 : 1;
+    const fields: Buffer[] = [];
+    for (let i = 0; i < items.length; i += step) {
+      const m = items[i] as Buffer;
+      const at = index.get(m.toString('latin1'));
+      if (at === undefined) return true;
+      if (seen[at]) continue;
+      if (hash && !sameBytes((mirror[at] as unknown[])[1], items[i + 1] as Buffer)) return true;
+      seen[at] = 1;
+      found++;
+      fields.push(m);
+    }
+    if (hash && c.read.fieldTtl && fields.length > 0 && (await anyFieldTtl(c, key, fields))) return true;
+  } while (cursor !== '0');
+  return found !== mirror.length;
+}
+
+/** Whether any of `fields` has a TTL on the master (the mirror's big hashes reaching here have none). */
+async function anyFieldTtl(c: BatchContext, key: Buffer, fields: Buffer[]): Promise<boolean> {
+  const cmds: Command[] = [];
+  for (let i = 0; i < fields.length; i += FIELDS_PER_HPEXPIRETIME) {
+    const chunk = fields.slice(i, i + FIELDS_PER_HPEXPIRETIME);
+    cmds.push(['HPEXPIRETIME', key, 'FIELDS', String(chunk.length), ...chunk]);
+  }
+  const replies = await c.pipe.send(cmds);
+  return replies.some((r) => !Array.isArray(r) || r.some((t) => typeof t !== 'number' || t >= 0));
+}
