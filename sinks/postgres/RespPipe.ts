@@ -26,7 +26,36 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-const CRLF = Buffer.from('\r\n', 'latin1');
+interface Latin1Slicer {
+  latin1Slice(start: number, end: number): string;
+}
+
+/**
+ * `b.toString('latin1', start, end)` without its encoding lookup, which costs more than the copy for the short
+ * strings verify makes per key (Buffer's latin1Slice, the method toString dispatches to).
+ */
+export function latin1(b: Buffer, start = 0, end = b.length): string {
+  return (b as unknown as Latin1Slicer).latin1Slice(start, end);
+}
+
+/** A RESP integer (or length) in place, without making a string. */
+function integer(b: Buffer, start: number, end: number): number {
+  let i = start;
+  const neg = b[i] === 0x2d;
+  if (neg) i++;
+  let n = 0;
+  for (; i < end; i++) n = n * 10 + ((b[i] as number) - 48);
+  return neg ? -n : n;
+}
+
+const QUEUED = Buffer.from('QUEUED', 'latin1');
+
+/** `+QUEUED` and `+OK` come once per command of a MULTI: the same strings, not a new one each. */
+function simpleString(b: Buffer, start: number, end: number): string {
+  if (end - start === 6 && b.compare(QUEUED, 0, 6, start, end) === 0) return 'QUEUED';
+  if (end - start === 2 && b[start] === 0x4f && b[start + 1] === 0x4b) return 'OK';
+  return latin1(b, start, end);
+}
 
 /**
  * Incremental RESP2 reply parser. It keeps its place across chunks (nested arrays as a stack, a bulk string split
@@ -53,33 +82,36 @@ export class ReplyParser {
       pos = 0;
       this.line = null;
     }
-    while (pos < b.length) {
-      const nl = b.indexOf(CRLF, pos);
-      if (nl < 0) {
+    const len = b.length;
+    while (pos < len) {
+      // Header lines are a few bytes: a plain loop finds their CR faster than indexOf's call.
+      let nl = pos + 1;
+      while (nl < len && b[nl] !== 13) nl++;
+      if (nl + 1 >= len) {
         this.line = Buffer.from(b.subarray(pos));
         return;
       }
       const kind = b[pos];
-      const text = b.toString('latin1', pos + 1, nl);
+      const start = pos + 1;
       pos = nl + 2;
       switch (kind) {
         case 0x2b: // +
-          this.emit(text);
+          this.emit(simpleString(b, start, nl));
           break;
         case 0x2d: // -
-          this.emit(new ReplyError(text));
+          this.emit(new ReplyError(latin1(b, start, nl)));
           break;
         case 0x3a: // :
-          this.emit(Number(text));
+          this.emit(integer(b, start, nl));
           break;
         case 0x24: {
           // $
-          const n = Number(text);
+          const n = integer(b, start, nl);
           if (n < 0) {
             this.emit(null);
             break;
           }
-          if (pos + n + 2 <= b.length) {
+          if (pos + n + 2 <= len) {
             // A view of the chunk: valid for as long as the reply is kept (the chunk is not reused).
             this.emit(b.subarray(pos, pos + n));
             pos += n + 2;
@@ -93,7 +125,7 @@ export class ReplyParser {
         }
         case 0x2a: {
           // *
-          const n = Number(text);
+          const n = integer(b, start, nl);
           if (n < 0) this.emit(null);
           else if (n === 0) this.emit([]);
           else this.stack.push({ items: new Array<Reply>(n), left: n });
@@ -134,20 +166,34 @@ export class ReplyParser {
   }
 }
 
-/** Appends the RESP encoding of `cmd` to `out` (array of Buffers and strings written as one batch). */
-function encode(cmd: Command, out: Array<Buffer | string>): void {
-  let head = `*${cmd.length}\r\n`;
-  for (const a of cmd) {
-    if (typeof a === 'string') {
-      // String arguments are ASCII (names, numbers, cursors); keys and values are Buffers.
-      head += `$${a.length}\r\n${a}\r\n`;
-    } else {
-      out.push(`${head}$${a.length}\r\n`);
-      out.push(a);
-      head = '\r\n';
+const digits = (n: number) => (n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : String(n).length);
+
+/**
+ * The RESP encoding of a batch of commands in one buffer: sized first, then written in place, so a batch of a
+ * thousand keys is one allocation and one socket write. String arguments are ASCII (names, numbers, cursors); keys
+ * and values are Buffers.
+ */
+export function encodeCommands(cmds: Command[]): Buffer {
+  let size = 0;
+  for (const cmd of cmds) {
+    size += 3 + digits(cmd.length);
+    for (const a of cmd) size += 5 + digits(a.length) + a.length;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  const head = (mark: string, n: number) => {
+    o += out.write(`${mark}${n}\r\n`, o, 'latin1');
+  };
+  for (const cmd of cmds) {
+    head('*', cmd.length);
+    for (const a of cmd) {
+      head('$', a.length);
+      o += typeof a === 'string' ? out.write(a, o, 'latin1') : a.copy(out, o);
+      out[o++] = 13;
+      out[o++] = 10;
     }
   }
-  out.push(head);
+  return out;
 }
 
 export interface RespPipeOptions {
@@ -222,24 +268,10 @@ export class RespPipe {
   send(cmds: Command[]): Promise<Reply[]> {
     if (this.failure) return Promise.reject(this.failure);
     if (cmds.length === 0) return Promise.resolve([]);
-    const out: Array<Buffer | string> = [];
-    for (const c of cmds) encode(c, out);
     const p = new Promise<Reply[]>((resolve, reject) =>
       this.waiting.push({ left: cmds.length, replies: [], resolve, reject }),
     );
-    // One write: strings are joined into runs so the socket gets a few large buffers, not one per argument.
-    const bufs: Buffer[] = [];
-    let run = '';
-    for (const x of out) {
-      if (typeof x === 'string') run += x;
-      else {
-        if (run) bufs.push(Buffer.from(run, 'latin1'));
-        run = '';
-        bufs.push(x);
-      }
-    }
-    if (run) bufs.push(Buffer.from(run, 'latin1'));
-    this.socket.write(Buffer.concat(bufs));
+    this.socket.write(encodeCommands(cmds));
     return p;
   }
 

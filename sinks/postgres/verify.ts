@@ -11,9 +11,10 @@ import { ProgressLine } from '../../src/observe/progress.js';
 import { registerSecret, scrubbedMessage, secretsInEndpoint } from '../../src/observe/redact.js';
 import { parsePostgresSpec, pgConnectionString } from './config.js';
 import { CopyBinaryRows } from './copyOut.js';
+import { KeyHashes } from './KeyHashes.js';
 import { ident } from './migrations.js';
 import { encodeBytes } from './model/encoding.js';
-import { ReplyError, RespPipe } from './RespPipe.js';
+import { latin1, ReplyError, RespPipe } from './RespPipe.js';
 import { type BatchContext, compareBatch } from './verifyBatch.js';
 import { type ComparableKey, type KeyDifference, masterHasFieldTtl, type ReadOptions } from './verifyKey.js';
 
@@ -118,7 +119,7 @@ async function mirrorKeysNotSeen(
   client: pg.Client,
   s: string,
   db: number,
-  seen: Set<string>,
+  seen: KeyHashes,
 ): Promise<Buffer[]> {
   const out: Buffer[] = [];
   const stream = client.query(
@@ -128,10 +129,21 @@ async function mirrorKeysNotSeen(
   );
   const rows = new CopyBinaryRows((fields) => {
     const key = fields[0];
-    if (key && !seen.has(key.toString('latin1'))) out.push(Buffer.from(key));
+    if (key && !seen.has(key)) out.push(Buffer.from(key));
   });
   for await (const chunk of stream) rows.feed(chunk as Buffer);
   return out;
+}
+
+/** Differences of keys SCAN returned twice, kept once. */
+function once(diffs: KeyDifference[]): KeyDifference[] {
+  const ids = new Set<string>();
+  return diffs.filter((d) => {
+    const id = `${d.db}:${latin1(d.key)}`;
+    if (ids.has(id)) return false;
+    ids.add(id);
+    return true;
+  });
 }
 
 /** Runs at most `limit` tasks at once; `drain` waits for all and rethrows the first failure. */
@@ -201,6 +213,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
     const { rows } = await db.query<{ db: number }>(`SELECT DISTINCT db FROM ${s}.keys`);
     for (const r of rows) dbs.add(r.db);
     let total = 0;
+    let compared = 0;
     let diffs: KeyDifference[] = [];
     for (const d of [...dbs].sort((x, y) => x - y)) {
       await redis.select(d);
@@ -211,11 +224,12 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
         limiter.run(async () => {
           const r = await compareBatch(ctx, keys);
           diffs.push(...r.differences);
-          total += keys.length;
-          o.onProgress?.(total, masterKeys);
+          compared += keys.length;
+          o.onProgress?.(compared, masterKeys);
         });
-      // SCAN may return a key more than once (the dict was resized between calls): each is compared once.
-      const seen = new Set<string>();
+      // SCAN may return a key more than once (the dict was resized between calls): comparing it twice does no harm
+      // (differences are kept once, below); the count of keys is of distinct ones.
+      const seen = new KeyHashes();
       let batch: Buffer[] = [];
       let cursor = '0';
       do {
@@ -224,9 +238,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
           throw new Error(`SCAN failed on the master: ${r instanceof ReplyError ? r.message : String(r)}`);
         cursor = String(r[0]);
         for (const k of r[1] as Buffer[]) {
-          const id = k.toString('latin1');
-          if (seen.has(id)) continue;
-          seen.add(id);
+          seen.add(k);
           batch.push(k);
           if (batch.length >= BATCH_KEYS) {
             await compare(batch);
@@ -236,15 +248,22 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
       } while (cursor !== '0');
       if (batch.length > 0) await compare(batch);
       await limiter.drain();
+      seen.seal();
+      total += seen.distinct;
       const extra = await mirrorKeysNotSeen(db, s, d, seen);
       for (let i = 0; i < extra.length; i += BATCH_KEYS)
         diffs.push(...(await compareBatch(ctx, extra.slice(i, i + BATCH_KEYS))).differences);
     }
+    diffs = once(diffs);
     for (let round = 0; round < 3 && diffs.length > 0; round++) {
       await catchUp(redis, db, s, sink, Math.max(deadline, Date.now() + 15_000));
       const still: KeyDifference[] = [];
       const byDb = new Map<number, Buffer[]>();
-      for (const dd of diffs) byDb.set(dd.db, [...(byDb.get(dd.db) ?? []), dd.key]);
+      for (const dd of diffs) {
+        const keys = byDb.get(dd.db);
+        if (keys) keys.push(dd.key);
+        else byDb.set(dd.db, [dd.key]);
+      }
       for (const [d, keys] of byDb) {
         await redis.select(d);
         await pipe.call('SELECT', String(d));

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
-import { type Command, type Reply, ReplyError, type RespPipe } from './RespPipe.js';
+import { type Command, latin1, type Reply, ReplyError, type RespPipe } from './RespPipe.js';
 import {
   type ComparableKey,
   cmpBuf,
@@ -61,20 +61,17 @@ export interface BatchResult {
  * snapshot load, Postgres 15 chose a scan of every row of the db per batch); rows come back with the key's position
  * in the batch instead of the key, which spares decoding a hex bytea per row.
  */
-export async function mirrorBatch(c: BatchContext, keys: Buffer[]): Promise<Map<string, MirrorRow>> {
-  const { rows } = await c.pg.query<MirrorRow & { i: number }>(
-    `SELECT u.i::int AS i, k.type, k.value, (extract(epoch FROM k.expire_at) * 1000)::bigint AS expire_ms,
-            k.field_expire_at
+export async function mirrorBatch(c: BatchContext, keys: Buffer[]): Promise<Array<MirrorRow | undefined>> {
+  const { rows } = await c.pg.query<[number, string, unknown, string | null, unknown]>({
+    text: `SELECT u.i::int, k.type, k.value, (extract(epoch FROM k.expire_at) * 1000)::bigint, k.field_expire_at
      FROM unnest($2::bytea[]) WITH ORDINALITY AS u(key, i)
      JOIN ${c.schema}.keys k ON k.db = $1 AND k.key = u.key
      WHERE k.expire_at IS NULL OR k.expire_at > now()`,
-    [c.db, keys],
-  );
-  const out = new Map<string, MirrorRow>();
-  for (const { i, ...r } of rows) {
-    const key = keys[i - 1];
-    if (key) out.set(key.toString('latin1'), r);
-  }
+    values: [c.db, keys],
+    rowMode: 'array',
+  });
+  const out = new Array<MirrorRow | undefined>(keys.length);
+  for (const r of rows) out[r[0] - 1] = { type: r[1], value: r[2], expire_ms: r[3], field_expire_at: r[4] };
   return out;
 }
 
@@ -122,7 +119,7 @@ function replyValue(type: string, r: Buffer[]): unknown {
     case 'zset': {
       const out: unknown[] = [];
       for (let i = 0; i + 1 < r.length; i += 2)
-        out.push([encodeBytes(r[i] as Buffer), score((r[i + 1] as Buffer).toString('latin1'))]);
+        out.push([encodeBytes(r[i] as Buffer), score(latin1(r[i + 1] as Buffer))]);
       return out;
     }
     default: {
@@ -143,6 +140,8 @@ function sameBytes(mirror: unknown, b: Buffer): boolean {
 
 /** A key of the batch whose reads went into the MULTI. */
 interface Planned {
+  /** Position in the batch. */
+  i: number;
   key: Buffer;
   row: MirrorRow;
   /** Index in EXEC's reply of its PEXPIRETIME; the value read follows (HPEXPIRETIMEs after it for hashes). */
@@ -159,28 +158,33 @@ interface Planned {
 export async function compareBatch(c: BatchContext, keys: Buffer[]): Promise<BatchResult> {
   const rows = await mirrorBatch(c, keys);
   const planned: Planned[] = [];
-  const alone: Array<{ key: Buffer; row: MirrorRow | undefined }> = [];
-  const big: Array<{ key: Buffer; row: MirrorRow }> = [];
+  // Positions in `keys` of the keys read on their own, and of the big collections.
+  const alone: number[] = [];
+  const big: number[] = [];
   const strings: Buffer[] = [];
-  const inner: Command[] = [];
-  for (const key of keys) {
-    const row = rows.get(key.toString('latin1'));
+  const inner: Command[] = [['MULTI']];
+  let matched = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as Buffer;
+    const row = rows[i];
+    if (row) matched++;
     if (
       !row ||
       (row.type === 'hash' && hasFieldTtls(row)) ||
       !(row.type === 'string' || readCommand(row.type, key))
     )
-      alone.push({ key, row });
-    else if (isBig(row)) big.push({ key, row });
+      alone.push(i);
+    else if (isBig(row)) big.push(i);
     else {
-      const p: Planned = { key, row, at: inner.length, mget: -1, ttlCommands: 0 };
+      // EXEC's reply has one entry per command after MULTI.
+      const p: Planned = { i, key, row, at: inner.length - 1, mget: -1, ttlCommands: 0 };
       inner.push(ttlCommand(c, key));
       if (row.type === 'string') p.mget = strings.push(key) - 1;
       else inner.push(readCommand(row.type, key) as Command);
       if (row.type === 'hash' && c.read.fieldTtl) {
         const fields = mirrorFields(row) ?? [];
-        for (let i = 0; i < fields.length; i += FIELDS_PER_HPEXPIRETIME) {
-          const chunk = fields.slice(i, i + FIELDS_PER_HPEXPIRETIME);
+        for (let j = 0; j < fields.length; j += FIELDS_PER_HPEXPIRETIME) {
+          const chunk = fields.slice(j, j + FIELDS_PER_HPEXPIRETIME);
           inner.push(['HPEXPIRETIME', key, 'FIELDS', String(chunk.length), ...chunk]);
           p.ttlCommands++;
         }
@@ -193,9 +197,10 @@ export async function compareBatch(c: BatchContext, keys: Buffer[]): Promise<Bat
   let mget: Reply[] = [];
   const now = Date.now();
   if (planned.length > 0) {
-    const mgetAt = inner.length;
+    const mgetAt = inner.length - 1;
     if (strings.length > 0) inner.push(['MGET', ...strings]);
-    const replies = await c.pipe.send([['MULTI'], ...inner, ['EXEC']]);
+    inner.push(['EXEC']);
+    const replies = await c.pipe.send(inner);
     const last = replies[replies.length - 1];
     if (!Array.isArray(last))
       throw new Error(
@@ -204,9 +209,11 @@ export async function compareBatch(c: BatchContext, keys: Buffer[]): Promise<Bat
     exec = last;
     mget = (strings.length > 0 ? exec[mgetAt] : []) as Reply[];
   }
-  for (const b of big) if (await bigDiffers(c, b.key, b.row)) alone.push(b);
+  for (const i of big) if (await bigDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow)) alone.push(i);
   const read = await Promise.all(
-    alone.map((a) => readRedisKeyAt(c.redis, a.key, { ...c.read, hashFields: mirrorFields(a.row) })),
+    alone.map((i) =>
+      readRedisKeyAt(c.redis, keys[i] as Buffer, { ...c.read, hashFields: mirrorFields(rows[i]) }),
+    ),
   );
   let judged = rows;
   if (c.settle) {
@@ -214,23 +221,24 @@ export async function compareBatch(c: BatchContext, keys: Buffer[]): Promise<Bat
     judged = await mirrorBatch(c, keys);
   }
   for (const p of planned) {
-    const row = judged.get(p.key.toString('latin1'));
+    const row = judged[p.i];
     // The mirror changed type meanwhile (or lost the key): the reads chosen for the old type tell nothing.
-    const verdict = row?.type === p.row.type ? judge(c, { ...p, row }, exec, mget, now) : 'alone';
+    const verdict =
+      row?.type === p.row.type ? judge(c, row === p.row ? p : { ...p, row }, exec, mget, now) : 'alone';
     if (verdict === 'alone') {
       const r = await readRedisKeyAt(c.redis, p.key, { ...c.read, hashFields: mirrorFields(row) });
       const d = difference(c.db, p.key, r.key, row ? comparableFromRow(row, r.at) : null);
       if (d) differences.push(d);
     } else if (verdict) differences.push(verdict);
   }
-  alone.forEach((a, i) => {
-    const r = read[i];
+  alone.forEach((i, n) => {
+    const r = read[n];
     if (!r) return;
-    const row = judged.get(a.key.toString('latin1'));
-    const d = difference(c.db, a.key, r.key, row ? comparableFromRow(row, r.at) : null);
+    const row = judged[i];
+    const d = difference(c.db, keys[i] as Buffer, r.key, row ? comparableFromRow(row, r.at) : null);
     if (d) differences.push(d);
   });
-  return { differences, matched: rows.size };
+  return { differences, matched };
 }
 
 /** One planned key: null when it agrees, its difference, or 'alone' when only a one-key read can tell. */
@@ -242,15 +250,19 @@ function judge(
   now: number,
 ): KeyDifference | 'alone' | null {
   const expireAt = expiryOf(c, exec[p.at] ?? null, now);
-  const mirror = comparableFromRow(p.row, now);
-  if (expireAt === undefined) return difference(c.db, p.key, null, mirror);
   if (p.row.type === 'string') {
     const v = mget[p.mget];
+    const mirrorExpire = p.row.expire_ms === null ? null : Number(p.row.expire_ms);
+    // Most keys agree: settled without building either side's comparable form.
+    if (expireAt === mirrorExpire && Buffer.isBuffer(v) && sameBytes(p.row.value, v)) return null;
+    const mirror = comparableFromRow(p.row, now);
+    if (expireAt === undefined) return difference(c.db, p.key, null, mirror);
     // MGET answers nil for a key of another type.
     if (!Buffer.isBuffer(v)) return 'alone';
-    if (sameBytes(p.row.value, v) && expireAt === mirror.expireAt) return null;
     return difference(c.db, p.key, { type: 'string', value: encodeBytes(v), expireAt }, mirror);
   }
+  const mirror = comparableFromRow(p.row, now);
+  if (expireAt === undefined) return difference(c.db, p.key, null, mirror);
   const r = exec[p.at + 1];
   if (!Array.isArray(r)) return 'alone'; // WRONGTYPE: the master's key has another type
   for (let i = 0; i < p.ttlCommands; i++) {
@@ -260,7 +272,11 @@ function judge(
   }
   const redis: ComparableKey = { type: p.row.type, value: replyValue(p.row.type, r as Buffer[]), expireAt };
   if (p.row.type === 'hash') redis.fieldExpireAt = [];
-  return difference(c.db, p.key, redis, mirror);
+  const d = difference(c.db, p.key, redis, mirror);
+  // The TTLs read were those of the mirror's fields: a field only the master has is stated, with its TTL, by the
+  // one-key read, which asks for the master's own fields.
+  if (d && p.row.type === 'hash' && c.read.fieldTtl) return 'alone';
+  return d;
 }
 
 /**
@@ -314,7 +330,7 @@ async function scanDiffers(c: BatchContext, key: Buffer, type: string, mirror: u
   // The mirror's members by their bytes (latin1), to the index of their entry.
   const index = new Map<string, number>();
   mirror.forEach((m, i) => {
-    index.set(decodeToBuffer(hash ? (m as unknown[])[0] : m).toString('latin1'), i);
+    index.set(latin1(decodeToBuffer(hash ? (m as unknown[])[0] : m)), i);
   });
   const seen = new Uint8Array(mirror.length);
   let found = 0;
@@ -329,7 +345,7 @@ async function scanDiffers(c: BatchContext, key: Buffer, type: string, mirror: u
     const fields: Buffer[] = [];
     for (let i = 0; i < items.length; i += step) {
       const m = items[i] as Buffer;
-      const at = index.get(m.toString('latin1'));
+      const at = index.get(latin1(m));
       if (at === undefined) return true;
       if (seen[at]) continue;
       if (hash && !sameBytes((mirror[at] as unknown[])[1], items[i + 1] as Buffer)) return true;
