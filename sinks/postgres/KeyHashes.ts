@@ -21,13 +21,8 @@ export class KeyHashes {
 
   add(key: Uint8Array): void {
     if (this.sealed) throw new Error('internal: KeyHashes.add after seal');
-    if (2 * this.n + 2 > this.words.length) {
-      const grown = new Uint32Array(this.words.length * 2);
-      grown.set(this.words);
-      this.words = grown;
-    }
-    hashInto(key, this.words, 2 * this.n);
-    this.n++;
+    hashInto(key, probe, 0);
+    this.push(probe[0] as number, probe[1] as number);
   }
 
   /** Sorts the hashes (as unsigned 64-bit: high word, then low); counts the distinct ones. */
@@ -43,6 +38,37 @@ export class KeyHashes {
   /** Distinct keys added (SCAN may return a key more than once). */
   get distinct(): number {
     return this.distinctCount;
+  }
+
+  /** The hashes of this set that `other` lacks (both sealed), as a sealed set: one walk of both sorted arrays. */
+  notIn(other: KeyHashes): KeyHashes {
+    if (!this.sealed || !other.sealed) throw new Error('internal: KeyHashes.notIn before seal');
+    const a = new BigUint64Array(this.words.buffer, 0, this.n);
+    const b = new BigUint64Array(other.words.buffer, 0, other.n);
+    const out = new KeyHashes();
+    const o = new BigUint64Array(1);
+    const ow = new Uint32Array(o.buffer);
+    let j = 0;
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i] as bigint;
+      while (j < b.length && (b[j] as bigint) < x) j++;
+      if (j < b.length && b[j] === x) continue;
+      o[0] = x;
+      out.push(ow[0] as number, ow[1] as number);
+    }
+    out.seal();
+    return out;
+  }
+
+  private push(w0: number, w1: number): void {
+    if (2 * this.n + 2 > this.words.length) {
+      const grown = new Uint32Array(this.words.length * 2);
+      grown.set(this.words);
+      this.words = grown;
+    }
+    this.words[2 * this.n] = w0;
+    this.words[2 * this.n + 1] = w1;
+    this.n++;
   }
 
   has(key: Uint8Array): boolean {

@@ -6,7 +6,10 @@
  * pg's per-row text parsing (bytea as hex) and without holding the result.
  */
 export class CopyBinaryRows {
-  private pending: Buffer = Buffer.alloc(0);
+  /** Chunks of a row not complete yet, and how many bytes they must reach before parsing can go on. */
+  private pending: Buffer[] = [];
+  private pendingLength = 0;
+  private need = 0;
   private headerDone = false;
   private ended = false;
 
@@ -14,38 +17,45 @@ export class CopyBinaryRows {
   constructor(private readonly onRow: (fields: Array<Buffer | null>) => void) {}
 
   feed(chunk: Buffer): void {
-    // Only the tail of a row split between chunks is carried over, so this copies each byte at most twice.
-    const b = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    let b = chunk;
+    if (this.pending.length > 0) {
+      // A row longer than a chunk (a big value) is gathered until it is whole, then joined once.
+      this.pending.push(chunk);
+      this.pendingLength += chunk.length;
+      if (this.pendingLength < this.need) return;
+      b = Buffer.concat(this.pending, this.pendingLength);
+      this.pending = [];
+      this.pendingLength = 0;
+    }
     let pos = 0;
     if (!this.headerDone) {
-      if (b.length < 19) {
-        this.pending = Buffer.from(b);
+      const ext = b.length >= 19 ? b.readInt32BE(15) : 0;
+      if (b.length < 19 + ext) {
+        this.keep(b, 0, 19 + ext);
         return;
       }
       if (b.toString('latin1', 0, 11) !== 'PGCOPY\n\xff\r\n\0')
         throw new Error('the COPY output is not in the binary format (no PGCOPY signature)');
-      const ext = b.readInt32BE(15);
-      if (b.length < 19 + ext) {
-        this.pending = Buffer.from(b);
-        return;
-      }
       pos = 19 + ext;
       this.headerDone = true;
     }
-    while (!this.ended && pos + 2 <= b.length) {
+    const fields: Array<Buffer | null> = [];
+    while (!this.ended) {
+      if (pos + 2 > b.length) {
+        this.keep(b, pos, 2);
+        return;
+      }
       const n = b.readInt16BE(pos);
       if (n === -1) {
         this.ended = true;
-        pos += 2;
-        break;
+        return;
       }
-      const fields: Array<Buffer | null> = [];
+      fields.length = 0;
       let p = pos + 2;
-      let complete = true;
       for (let i = 0; i < n; i++) {
         if (p + 4 > b.length) {
-          complete = false;
-          break;
+          this.keep(b, pos, p + 4 - pos);
+          return;
         }
         const len = b.readInt32BE(p);
         p += 4;
@@ -54,16 +64,32 @@ export class CopyBinaryRows {
           continue;
         }
         if (p + len > b.length) {
-          complete = false;
-          break;
+          this.keep(b, pos, p + len - pos);
+          return;
         }
         fields.push(b.subarray(p, p + len));
         p += len;
       }
-      if (!complete) break;
       this.onRow(fields);
       pos = p;
     }
-    this.pending = pos < b.length ? Buffer.from(b.subarray(pos)) : Buffer.alloc(0);
   }
+
+  /** Keeps b[from..] until at least `need` bytes of it are there (a lower bound: more may be asked for later). */
+  private keep(b: Buffer, from: number, need: number): void {
+    if (from >= b.length) return;
+    const rest = Buffer.from(b.subarray(from));
+    this.pending = [rest];
+    this.pendingLength = rest.length;
+    this.need = need;
+  }
+}
+
+/** An int8 field. */
+export const int8 = (f: Buffer): number => Number(f.readBigInt64BE(0));
+
+/** A jsonb field: a version byte (1), then the JSON text. */
+export function jsonb(f: Buffer): unknown {
+  if (f[0] !== 1) throw new Error(`unknown jsonb binary format version ${f[0]}`);
+  return JSON.parse(f.toString('utf8', 1));
 }

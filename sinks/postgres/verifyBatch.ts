@@ -51,8 +51,6 @@ export interface BatchContext {
 
 export interface BatchResult {
   differences: KeyDifference[];
-  /** Keys of the batch with a live mirror row (verifyMirror's count of mirror keys the master has). */
-  matched: number;
 }
 
 /**
@@ -152,22 +150,25 @@ interface Planned {
 }
 
 /**
- * Compares a batch of distinct master keys with the mirror. Differences found here are real at the moment of the
+ * Compares a batch of distinct keys with the mirror: their rows as `given` (read by the caller, by position) or read
+ * here. Differences found here are real at the moment of the
  * read (the MULTI is atomic) but may be lag of the mirror: verifyMirror compares them again after catching up.
  */
-export async function compareBatch(c: BatchContext, keys: Buffer[]): Promise<BatchResult> {
-  const rows = await mirrorBatch(c, keys);
+export async function compareBatch(
+  c: BatchContext,
+  keys: Buffer[],
+  given?: Array<MirrorRow | undefined>,
+): Promise<BatchResult> {
+  const rows = given ?? (await mirrorBatch(c, keys));
   const planned: Planned[] = [];
   // Positions in `keys` of the keys read on their own, and of the big collections.
   const alone: number[] = [];
   const big: number[] = [];
   const strings: Buffer[] = [];
   const inner: Command[] = [['MULTI']];
-  let matched = 0;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as Buffer;
     const row = rows[i];
-    if (row) matched++;
     if (
       !row ||
       (row.type === 'hash' && hasFieldTtls(row)) ||
@@ -238,7 +239,7 @@ export async function compareBatch(c: BatchContext, keys: Buffer[]): Promise<Bat
     const d = difference(c.db, keys[i] as Buffer, r.key, row ? comparableFromRow(row, r.at) : null);
     if (d) differences.push(d);
   });
-  return { differences, matched };
+  return { differences };
 }
 
 /** One planned key: null when it agrees, its difference, or 'alone' when only a one-key read can tell. */
