@@ -13,8 +13,11 @@ export class CopyBinaryRows {
   private headerDone = false;
   private ended = false;
 
-  /** `onRow`: the fields of one row, views of the chunk valid only during the call (null for NULL). */
-  constructor(private readonly onRow: (fields: Array<Buffer | null>) => void) {}
+  /**
+   * `onRow`: one row as where its fields are in `b`: field i from `at[2i]` to `at[2i + 1]`, or `at[2i]` -1 for NULL.
+   * `at` is reused for the next row; `b` is not (views of it stay valid).
+   */
+  constructor(private readonly onRow: (b: Buffer, at: number[]) => void) {}
 
   feed(chunk: Buffer): void {
     let b = chunk;
@@ -39,7 +42,7 @@ export class CopyBinaryRows {
       pos = 19 + ext;
       this.headerDone = true;
     }
-    const fields: Array<Buffer | null> = [];
+    const at: number[] = [];
     while (!this.ended) {
       if (pos + 2 > b.length) {
         this.keep(b, pos, 2);
@@ -50,7 +53,7 @@ export class CopyBinaryRows {
         this.ended = true;
         return;
       }
-      fields.length = 0;
+      at.length = 0;
       let p = pos + 2;
       for (let i = 0; i < n; i++) {
         if (p + 4 > b.length) {
@@ -60,17 +63,17 @@ export class CopyBinaryRows {
         const len = b.readInt32BE(p);
         p += 4;
         if (len < 0) {
-          fields.push(null);
+          at.push(-1, -1);
           continue;
         }
         if (p + len > b.length) {
           this.keep(b, pos, p + len - pos);
           return;
         }
-        fields.push(b.subarray(p, p + len));
+        at.push(p, p + len);
         p += len;
       }
-      this.onRow(fields);
+      this.onRow(b, at);
       pos = p;
     }
   }
@@ -85,11 +88,46 @@ export class CopyBinaryRows {
   }
 }
 
-/** An int8 field. */
-export const int8 = (f: Buffer): number => Number(f.readBigInt64BE(0));
-
 /** A jsonb field: a version byte (1), then the JSON text. */
 export function jsonb(f: Buffer): unknown {
   if (f[0] !== 1) throw new Error(`unknown jsonb binary format version ${f[0]}`);
   return JSON.parse(f.toString('utf8', 1));
+}
+
+const NOT_PARSED = Symbol('not parsed');
+/** How Postgres prints the jsonb of a byte string that is not UTF-8 (docs/postgres.md), up to the base64 text. */
+const BASE64_HEAD = Buffer.from('{"base64": "', 'latin1');
+
+/**
+ * A `keys` row read by COPY whose value is parsed only when asked for: a batch settles most strings by comparing
+ * bytes (`stringBytes`), and parsing the JSON of every value was the largest cost of verify's own CPU.
+ */
+export class CopiedRow {
+  private parsed: unknown = NOT_PARSED;
+  readonly stringBytes: Buffer | undefined;
+  /** For a string stored as `{"base64": ...}` (not UTF-8, or holding NUL): the base64 text. */
+  readonly stringBase64: string | undefined;
+
+  constructor(
+    readonly type: string,
+    /** The jsonb field as COPY sent it (version byte, JSON text). */
+    private readonly json: Buffer,
+    readonly expire_ms: number | null,
+    readonly field_expire_at: unknown,
+  ) {
+    // A JSON string without backslashes: the bytes between the quotes are the string's UTF-8 (Postgres's jsonb
+    // output escapes only '"', '\\' and control characters, always with a backslash).
+    if (type !== 'string' || json.indexOf(0x5c, 1) >= 0) return;
+    if (json[1] === 0x22) this.stringBytes = json.subarray(2, json.length - 1);
+    else if (
+      json.length > BASE64_HEAD.length + 2 &&
+      json.compare(BASE64_HEAD, 0, BASE64_HEAD.length, 1, BASE64_HEAD.length + 1) === 0
+    )
+      this.stringBase64 = json.toString('latin1', BASE64_HEAD.length + 1, json.length - 2);
+  }
+
+  get value(): unknown {
+    if (this.parsed === NOT_PARSED) this.parsed = jsonb(this.json);
+    return this.parsed;
+  }
 }

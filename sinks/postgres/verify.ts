@@ -10,7 +10,7 @@ import { ioredisTarget, loadTls, type MasterTls } from '../../src/link/tls.js';
 import { ProgressLine } from '../../src/observe/progress.js';
 import { registerSecret, scrubbedMessage, secretsInEndpoint } from '../../src/observe/redact.js';
 import { parsePostgresSpec, pgConnectionString } from './config.js';
-import { CopyBinaryRows, int8, jsonb } from './copyOut.js';
+import { CopiedRow, CopyBinaryRows, jsonb } from './copyOut.js';
 import { KeyHashes } from './KeyHashes.js';
 import { ident } from './migrations.js';
 import { encodeBytes } from './model/encoding.js';
@@ -138,16 +138,18 @@ async function copyMirror(
   );
   let keys: Buffer[] = [];
   let rows: MirrorRow[] = [];
-  const parser = new CopyBinaryRows((f) => {
-    const [key, type, value, expire, fieldTtl] = f;
-    if (!key || !type || !value) throw new Error('internal: a NULL key, type or value in the mirror');
-    keys.push(Buffer.from(key));
-    rows.push({
-      type: latin1(type),
-      value: jsonb(value),
-      expire_ms: expire ? int8(expire) : null,
-      field_expire_at: fieldTtl ? jsonb(fieldTtl) : null,
-    });
+  const parser = new CopyBinaryRows((b, at) => {
+    const [k0 = -1, k1 = 0, t0 = -1, t1 = 0, v0 = -1, v1 = 0, e0 = -1, , f0 = -1, f1 = 0] = at;
+    if (k0 < 0 || t0 < 0 || v0 < 0) throw new Error('internal: a NULL key, type or value in the mirror');
+    keys.push(b.subarray(k0, k1));
+    rows.push(
+      new CopiedRow(
+        latin1(b, t0, t1),
+        b.subarray(v0, v1),
+        e0 < 0 ? null : Number(b.readBigInt64BE(e0)),
+        f0 < 0 ? null : jsonb(b.subarray(f0, f1)),
+      ),
+    );
   });
   for await (const chunk of stream) {
     parser.feed(chunk as Buffer);

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
@@ -12,6 +13,7 @@ import {
   mirrorFields,
   type ReadOptions,
   readRedisKeyAt,
+  sameJson,
   score,
 } from './verifyKey.js';
 
@@ -136,6 +138,15 @@ function sameBytes(mirror: unknown, b: Buffer): boolean {
   );
 }
 
+/** Whether a string row holds `v`, from the bytes or base64 text the COPY kept when it can (CopiedRow). */
+function sameString(row: MirrorRow, v: Buffer): boolean {
+  if (row.stringBytes) return row.stringBytes.equals(v);
+  // The mirror keeps base64 exactly for values that are not UTF-8 or hold NUL (encodeBytes).
+  if (row.stringBase64 !== undefined)
+    return (v.includes(0) || !isUtf8(v)) && v.toString('base64') === row.stringBase64;
+  return sameBytes(row.value, v);
+}
+
 /** A key of the batch whose reads went into the MULTI. */
 interface Planned {
   /** Position in the batch. */
@@ -255,15 +266,14 @@ function judge(
     const v = mget[p.mget];
     const mirrorExpire = p.row.expire_ms === null ? null : Number(p.row.expire_ms);
     // Most keys agree: settled without building either side's comparable form.
-    if (expireAt === mirrorExpire && Buffer.isBuffer(v) && sameBytes(p.row.value, v)) return null;
+    if (expireAt === mirrorExpire && Buffer.isBuffer(v) && sameString(p.row, v)) return null;
     const mirror = comparableFromRow(p.row, now);
     if (expireAt === undefined) return difference(c.db, p.key, null, mirror);
     // MGET answers nil for a key of another type.
     if (!Buffer.isBuffer(v)) return 'alone';
     return difference(c.db, p.key, { type: 'string', value: encodeBytes(v), expireAt }, mirror);
   }
-  const mirror = comparableFromRow(p.row, now);
-  if (expireAt === undefined) return difference(c.db, p.key, null, mirror);
+  if (expireAt === undefined) return difference(c.db, p.key, null, comparableFromRow(p.row, now));
   const r = exec[p.at + 1];
   if (!Array.isArray(r)) return 'alone'; // WRONGTYPE: the master's key has another type
   for (let i = 0; i < p.ttlCommands; i++) {
@@ -271,7 +281,12 @@ function judge(
     // A field TTL the mirror lacks (or an error): the one-key read states the key with every field's TTL.
     if (!Array.isArray(ttls) || ttls.some((t) => typeof t !== 'number' || t >= 0)) return 'alone';
   }
-  const redis: ComparableKey = { type: p.row.type, value: replyValue(p.row.type, r as Buffer[]), expireAt };
+  const value = replyValue(p.row.type, r as Buffer[]);
+  // The mirror's row here has no field TTLs (hashes with some are read alone), so its value is what it shows.
+  const mirrorExpire = p.row.expire_ms === null ? null : Number(p.row.expire_ms);
+  if (expireAt === mirrorExpire && sameJson(value, p.row.value)) return null;
+  const mirror = comparableFromRow(p.row, now);
+  const redis: ComparableKey = { type: p.row.type, value, expireAt };
   if (p.row.type === 'hash') redis.fieldExpireAt = [];
   const d = difference(c.db, p.key, redis, mirror);
   // The TTLs read were those of the mirror's fields: a field only the master has is stated, with its TTL, by the

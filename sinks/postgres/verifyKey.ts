@@ -87,6 +87,30 @@ export interface MirrorRow {
   value: unknown;
   expire_ms: string | number | null;
   field_expire_at?: unknown;
+  /**
+   * For a string stored as a JSON string with no escape in it: its UTF-8 bytes, which equal the master's value
+   * exactly when the key agrees (verify's batches compare them without parsing the JSON).
+   */
+  stringBytes?: Buffer;
+  /** For a string stored as `{"base64": ...}`: the base64 text. */
+  stringBase64?: string | undefined;
+}
+
+/** Equality of two JSON values (arrays, strings, numbers, objects such as {"base64": ...}), without stringifying. */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object' || Array.isArray(b))
+    return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka)
+    if (!sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  return true;
 }
 
 /**
