@@ -12,7 +12,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -66,6 +66,17 @@ function timed(cmd: string, args: string[], shell = false): Timed {
   };
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (0 where there is no /proc). */
+function cpuOf(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    // Fields 14 and 15 of stat (utime, stime) are the 12th and 13th after the command name, in clock ticks.
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 async function mirrorCaughtUp(schema: string, port: number, redtail: Redtail): Promise<number> {
   const t0 = Date.now();
   for (;;) {
@@ -93,12 +104,14 @@ async function main(): Promise<void> {
   let master = process.env.BENCH_VERIFY_MASTER;
   let schema = process.env.BENCH_VERIFY_SCHEMA;
   const cleanup: Array<() => Promise<void> | void> = [];
+  let masterPid: number | undefined;
   try {
     if (!master || !schema) {
       const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-verify-'));
       cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
       copyFileSync(await mixedRdb(), join(dir, 'dump.rdb'));
       const redis = await startBenchRedis(dir, ['dbfilename dump.rdb']);
+      masterPid = redis.proc.pid;
       cleanup.unshift(() => {
         redis.proc.kill('SIGKILL');
       });
@@ -129,6 +142,7 @@ async function main(): Promise<void> {
       )?.[1],
     );
     const loadBefore = load();
+    const masterCpu0 = cpuOf(masterPid);
     const verify = timed(process.execPath, [
       join(repoRoot, 'bin', 'redtail.js'),
       'verify',
@@ -138,6 +152,7 @@ async function main(): Promise<void> {
       `${PG}?schema=${schema}`,
     ]);
     const loadAfter = load();
+    const masterCpu = cpuOf(masterPid) - masterCpu0;
     const summary = verify.stdout.trim().split('\n').pop() ?? '';
     const scan = timed(`redis-cli -p ${port} --scan | wc -l`, [], true);
     const copy = timed(
@@ -160,6 +175,9 @@ async function main(): Promise<void> {
     const out = [
       `keys: ${fmt(keys)}; verify said: ${summary} (exit ${verify.status})`,
       `load average: at start ${loadAtStart}, before verify ${loadBefore}, after verify ${loadAfter}, at end ${load()}`,
+      masterPid
+        ? `CPU per key during verify: redtail ${((verify.cpuSeconds / keys) * 1e6).toFixed(1)} µs, the master (redis-server) ${((masterCpu / keys) * 1e6).toFixed(1)} µs (Postgres not counted)`
+        : `CPU per key during verify: redtail ${((verify.cpuSeconds / keys) * 1e6).toFixed(1)} µs`,
       ...lines,
     ];
     process.stdout.write(`${out.join('\n')}\n`);
