@@ -15,7 +15,7 @@ import { KeyHashes } from './KeyHashes.js';
 import { ident } from './migrations.js';
 import { encodeBytes } from './model/encoding.js';
 import { latin1, ReplyError, RespPipe } from './RespPipe.js';
-import { type BatchContext, compareBatch } from './verifyBatch.js';
+import { type BatchContext, compareBatch, volatileIn } from './verifyBatch.js';
 import {
   type ComparableKey,
   type KeyDifference,
@@ -269,7 +269,8 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
       await redis.select(d);
       await pipe.call('SELECT', String(d));
       await scanPipe.call('SELECT', String(d));
-      const ctx: BatchContext = { pipe, redis, pg: pool, schema: s, db: d, read };
+      const ctx: BatchContext = { pipe, redis, pg: pool, schema: s, db: d, read, volatile: { value: true } };
+      ctx.volatile.value = volatileIn(keyspace, d);
       const limiter = new Limiter(BATCHES_IN_FLIGHT);
       // The master's keys (SCAN, meanwhile, on the other connection) and the mirror's, to find the keys only the
       // master has once both are complete. Keys only the mirror has show in the batches: the master answers -2.
@@ -321,6 +322,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
           schema: s,
           db: d,
           read,
+          volatile: { value: true },
           settle: async () => {
             await catchUp(redis, db, s, sink, Date.now() + 15_000);
           },

@@ -44,6 +44,11 @@ export interface BatchContext {
   db: number;
   read: ReadOptions;
   /**
+   * Whether the db has keys with a TTL (`INFO keyspace` expires > 0), shared by its batches: while false, batches
+   * read no PEXPIRETIME and check the count in their MULTI instead (a batch that finds one is read again with them).
+   */
+  volatile: { value: boolean };
+  /**
    * Called after the master's reads and before the mirror's rows they are judged against are read again: the re-read
    * rounds wait there for the mirror to catch up with the master, so a key written between the two reads converges.
    * Without it the rows read first (to choose the reads) are the ones judged.
@@ -153,8 +158,10 @@ interface Planned {
   i: number;
   key: Buffer;
   row: MirrorRow;
-  /** Index in EXEC's reply of its PEXPIRETIME; the value read follows (HPEXPIRETIMEs after it for hashes). */
-  at: number;
+  /** Index in EXEC's reply of its PEXPIRETIME, or -1 when the db had no key with a TTL (BatchContext.volatile). */
+  ttlAt: number;
+  /** Index of its value read (collections); HPEXPIRETIMEs follow it for hashes. */
+  readAt: number;
   /** For strings: index in the MGET reply. */
   mget: number;
   ttlCommands: number;
@@ -176,7 +183,9 @@ export async function compareBatch(
   const alone: number[] = [];
   const big: number[] = [];
   const strings: Buffer[] = [];
-  const inner: Command[] = [['MULTI']];
+  // Without keys with a TTL in the db, no PEXPIRETIME: INFO keyspace in the same MULTI proves there were none.
+  const withTtl = c.volatile.value;
+  const inner: Command[] = withTtl ? [['MULTI']] : [['MULTI'], ['INFO', 'keyspace']];
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as Buffer;
     const row = rows[i];
@@ -189,10 +198,10 @@ export async function compareBatch(
     else if (isBig(row)) big.push(i);
     else {
       // EXEC's reply has one entry per command after MULTI.
-      const p: Planned = { i, key, row, at: inner.length - 1, mget: -1, ttlCommands: 0 };
-      inner.push(ttlCommand(c, key));
+      const p: Planned = { i, key, row, ttlAt: -1, readAt: -1, mget: -1, ttlCommands: 0 };
+      if (withTtl) p.ttlAt = inner.push(ttlCommand(c, key)) - 2;
       if (row.type === 'string') p.mget = strings.push(key) - 1;
-      else inner.push(readCommand(row.type, key) as Command);
+      else p.readAt = inner.push(readCommand(row.type, key) as Command) - 2;
       if (row.type === 'hash' && c.read.fieldTtl) {
         const fields = mirrorFields(row) ?? [];
         for (let j = 0; j < fields.length; j += FIELDS_PER_HPEXPIRETIME) {
@@ -219,6 +228,11 @@ export async function compareBatch(
         `the master refused the batched reads: ${last instanceof ReplyError ? last.message : String(last)}`,
       );
     exec = last;
+    if (!withTtl && volatileIn(exec[0], c.db)) {
+      // A key got a TTL since the last batch: this one again, with PEXPIRETIME from now on.
+      c.volatile.value = true;
+      return compareBatch(c, keys, rows);
+    }
     mget = (strings.length > 0 ? exec[mgetAt] : []) as Reply[];
   }
   for (const i of big) if (await bigDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow)) alone.push(i);
@@ -253,6 +267,24 @@ export async function compareBatch(
   return { differences };
 }
 
+/**
+ * A key's expiry read without PEXPIRETIME, in a db that had no key with a TTL at the batch's EXEC: null, or undefined
+ * when the key does not exist (a collection is never empty in Redis; an empty reply means no key). A string's nil
+ * from MGET may also be a key of another type: judge sends it to the one-key read either way.
+ */
+function existence(p: Planned, exec: Reply[], mget: Reply[]): null | undefined {
+  if (p.row.type === 'string') return Buffer.isBuffer(mget[p.mget]) ? null : undefined;
+  const r = exec[p.readAt];
+  return Array.isArray(r) && r.length === 0 ? undefined : null;
+}
+
+/** Whether `INFO keyspace` counts keys with a TTL ("expires=") in db `db`. */
+export function volatileIn(info: Reply, db: number): boolean {
+  const text = Buffer.isBuffer(info) ? info.toString('latin1') : String(info);
+  const m = new RegExp(`^db${db}:keys=\\d+,expires=(\\d+)`, 'm').exec(text);
+  return m !== null && Number(m[1]) > 0;
+}
+
 /** One planned key: null when it agrees, its difference, or 'alone' when only a one-key read can tell. */
 function judge(
   c: BatchContext,
@@ -261,23 +293,24 @@ function judge(
   mget: Reply[],
   now: number,
 ): KeyDifference | 'alone' | null {
-  const expireAt = expiryOf(c, exec[p.at] ?? null, now);
+  const expireAt = p.ttlAt < 0 ? existence(p, exec, mget) : expiryOf(c, exec[p.ttlAt] ?? null, now);
   if (p.row.type === 'string') {
     const v = mget[p.mget];
     const mirrorExpire = p.row.expire_ms === null ? null : Number(p.row.expire_ms);
     // Most keys agree: settled without building either side's comparable form.
     if (expireAt === mirrorExpire && Buffer.isBuffer(v) && sameString(p.row, v)) return null;
+    // MGET answers nil for a key of another type too: without PEXPIRETIME's -2, only the one-key read can tell.
+    if (!Buffer.isBuffer(v) && p.ttlAt < 0) return 'alone';
     const mirror = comparableFromRow(p.row, now);
     if (expireAt === undefined) return difference(c.db, p.key, null, mirror);
-    // MGET answers nil for a key of another type.
     if (!Buffer.isBuffer(v)) return 'alone';
     return difference(c.db, p.key, { type: 'string', value: encodeBytes(v), expireAt }, mirror);
   }
   if (expireAt === undefined) return difference(c.db, p.key, null, comparableFromRow(p.row, now));
-  const r = exec[p.at + 1];
+  const r = exec[p.readAt];
   if (!Array.isArray(r)) return 'alone'; // WRONGTYPE: the master's key has another type
   for (let i = 0; i < p.ttlCommands; i++) {
-    const ttls = exec[p.at + 2 + i];
+    const ttls = exec[p.readAt + 1 + i];
     // A field TTL the mirror lacks (or an error): the one-key read states the key with every field's TTL.
     if (!Array.isArray(ttls) || ttls.some((t) => typeof t !== 'number' || t >= 0)) return 'alone';
   }

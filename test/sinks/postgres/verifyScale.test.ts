@@ -3,9 +3,16 @@ import copyStreams from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CopyBinaryRows } from '../../../sinks/postgres/copyOut.js';
 import { KeyHashes } from '../../../sinks/postgres/KeyHashes.js';
-import { encodeCommands, type Reply, ReplyError, ReplyParser } from '../../../sinks/postgres/RespPipe.js';
+import {
+  encodeCommands,
+  type Reply,
+  ReplyError,
+  ReplyParser,
+  RespPipe,
+} from '../../../sinks/postgres/RespPipe.js';
 import { describeDifference } from '../../../sinks/postgres/verify.js';
-import { BIG_MEMBERS } from '../../../sinks/postgres/verifyBatch.js';
+import { BIG_MEMBERS, compareBatch } from '../../../sinks/postgres/verifyBatch.js';
+import { parseMasterUrl } from '../../../src/link/MasterAddress.js';
 import { describeDiffs, MirrorHarness, PG_URL, pgQuery } from './helpers.js';
 
 /**
@@ -133,6 +140,76 @@ describe('verify at scale against a real mirror', () => {
     const bigValue = big?.redis?.value;
     expect(Array.isArray(bigValue) ? bigValue.length : -1).toBe(BIG);
     expect(big && describeDifference(big)).toContain('bighash');
+  });
+});
+
+describe('verify of a db without TTLs (no PEXPIRETIME: INFO keyspace in each MULTI proves there are none)', () => {
+  let h: MirrorHarness;
+  beforeAll(async () => {
+    h = await MirrorHarness.start();
+    const cmds: Array<Array<string | number>> = [];
+    for (let i = 0; i < 2_500; i++) {
+      cmds.push(['set', `s:${i}`, `v${i}`]);
+      if (i % 5 === 0) cmds.push(['rpush', `l:${i}`, 'a', String(i)]);
+    }
+    await h.run(cmds, 500);
+  }, 120_000);
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it('reports extra keys of both kinds, a TTL only the mirror has and a tampered list, and no more', async () => {
+    expect((await h.verify()).differences).toEqual([]);
+    const s = `"${h.schema}".keys`;
+    await pgQuery(
+      `INSERT INTO ${s} (db, key, key_text, type, value, updated_offset, snapshot_gen) VALUES
+       (0, 'extra-s', 'extra-s', 'string', '"x"', 0, 0), (0, 'extra-l', 'extra-l', 'list', '["x"]', 0, 0)`,
+    );
+    await pgQuery(`UPDATE ${s} SET expire_at = now() + interval '1 day' WHERE key = 's:10'`);
+    await pgQuery(`UPDATE ${s} SET value = '["a", "tampered"]' WHERE key = 'l:20'`);
+    const r = await h.verify();
+    expect(r.differences.map((d) => d.key.toString()).sort(), describeDiffs(r)).toEqual([
+      'extra-l',
+      'extra-s',
+      'l:20',
+      's:10',
+    ]);
+  });
+
+  it('a key that gets a TTL after the db was seen without any is still compared with its TTL', async () => {
+    await pgQuery(`DELETE FROM "${h.schema}".keys WHERE key LIKE 'extra-%'`);
+    await h.run([
+      ['pexpireat', 's:10', FUTURE_MS],
+      ['pexpireat', 's:11', FUTURE_MS],
+    ]);
+    // The mirror loses one of the two TTLs; the batch is built as for a db without TTLs (volatile false).
+    await pgQuery(`UPDATE "${h.schema}".keys SET expire_at = NULL WHERE key = 's:11'`);
+    const pipe = await RespPipe.connect(parseMasterUrl(h.master.url()));
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    try {
+      const ctx = {
+        pipe,
+        redis: h.master.client(),
+        pg: c,
+        schema: `"${h.schema}"`,
+        db: 0,
+        read: { pexpiretime: true, fieldTtl: false },
+        volatile: { value: false },
+      };
+      const r = await compareBatch(
+        ctx,
+        ['s:9', 's:10', 's:11', 'l:20'].map((k) => Buffer.from(k)),
+      );
+      expect(ctx.volatile.value).toBe(true);
+      expect(r.differences.map((d) => [d.key.toString(), d.redis?.expireAt, d.mirror?.expireAt])).toEqual([
+        ['s:11', FUTURE_MS, null],
+        ['l:20', null, null],
+      ]);
+    } finally {
+      pipe.close();
+      await c.end();
+    }
   });
 });
 
