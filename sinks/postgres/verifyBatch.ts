@@ -246,17 +246,27 @@ export async function compareBatch(
     await c.settle();
     judged = await mirrorBatch(c, keys);
   }
+  const late: number[] = [];
   for (const p of planned) {
     const row = judged[p.i];
     // The mirror changed type meanwhile (or lost the key): the reads chosen for the old type tell nothing.
     const verdict =
       row?.type === p.row.type ? judge(c, row === p.row ? p : { ...p, row }, exec, mget, now) : 'alone';
-    if (verdict === 'alone') {
-      const r = await readRedisKeyAt(c.redis, p.key, { ...c.read, hashFields: mirrorFields(row) });
-      const d = difference(c.db, p.key, r.key, row ? comparableFromRow(row, r.at) : null);
-      if (d) differences.push(d);
-    } else if (verdict) differences.push(verdict);
+    if (verdict === 'alone') late.push(p.i);
+    else if (verdict) differences.push(verdict);
   }
+  // Read together, not one round trip after another (a mirror of a flushed master has only such keys).
+  const lateRead = await Promise.all(
+    late.map((i) =>
+      readRedisKeyAt(c.redis, keys[i] as Buffer, { ...c.read, hashFields: mirrorFields(judged[i]) }),
+    ),
+  );
+  late.forEach((i, n) => {
+    const r = lateRead[n];
+    const row = judged[i];
+    const d = r && difference(c.db, keys[i] as Buffer, r.key, row ? comparableFromRow(row, r.at) : null);
+    if (d) differences.push(d);
+  });
   alone.forEach((i, n) => {
     const r = read[n];
     if (!r) return;
