@@ -8,6 +8,7 @@ import {
   cmpBuf,
   comparableFromRow,
   difference,
+  FIELDS_PER_HPEXPIRETIME,
   type KeyDifference,
   type MirrorRow,
   mirrorFields,
@@ -30,8 +31,6 @@ import {
 export const BIG_MEMBERS = 5_000;
 /** Members per chunk read of a big collection (LRANGE/ZRANGE ranges, HSCAN/SSCAN COUNT). */
 export const CHUNK_MEMBERS = 5_000;
-/** Fields per `HPEXPIRETIME` command. */
-const FIELDS_PER_HPEXPIRETIME = 1000;
 
 export interface BatchContext {
   pipe: RespPipe;

@@ -185,7 +185,7 @@ export interface ReadOptions {
 }
 
 /** Fields per `HPEXPIRETIME` command, so a huge hash does not become one huge command. */
-const FIELDS_PER_HPEXPIRETIME = 1000;
+export const FIELDS_PER_HPEXPIRETIME = 1000;
 
 /**
  * Reads one key from Redis in the comparable form, atomically (MULTI/EXEC), or null when it does not exist.
