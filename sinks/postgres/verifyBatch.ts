@@ -1,0 +1,428 @@
+import { isUtf8 } from 'node:buffer';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import { decodeToBuffer, encodeBytes } from './model/encoding.js';
+import { type Command, latin1, type Reply, ReplyError, type RespPipe } from './RespPipe.js';
+import {
+  type ComparableKey,
+  cmpBuf,
+  comparableFromRow,
+  difference,
+  FIELDS_PER_HPEXPIRETIME,
+  type KeyDifference,
+  type MirrorRow,
+  mirrorFields,
+  type ReadOptions,
+  readRedisKeyAt,
+  sameJson,
+  score,
+} from './verifyKey.js';
+
+/*
+ * The batched path of `redtail verify`: a batch of keys (from SCAN) is read from the mirror with one query and from
+ * the master with one pipelined MULTI/EXEC whose reads are chosen by the mirror's type of each key (MGET for all
+ * strings, LRANGE/SMEMBERS/ZRANGE/HGETALL per collection, PEXPIRETIME per key), so a correct mirror costs about one
+ * Redis command per key and no TYPE: a key of another type on the master answers WRONGTYPE, which is a difference.
+ * Keys the batch cannot settle (no mirror row, streams, hashes with field TTLs, a type mismatch) are read on their
+ * own, atomically, by readRedisKeyAt; collections above BIG_MEMBERS are compared in chunks (compareBig).
+ */
+
+/** Members above which a collection is compared chunk by chunk instead of in one reply. */
+export const BIG_MEMBERS = 5_000;
+/** Members per chunk read of a big collection (LRANGE/ZRANGE ranges, HSCAN/SSCAN COUNT). */
+export const CHUNK_MEMBERS = 5_000;
+
+export interface BatchContext {
+  pipe: RespPipe;
+  /** For the one-key atomic reads; must have `db` selected, as must `pipe`. */
+  redis: Redis;
+  /** Batches run on several connections at once. */
+  pg: pg.Pool | pg.Client;
+  /** Quoted schema name. */
+  schema: string;
+  db: number;
+  read: ReadOptions;
+  /**
+   * Whether the db has keys with a TTL (`INFO keyspace` expires > 0), shared by its batches: while false, batches
+   * read no PEXPIRETIME and check the count in their MULTI instead (a batch that finds one is read again with them).
+   */
+  volatile: { value: boolean };
+  /**
+   * Called after the master's reads and before the mirror's rows they are judged against are read again: the re-read
+   * rounds wait there for the mirror to catch up with the master, so a key written between the two reads converges.
+   * Without it the rows read first (to choose the reads) are the ones judged.
+   */
+  settle?: () => Promise<void>;
+}
+
+export interface BatchResult {
+  differences: KeyDifference[];
+}
+
+/**
+ * The live mirror rows of `keys` in one query, by key (latin1). The keys are joined from `unnest` so the plan is one
+ * primary-key lookup per key whatever the table's statistics say (with `key = ANY(...)` and no ANALYZE since the
+ * snapshot load, Postgres 15 chose a scan of every row of the db per batch); rows come back with the key's position
+ * in the batch instead of the key, which spares decoding a hex bytea per row.
+ */
+export async function mirrorBatch(c: BatchContext, keys: Buffer[]): Promise<Array<MirrorRow | undefined>> {
+  const { rows } = await c.pg.query<[number, string, unknown, string | null, unknown]>({
+    text: `SELECT u.i::int, k.type, k.value, (extract(epoch FROM k.expire_at) * 1000)::bigint, k.field_expire_at
+     FROM unnest($2::bytea[]) WITH ORDINALITY AS u(key, i)
+     JOIN ${c.schema}.keys k ON k.db = $1 AND k.key = u.key
+     WHERE k.expire_at IS NULL OR k.expire_at > now()`,
+    values: [c.db, keys],
+    rowMode: 'array',
+  });
+  const out = new Array<MirrorRow | undefined>(keys.length);
+  for (const r of rows) out[r[0] - 1] = { type: r[1], value: r[2], expire_ms: r[3], field_expire_at: r[4] };
+  return out;
+}
+
+const hasFieldTtls = (row: MirrorRow) =>
+  Array.isArray(row.field_expire_at) && (row.field_expire_at as unknown[]).length > 0;
+
+function isBig(row: MirrorRow): boolean {
+  return row.type !== 'string' && Array.isArray(row.value) && (row.value as unknown[]).length > BIG_MEMBERS;
+}
+
+function ttlCommand(c: BatchContext, key: Buffer): Command {
+  return c.read.pexpiretime === false ? ['PTTL', key] : ['PEXPIRETIME', key];
+}
+
+/** The absolute expiry from a PEXPIRETIME (or PTTL, read at `now`) reply; undefined when the key does not exist. */
+function expiryOf(c: BatchContext, r: Reply, now: number): number | null | undefined {
+  const n = Number(r);
+  if (n === -2) return undefined;
+  if (n < 0) return null;
+  return c.read.pexpiretime === false ? now + n : n;
+}
+
+function readCommand(type: string, key: Buffer): Command | null {
+  switch (type) {
+    case 'list':
+      return ['LRANGE', key, '0', '-1'];
+    case 'set':
+      return ['SMEMBERS', key];
+    case 'zset':
+      return ['ZRANGE', key, '0', '-1', 'WITHSCORES'];
+    case 'hash':
+      return ['HGETALL', key];
+    default:
+      return null;
+  }
+}
+
+/** The master's value of a list/set/zset/hash reply in the mirror's encoding (verifyKey's readRedisKeyAt). */
+function replyValue(type: string, r: Buffer[]): unknown {
+  switch (type) {
+    case 'list':
+      return r.map(encodeBytes);
+    case 'set':
+      return [...r].sort(cmpBuf).map(encodeBytes);
+    case 'zset': {
+      const out: unknown[] = [];
+      for (let i = 0; i + 1 < r.length; i += 2)
+        out.push([encodeBytes(r[i] as Buffer), score(latin1(r[i + 1] as Buffer))]);
+      return out;
+    }
+    default: {
+      const pairs: Array<[Buffer, Buffer]> = [];
+      for (let i = 0; i + 1 < r.length; i += 2) pairs.push([r[i] as Buffer, r[i + 1] as Buffer]);
+      return pairs.sort((x, y) => cmpBuf(x[0], y[0])).map(([f, v]) => [encodeBytes(f), encodeBytes(v)]);
+    }
+  }
+}
+
+function sameBytes(mirror: unknown, b: Buffer): boolean {
+  const e = encodeBytes(b);
+  if (typeof e === 'string') return e === mirror;
+  return (
+    typeof mirror === 'object' && mirror !== null && (mirror as { base64?: unknown }).base64 === e.base64
+  );
+}
+
+/** Whether a string row holds `v`, from the bytes or base64 text the COPY kept when it can (CopiedRow). */
+function sameString(row: MirrorRow, v: Buffer): boolean {
+  if (row.stringBytes) return row.stringBytes.equals(v);
+  // The mirror keeps base64 exactly for values that are not UTF-8 or hold NUL (encodeBytes).
+  if (row.stringBase64 !== undefined)
+    return (v.includes(0) || !isUtf8(v)) && v.toString('base64') === row.stringBase64;
+  return sameBytes(row.value, v);
+}
+
+/** A key of the batch whose reads went into the MULTI. */
+interface Planned {
+  /** Position in the batch. */
+  i: number;
+  key: Buffer;
+  row: MirrorRow;
+  /** Index in EXEC's reply of its PEXPIRETIME, or -1 when the db had no key with a TTL (BatchContext.volatile). */
+  ttlAt: number;
+  /** Index of its value read (collections); HPEXPIRETIMEs follow it for hashes. */
+  readAt: number;
+  /** For strings: index in the MGET reply. */
+  mget: number;
+  ttlCommands: number;
+}
+
+/**
+ * Compares a batch of distinct keys with the mirror: their rows as `given` (read by the caller, by position) or read
+ * here. Differences found here are real at the moment of the
+ * read (the MULTI is atomic) but may be lag of the mirror: verifyMirror compares them again after catching up.
+ */
+export async function compareBatch(
+  c: BatchContext,
+  keys: Buffer[],
+  given?: Array<MirrorRow | undefined>,
+): Promise<BatchResult> {
+  const rows = given ?? (await mirrorBatch(c, keys));
+  const planned: Planned[] = [];
+  // Positions in `keys` of the keys read on their own, and of the big collections.
+  const alone: number[] = [];
+  const big: number[] = [];
+  const strings: Buffer[] = [];
+  // Without keys with a TTL in the db, no PEXPIRETIME: INFO keyspace in the same MULTI proves there were none.
+  const withTtl = c.volatile.value;
+  const inner: Command[] = withTtl ? [['MULTI']] : [['MULTI'], ['INFO', 'keyspace']];
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as Buffer;
+    const row = rows[i];
+    if (
+      !row ||
+      (row.type === 'hash' && hasFieldTtls(row)) ||
+      !(row.type === 'string' || readCommand(row.type, key))
+    )
+      alone.push(i);
+    else if (isBig(row)) big.push(i);
+    else {
+      // EXEC's reply has one entry per command after MULTI.
+      const p: Planned = { i, key, row, ttlAt: -1, readAt: -1, mget: -1, ttlCommands: 0 };
+      if (withTtl) p.ttlAt = inner.push(ttlCommand(c, key)) - 2;
+      if (row.type === 'string') p.mget = strings.push(key) - 1;
+      else p.readAt = inner.push(readCommand(row.type, key) as Command) - 2;
+      if (row.type === 'hash' && c.read.fieldTtl) {
+        const fields = mirrorFields(row) ?? [];
+        for (let j = 0; j < fields.length; j += FIELDS_PER_HPEXPIRETIME) {
+          const chunk = fields.slice(j, j + FIELDS_PER_HPEXPIRETIME);
+          inner.push(['HPEXPIRETIME', key, 'FIELDS', String(chunk.length), ...chunk]);
+          p.ttlCommands++;
+        }
+      }
+      planned.push(p);
+    }
+  }
+  const differences: KeyDifference[] = [];
+  let exec: Reply[] = [];
+  let mget: Reply[] = [];
+  const now = Date.now();
+  if (planned.length > 0) {
+    const mgetAt = inner.length - 1;
+    if (strings.length > 0) inner.push(['MGET', ...strings]);
+    inner.push(['EXEC']);
+    const replies = await c.pipe.send(inner);
+    const last = replies[replies.length - 1];
+    if (!Array.isArray(last))
+      throw new Error(
+        `the master refused the batched reads: ${last instanceof ReplyError ? last.message : String(last)}`,
+      );
+    exec = last;
+    if (!withTtl && volatileIn(exec[0], c.db)) {
+      // A key got a TTL since the last batch: this one again, with PEXPIRETIME from now on.
+      c.volatile.value = true;
+      return compareBatch(c, keys, rows);
+    }
+    mget = (strings.length > 0 ? exec[mgetAt] : []) as Reply[];
+  }
+  for (const i of big) if (await bigDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow)) alone.push(i);
+  const read = await Promise.all(
+    alone.map((i) =>
+      readRedisKeyAt(c.redis, keys[i] as Buffer, { ...c.read, hashFields: mirrorFields(rows[i]) }),
+    ),
+  );
+  let judged = rows;
+  if (c.settle) {
+    await c.settle();
+    judged = await mirrorBatch(c, keys);
+  }
+  const late: number[] = [];
+  for (const p of planned) {
+    const row = judged[p.i];
+    // The mirror changed type meanwhile (or lost the key): the reads chosen for the old type tell nothing.
+    const verdict =
+      row?.type === p.row.type ? judge(c, row === p.row ? p : { ...p, row }, exec, mget, now) : 'alone';
+    if (verdict === 'alone') late.push(p.i);
+    else if (verdict) differences.push(verdict);
+  }
+  // Read together, not one round trip after another (a mirror of a flushed master has only such keys).
+  const lateRead = await Promise.all(
+    late.map((i) =>
+      readRedisKeyAt(c.redis, keys[i] as Buffer, { ...c.read, hashFields: mirrorFields(judged[i]) }),
+    ),
+  );
+  late.forEach((i, n) => {
+    const r = lateRead[n];
+    const row = judged[i];
+    const d = r && difference(c.db, keys[i] as Buffer, r.key, row ? comparableFromRow(row, r.at) : null);
+    if (d) differences.push(d);
+  });
+  alone.forEach((i, n) => {
+    const r = read[n];
+    if (!r) return;
+    const row = judged[i];
+    const d = difference(c.db, keys[i] as Buffer, r.key, row ? comparableFromRow(row, r.at) : null);
+    if (d) differences.push(d);
+  });
+  return { differences };
+}
+
+/**
+ * A key's expiry read without PEXPIRETIME, in a db that had no key with a TTL at the batch's EXEC: null, or undefined
+ * when the key does not exist (a collection is never empty in Redis; an empty reply means no key). A string's nil
+ * from MGET may also be a key of another type: judge sends it to the one-key read either way.
+ */
+function existence(p: Planned, exec: Reply[], mget: Reply[]): null | undefined {
+  if (p.row.type === 'string') return Buffer.isBuffer(mget[p.mget]) ? null : undefined;
+  const r = exec[p.readAt];
+  return Array.isArray(r) && r.length === 0 ? undefined : null;
+}
+
+/** Whether `INFO keyspace` counts keys with a TTL ("expires=") in db `db`. */
+export function volatileIn(info: Reply, db: number): boolean {
+  const text = Buffer.isBuffer(info) ? info.toString('latin1') : String(info);
+  const m = new RegExp(`^db${db}:keys=\\d+,expires=(\\d+)`, 'm').exec(text);
+  return m !== null && Number(m[1]) > 0;
+}
+
+/** One planned key: null when it agrees, its difference, or 'alone' when only a one-key read can tell. */
+function judge(
+  c: BatchContext,
+  p: Planned,
+  exec: Reply[],
+  mget: Reply[],
+  now: number,
+): KeyDifference | 'alone' | null {
+  const expireAt = p.ttlAt < 0 ? existence(p, exec, mget) : expiryOf(c, exec[p.ttlAt] ?? null, now);
+  if (p.row.type === 'string') {
+    const v = mget[p.mget];
+    const mirrorExpire = p.row.expire_ms === null ? null : Number(p.row.expire_ms);
+    // Most keys agree: settled without building either side's comparable form.
+    if (expireAt === mirrorExpire && Buffer.isBuffer(v) && sameString(p.row, v)) return null;
+    // MGET answers nil for a key of another type too: without PEXPIRETIME's -2, only the one-key read can tell.
+    if (!Buffer.isBuffer(v) && p.ttlAt < 0) return 'alone';
+    const mirror = comparableFromRow(p.row, now);
+    if (expireAt === undefined) return difference(c.db, p.key, null, mirror);
+    if (!Buffer.isBuffer(v)) return 'alone';
+    return difference(c.db, p.key, { type: 'string', value: encodeBytes(v), expireAt }, mirror);
+  }
+  if (expireAt === undefined) return difference(c.db, p.key, null, comparableFromRow(p.row, now));
+  const r = exec[p.readAt];
+  if (!Array.isArray(r)) return 'alone'; // WRONGTYPE: the master's key has another type
+  for (let i = 0; i < p.ttlCommands; i++) {
+    const ttls = exec[p.readAt + 1 + i];
+    // A field TTL the mirror lacks (or an error): the one-key read states the key with every field's TTL.
+    if (!Array.isArray(ttls) || ttls.some((t) => typeof t !== 'number' || t >= 0)) return 'alone';
+  }
+  const value = replyValue(p.row.type, r as Buffer[]);
+  // The mirror's row here has no field TTLs (hashes with some are read alone), so its value is what it shows.
+  const mirrorExpire = p.row.expire_ms === null ? null : Number(p.row.expire_ms);
+  if (expireAt === mirrorExpire && sameJson(value, p.row.value)) return null;
+  const mirror = comparableFromRow(p.row, now);
+  const redis: ComparableKey = { type: p.row.type, value, expireAt };
+  if (p.row.type === 'hash') redis.fieldExpireAt = [];
+  const d = difference(c.db, p.key, redis, mirror);
+  // The TTLs read were those of the mirror's fields: a field only the master has is stated, with its TTL, by the
+  // one-key read, which asks for the master's own fields.
+  if (d && p.row.type === 'hash' && c.read.fieldTtl) return 'alone';
+  return d;
+}
+
+/**
+ * Whether a big collection differs, read in chunks: size, type and expiry first (one MULTI), then LRANGE/ZRANGE
+ * ranges compared in order, or HSCAN/SSCAN chunks looked up in an index of the mirror's members (SCAN may return a
+ * member twice; each counts once). The chunks are not one atomic read, so a key written meanwhile can look
+ * different: verifyMirror reads every difference again, and reports it from an atomic read.
+ */
+export async function bigDiffers(c: BatchContext, key: Buffer, row: MirrorRow): Promise<boolean> {
+  const mirror = row.value as unknown[];
+  const size = { list: 'LLEN', set: 'SCARD', zset: 'ZCARD', hash: 'HLEN' }[row.type];
+  if (!size) return true;
+  const now = Date.now();
+  const head = await c.pipe.send([['MULTI'], ['TYPE', key], ttlCommand(c, key), [size, key], ['EXEC']]);
+  const exec = head[head.length - 1];
+  if (!Array.isArray(exec) || exec[0] !== row.type) return true;
+  const expireAt = expiryOf(c, exec[1] ?? null, now);
+  const mirrorExpire = row.expire_ms === null ? null : Number(row.expire_ms);
+  if (expireAt !== mirrorExpire || exec[2] !== mirror.length) return true;
+  if (row.type === 'list' || row.type === 'zset') return rangesDiffer(c, key, row.type, mirror);
+  return scanDiffers(c, key, row.type, mirror);
+}
+
+async function rangesDiffer(c: BatchContext, key: Buffer, type: string, mirror: unknown[]): Promise<boolean> {
+  // A few chunks per round trip: fewer waits, still a bounded reply.
+  const perTrip = 4;
+  for (let start = 0; start < mirror.length; start += CHUNK_MEMBERS * perTrip) {
+    const cmds: Command[] = [];
+    for (let i = 0; i < perTrip && start + i * CHUNK_MEMBERS < mirror.length; i++) {
+      const from = start + i * CHUNK_MEMBERS;
+      const to = String(from + CHUNK_MEMBERS - 1);
+      cmds.push(
+        type === 'list' ? ['LRANGE', key, String(from), to] : ['ZRANGE', key, String(from), to, 'WITHSCORES'],
+      );
+    }
+    const replies = await c.pipe.send(cmds);
+    for (let i = 0; i < replies.length; i++) {
+      const r = replies[i];
+      if (!Array.isArray(r)) return true;
+      const from = start + i * CHUNK_MEMBERS;
+      const got = replyValue(type, r as Buffer[]) as unknown[];
+      const want = mirror.slice(from, from + CHUNK_MEMBERS);
+      if (JSON.stringify(got) !== JSON.stringify(want)) return true;
+    }
+  }
+  return false;
+}
+
+async function scanDiffers(c: BatchContext, key: Buffer, type: string, mirror: unknown[]): Promise<boolean> {
+  const hash = type === 'hash';
+  // The mirror's members by their bytes (latin1), to the index of their entry.
+  const index = new Map<string, number>();
+  mirror.forEach((m, i) => {
+    index.set(latin1(decodeToBuffer(hash ? (m as unknown[])[0] : m)), i);
+  });
+  const seen = new Uint8Array(mirror.length);
+  let found = 0;
+  let cursor = '0';
+  do {
+    const cmds: Command[] = [[hash ? 'HSCAN' : 'SSCAN', key, cursor, 'COUNT', String(CHUNK_MEMBERS)]];
+    const r = await c.pipe.call(...(cmds[0] as Command));
+    if (!Array.isArray(r) || !Array.isArray(r[1])) return true;
+    cursor = String(r[0]);
+    const items = r[1] as Buffer[];
+    const step = hash ? 2 : 1;
+    const fields: Buffer[] = [];
+    for (let i = 0; i < items.length; i += step) {
+      const m = items[i] as Buffer;
+      const at = index.get(latin1(m));
+      if (at === undefined) return true;
+      if (seen[at]) continue;
+      if (hash && !sameBytes((mirror[at] as unknown[])[1], items[i + 1] as Buffer)) return true;
+      seen[at] = 1;
+      found++;
+      fields.push(m);
+    }
+    if (hash && c.read.fieldTtl && fields.length > 0 && (await anyFieldTtl(c, key, fields))) return true;
+  } while (cursor !== '0');
+  return found !== mirror.length;
+}
+
+/** Whether any of `fields` has a TTL on the master (the mirror's big hashes reaching here have none). */
+async function anyFieldTtl(c: BatchContext, key: Buffer, fields: Buffer[]): Promise<boolean> {
+  const cmds: Command[] = [];
+  for (let i = 0; i < fields.length; i += FIELDS_PER_HPEXPIRETIME) {
+    const chunk = fields.slice(i, i + FIELDS_PER_HPEXPIRETIME);
+    cmds.push(['HPEXPIRETIME', key, 'FIELDS', String(chunk.length), ...chunk]);
+  }
+  const replies = await c.pipe.send(cmds);
+  return replies.some((r) => !Array.isArray(r) || r.some((t) => typeof t !== 'number' || t >= 0));
+}

@@ -1,0 +1,377 @@
+import type { Redis } from 'ioredis';
+import { decodeToBuffer, encodeBytes } from './model/encoding.js';
+
+/*
+ * One key of `redtail verify`: the comparable form of a key on both sides (the master's reads, the mirror's row),
+ * the atomic one-key read used for keys the batched path cannot settle, and the comparison.
+ */
+
+/**
+ * One key as compared: type, value in the mirror's JSON encoding (streams summarized), absolute expiry, and for
+ * hashes the absolute TTLs of the fields that have one (`[[field, ms], ...]` sorted by field bytes, as in
+ * `field_expire_at`; always empty when the master has no hash field expiry). Hashes show only the fields whose TTL
+ * has not passed at the master's read: the master's reads hide the others until it deletes them (docs/postgres.md).
+ */
+export interface ComparableKey {
+  type: string;
+  value: unknown;
+  expireAt: number | null;
+  fieldExpireAt?: Array<[unknown, number]>;
+}
+
+/** A field whose TTL differs between the master and the mirror (null: no TTL). */
+export interface FieldTtlDifference {
+  field: unknown;
+  redis: number | null;
+  mirror: number | null;
+}
+
+export function cmpBuf(a: Buffer, b: Buffer): number {
+  return Buffer.compare(a, b);
+}
+
+export function score(s: string): number | string {
+  const n = Number(s);
+  if (Number.isFinite(n)) return Object.is(n, -0) ? 0 : n;
+  return s.startsWith('-') ? '-inf' : 'inf';
+}
+
+function kv(arr: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < arr.length; i += 2) out[String(arr[i])] = arr[i + 1];
+  return out;
+}
+
+/**
+ * The parts of a stream both sides can state exactly: entries, length, last id, max deleted id, entries added, and
+ * per group its last-delivered id, entries-read, pending ids with owner and delivery count, and consumers with their
+ * pending ids. Times (delivery, seen, active) are left out: replicas apply them from propagated XCLAIMs but a
+ * consumer's seen-time also moves on reads the master does not propagate.
+ */
+function streamSummary(s: {
+  entries: unknown[];
+  lastId: string;
+  maxDeletedEntryId: string;
+  entriesAdded: number | string;
+  groups: Array<{
+    name: unknown;
+    lastId: string;
+    entriesRead: unknown;
+    pending: Array<{ id: string; consumer: unknown; deliveryCount: number }>;
+    consumers: Array<{ name: unknown; pending: string[] }>;
+  }>;
+}): unknown {
+  const key = (x: unknown) => JSON.stringify(x);
+  return {
+    entries: s.entries,
+    length: s.entries.length,
+    lastId: s.lastId,
+    maxDeletedEntryId: s.maxDeletedEntryId,
+    entriesAdded: Number(s.entriesAdded),
+    groups: s.groups
+      .map((g) => ({
+        name: g.name,
+        lastId: g.lastId,
+        entriesRead: g.entriesRead === null || g.entriesRead === undefined ? null : Number(g.entriesRead),
+        pending: g.pending.map((p) => [p.id, p.consumer, p.deliveryCount]),
+        consumers: g.consumers
+          .map((c) => ({ name: c.name, pending: [...c.pending] }))
+          .sort((a, b) => (key(a.name) < key(b.name) ? -1 : 1)),
+      }))
+      .sort((a, b) => (key(a.name) < key(b.name) ? -1 : 1)),
+  };
+}
+
+export interface MirrorRow {
+  type: string;
+  value: unknown;
+  expire_ms: string | number | null;
+  field_expire_at?: unknown;
+  /**
+   * For a string stored as a JSON string with no escape in it: its UTF-8 bytes, which equal the master's value
+   * exactly when the key agrees (verify's batches compare them without parsing the JSON).
+   */
+  stringBytes?: Buffer;
+  /** For a string stored as `{"base64": ...}`: the base64 text. */
+  stringBase64?: string | undefined;
+}
+
+/** Equality of two JSON values (arrays, strings, numbers, objects such as {"base64": ...}), without stringifying. */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object' || Array.isArray(b))
+    return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka)
+    if (!sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  return true;
+}
+
+/**
+ * A `keys` row in the comparable form. Hash fields whose TTL is at or before `at` (ms; the master's clock when it
+ * was read) are left out with their TTLs: the master's reads no longer show them, and they stay in the mirror only
+ * until the master's `HDEL` for them arrives.
+ */
+export function comparableFromRow(row: MirrorRow, at: number = Date.now()): ComparableKey {
+  const expireAt = row.expire_ms === null ? null : Number(row.expire_ms);
+  if (row.type === 'stream')
+    return {
+      type: row.type,
+      value: streamSummary(row.value as Parameters<typeof streamSummary>[0]),
+      expireAt,
+    };
+  if (row.type !== 'hash') return { type: row.type, value: row.value, expireAt };
+  const ttls = ((row.field_expire_at ?? []) as Array<[unknown, number | string]>).map(
+    ([f, ms]) => [f, Number(ms)] as [unknown, number],
+  );
+  const passed = new Set(ttls.filter(([, ms]) => ms <= at).map(([f]) => JSON.stringify(f)));
+  const value = (row.value as Array<[unknown, unknown]>).filter(([f]) => !passed.has(JSON.stringify(f)));
+  return { type: row.type, value, expireAt, fieldExpireAt: ttls.filter(([, ms]) => ms > at) };
+}
+
+/** Fields present on both sides whose TTLs differ, in field order. */
+export function fieldTtlDifferences(
+  redis: ComparableKey | null,
+  mirror: ComparableKey | null,
+): FieldTtlDifference[] {
+  if (redis?.type !== 'hash' || mirror?.type !== 'hash') return [];
+  const r = new Map((redis.fieldExpireAt ?? []).map(([f, ms]) => [JSON.stringify(f), ms]));
+  const m = new Map((mirror.fieldExpireAt ?? []).map(([f, ms]) => [JSON.stringify(f), ms]));
+  const inMirror = new Set((mirror.value as Array<[unknown, unknown]>).map(([f]) => JSON.stringify(f)));
+  const out: FieldTtlDifference[] = [];
+  for (const [f] of redis.value as Array<[unknown, unknown]>) {
+    const id = JSON.stringify(f);
+    if (!inMirror.has(id)) continue;
+    const a = r.get(id) ?? null;
+    const b = m.get(id) ?? null;
+    if (a !== b) out.push({ field: f, redis: a, mirror: b });
+  }
+  return out;
+}
+
+/**
+ * Whether the master has hash field expiry (Redis 7.4+): it knows `HPEXPIRETIME`. Valkey 8.1 and Redis before 7.4
+ * answer "unknown command"; any other error (WRONGTYPE if the probed name happens to hold another type) means it
+ * does.
+ */
+export async function masterHasFieldTtl(redis: Redis): Promise<boolean> {
+  try {
+    await redis.call('hpexpiretime', 'redtail:verify:probe', 'FIELDS', '1', 'f');
+    return true;
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (/unknown command/i.test(msg)) return false;
+    if (/WRONGTYPE/.test(msg)) return true;
+    throw err;
+  }
+}
+
+export interface ReadOptions {
+  /** The master has `PEXPIRETIME` (7.0+); else `PTTL` plus local time. Default true. */
+  pexpiretime?: boolean;
+  /** The master has hash field expiry (`masterHasFieldTtl`): read field TTLs with `HPEXPIRETIME`. Default false. */
+  fieldTtl?: boolean;
+  /**
+   * The hash's fields as far as known (the mirror's): asked for in the same `MULTI`, saving a round trip. When the
+   * master has a field not in the list, the key is read again with its own `HKEYS`.
+   */
+  hashFields?: Buffer[];
+}
+
+/** Fields per `HPEXPIRETIME` command, so a huge hash does not become one huge command. */
+export const FIELDS_PER_HPEXPIRETIME = 1000;
+
+/**
+ * Reads one key from Redis in the comparable form, atomically (MULTI/EXEC), or null when it does not exist.
+ * The client must have the key's db selected.
+ */
+export async function readRedisKey(
+  redis: Redis,
+  key: Buffer,
+  opts: ReadOptions = {},
+): Promise<ComparableKey | null> {
+  return (await readRedisKeyAt(redis, key, opts)).key;
+}
+
+/**
+ * readRedisKey, plus the master's clock (ms) at the read for hashes (`TIME` in the same `MULTI`; local time for other
+ * types): the time the mirror's hash fields are judged at (comparableFromRow).
+ */
+export async function readRedisKeyAt(
+  redis: Redis,
+  key: Buffer,
+  opts: ReadOptions,
+): Promise<{ key: ComparableKey | null; at: number }> {
+  const hasPexpiretime = opts.pexpiretime ?? true;
+  const type = await redis.type(key);
+  if (type === 'none') return { key: null, at: Date.now() };
+  // Fields whose TTLs are asked for: the caller's list, else the master's own (one more round trip).
+  let asked: Buffer[] = [];
+  if (type === 'hash' && opts.fieldTtl) asked = opts.hashFields ?? (await redis.hkeysBuffer(key));
+  const m = redis.multi();
+  m.type(key);
+  if (hasPexpiretime) m.call('pexpiretime', key);
+  else m.pttl(key);
+  switch (type) {
+    case 'string':
+      m.getBuffer(key);
+      break;
+    case 'list':
+      m.lrangeBuffer(key, 0, -1);
+      break;
+    case 'set':
+      m.smembersBuffer(key);
+      break;
+    case 'zset':
+      m.zrangeBuffer(key, 0, -1, 'WITHSCORES');
+      break;
+    case 'hash':
+      // HKEYS and HVALS in one MULTI walk the same dict in the same order; HGETALL's reply would be turned into an
+      // object keyed by decoded text, which loses binary field names.
+      m.hkeysBuffer(key);
+      m.hvalsBuffer(key);
+      m.call('time');
+      for (let i = 0; i < asked.length; i += FIELDS_PER_HPEXPIRETIME) {
+        const chunk = asked.slice(i, i + FIELDS_PER_HPEXPIRETIME);
+        m.call('hpexpiretime', key, 'FIELDS', String(chunk.length), ...chunk);
+      }
+      break;
+    case 'stream':
+      m.xrangeBuffer(key, '-', '+');
+      m.call('xinfo', 'stream', key, 'full');
+      break;
+    default:
+      return { key: { type, value: null, expireAt: null }, at: Date.now() };
+  }
+  const now = Date.now();
+  const res = await m.exec();
+  if (!res) return readRedisKeyAt(redis, key, opts);
+  const t = res[0]![1] as string;
+  // The key changed type between TYPE and MULTI: read again (a wrong type fails the commands queued for the old one).
+  if (t !== type)
+    return t === 'none'
+      ? { key: null, at: now }
+      : readRedisKeyAt(redis, key, { ...opts, hashFields: undefined });
+  for (const [err] of res) if (err) throw err;
+  const ttl = Number(res[1]![1]);
+  const expireAt = ttl < 0 ? null : hasPexpiretime ? ttl : now + ttl;
+  const raw = res[2]![1];
+  let value: unknown;
+  let fieldExpireAt: Array<[unknown, number]> | undefined;
+  let at = now;
+  switch (type) {
+    case 'string':
+      value = encodeBytes(raw as Buffer);
+      break;
+    case 'list':
+      value = (raw as Buffer[]).map(encodeBytes);
+      break;
+    case 'set':
+      value = [...(raw as Buffer[])].sort(cmpBuf).map(encodeBytes);
+      break;
+    case 'zset': {
+      const a = raw as Buffer[];
+      const out: unknown[] = [];
+      for (let i = 0; i < a.length; i += 2)
+        out.push([encodeBytes(a[i]!), score(a[i + 1]!.toString('latin1'))]);
+      value = out;
+      break;
+    }
+    case 'hash': {
+      const fields = raw as Buffer[];
+      const vals = res[3]![1] as Buffer[];
+      const [sec, usec] = res[4]![1] as [string, string];
+      at = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+      const pairs: Array<[Buffer, Buffer]> = fields.map((f, i) => [f, vals[i]!]);
+      value = pairs.sort((x, y) => cmpBuf(x[0], y[0])).map(([f, v]) => [encodeBytes(f), encodeBytes(v)]);
+      fieldExpireAt = [];
+      if (opts.fieldTtl) {
+        // HPEXPIRETIME answers in the order asked: ms, -1 (no TTL), -2 (no such field, or its TTL has passed).
+        const replies = res.slice(5).flatMap(([, r]) => r as number[]);
+        const fieldTtl = new Map(asked.map((f, i) => [f.toString('latin1'), Number(replies[i])]));
+        const ttlOf = (f: Buffer) => fieldTtl.get(f.toString('latin1')) ?? -2;
+        // A field HKEYS shows but the list did not name (the MULTI is atomic, so a named one has -1 or a time): read
+        // again with the master's own field list.
+        if (fields.some((f) => ttlOf(f) === -2))
+          return readRedisKeyAt(redis, key, { ...opts, hashFields: undefined });
+        fieldExpireAt = fields
+          .filter((f) => ttlOf(f) >= 0)
+          .sort(cmpBuf)
+          .map((f) => [encodeBytes(f), ttlOf(f)]);
+      }
+      break;
+    }
+    case 'stream': {
+      const entries = (raw as Array<[Buffer, Buffer[]]>).map(([id, fv]) => {
+        const fields: unknown[] = [];
+        for (let i = 0; i < fv.length; i += 2) fields.push([encodeBytes(fv[i]!), encodeBytes(fv[i + 1]!)]);
+        return { id: id.toString('latin1'), fields };
+      });
+      const info = kv(res[3]![1] as unknown[]);
+      const groups = ((info.groups as unknown[][]) ?? []).map((gr) => {
+        const g = kv(gr);
+        return {
+          name: encodeBytes(Buffer.from(String(g.name), 'utf8')),
+          lastId: String(g['last-delivered-id']),
+          entriesRead: g['entries-read'] ?? null,
+          pending: ((g.pending as unknown[][]) ?? []).map((p) => ({
+            id: String(p[0]),
+            consumer: encodeBytes(Buffer.from(String(p[1]), 'utf8')),
+            deliveryCount: Number(p[3]),
+          })),
+          consumers: ((g.consumers as unknown[][]) ?? []).map((cr) => {
+            const c = kv(cr);
+            return {
+              name: encodeBytes(Buffer.from(String(c.name), 'utf8')),
+              pending: ((c.pending as unknown[][]) ?? []).map((p) => String(p[0])),
+            };
+          }),
+        };
+      });
+      value = streamSummary({
+        entries,
+        lastId: String(info['last-generated-id']),
+        maxDeletedEntryId: String(info['max-deleted-entry-id'] ?? '0-0'),
+        entriesAdded: Number(info['entries-added'] ?? entries.length),
+        groups,
+      });
+      break;
+    }
+  }
+  return { key: fieldExpireAt ? { type, value, expireAt, fieldExpireAt } : { type, value, expireAt }, at };
+}
+
+export interface KeyDifference {
+  db: number;
+  key: Buffer;
+  redis: ComparableKey | null;
+  mirror: ComparableKey | null;
+  /** Hash fields on both sides whose TTLs differ. */
+  fieldTtls: FieldTtlDifference[];
+}
+
+export function same(a: ComparableKey | null, b: ComparableKey | null): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** The fields of a mirrored hash, as the guess of readRedisKey's `hashFields`. */
+export function mirrorFields(row: MirrorRow | undefined): Buffer[] | undefined {
+  if (row?.type !== 'hash') return undefined;
+  return (row.value as Array<[unknown, unknown]>).map(([f]) => decodeToBuffer(f));
+}
+
+export function difference(
+  db: number,
+  key: Buffer,
+  redis: ComparableKey | null,
+  mirror: ComparableKey | null,
+): KeyDifference | null {
+  if (same(redis, mirror)) return null;
+  return { db, key, redis, mirror, fieldTtls: fieldTtlDifferences(redis, mirror) };
+}
