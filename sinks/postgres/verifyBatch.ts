@@ -288,7 +288,9 @@ function existence(p: Planned, exec: Reply[], mget: Reply[]): null | undefined {
 }
 
 /** Whether `INFO keyspace` counts keys with a TTL ("expires=") in db `db`. */
-export function volatileIn(info: Reply, db: number): boolean {
+export function volatileIn(info: Reply | undefined, db: number): boolean {
+  // No INFO reply (a MULTI that lost it) proves nothing: read TTLs as if the db had some.
+  if (info === undefined) return true;
   const text = Buffer.isBuffer(info) ? info.toString('latin1') : String(info);
   const m = new RegExp(`^db${db}:keys=\\d+,expires=(\\d+)`, 'm').exec(text);
   return m !== null && Number(m[1]) > 0;
