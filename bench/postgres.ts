@@ -5,6 +5,7 @@
  * REDTAIL_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test); uses and drops its own schemas.
  */
 import { randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +22,7 @@ import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../src/events/Cha
 import { silentLogger } from '../src/observe/logger.js';
 import { Pipeline } from '../src/pipeline/Pipeline.js';
 import type { Sink } from '../src/pipeline/Sink.js';
+import { type LiveResult, liveBench } from './postgresLive.js';
 
 const PG = process.env.REDTAIL_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SNAPSHOT_KEYS = Number(process.env.REDTAIL_BENCH_KEYS ?? 200_000);
@@ -305,6 +307,21 @@ function report(label: string, r: StreamResult): void {
   );
 }
 
+async function live(): Promise<LiveResult> {
+  const n = Number(process.env.REDTAIL_BENCH_LIVE_N ?? 50_000);
+  const random = Number(process.env.REDTAIL_BENCH_LIVE_RANDOM ?? 0);
+  const load = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  const r = await liveBench({ pg: PG, n, random, profileDir: process.env.REDTAIL_BENCH_PROFILE });
+  r.load = load;
+  console.log(
+    `live master (redis-benchmark -P 32 -n ${n}${random ? ` -r ${random}` : ''} -t set,hset,lpush,sadd,zadd,incr): ${r.events} events, burst ${r.burstS.toFixed(2)} s; redtail ${Math.round(r.eventsPerSec)} events/s, caught up ${r.catchUpS.toFixed(2)} s after the burst; CPU s per million events: redtail ${r.redtailCpuPerM.toFixed(1)}, its Postgres backends ${r.pgCpuPerM.toFixed(1)}; verify ${r.verify}; load average ${load}`,
+  );
+  console.log(`  sink: ${r.sinkStats}`);
+  return r;
+}
+
 async function main(): Promise<void> {
   // REDTAIL_BENCH_RATE=n: only the paced streaming run at n events/s (to study latency, e.g. under CHECKPOINTs).
   const only = Number(process.env.REDTAIL_BENCH_RATE ?? 0);
@@ -312,7 +329,17 @@ async function main(): Promise<void> {
     report(`streaming at ${only} events/s`, await streamBench(only));
     return;
   }
+  // REDTAIL_BENCH_MODE: live (only the live master), snapshot, synthetic; default all three.
+  const mode = process.env.REDTAIL_BENCH_MODE ?? 'all';
+  if (mode === 'live' || mode === 'all') await live();
+  if (mode === 'live') return;
   const snap = await snapshotBench();
+  if (mode === 'snapshot') {
+    console.log(
+      `snapshot load: ${Math.round(snap.sinkRate)} keys/s through the sink; plain COPY ${Math.round(snap.ceilingRate)} rows/s; ratio ${(snap.sinkRate / snap.ceilingRate).toFixed(2)}`,
+    );
+    return;
+  }
   console.log(
     `snapshot load: ${Math.round(snap.sinkRate)} keys/s through the sink (batches of ${SNAPSHOT_BATCH}); ceiling, a plain COPY of the same rows into a table like keys: ${Math.round(snap.ceilingRate)} rows/s; ratio ${(snap.sinkRate / snap.ceilingRate).toFixed(2)} (into an index-less table: ${Math.round(snap.bareRate)} rows/s, ratio ${(snap.sinkRate / snap.bareRate).toFixed(2)})`,
   );

@@ -52,6 +52,8 @@ export interface PostgresSinkStats {
   events: number;
   changeRows: number;
   retries: number;
+  /** Total ms per phase of the committed writes (see WriteTiming): where the sink's time goes. */
+  ms: { connect: number; lock: number; apply: number; changes: number; checkpoint: number; commit: number };
 }
 
 /** Fields of an event that are not its payload (they have their own `changes` columns). */
@@ -63,7 +65,13 @@ const ENVELOPE = new Set(['v', 'op', 'db', 'key', 'source', 'ts']);
  */
 export class PostgresSink implements Sink {
   readonly name: string;
-  readonly stats: PostgresSinkStats = { batches: 0, events: 0, changeRows: 0, retries: 0 };
+  readonly stats: PostgresSinkStats = {
+    batches: 0,
+    events: 0,
+    changeRows: 0,
+    retries: 0,
+    ms: { connect: 0, lock: 0, apply: 0, changes: 0, checkpoint: 0, commit: 0 },
+  };
   private readonly pool: pg.Pool;
   private readonly s: string;
   private readonly logger: Logger;
@@ -174,7 +182,16 @@ export class PostgresSink implements Sink {
     });
     this.stats.batches++;
     this.stats.events += batch.events.length;
-    if (timing) this.onWrite?.(timing);
+    if (timing) {
+      const m = this.stats.ms;
+      m.connect += timing.connectMs;
+      m.lock += timing.lockMs;
+      m.apply += timing.applyMs;
+      m.changes += timing.changesMs;
+      m.checkpoint += timing.checkpointMs;
+      m.commit += timing.commitMs;
+      this.onWrite?.(timing);
+    }
   }
 
   async close(): Promise<void> {
