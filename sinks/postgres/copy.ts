@@ -26,8 +26,8 @@ export class CopyEncodeError extends Error {
   override readonly name = 'CopyEncodeError';
 }
 
-function check(ok: boolean, msg: string): void {
-  if (!ok) throw new CopyEncodeError(msg);
+function fail(msg: string): never {
+  throw new CopyEncodeError(msg);
 }
 
 /**
@@ -63,11 +63,18 @@ export function* encodeCopyBinary(
     buf.writeInt32BE(v, pos);
     pos += 4;
   };
+  /** int64 big-endian from a safe integer, without a BigInt (this runs for every row). */
+  const int64 = (n: number): void => {
+    const hi = Math.floor(n / 0x1_0000_0000);
+    room(12);
+    buf.writeInt32BE(8, pos);
+    buf.writeInt32BE(hi, pos + 4);
+    buf.writeUInt32BE(n - hi * 0x1_0000_0000, pos + 8);
+    pos += 12;
+  };
   for (const row of rows) {
-    check(
-      row.length === types.length,
-      `a row has ${row.length} fields, the COPY has ${types.length} columns`,
-    );
+    if (row.length !== types.length)
+      fail(`a row has ${row.length} fields, the COPY has ${types.length} columns`);
     room(2);
     buf.writeInt16BE(types.length, pos);
     pos += 2;
@@ -80,42 +87,32 @@ export function* encodeCopyBinary(
       }
       switch (t) {
         case 'int4':
-          check(
-            typeof v === 'number' && Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff,
-            `int4 column ${i}: ${String(v)} is not a 32-bit integer`,
-          );
+          if (typeof v !== 'number' || !Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
+            fail(`int4 column ${i}: ${String(v)} is not a 32-bit integer`);
           int32(4);
           int32(v as number);
           break;
-        case 'int8': {
-          check(
-            typeof v === 'number' && Number.isSafeInteger(v),
-            `int8 column ${i}: ${String(v)} is not a safe integer`,
-          );
-          const n = v as number;
-          const hi = Math.floor(n / 0x1_0000_0000);
-          room(12);
-          buf.writeInt32BE(8, pos);
-          buf.writeInt32BE(hi, pos + 4);
-          buf.writeUInt32BE(n - hi * 0x1_0000_0000, pos + 8);
-          pos += 12;
+        case 'int8':
+          if (typeof v !== 'number' || !Number.isSafeInteger(v))
+            fail(`int8 column ${i}: ${String(v)} is not a safe integer`);
+          int64(v as number);
           break;
-        }
         case 'timestamptz': {
-          check(
-            typeof v === 'number' && Number.isSafeInteger(v),
-            `timestamptz column ${i}: ${String(v)} is not a time in ms`,
-          );
-          // |ms| < 2^53 keeps the product within int64; Postgres itself rejects times outside its range.
-          const us = BigInt((v as number) - PG_EPOCH_MS) * 1000n;
-          room(12);
-          buf.writeInt32BE(8, pos);
-          buf.writeBigInt64BE(us, pos + 4);
-          pos += 12;
+          if (typeof v !== 'number' || !Number.isSafeInteger(v))
+            fail(`timestamptz column ${i}: ${String(v)} is not a time in ms`);
+          const us = ((v as number) - PG_EPOCH_MS) * 1000;
+          if (Number.isSafeInteger(us)) int64(us);
+          else {
+            // |ms| < 2^53 keeps the product within int64; Postgres itself rejects times outside its range.
+            room(12);
+            buf.writeInt32BE(8, pos);
+            buf.writeBigInt64BE(BigInt((v as number) - PG_EPOCH_MS) * 1000n, pos + 4);
+            pos += 12;
+          }
           break;
         }
         case 'bytea': {
-          check(Buffer.isBuffer(v), `bytea column ${i}: not a Buffer`);
+          if (!Buffer.isBuffer(v)) fail(`bytea column ${i}: not a Buffer`);
           const b = v as Buffer;
           int32(b.length);
           room(b.length);
@@ -125,15 +122,20 @@ export function* encodeCopyBinary(
         }
         case 'text':
         case 'jsonb': {
-          check(typeof v === 'string', `${t} column ${i}: not a string`);
+          if (typeof v !== 'string') fail(`${t} column ${i}: not a string`);
           const s = v as string;
-          check(!s.includes('\0'), `${t} column ${i}: Postgres text cannot contain NUL`);
+          if (s.includes('\0')) fail(`${t} column ${i}: Postgres text cannot contain NUL`);
           const extra = t === 'jsonb' ? 1 : 0;
-          const len = Buffer.byteLength(s, 'utf8');
-          int32(len + extra);
-          room(len + extra);
-          if (extra) buf[pos++] = JSONB_VERSION;
-          pos += buf.write(s, pos, len, 'utf8');
+          // At most 3 bytes per UTF-16 unit: short strings get that much room and are written without being
+          // measured first; long ones are measured, so no buffer is three times their size.
+          const len = s.length <= 4096 ? -1 : Buffer.byteLength(s, 'utf8');
+          room(4 + extra + (len < 0 ? s.length * 3 : len));
+          const lenAt = pos;
+          pos += 4 + extra;
+          if (extra) buf[pos - 1] = JSONB_VERSION;
+          const written = buf.write(s, pos, 'utf8');
+          buf.writeInt32BE(written + extra, lenAt);
+          pos += written;
           break;
         }
       }
