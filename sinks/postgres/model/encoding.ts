@@ -267,3 +267,68 @@ export function valueFromRdb(
       throw new Error(`values of type ${type} cannot be mirrored`);
   }
 }
+
+/** The stored JSON texts of a snapshot value: `value` and, for hashes, `field_expire_at`. */
+export interface SnapshotJson {
+  type: string;
+  json: string;
+  /** JSON text of the field TTLs (`null` text when a hash has none), or SQL NULL for other types. */
+  fieldTtl: string | null;
+}
+
+const byBuffer = (a: Buffer, b: Buffer): number => Buffer.compare(a, b);
+
+/**
+ * What `JSON.stringify(valueToJson(valueFromRdb(...)))` (and `fieldTtlToJson`) give for a snapshot value, built from
+ * the parser's Buffers directly: the initial load encodes every value of the dataset once, and the model's maps and
+ * latin1 strings are only needed to apply changes. Same texts (test/sinks/postgres/snapshotJson.test.ts); streams
+ * and anything unusual take the model's path.
+ */
+export function snapshotJson(
+  type: string,
+  value: unknown,
+  fieldExpireAt?: Array<[Buffer, number]>,
+): SnapshotJson {
+  switch (type) {
+    case 'string':
+      return { type, json: JSON.stringify(encodeBytes(value as Buffer)), fieldTtl: null };
+    case 'list':
+      return { type, json: JSON.stringify((value as Buffer[]).map(encodeBytes)), fieldTtl: null };
+    case 'set':
+      return {
+        type,
+        json: JSON.stringify([...(value as Buffer[])].sort(byBuffer).map(encodeBytes)),
+        fieldTtl: null,
+      };
+    case 'hash': {
+      const fields = [...(value as Array<[Buffer, Buffer]>)].sort((x, y) => byBuffer(x[0], y[0]));
+      const ttls = fieldExpireAt?.length
+        ? [...fieldExpireAt].sort((x, y) => byBuffer(x[0], y[0])).map(([f, ms]) => [encodeBytes(f), ms])
+        : null;
+      return {
+        type,
+        json: JSON.stringify(fields.map(([f, x]) => [encodeBytes(f), encodeBytes(x)])),
+        fieldTtl: JSON.stringify(ttls),
+      };
+    }
+    case 'zset': {
+      const members = (value as Array<[Buffer, unknown]>).map(
+        ([m, s]) => [m, scoreFromJson(s)] as [Buffer, number],
+      );
+      members.sort((x, y) => (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : byBuffer(x[0], y[0])));
+      return {
+        type,
+        json: JSON.stringify(members.map(([m, s]) => [encodeBytes(m), scoreToJson(s)])),
+        fieldTtl: null,
+      };
+    }
+    default: {
+      const v = valueFromRdb(type, value, fieldExpireAt);
+      return {
+        type: v.type,
+        json: JSON.stringify(valueToJson(v)),
+        fieldTtl: v.type === 'hash' ? JSON.stringify(fieldTtlToJson(v)) : null,
+      };
+    }
+  }
+}
