@@ -2,8 +2,11 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import copyStreams from 'pg-copy-streams';
 import { repoRoot } from './benchProcs.js';
 import { startBenchRedis } from './rdbFixture.js';
 
@@ -45,6 +48,8 @@ export interface LiveResult {
   redtailCpuPerM: number;
   pgCpuPerM: number;
   verify: string;
+  /** Rows/s of a plain binary COPY of the run's `changes` rows into a table like it, in one transaction. */
+  changesCeiling: number;
   /** The sink's stats from redtail's `stopped` log line (batches, ms per phase). */
   sinkStats: string;
 }
@@ -73,7 +78,15 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
   let redtail: ChildProcess | undefined;
   try {
     const cfg = join(dir, 'redtail.json');
-    writeFileSync(cfg, JSON.stringify({ link: { ackIntervalMs: 10 }, statsIntervalMs: 0 }));
+    const inFlight = process.env.REDTAIL_BENCH_INFLIGHT;
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        link: { ackIntervalMs: 10 },
+        statsIntervalMs: 0,
+        ...(inFlight ? { pipeline: { maxInFlightBatches: Number(inFlight) } } : {}),
+      }),
+    );
     const url = `${opts.pg}${opts.pg.includes('?') ? '&' : '?'}schema=${schema}`;
     const env = { ...process.env, REDTAIL_LOG_FORMAT: 'json' };
     const nodeArgs = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
@@ -150,6 +163,7 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
     const events =
       Number((await admin.query(`SELECT count(*) AS n FROM "${schema}".changes`)).rows[0].n) - changes0;
     const verify = await verifyMirror(master.port, url);
+    const ceiling = await changesCeiling(admin, schema);
     const done = new Promise((r) => redtail!.once('exit', r));
     redtail.kill('SIGTERM');
     await Promise.race([done, sleep(30_000)]);
@@ -170,6 +184,7 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
       pgCpuPerM: perM(cpu1.pg - cpu0.pg),
       verify,
       sinkStats,
+      changesCeiling: ceiling,
     };
   } finally {
     if (redtail && redtail.exitCode === null && redtail.signalCode === null) redtail.kill('SIGKILL');
@@ -178,6 +193,24 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
     master.proc.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The same-run reference for the change log: the run's `changes` rows, read back in binary COPY format, copied in one
+ * statement and one transaction into a table like `changes` (same primary key and indexes). The sink cannot write
+ * its change log faster than this, whatever it does around it.
+ */
+async function changesCeiling(admin: pg.Client, schema: string): Promise<number> {
+  const chunks: Buffer[] = [];
+  const out = admin.query(copyStreams.to(`COPY "${schema}".changes TO STDOUT (FORMAT binary)`));
+  for await (const c of out) chunks.push(c as Buffer);
+  await admin.query(`CREATE TABLE "${schema}".changes_ceiling (LIKE "${schema}".changes INCLUDING ALL)`);
+  const t = performance.now();
+  await admin.query('BEGIN');
+  const into = admin.query(copyStreams.from(`COPY "${schema}".changes_ceiling FROM STDIN (FORMAT binary)`));
+  await pipeline(Readable.from(chunks), into);
+  await admin.query('COMMIT');
+  return (into.rowCount / (performance.now() - t)) * 1000;
 }
 
 /** `redtail verify`'s verdict: its last output line and exit status. */

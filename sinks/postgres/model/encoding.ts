@@ -10,8 +10,12 @@ export function encodeBytes(b: Buffer): string | { base64: string } {
   return isUtf8(b) && !b.includes(0) ? b.toString('utf8') : { base64: b.toString('base64') };
 }
 
+/** Printable-or-control ASCII without NUL: the same text in latin1 and UTF-8, stored as itself (see encodeBytes). */
+const PLAIN_ASCII = /^[\x01-\x7f]*$/;
+
 export function encodeLatin1(s: Bytes): string | { base64: string } {
-  return encodeBytes(buf(s));
+  // The fast path gives what encodeBytes gives for such a string (valid UTF-8, no NUL), without a Buffer.
+  return PLAIN_ASCII.test(s) ? s : encodeBytes(buf(s));
 }
 
 export function decodeToBuffer(v: unknown): Buffer {
@@ -23,6 +27,7 @@ export function decodeToBuffer(v: unknown): Buffer {
 }
 
 export function decodeToLatin1(v: unknown): Bytes {
+  if (typeof v === 'string' && PLAIN_ASCII.test(v)) return v;
   return decodeToBuffer(v).toString('latin1');
 }
 
