@@ -4,8 +4,12 @@
  * batches goes (connection, lock, apply, changes, checkpoint, commit), event-loop delay and GC pauses. Needs PostgreSQL on
  * REDTAIL_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test); uses and drops its own schemas.
  */
+
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { loadavg } from 'node:os';
+import { appendFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -22,7 +26,15 @@ import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../src/events/Cha
 import { silentLogger } from '../src/observe/logger.js';
 import { Pipeline } from '../src/pipeline/Pipeline.js';
 import type { Sink } from '../src/pipeline/Sink.js';
+import { repoRoot } from './benchProcs.js';
 import { type LiveResult, liveBench } from './postgresLive.js';
+
+/** Everything printed, appended to bench/results.md at the end of the run. */
+const printed: string[] = [];
+function say(line: string): void {
+  console.log(line);
+  printed.push(line);
+}
 
 const PG = process.env.REDTAIL_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SNAPSHOT_KEYS = Number(process.env.REDTAIL_BENCH_KEYS ?? 200_000);
@@ -357,17 +369,17 @@ async function streamBench(rate: number): Promise<StreamResult> {
 
 function report(label: string, r: StreamResult): void {
   const f = (n: number) => n.toFixed(1);
-  console.log(
+  say(
     `${label}: ${Math.round(r.eventsPerSec)} events/s; end-to-end latency p50 ${f(r.latency.p50)} ms, p99 ${f(r.latency.p99)} ms, max ${f(r.latency.max)} ms`,
   );
-  console.log(
+  say(
     `  slowest 1 % of events: ${f(r.slowWaitMs)} ms queued in the pipeline before their batch's write began, ${f(r.slowWriteMs)} ms from there to the commit`,
   );
-  console.log(
+  say(
     `  batches: write p50 ${f(r.batchMs.p50)} ms, p99 ${f(r.batchMs.p99)} ms, max ${f(r.batchMs.max)} ms; events per batch p50 ${r.batchEvents.p50}, max ${r.batchEvents.max}`,
   );
-  console.log(`  slowest 1 % of batches: ${r.slowest}`);
-  console.log(
+  say(`  slowest 1 % of batches: ${r.slowest}`);
+  say(
     `  event-loop delay max ${f(r.loopDelayMaxMs)} ms; GC pauses max ${f(r.gcMaxMs)} ms, total ${f(r.gcTotalMs)} ms`,
   );
 }
@@ -380,17 +392,48 @@ async function live(): Promise<LiveResult> {
     .join(' ');
   const r = await liveBench({ pg: PG, n, random, profileDir: process.env.REDTAIL_BENCH_PROFILE });
   r.load = load;
-  console.log(
+  say(
     `live master (redis-benchmark -P 32 -n ${n}${random ? ` -r ${random}` : ''} -t set,hset,lpush,sadd,zadd,incr): ${r.events} events, burst ${r.burstS.toFixed(2)} s; redtail ${Math.round(r.eventsPerSec)} events/s, caught up ${r.catchUpS.toFixed(2)} s after the burst; CPU s per million events: redtail ${r.redtailCpuPerM.toFixed(1)}, its Postgres backends ${r.pgCpuPerM.toFixed(1)}; verify ${r.verify}; load average ${load}`,
   );
-  console.log(
+  say(
     `  same-run reference: a plain binary COPY of these ${r.events} changes rows into a table like changes: ${Math.round(r.changesCeiling)} rows/s (sink/ceiling ${(r.eventsPerSec / r.changesCeiling).toFixed(2)})`,
   );
-  console.log(`  sink: ${r.sinkStats}`);
+  say(`  sink: ${r.sinkStats}`);
   return r;
 }
 
 async function main(): Promise<void> {
+  const load = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  try {
+    await runModes();
+  } finally {
+    if (printed.length > 0) appendResults(load);
+  }
+}
+
+/** A bench/results.md section: when, machine, versions, load average at start and end, and the printed figures. */
+function appendResults(loadAtStart: string): void {
+  const pgVersion = execFileSync('psql', [PG, '-Atc', 'SHOW server_version'], { encoding: 'utf8' }).trim();
+  const redis = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
+  const section = [
+    `## bench:postgres ${new Date().toISOString()} (REDTAIL_BENCH_MODE=${process.env.REDTAIL_BENCH_MODE ?? 'all'})`,
+    '',
+    `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; load average at start ${loadAtStart}, at end ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (shared machine: figures under load are noisy)`,
+    `- versions: Node ${process.version}, PostgreSQL ${pgVersion}, ${redis}`,
+    '',
+    '```',
+    ...printed,
+    '```',
+    '',
+  ].join('\n');
+  appendFileSync(join(repoRoot, 'bench', 'results.md'), `\n${section}`);
+}
+
+async function runModes(): Promise<void> {
   // REDTAIL_BENCH_RATE=n: only the paced streaming run at n events/s (to study latency, e.g. under CHECKPOINTs).
   const only = Number(process.env.REDTAIL_BENCH_RATE ?? 0);
   if (only > 0) {
@@ -402,8 +445,8 @@ async function main(): Promise<void> {
   if (mode === 'live' || mode === 'all') await live();
   if (mode === 'live') return;
   const snap = await snapshotBench();
-  for (const l of snap.rounds) console.log(`  ${l}`);
-  console.log(
+  for (const l of snap.rounds) say(`  ${l}`);
+  say(
     `snapshot load (median of ${snap.rounds.length} rounds): ${Math.round(snap.sinkRate)} keys/s through the sink (batches of ${SNAPSHOT_BATCH}); ceiling, a plain COPY of the same rows into a table like keys: ${Math.round(snap.ceilingRate)} rows/s; ratio ${snap.ratio.toFixed(2)} (into an index-less table: ${Math.round(snap.bareRate)} rows/s, ratio ${(snap.sinkRate / snap.bareRate).toFixed(2)})`,
   );
   if (mode === 'snapshot') return;

@@ -21,6 +21,12 @@ const JSONB_VERSION = 1;
 const PG_EPOCH_MS = 946_684_800_000;
 /** Size of the buffers the encoder yields (each becomes one CopyData message). */
 const CHUNK = 1 << 20;
+/**
+ * Encoded rows are handed on every 64 KB: Postgres starts storing the first rows of a batch while the rest are
+ * still being encoded (with 1 MB, a batch of a few thousand rows went out only once fully encoded, and the two sides
+ * took turns instead of overlapping).
+ */
+const FLUSH = 64 << 10;
 
 export class CopyEncodeError extends Error {
   override readonly name = 'CopyEncodeError';
@@ -36,13 +42,13 @@ function fail(msg: string): never {
  * representation, then an int16 -1 trailer. Representations: int4/int8 big-endian; timestamptz (given in ms since the
  * Unix epoch) int64 microseconds since 2000-01-01 UTC; bytea the bytes; text UTF-8 (the
  * connection's client_encoding, UTF8 for node-postgres), which Postgres forbids to contain NUL; jsonb a version byte
- * (1) followed by the JSON text. Yields buffers of at most 1 MB (a larger field is split across several).
+ * (1) followed by the JSON text. Yields buffers of 64 KB to 1 MB (a larger field is split across several).
  */
 export function* encodeCopyBinary(
   types: readonly CopyType[],
   rows: Iterable<readonly CopyValue[]>,
 ): Generator<Buffer> {
-  let buf = Buffer.allocUnsafe(CHUNK);
+  let buf = Buffer.allocUnsafe(FLUSH);
   let pos = 0;
   HEADER.copy(buf, 0);
   pos = HEADER.length;
@@ -55,7 +61,7 @@ export function* encodeCopyBinary(
       ready.push(buf.subarray(0, pos));
       readyBytes += pos;
     }
-    buf = Buffer.allocUnsafe(Math.max(CHUNK, n));
+    buf = Buffer.allocUnsafe(Math.max(FLUSH, n));
     pos = 0;
   };
   const int32 = (v: number): void => {
@@ -140,7 +146,7 @@ export function* encodeCopyBinary(
         }
       }
     }
-    if (readyBytes >= CHUNK) {
+    if (readyBytes >= FLUSH) {
       yield* slices(ready);
       ready.length = 0;
       readyBytes = 0;
