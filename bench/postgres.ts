@@ -4,7 +4,12 @@
  * batches goes (connection, lock, apply, changes, checkpoint, commit), event-loop delay and GC pauses. Needs PostgreSQL on
  * REDTAIL_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test); uses and drops its own schemas.
  */
+
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +26,15 @@ import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../src/events/Cha
 import { silentLogger } from '../src/observe/logger.js';
 import { Pipeline } from '../src/pipeline/Pipeline.js';
 import type { Sink } from '../src/pipeline/Sink.js';
+import { repoRoot } from './benchProcs.js';
+import { type LiveResult, liveBench } from './postgresLive.js';
+
+/** Everything printed, appended to bench/results.md at the end of the run. */
+const printed: string[] = [];
+function say(line: string): void {
+  console.log(line);
+  printed.push(line);
+}
 
 const PG = process.env.REDTAIL_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SNAPSHOT_KEYS = Number(process.env.REDTAIL_BENCH_KEYS ?? 200_000);
@@ -69,28 +83,68 @@ function control(op: ControlEvent['op']): ChangeEvent {
   return { v: 1, op, db: 0, source: { replid: REPLID, offset: 0, seq: 0, snapshot: true }, ts: Date.now() };
 }
 
-async function snapshotBench(): Promise<{ sinkRate: number; ceilingRate: number; bareRate: number }> {
+interface SnapshotResult {
+  sinkRate: number;
+  ceilingRate: number;
+  bareRate: number;
+  /** Median over the rounds of sink rate / ceiling rate of the same round. */
+  ratio: number;
+  rounds: string[];
+}
+
+/**
+ * The sink's load of SNAPSHOT_KEYS snapshot keys into an empty mirror, as `redtail run` drives it (batches of
+ * SNAPSHOT_BATCH, up to 4 handed over before the first is committed, like the Pipeline's `maxInFlightBatches`).
+ */
+async function sinkLoad(events: SnapshotEvent[]): Promise<{ ms: number; detail: string }> {
   const schema = `bench_snap_${randomBytes(4).toString('hex')}`;
   const sink = new PostgresSink(parsePostgresSpec(PG, { schema, changes: false }), {
     logger: silentLogger(),
   });
   await sink.open();
-  const events = snapshotEvents(SNAPSHOT_KEYS);
   const t0 = performance.now();
-  await sink.write({ events: [control('snapshot-begin')], checkpoint: null });
-  for (let i = 0; i < events.length; i += SNAPSHOT_BATCH)
-    await sink.write({ events: events.slice(i, i + SNAPSHOT_BATCH), checkpoint: null });
-  await sink.write({ events: [control('snapshot-end')], checkpoint: { replid: REPLID, offset: 0, db: 0 } });
-  const sinkMs = performance.now() - t0;
+  const inFlight: Array<Promise<void>> = [
+    sink.write({ events: [control('snapshot-begin')], checkpoint: null }),
+  ];
+  for (let i = 0; i < events.length; i += SNAPSHOT_BATCH) {
+    if (inFlight.length >= 4) await inFlight.shift();
+    inFlight.push(sink.write({ events: events.slice(i, i + SNAPSHOT_BATCH), checkpoint: null }));
+  }
+  inFlight.push(
+    sink.write({ events: [control('snapshot-end')], checkpoint: { replid: REPLID, offset: 0, db: 0 } }),
+  );
+  await Promise.all(inFlight);
+  const ms = performance.now() - t0;
+  const phases = Object.entries(sink.stats.ms)
+    .filter(([, v]) => v >= 1)
+    .map(([k, v]) => `${k} ${Math.round(v)}`)
+    .join(', ');
   await sink.close();
+  await sql(`DROP SCHEMA "${schema}" CASCADE`);
+  const index = Math.round(sink.applier.stats.indexBuildMs);
+  return {
+    ms,
+    detail: `${sink.stats.transactions} transactions, ms: ${phases} (of which index builds ${index})`,
+  };
+}
 
-  // The ceiling: a plain COPY of the same rows, already encoded (the very bytes, in the binary format the sink
-  // sends), in one statement and one transaction: into a table identical to `keys` (same primary key and indexes),
-  // and, for reference, into a bare table of the same columns without any index.
+/**
+ * The snapshot load against its ceiling, a plain COPY of the same rows, already encoded (the very bytes, in the
+ * binary format the sink sends), in one statement and one transaction into a table identical to `keys` (same
+ * primary key and indexes), and for reference into a bare table of the same columns without any index. The machine
+ * is shared, so the three alternate for REDTAIL_BENCH_ROUNDS rounds (default 3) and the medians are reported.
+ */
+async function snapshotBench(): Promise<SnapshotResult> {
+  const rounds = Number(process.env.REDTAIL_BENCH_ROUNDS ?? 3);
+  const events = snapshotEvents(SNAPSHOT_KEYS);
+  const schema = `bench_ceiling_${randomBytes(4).toString('hex')}`;
+  const template = new PostgresSink(parsePostgresSpec(PG, { schema, changes: false }), {
+    logger: silentLogger(),
+  });
+  await template.open();
+  await template.close();
   const c = new pg.Client({ connectionString: PG });
   await c.connect();
-  await c.query(`CREATE TABLE "${schema}".ceiling (LIKE "${schema}".keys INCLUDING ALL)`);
-  await c.query(`CREATE TABLE "${schema}".bare (LIKE "${schema}".keys)`);
   const rows = events.map((e) => {
     const v = valueFromRdb(e.type as string, e.value, undefined);
     return [
@@ -118,7 +172,8 @@ async function snapshotBench(): Promise<{ sinkRate: number; ceilingRate: number;
     'int8',
   ];
   const data = [...encodeCopyBinary(types, rows)];
-  const plainCopy = async (table: string): Promise<number> => {
+  const plainCopy = async (table: string, like: string): Promise<number> => {
+    await c.query(`CREATE TABLE "${schema}".${table} (LIKE "${schema}".keys ${like})`);
     const t = performance.now();
     await c.query('BEGIN');
     const stream = c.query(
@@ -127,14 +182,38 @@ async function snapshotBench(): Promise<{ sinkRate: number; ceilingRate: number;
     await pipeline(Readable.from(data), stream);
     await c.query('COMMIT');
     if (stream.rowCount !== SNAPSHOT_KEYS) throw new Error(`ceiling COPY stored ${stream.rowCount} rows`);
-    return performance.now() - t;
+    const ms = performance.now() - t;
+    await c.query(`DROP TABLE "${schema}".${table}`);
+    return ms;
   };
-  const ceilingMs = await plainCopy('ceiling');
-  const bareMs = await plainCopy('bare');
+  const rate = (ms: number) => (SNAPSHOT_KEYS / ms) * 1000;
+  const sinkRates: number[] = [];
+  const ceilingRates: number[] = [];
+  const bareRates: number[] = [];
+  const ratios: number[] = [];
+  const lines: string[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const ceiling = rate(await plainCopy('ceiling', 'INCLUDING ALL'));
+    const load = await sinkLoad(events);
+    const bare = rate(await plainCopy('bare', ''));
+    sinkRates.push(rate(load.ms));
+    ceilingRates.push(ceiling);
+    bareRates.push(bare);
+    ratios.push(rate(load.ms) / ceiling);
+    lines.push(
+      `round ${r + 1}: sink ${Math.round(rate(load.ms))} keys/s (${load.detail}), plain COPY ${Math.round(ceiling)} rows/s, ratio ${(rate(load.ms) / ceiling).toFixed(2)}; load average ${loadavg()[0]!.toFixed(2)}`,
+    );
+  }
   await c.end();
   await sql(`DROP SCHEMA "${schema}" CASCADE`);
-  const rate = (ms: number) => (SNAPSHOT_KEYS / ms) * 1000;
-  return { sinkRate: rate(sinkMs), ceilingRate: rate(ceilingMs), bareRate: rate(bareMs) };
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  return {
+    sinkRate: median(sinkRates),
+    ceilingRate: median(ceilingRates),
+    bareRate: median(bareRates),
+    ratio: median(ratios),
+    rounds: lines,
+  };
 }
 
 /** A realistic command mix over 10,000 keys, normalized exactly as the stream would be. */
@@ -290,32 +369,87 @@ async function streamBench(rate: number): Promise<StreamResult> {
 
 function report(label: string, r: StreamResult): void {
   const f = (n: number) => n.toFixed(1);
-  console.log(
+  say(
     `${label}: ${Math.round(r.eventsPerSec)} events/s; end-to-end latency p50 ${f(r.latency.p50)} ms, p99 ${f(r.latency.p99)} ms, max ${f(r.latency.max)} ms`,
   );
-  console.log(
+  say(
     `  slowest 1 % of events: ${f(r.slowWaitMs)} ms queued in the pipeline before their batch's write began, ${f(r.slowWriteMs)} ms from there to the commit`,
   );
-  console.log(
+  say(
     `  batches: write p50 ${f(r.batchMs.p50)} ms, p99 ${f(r.batchMs.p99)} ms, max ${f(r.batchMs.max)} ms; events per batch p50 ${r.batchEvents.p50}, max ${r.batchEvents.max}`,
   );
-  console.log(`  slowest 1 % of batches: ${r.slowest}`);
-  console.log(
+  say(`  slowest 1 % of batches: ${r.slowest}`);
+  say(
     `  event-loop delay max ${f(r.loopDelayMaxMs)} ms; GC pauses max ${f(r.gcMaxMs)} ms, total ${f(r.gcTotalMs)} ms`,
   );
 }
 
+async function live(): Promise<LiveResult> {
+  const n = Number(process.env.REDTAIL_BENCH_LIVE_N ?? 50_000);
+  const random = Number(process.env.REDTAIL_BENCH_LIVE_RANDOM ?? 0);
+  const load = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  const r = await liveBench({ pg: PG, n, random, profileDir: process.env.REDTAIL_BENCH_PROFILE });
+  r.load = load;
+  say(
+    `live master (redis-benchmark -P 32 -n ${n}${random ? ` -r ${random}` : ''} -t set,hset,lpush,sadd,zadd,incr): ${r.events} events, burst ${r.burstS.toFixed(2)} s; redtail ${Math.round(r.eventsPerSec)} events/s, caught up ${r.catchUpS.toFixed(2)} s after the burst; CPU s per million events: redtail ${r.redtailCpuPerM.toFixed(1)}, its Postgres backends ${r.pgCpuPerM.toFixed(1)}; verify ${r.verify}; load average ${load}`,
+  );
+  say(
+    `  same-run reference: a plain binary COPY of these ${r.events} changes rows into a table like changes: ${Math.round(r.changesCeiling)} rows/s (sink/ceiling ${(r.eventsPerSec / r.changesCeiling).toFixed(2)})`,
+  );
+  say(`  sink: ${r.sinkStats}`);
+  return r;
+}
+
 async function main(): Promise<void> {
+  const load = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  try {
+    await runModes();
+  } finally {
+    if (printed.length > 0) appendResults(load);
+  }
+}
+
+/** A bench/results.md section: when, machine, versions, load average at start and end, and the printed figures. */
+function appendResults(loadAtStart: string): void {
+  const pgVersion = execFileSync('psql', [PG, '-Atc', 'SHOW server_version'], { encoding: 'utf8' }).trim();
+  const redis = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
+  const section = [
+    `## bench:postgres ${new Date().toISOString()} (REDTAIL_BENCH_MODE=${process.env.REDTAIL_BENCH_MODE ?? 'all'})`,
+    '',
+    `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; load average at start ${loadAtStart}, at end ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (shared machine: figures under load are noisy)`,
+    `- versions: Node ${process.version}, PostgreSQL ${pgVersion}, ${redis}`,
+    '',
+    '```',
+    ...printed,
+    '```',
+    '',
+  ].join('\n');
+  appendFileSync(join(repoRoot, 'bench', 'results.md'), `\n${section}`);
+}
+
+async function runModes(): Promise<void> {
   // REDTAIL_BENCH_RATE=n: only the paced streaming run at n events/s (to study latency, e.g. under CHECKPOINTs).
   const only = Number(process.env.REDTAIL_BENCH_RATE ?? 0);
   if (only > 0) {
     report(`streaming at ${only} events/s`, await streamBench(only));
     return;
   }
+  // REDTAIL_BENCH_MODE: live (only the live master), snapshot, synthetic; default all three.
+  const mode = process.env.REDTAIL_BENCH_MODE ?? 'all';
+  if (mode === 'live' || mode === 'all') await live();
+  if (mode === 'live') return;
   const snap = await snapshotBench();
-  console.log(
-    `snapshot load: ${Math.round(snap.sinkRate)} keys/s through the sink (batches of ${SNAPSHOT_BATCH}); ceiling, a plain COPY of the same rows into a table like keys: ${Math.round(snap.ceilingRate)} rows/s; ratio ${(snap.sinkRate / snap.ceilingRate).toFixed(2)} (into an index-less table: ${Math.round(snap.bareRate)} rows/s, ratio ${(snap.sinkRate / snap.bareRate).toFixed(2)})`,
+  for (const l of snap.rounds) say(`  ${l}`);
+  say(
+    `snapshot load (median of ${snap.rounds.length} rounds): ${Math.round(snap.sinkRate)} keys/s through the sink (batches of ${SNAPSHOT_BATCH}); ceiling, a plain COPY of the same rows into a table like keys: ${Math.round(snap.ceilingRate)} rows/s; ratio ${snap.ratio.toFixed(2)} (into an index-less table: ${Math.round(snap.bareRate)} rows/s, ratio ${(snap.sinkRate / snap.bareRate).toFixed(2)})`,
   );
+  if (mode === 'snapshot') return;
   const max = await streamBench(0);
   report('streaming, unthrottled', max);
   const paced = Math.round(max.eventsPerSec / 4);

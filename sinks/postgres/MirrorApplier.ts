@@ -4,8 +4,8 @@ import type { ChangeEvent, SnapshotEvent, UnknownCommandEvent } from '../../src/
 import { type CopyType, type CopyValue, copyBinary } from './copy.js';
 import { MirrorError } from './errors.js';
 import type { FetchedValue, Fetcher } from './MasterFetcher.js';
-import { ident } from './migrations.js';
-import { fieldTtlToJson, valueFromJson, valueFromRdb, valueToJson } from './model/encoding.js';
+import { ident, KEYS_INDEX_NAMES, keysIndexes } from './migrations.js';
+import { fieldTtlToJson, snapshotJson, valueFromJson, valueToJson } from './model/encoding.js';
 import { applyEvent, isModelOp, isNoKeyOp, keysOf } from './model/RedisModel.js';
 import { type ApplyContext, Divergence, type KeyEntry } from './model/types.js';
 
@@ -41,6 +41,16 @@ const STAGE_DDL = `CREATE TEMP TABLE IF NOT EXISTS redtail_keys_stage (
 const STAGE_COLUMNS = ['db', 'key', 'key_text', 'type', 'value', 'expire_ms', 'field_expire_at'];
 const STAGE_TYPES: CopyType[] = ['int4', 'bytea', 'text', 'text', 'jsonb', 'int8', 'jsonb'];
 
+/** Columns of `keys` a bulk snapshot load copies into (pending_offset stays NULL). */
+const KEYS_COLUMNS = [
+  ...STAGE_COLUMNS.slice(0, 5),
+  'expire_at',
+  'field_expire_at',
+  'updated_offset',
+  'snapshot_gen',
+];
+const KEYS_TYPES: CopyType[] = [...STAGE_TYPES.slice(0, 5), 'timestamptz', 'jsonb', 'int8', 'int8'];
+
 const GLOBAL_OPS = new Set(['flushdb', 'flushall', 'swapdb', 'snapshot-begin', 'snapshot-end']);
 
 function id(db: number, key: Buffer): string {
@@ -66,9 +76,19 @@ export class MirrorApplier {
   private deletedPendingIds: number[] = [];
   private offset = 0;
   state: SinkState = { gen: 0, loading: false, appliedOffset: 0 };
+  /** The snapshot being loaded goes straight into `keys` (it was empty at `snapshot-begin`). */
+  private bulkLoad = false;
   /** Whether this transaction already loaded the staging table (a second load empties it first). */
   private stageUsed = false;
-  readonly stats = { fetches: 0, fetchedKeys: 0, divergences: 0, rowsWritten: 0, copies: 0, copiedRows: 0 };
+  readonly stats = {
+    fetches: 0,
+    fetchedKeys: 0,
+    divergences: 0,
+    rowsWritten: 0,
+    copies: 0,
+    copiedRows: 0,
+    indexBuildMs: 0,
+  };
 
   constructor(
     schema: string,
@@ -402,13 +422,17 @@ export class MirrorApplier {
   }
 
   /**
-   * Whole snapshot keys overwrite their rows without being read first: the bulk path of the initial load. The rows are
-   * streamed with a binary `COPY` into a session-local staging table, then moved into `keys` by one
-   * `INSERT ... SELECT ... ON CONFLICT (db, key) DO UPDATE` (COPY cannot upsert, and a full resync finds the previous
-   * generation's rows there), all inside the batch's transaction.
+   * Whole snapshot keys overwrite their rows without being read first: the bulk path of the initial load. Into a
+   * mirror that was empty when the snapshot began (`bulkLoad`), the rows are streamed with a binary `COPY` straight
+   * into `keys`: no row can be there already (a snapshot holds each key once; a failed batch rolled back) and the
+   * secondary indexes are dropped until the end of the load. Otherwise they go by `COPY` into a session-local staging
+   * table and then into `keys` by one `INSERT ... SELECT ... ON CONFLICT (db, key) DO UPDATE` (COPY cannot upsert,
+   * and a full resync finds the previous generation's rows there), all inside the batch's transaction.
    */
   private async snapshotRows(client: PoolClient, events: SnapshotEvent[]): Promise<void> {
     this.offset = events[0]!.source.offset;
+    const direct = this.bulkLoad;
+    const tail: CopyValue[] = direct ? [this.offset, this.state.gen] : [];
     const logger = this.logger;
     function* rows(): Generator<CopyValue[]> {
       for (const ev of events) {
@@ -419,7 +443,7 @@ export class MirrorApplier {
           );
           continue;
         }
-        const v = valueFromRdb(
+        const v = snapshotJson(
           ev.type as string,
           ev.value,
           ev.fieldExpireAt as Array<[Buffer, number]> | undefined,
@@ -429,18 +453,22 @@ export class MirrorApplier {
           ev.key!,
           keyText(ev.key!),
           v.type,
-          JSON.stringify(valueToJson(v)),
+          v.json,
           (ev.expireAt as number | null) ?? null,
-          v.type === 'hash' ? JSON.stringify(fieldTtlToJson(v)) : null,
+          v.fieldTtl,
+          ...tail,
         ];
       }
     }
-    await client.query(STAGE_DDL);
-    if (this.stageUsed) await client.query(`TRUNCATE ${STAGE}`);
-    this.stageUsed = true;
-    const n = await copyBinary(client, STAGE, STAGE_COLUMNS, STAGE_TYPES, rows());
-    await client.query(
-      `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset)
+    let n: number;
+    if (direct) n = await copyBinary(client, `${this.s}.keys`, KEYS_COLUMNS, KEYS_TYPES, rows());
+    else {
+      await client.query(STAGE_DDL);
+      if (this.stageUsed) await client.query(`TRUNCATE ${STAGE}`);
+      this.stageUsed = true;
+      n = await copyBinary(client, STAGE, STAGE_COLUMNS, STAGE_TYPES, rows());
+      await client.query(
+        `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset)
        SELECT db, key, key_text, type, value,
               CASE WHEN expire_ms IS NULL THEN NULL ELSE timestamptz 'epoch' + expire_ms * interval '1 millisecond' END,
               field_expire_at, $1, $2, NULL
@@ -448,11 +476,28 @@ export class MirrorApplier {
        ON CONFLICT (db, key) DO UPDATE SET key_text = EXCLUDED.key_text, type = EXCLUDED.type, value = EXCLUDED.value,
          expire_at = EXCLUDED.expire_at, field_expire_at = EXCLUDED.field_expire_at, updated_offset = EXCLUDED.updated_offset,
          snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset`,
-      [this.offset, this.state.gen],
-    );
+        [this.offset, this.state.gen],
+      );
+    }
     this.stats.rowsWritten += n;
     this.stats.copies++;
     this.stats.copiedRows += n;
+  }
+
+  /**
+   * A snapshot into an empty mirror is a bulk load: its rows are copied straight into `keys`, and the secondary
+   * indexes are dropped now and built once at `snapshot-end` (a sorted build of each index costs far less than an
+   * insertion per row; the primary key stays, it guards the rows). Nobody can read a mirror that is not there yet;
+   * DROP INDEX briefly takes an exclusive lock on `keys`. Kept in memory only: a restart during the load resyncs,
+   * and the next `snapshot-begin` decides again (then on a non-empty table).
+   */
+  private async beginBulkLoad(client: PoolClient): Promise<void> {
+    const { rows } = await client.query<{ empty: boolean }>(
+      `SELECT NOT EXISTS (SELECT 1 FROM ${this.s}.keys) AS empty`,
+    );
+    this.bulkLoad = rows[0]?.empty === true;
+    if (!this.bulkLoad) return;
+    await client.query(KEYS_INDEX_NAMES.map((n) => `DROP INDEX IF EXISTS ${this.s}.${n}`).join('; '));
   }
 
   private async global(client: PoolClient, ev: ChangeEvent): Promise<void> {
@@ -484,9 +529,15 @@ export class MirrorApplier {
         this.pendings = [];
         this.deletedPendingIds = [];
         await client.query(`DELETE FROM ${this.s}.pending_values`);
+        await this.beginBulkLoad(client);
         break;
       case 'snapshot-end': {
         const r = await client.query(`DELETE FROM ${k} WHERE snapshot_gen < $1`, [this.state.gen]);
+        // Always (not only after a bulk load): a load interrupted after dropping them left them missing.
+        const t = performance.now();
+        for (const ddl of keysIndexes(this.s)) await client.query(ddl);
+        this.stats.indexBuildMs += performance.now() - t;
+        this.bulkLoad = false;
         this.state.loading = false;
         this.state.appliedOffset = ev.source.offset;
         if ((r.rowCount ?? 0) > 0)

@@ -23,6 +23,8 @@ export interface PostgresSinkConfig {
   master: string | null;
   /** Rows per INSERT statement of the snapshot load. */
   snapshotChunkRows: number;
+  /** At most this many events in one transaction when batches queue up behind a commit (group commit). */
+  maxGroupEvents: number;
   /** Longest wait between retries while Postgres is unreachable. */
   retryMaxDelayMs: number;
   /** Give up (fatal error) after Postgres has been unreachable this long; 0 waits forever. */
@@ -37,6 +39,7 @@ const DEFAULTS: Omit<PostgresSinkConfig, 'connectionString'> = {
   changesSnapshot: false,
   master: null,
   snapshotChunkRows: 5_000,
+  maxGroupEvents: 20_000,
   retryMaxDelayMs: 5_000,
   retryTimeoutMs: 0,
 };
@@ -50,6 +53,7 @@ const SINK_PARAMS = new Set([
   'changessnapshot',
   'master',
   'snapshotchunkrows',
+  'maxgroupevents',
   'retrymaxdelayms',
   'retrytimeoutms',
 ]);
@@ -140,6 +144,8 @@ export function parsePostgresSpec(spec: string, options: Record<string, unknown>
   if (raw.master !== undefined && raw.master !== null && raw.master !== '') cfg.master = String(raw.master);
   if (raw.snapshotchunkrows !== undefined)
     cfg.snapshotChunkRows = Math.max(1, positive(raw.snapshotchunkrows, 'snapshotChunkRows'));
+  if (raw.maxgroupevents !== undefined)
+    cfg.maxGroupEvents = Math.max(1, positive(raw.maxgroupevents, 'maxGroupEvents'));
   if (raw.retrymaxdelayms !== undefined)
     cfg.retryMaxDelayMs = positive(raw.retrymaxdelayms, 'retryMaxDelayMs');
   if (raw.retrytimeoutms !== undefined) cfg.retryTimeoutMs = positive(raw.retrytimeoutms, 'retryTimeoutMs');

@@ -21,13 +21,19 @@ const JSONB_VERSION = 1;
 const PG_EPOCH_MS = 946_684_800_000;
 /** Size of the buffers the encoder yields (each becomes one CopyData message). */
 const CHUNK = 1 << 20;
+/**
+ * Encoded rows are handed on every 64 KB: Postgres starts storing the first rows of a batch while the rest are
+ * still being encoded (with 1 MB, a batch of a few thousand rows went out only once fully encoded, and the two sides
+ * took turns instead of overlapping).
+ */
+const FLUSH = 64 << 10;
 
 export class CopyEncodeError extends Error {
   override readonly name = 'CopyEncodeError';
 }
 
-function check(ok: boolean, msg: string): void {
-  if (!ok) throw new CopyEncodeError(msg);
+function fail(msg: string): never {
+  throw new CopyEncodeError(msg);
 }
 
 /**
@@ -36,13 +42,13 @@ function check(ok: boolean, msg: string): void {
  * representation, then an int16 -1 trailer. Representations: int4/int8 big-endian; timestamptz (given in ms since the
  * Unix epoch) int64 microseconds since 2000-01-01 UTC; bytea the bytes; text UTF-8 (the
  * connection's client_encoding, UTF8 for node-postgres), which Postgres forbids to contain NUL; jsonb a version byte
- * (1) followed by the JSON text. Yields buffers of at most 1 MB (a larger field is split across several).
+ * (1) followed by the JSON text. Yields buffers of 64 KB to 1 MB (a larger field is split across several).
  */
 export function* encodeCopyBinary(
   types: readonly CopyType[],
   rows: Iterable<readonly CopyValue[]>,
 ): Generator<Buffer> {
-  let buf = Buffer.allocUnsafe(CHUNK);
+  let buf = Buffer.allocUnsafe(FLUSH);
   let pos = 0;
   HEADER.copy(buf, 0);
   pos = HEADER.length;
@@ -55,7 +61,7 @@ export function* encodeCopyBinary(
       ready.push(buf.subarray(0, pos));
       readyBytes += pos;
     }
-    buf = Buffer.allocUnsafe(Math.max(CHUNK, n));
+    buf = Buffer.allocUnsafe(Math.max(FLUSH, n));
     pos = 0;
   };
   const int32 = (v: number): void => {
@@ -63,11 +69,18 @@ export function* encodeCopyBinary(
     buf.writeInt32BE(v, pos);
     pos += 4;
   };
+  /** int64 big-endian from a safe integer, without a BigInt (this runs for every row). */
+  const int64 = (n: number): void => {
+    const hi = Math.floor(n / 0x1_0000_0000);
+    room(12);
+    buf.writeInt32BE(8, pos);
+    buf.writeInt32BE(hi, pos + 4);
+    buf.writeUInt32BE(n - hi * 0x1_0000_0000, pos + 8);
+    pos += 12;
+  };
   for (const row of rows) {
-    check(
-      row.length === types.length,
-      `a row has ${row.length} fields, the COPY has ${types.length} columns`,
-    );
+    if (row.length !== types.length)
+      fail(`a row has ${row.length} fields, the COPY has ${types.length} columns`);
     room(2);
     buf.writeInt16BE(types.length, pos);
     pos += 2;
@@ -80,42 +93,32 @@ export function* encodeCopyBinary(
       }
       switch (t) {
         case 'int4':
-          check(
-            typeof v === 'number' && Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff,
-            `int4 column ${i}: ${String(v)} is not a 32-bit integer`,
-          );
+          if (typeof v !== 'number' || !Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
+            fail(`int4 column ${i}: ${String(v)} is not a 32-bit integer`);
           int32(4);
           int32(v as number);
           break;
-        case 'int8': {
-          check(
-            typeof v === 'number' && Number.isSafeInteger(v),
-            `int8 column ${i}: ${String(v)} is not a safe integer`,
-          );
-          const n = v as number;
-          const hi = Math.floor(n / 0x1_0000_0000);
-          room(12);
-          buf.writeInt32BE(8, pos);
-          buf.writeInt32BE(hi, pos + 4);
-          buf.writeUInt32BE(n - hi * 0x1_0000_0000, pos + 8);
-          pos += 12;
+        case 'int8':
+          if (typeof v !== 'number' || !Number.isSafeInteger(v))
+            fail(`int8 column ${i}: ${String(v)} is not a safe integer`);
+          int64(v as number);
           break;
-        }
         case 'timestamptz': {
-          check(
-            typeof v === 'number' && Number.isSafeInteger(v),
-            `timestamptz column ${i}: ${String(v)} is not a time in ms`,
-          );
-          // |ms| < 2^53 keeps the product within int64; Postgres itself rejects times outside its range.
-          const us = BigInt((v as number) - PG_EPOCH_MS) * 1000n;
-          room(12);
-          buf.writeInt32BE(8, pos);
-          buf.writeBigInt64BE(us, pos + 4);
-          pos += 12;
+          if (typeof v !== 'number' || !Number.isSafeInteger(v))
+            fail(`timestamptz column ${i}: ${String(v)} is not a time in ms`);
+          const us = ((v as number) - PG_EPOCH_MS) * 1000;
+          if (Number.isSafeInteger(us)) int64(us);
+          else {
+            // |ms| < 2^53 keeps the product within int64; Postgres itself rejects times outside its range.
+            room(12);
+            buf.writeInt32BE(8, pos);
+            buf.writeBigInt64BE(BigInt((v as number) - PG_EPOCH_MS) * 1000n, pos + 4);
+            pos += 12;
+          }
           break;
         }
         case 'bytea': {
-          check(Buffer.isBuffer(v), `bytea column ${i}: not a Buffer`);
+          if (!Buffer.isBuffer(v)) fail(`bytea column ${i}: not a Buffer`);
           const b = v as Buffer;
           int32(b.length);
           room(b.length);
@@ -125,20 +128,25 @@ export function* encodeCopyBinary(
         }
         case 'text':
         case 'jsonb': {
-          check(typeof v === 'string', `${t} column ${i}: not a string`);
+          if (typeof v !== 'string') fail(`${t} column ${i}: not a string`);
           const s = v as string;
-          check(!s.includes('\0'), `${t} column ${i}: Postgres text cannot contain NUL`);
+          if (s.includes('\0')) fail(`${t} column ${i}: Postgres text cannot contain NUL`);
           const extra = t === 'jsonb' ? 1 : 0;
-          const len = Buffer.byteLength(s, 'utf8');
-          int32(len + extra);
-          room(len + extra);
-          if (extra) buf[pos++] = JSONB_VERSION;
-          pos += buf.write(s, pos, len, 'utf8');
+          // At most 3 bytes per UTF-16 unit: short strings get that much room and are written without being
+          // measured first; long ones are measured, so no buffer is three times their size.
+          const len = s.length <= 4096 ? -1 : Buffer.byteLength(s, 'utf8');
+          room(4 + extra + (len < 0 ? s.length * 3 : len));
+          const lenAt = pos;
+          pos += 4 + extra;
+          if (extra) buf[pos - 1] = JSONB_VERSION;
+          const written = buf.write(s, pos, 'utf8');
+          buf.writeInt32BE(written + extra, lenAt);
+          pos += written;
           break;
         }
       }
     }
-    if (readyBytes >= CHUNK) {
+    if (readyBytes >= FLUSH) {
       yield* slices(ready);
       ready.length = 0;
       readyBytes = 0;

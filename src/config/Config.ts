@@ -96,7 +96,7 @@ export const defaults: RedtailConfig = {
     lingerMs: 10,
     highWaterEvents: 50_000,
     highWaterBytes: 64 * 1024 * 1024,
-    maxInFlightBatches: 4,
+    maxInFlightBatches: 16,
   },
   link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000, connectTimeoutMs: 10_000 },
   spool: { enabled: true, maxBytes: 4 * 1024 ** 3, segmentBytes: 64 * 1024 ** 2, fsyncIntervalMs: 1_000 },

@@ -10,8 +10,12 @@ export function encodeBytes(b: Buffer): string | { base64: string } {
   return isUtf8(b) && !b.includes(0) ? b.toString('utf8') : { base64: b.toString('base64') };
 }
 
+/** Printable-or-control ASCII without NUL: the same text in latin1 and UTF-8, stored as itself (see encodeBytes). */
+const PLAIN_ASCII = /^[\x01-\x7f]*$/;
+
 export function encodeLatin1(s: Bytes): string | { base64: string } {
-  return encodeBytes(buf(s));
+  // The fast path gives what encodeBytes gives for such a string (valid UTF-8, no NUL), without a Buffer.
+  return PLAIN_ASCII.test(s) ? s : encodeBytes(buf(s));
 }
 
 export function decodeToBuffer(v: unknown): Buffer {
@@ -23,6 +27,7 @@ export function decodeToBuffer(v: unknown): Buffer {
 }
 
 export function decodeToLatin1(v: unknown): Bytes {
+  if (typeof v === 'string' && PLAIN_ASCII.test(v)) return v;
   return decodeToBuffer(v).toString('latin1');
 }
 
@@ -265,5 +270,70 @@ export function valueFromRdb(
     }
     default:
       throw new Error(`values of type ${type} cannot be mirrored`);
+  }
+}
+
+/** The stored JSON texts of a snapshot value: `value` and, for hashes, `field_expire_at`. */
+export interface SnapshotJson {
+  type: string;
+  json: string;
+  /** JSON text of the field TTLs (`null` text when a hash has none), or SQL NULL for other types. */
+  fieldTtl: string | null;
+}
+
+const byBuffer = (a: Buffer, b: Buffer): number => Buffer.compare(a, b);
+
+/**
+ * What `JSON.stringify(valueToJson(valueFromRdb(...)))` (and `fieldTtlToJson`) give for a snapshot value, built from
+ * the parser's Buffers directly: the initial load encodes every value of the dataset once, and the model's maps and
+ * latin1 strings are only needed to apply changes. Same texts (test/sinks/postgres/snapshotJson.test.ts); streams
+ * and anything unusual take the model's path.
+ */
+export function snapshotJson(
+  type: string,
+  value: unknown,
+  fieldExpireAt?: Array<[Buffer, number]>,
+): SnapshotJson {
+  switch (type) {
+    case 'string':
+      return { type, json: JSON.stringify(encodeBytes(value as Buffer)), fieldTtl: null };
+    case 'list':
+      return { type, json: JSON.stringify((value as Buffer[]).map(encodeBytes)), fieldTtl: null };
+    case 'set':
+      return {
+        type,
+        json: JSON.stringify([...(value as Buffer[])].sort(byBuffer).map(encodeBytes)),
+        fieldTtl: null,
+      };
+    case 'hash': {
+      const fields = [...(value as Array<[Buffer, Buffer]>)].sort((x, y) => byBuffer(x[0], y[0]));
+      const ttls = fieldExpireAt?.length
+        ? [...fieldExpireAt].sort((x, y) => byBuffer(x[0], y[0])).map(([f, ms]) => [encodeBytes(f), ms])
+        : null;
+      return {
+        type,
+        json: JSON.stringify(fields.map(([f, x]) => [encodeBytes(f), encodeBytes(x)])),
+        fieldTtl: JSON.stringify(ttls),
+      };
+    }
+    case 'zset': {
+      const members = (value as Array<[Buffer, unknown]>).map(
+        ([m, s]) => [m, scoreFromJson(s)] as [Buffer, number],
+      );
+      members.sort((x, y) => (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : byBuffer(x[0], y[0])));
+      return {
+        type,
+        json: JSON.stringify(members.map(([m, s]) => [encodeBytes(m), scoreToJson(s)])),
+        fieldTtl: null,
+      };
+    }
+    default: {
+      const v = valueFromRdb(type, value, fieldExpireAt);
+      return {
+        type: v.type,
+        json: JSON.stringify(valueToJson(v)),
+        fieldTtl: v.type === 'hash' ? JSON.stringify(fieldTtlToJson(v)) : null,
+      };
+    }
   }
 }
