@@ -18,7 +18,10 @@ describe('CommandFramer: big commands in parts', () => {
   const stream = Buffer.concat(commands);
   const ends: number[] = [];
   let o = 100;
-  for (const c of commands) ends.push((o += c.length));
+  for (const c of commands) {
+    o += c.length;
+    ends.push(o);
+  }
 
   for (const size of [1000, 65_536, 300_001, BIG_COMMAND_BYTES + 1]) {
     it(`chunks of ${size}: parts and commands are the stream, in order, each command ending at its offset`, () => {
