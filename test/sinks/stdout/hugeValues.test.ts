@@ -1,14 +1,21 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Redtail } from '../../../bench/benchProcs.js';
 import {
   binarySpec,
+  digestFile,
   type HugeRunResult,
   letterSpec,
   runHugeScenario,
+  sendHugeValue,
+  tailHas,
   textSpec,
+  valueHash,
 } from '../../../bench/hugeValues.js';
+import { startBenchRedis } from '../../../bench/rdbFixture.js';
 
 /**
  * Issue 16 at a test's size: a 48 MB binary string, a 32 MB valid-UTF-8 string full of characters JSON escapes and
@@ -58,3 +65,65 @@ describe('huge values through the NDJSON file sink (issue 16)', () => {
     });
   }
 });
+
+describe('kill -9 while a huge value is half-written (issue 16)', () => {
+  it('the restart delivers it exactly once', { timeout: 300_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-huge-kill-'));
+    dirs.push(dir);
+    mkdirSync(join(dir, 'master'));
+    const master = await startBenchRedis(join(dir, 'master'), ['client-output-buffer-limit replica 0 0 0']);
+    const file = join(dir, 'events.ndjson');
+    const args = ['--master', `redis://127.0.0.1:${master.port}`, '--sink', `file:${file}`];
+    args.push('--checkpoint', join(dir, 'redtail.checkpoint.json'), '--log-level', 'info');
+    const spec = binarySpec('huge:kill', 40 * MB);
+    let redtail = new Redtail(args);
+    try {
+      await until(() => tailHas(file, '"op":"snapshot-end"'), 'the snapshot');
+      const before = statSync(file).size;
+      const sent = sendHugeValue(master.port, spec);
+      // Killed once the value's line has begun in the file but not ended (the file does not end with a newline).
+      await until(
+        () => {
+          const size = statSync(file).size;
+          return size > before + 4 * MB && !lastByteIsNewline(file, size);
+        },
+        'the value half-written',
+        1,
+      );
+      redtail.proc.kill('SIGKILL');
+      await sent;
+      await until(() => redtail.exited, 'redtail to die');
+      expect(lastByteIsNewline(file, statSync(file).size)).toBe(false);
+      await redtail.stop();
+      redtail = new Redtail(args);
+      master.cli(['SET', 'huge:after', '1']);
+      await until(() => tailHas(file, '"key":"huge:after"'), 'the events after the value');
+      const d = digestFile(file, ['huge:kill', 'huge:after']);
+      expect(d.get('huge:kill')?.lines).toBe(1);
+      expect(d.get('huge:kill')?.sha256).toBe(valueHash(spec));
+      expect(d.get('huge:after')?.lines).toBe(1);
+    } finally {
+      await redtail.stop();
+      master.proc.kill('SIGKILL');
+    }
+  });
+});
+
+async function until(pred: () => boolean, what: string, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + 240_000;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+function lastByteIsNewline(path: string, size: number): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, size - 1);
+    return b[0] === 0x0a;
+  } finally {
+    closeSync(fd);
+  }
+}
