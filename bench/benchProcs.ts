@@ -1,12 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 /** Helpers shared by bench:spool and bench:kafka-outage: the real redtail binary, its log lines and its RSS. */
 
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const here = dirname(fileURLToPath(import.meta.url));
+/** dist/bench/.. /.. when built; bench/.. when a test imports the source (test/sinks/stdout/hugeValues.test.ts). */
+export const repoRoot =
+  [resolve(here, '..', '..'), resolve(here, '..')].find((r) => existsSync(join(r, 'bin', 'redtail.js'))) ??
+  resolve(here, '..', '..');
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
 

@@ -368,7 +368,11 @@ export class KafkaSink implements Sink {
   }
 
   private build(events: EventBatch['events'], maxMessageBytes: number) {
-    const built = buildMessages(events, this.router, { maxMessageBytes, stateRules: this.stateRules });
+    const built = buildMessages(events, this.router, {
+      maxMessageBytes,
+      stateRules: this.stateRules,
+      oversize: this.config.oversize,
+    });
     for (const ev of events) {
       const st = this.router.stateTopicFor(ev);
       if (st !== null) this.stateTopics.add(st);

@@ -2,6 +2,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { SASLOptions } from 'kafkajs';
 import { displayEndpoint } from '../../src/observe/redact.js';
 import { KafkaConfigError } from './errors.js';
+import { OVERSIZE_POLICIES, type OversizePolicy } from './oversize.js';
 import type { TopicRoute } from './TopicRouter.js';
 
 /** The subset of pino's Logger the sink uses, so any structured logger fits. */
@@ -51,6 +52,8 @@ export interface KafkaSinkOptions {
   maxBatchBytes?: number;
   /** Largest single record; bigger events are replaced by a truncation marker (docs/kafka.md). */
   maxMessageBytes?: number;
+  /** Events with byte strings of 1 MB or more: `truncate` (marker) or `reference` (sinks/kafka/oversize.ts). */
+  oversize?: OversizePolicy;
   transactionTimeoutMs?: number;
   /** Budget for `open()` to reach the cluster before failing with KafkaUnreachableError. */
   connectTimeoutMs?: number;
@@ -88,6 +91,7 @@ const DEFAULTS = {
   createTopics: true,
   maxBatchBytes: 900_000,
   maxMessageBytes: 1_000_000,
+  oversize: 'truncate' as OversizePolicy,
   transactionTimeoutMs: 60_000,
   connectTimeoutMs: 30_000,
   requestTimeoutMs: 30_000,
@@ -167,6 +171,11 @@ export function parseKafkaSpec(spec: string): KafkaSinkOptions {
       case 'ssl':
       case 'tls':
         out.ssl = bool(k, v);
+        break;
+      case 'oversize':
+        if (!OVERSIZE_POLICIES.includes(v as OversizePolicy))
+          throw new KafkaConfigError(`kafka sink: oversize=${v} is not a policy (truncate or reference)`);
+        out.oversize = v as OversizePolicy;
         break;
       case 'compression':
         out.compression = compression(v);

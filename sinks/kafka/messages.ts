@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Message, TopicMessages } from 'kafkajs';
 import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
 import { encodeEventLine, encodeJsonLine } from '../../src/events/EventEncoder.js';
+import { hugeBytesOf, measureEvent, type OversizePolicy, referenceEvent } from './oversize.js';
 import { type StateRule, stateEffect, stateValue } from './StateTopic.js';
 import type { TopicRouter } from './TopicRouter.js';
 
@@ -45,7 +46,7 @@ function headersOf(ev: ChangeEvent): Record<string, string> {
  */
 function truncatedEvent(
   ev: ChangeEvent,
-  original: Buffer,
+  original: { bytes: number; sha256: string },
   limit: number,
 ): { key: Buffer | null; value: Buffer } {
   // Not an event of the union: the payload is replaced by `truncated` (and the key perhaps by `keySha256`).
@@ -53,11 +54,7 @@ function truncatedEvent(
   let key = ev.key ?? null;
   if (ev.key !== undefined) marker.key = ev.key;
   if (typeof ev.type === 'string') marker.type = ev.type;
-  marker.truncated = {
-    bytes: original.length,
-    limit,
-    sha256: createHash('sha256').update(original).digest('hex'),
-  };
+  marker.truncated = { bytes: original.bytes, limit, sha256: original.sha256 };
   let value = Buffer.from(encodeJsonLine(reorder(marker)), 'utf8');
   if (key !== null && value.length + key.length * 2 + RECORD_OVERHEAD > limit) {
     const digest = createHash('sha256').update(key).digest('hex');
@@ -69,6 +66,9 @@ function truncatedEvent(
   return { key, value };
 }
 
+const EMPTY = Buffer.alloc(0);
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
 /** Keeps the JSON field order of real events: envelope and payload first, source and ts last. */
 function reorder(ev: Record<string, unknown>): Record<string, unknown> {
   const { source, ts, ...rest } = ev;
@@ -77,6 +77,8 @@ function reorder(ev: Record<string, unknown>): Record<string, unknown> {
 
 export interface BuildOptions {
   maxMessageBytes: number;
+  /** What becomes of an event with a huge byte string (sinks/kafka/oversize.ts); default `truncate`. */
+  oversize?: OversizePolicy;
   stateRules?: Record<string, StateRule>;
 }
 
@@ -97,12 +99,26 @@ export function buildMessages(
     const topic = router.topicFor(ev);
     const headers = headersOf(ev);
     let key: Buffer | null = ev.key ?? null;
-    let value: Buffer = Buffer.from(encodeEventLine(ev), 'utf8');
-    let size = sizeOf(key, value, headers);
+    // An event whose huge byte strings alone exceed the limit is never encoded whole (issue 16): a 512 MB value's
+    // JSON does not fit in one string. It is referenced or measured in chunks (sinks/kafka/oversize.ts).
+    const tooBig = hugeBytesOf(ev) >= limit;
+    let value: Buffer = tooBig ? EMPTY : Buffer.from(encodeEventLine(ev), 'utf8');
+    let size = tooBig ? Number.POSITIVE_INFINITY : sizeOf(key, value, headers);
     let cut = false;
+    if (size > limit && options.oversize === 'reference') {
+      const ref = referenceEvent(ev);
+      const refHeaders = { ...headers, oversize: 'reference' };
+      if (sizeOf(key, ref, refHeaders) <= limit) {
+        value = ref;
+        headers.oversize = 'reference';
+        size = sizeOf(key, value, headers);
+        cut = true;
+      }
+    }
     if (size > limit) {
-      truncated.push({ topic, key, bytes: value.length });
-      ({ key, value } = truncatedEvent(ev, value, limit));
+      const measured = tooBig ? measureEvent(ev) : { bytes: value.length, sha256: sha256(value) };
+      truncated.push({ topic, key, bytes: measured.bytes });
+      ({ key, value } = truncatedEvent(ev, measured, limit));
       headers.truncated = '1';
       size = sizeOf(key, value, headers);
       cut = true;

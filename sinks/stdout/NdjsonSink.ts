@@ -2,7 +2,8 @@ import { type FileHandle, open } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import type { Checkpoint, CheckpointStore } from '../../src/checkpoint/CheckpointStore.js';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
-import { NdjsonWriter } from '../../src/events/NdjsonEncoder.js';
+import { hugeValueChunks } from '../../src/events/hugeValue.js';
+import { type NdjsonPiece, NdjsonWriter } from '../../src/events/NdjsonEncoder.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
 
 export interface NdjsonSinkOptions {
@@ -15,6 +16,8 @@ export interface NdjsonSinkOptions {
 
 interface Pending {
   bytes: Buffer | null;
+  /** Instead of `bytes`, for a batch with a huge value (src/events/hugeValue.ts): written piece by piece. */
+  pieces?: NdjsonPiece[];
   checkpoint: ReplicationPosition | null;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -38,7 +41,8 @@ export class NdjsonSink implements Sink {
   private file: FileHandle | null = null;
   /** Size of the file after the last batch handed to writeData. */
   private fileSize = 0;
-  private readonly writer = new NdjsonWriter();
+  /** Huge byte strings are left out of the batch's buffer and written to the file in chunks (docs/events.md). */
+  private readonly writer = new NdjsonWriter().deferHuge();
   /** Encoded batches waiting for the commit loop, oldest first. */
   private pending: Pending[] = [];
   private committing: Promise<void> | null = null;
@@ -75,15 +79,18 @@ export class NdjsonSink implements Sink {
   write(batch: EventBatch): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     let bytes: Buffer | null = null;
+    let pieces: NdjsonPiece[] | undefined;
     if (batch.events.length > 0) {
       const w = this.writer;
       w.reset();
       for (const e of batch.events) w.event(e);
       // A copy: the writer's buffer is reused for the next batch while this one may still wait for the file.
-      bytes = Buffer.from(w.view());
+      const p = w.pieces();
+      if (p.length === 1 && Buffer.isBuffer(p[0])) bytes = p[0];
+      else pieces = p;
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ bytes, checkpoint: batch.checkpoint, resolve, reject });
+      this.pending.push({ bytes, pieces, checkpoint: batch.checkpoint, resolve, reject });
       if (!this.committing) this.committing = this.commitLoop();
     });
   }
@@ -131,6 +138,7 @@ export class NdjsonSink implements Sink {
 
   /** Appends the group's lines and makes them durable; returns the file size after each batch. */
   private async writeData(group: Pending[]): Promise<number[]> {
+    if (group.some((g) => g.pieces)) return this.writePieces(group);
     const bufs: Buffer[] = [];
     const sizes: number[] = [];
     let size = this.fileSize;
@@ -164,6 +172,31 @@ export class NdjsonSink implements Sink {
     return sizes;
   }
 
+  /**
+   * A group with a huge value: each piece in order, a huge value in chunks of a few MB (each written before the next
+   * is encoded), so the value's JSON never exists whole. The file length is counted as the bytes go out; a crash in
+   * the middle leaves a partial line past the checkpoint, which the next start truncates.
+   */
+  private async writePieces(group: Pending[]): Promise<number[]> {
+    const sizes: number[] = [];
+    let size = this.fileSize;
+    const out = async (b: Buffer) => {
+      if (this.file) await writeFileAll(this.file, b);
+      else await writeAll(this.opts.stream ?? process.stdout, b);
+      size += b.length;
+    };
+    for (const g of group) {
+      for (const p of g.pieces ?? (g.bytes ? [g.bytes] : [])) {
+        if (Buffer.isBuffer(p)) await out(p);
+        else for (const chunk of hugeValueChunks(p)) await out(chunk);
+      }
+      sizes.push(size);
+    }
+    await this.file?.datasync();
+    this.fileSize = size;
+    return sizes;
+  }
+
   private fail(err: Error, group: Pending[]): void {
     this.failure ??= err;
     for (const g of group) g.reject(err);
@@ -174,6 +207,15 @@ export class NdjsonSink implements Sink {
     while (this.committing) await this.committing;
     await this.file?.close();
     this.file = null;
+  }
+}
+
+/** Writes all of `data` at the end of the file (append mode), continuing after short writes. */
+async function writeFileAll(file: FileHandle, data: Buffer): Promise<void> {
+  let at = 0;
+  while (at < data.length) {
+    const { bytesWritten } = await file.write(data, at, data.length - at);
+    at += bytesWritten;
   }
 }
 

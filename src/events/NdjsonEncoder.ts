@@ -1,5 +1,9 @@
 import { isUtf8 } from 'node:buffer';
 import type { ChangeEvent, EventOf, EventOp, EventSource, SnapshotEvent } from './ChangeEvent.js';
+import { HUGE_VALUE_BYTES, HugeValue } from './hugeValue.js';
+
+/** What a batch of lines is made of when huge values are left out: bytes, and references to write in chunks. */
+export type NdjsonPiece = Buffer | HugeValue;
 
 /**
  * A hand-written NDJSON encoder: each op writes its fields straight into one reusable buffer, in the order the
@@ -21,9 +25,40 @@ export class NdjsonWriter {
   private snapPrefix: Uint8Array = new Uint8Array(0);
   private lastTs = Number.NaN;
   private lastTsDigits: Uint8Array = new Uint8Array(0);
+  /** Byte strings at least this long are left out of the buffer (`deferHuge`); by default none is. */
+  private hugeAt = Number.POSITIVE_INFINITY;
+  /** The byte strings left out since the last reset, each with the buffer position it belongs at. */
+  private huge: Array<{ at: number; ref: HugeValue }> = [];
 
   constructor(initialBytes = 1 << 16) {
     this.buf = Buffer.allocUnsafe(initialBytes);
+  }
+
+  /**
+   * From now on a byte string of `bytes` or more is not encoded into the buffer but left as a `HugeValue` in
+   * `pieces()`, for the sink to write in chunks (src/events/hugeValue.ts): a 512 MB value never becomes one string
+   * or a copy several times its size. `view()` then lacks those values; use `pieces()`.
+   */
+  deferHuge(bytes = HUGE_VALUE_BYTES): this {
+    this.hugeAt = bytes;
+    return this;
+  }
+
+  /**
+   * What was written since the last reset, as copies of the buffer between the huge values and the huge values
+   * themselves, in order: the lines are these pieces concatenated (huge ones through `hugeValueChunks`).
+   */
+  pieces(): NdjsonPiece[] {
+    if (this.huge.length === 0) return [Buffer.from(this.view())];
+    const out: NdjsonPiece[] = [];
+    let from = 0;
+    for (const h of this.huge) {
+      if (h.at > from) out.push(Buffer.from(this.buf.subarray(from, h.at)));
+      out.push(h.ref);
+      from = h.at;
+    }
+    if (this.pos > from) out.push(Buffer.from(this.buf.subarray(from, this.pos)));
+    return out;
   }
 
   /** Bytes written since the last `reset`. */
@@ -34,6 +69,7 @@ export class NdjsonWriter {
   /** Forgets what was written; the buffer is reused. */
   reset(): void {
     this.pos = 0;
+    if (this.huge.length > 0) this.huge = [];
   }
 
   /** The bytes written so far: a view of the internal buffer, valid until the next write or reset. */
@@ -134,6 +170,10 @@ export class NdjsonWriter {
   /** A byte string: JSON string when valid UTF-8, `{"base64":"..."}` otherwise. */
   bin(b: Buffer): void {
     const n = b.length;
+    if (n >= this.hugeAt) {
+      this.huge.push({ at: this.pos, ref: new HugeValue(b) });
+      return;
+    }
     let i = 0;
     // Plain printable ASCII, the common case, needs no escaping and no UTF-8 check.
     while (i < n) {

@@ -34,8 +34,13 @@ export interface StreamTarget {
   snapshotStart?(size: number | null): void;
   snapshotData(chunk: Buffer): void;
   snapshotEnd(): void;
-  /** One or more whole commands of the stream (PING and REPLCONF included), ending at offset `endOffset`. */
+  /**
+   * One or more whole commands of the stream (PING and REPLCONF included), ending at offset `endOffset`; after
+   * `commandPart` calls, the rest of the big command they began, then whole commands.
+   */
   commands(bytes: Buffer, endOffset: number): void;
+  /** Optional: a part of a big unfinished command (CommandFramer's `commandPart`; a view: copy what you keep). */
+  commandPart?(bytes: Buffer): void;
   /** The offset to report in `REPLCONF ACK` (durable, spooled or received, as configured). */
   ackOffset(): number;
 }
@@ -279,6 +284,9 @@ export class ReplicationProtocol {
     return new CommandFramer(
       {
         commands: (bytes, end) => this.target.commands(bytes, end),
+        ...(this.target.commandPart
+          ? { commandPart: (bytes: Buffer) => this.target.commandPart?.(bytes) }
+          : {}),
         getAck: (end) => {
           // REPLCONF GETACK * asks for an ACK now (WAIT, failover); it is answered once counted into the offset.
           this.ackWantedThrough = end;

@@ -141,6 +141,15 @@ export class Replicator implements StreamTarget {
     this.reader!.feed(bytes);
   }
 
+  /**
+   * The beginning of a big command, straight from the link (no spool). The reader assembles each bulk argument once,
+   * at its announced length; the part is copied because the reader keeps views of short arguments (the key) until
+   * the command ends, and the link's buffer may be reused.
+   */
+  commandPart(bytes: Buffer): void {
+    this.reader!.feed(Buffer.from(bytes));
+  }
+
   private newReader(offset: number): RespReader {
     return new RespReader({ lazy: (args, end) => this.command(args, end) }, offset);
   }

@@ -21,7 +21,17 @@ export interface FramerHandler {
   commands(bytes: Buffer, endOffset: number): void;
   /** A `REPLCONF GETACK` ended at `endOffset`; everything through it was already passed to `commands`. */
   getAck(endOffset: number): void;
+  /**
+   * Optional: the beginning of a command of `BIG_COMMAND_BYTES` or more that has not ended yet (issue 16: values up
+   * to Redis's 512 MB `proto-max-bulk-len`). Instead of holding it back until it ends, the framer hands it over in
+   * parts as it arrives; the `commands` call that follows starts with its rest. A view of the socket chunk: copy what
+   * you keep. Without this method a command is always handed over whole.
+   */
+  commandPart?(bytes: Buffer): void;
 }
+
+/** A command still unfinished after this many bytes goes to `commandPart` in parts instead of being held back. */
+export const BIG_COMMAND_BYTES = 1 << 20;
 
 /** `*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n` — what every master sends (with `$1\r\n*\r\n` after it). */
 const GETACK_HEAD = Buffer.from('*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n', 'latin1');
@@ -48,6 +58,9 @@ export class CommandFramer {
   private carry: Buffer[] = [];
   /** Stream offset just past the last complete command. */
   private end: number;
+  /** Bytes of the unfinished command already handed to `commandPart` (0: none), and the last of them. */
+  private streamed = 0;
+  private lastStreamedByte = -1;
 
   constructor(
     private readonly handler: FramerHandler,
@@ -123,7 +136,21 @@ export class CommandFramer {
     if (this.runEnd > this.runFrom)
       this.handler.commands(chunk.subarray(this.runFrom, this.runEnd), this.end);
     // The unfinished command is copied: the socket's chunk may be reused once this returns.
-    if (this.runEnd < len) this.carry.push(Buffer.from(chunk.subarray(this.runEnd)));
+    if (this.runEnd < len) this.holdBack(chunk.subarray(this.runEnd));
+  }
+
+  /** The start of an unfinished command: copied into `carry`, or handed over in parts once it is big. */
+  private holdBack(rest: Buffer): void {
+    const part = this.handler.commandPart;
+    if (part && (this.streamed > 0 || this.pendingBytes + rest.length >= BIG_COMMAND_BYTES)) {
+      const head = this.carry.length > 0 ? Buffer.concat([...this.carry, rest]) : rest;
+      this.carry = [];
+      this.streamed += head.length;
+      this.lastStreamedByte = head[head.length - 1]!;
+      part.call(this.handler, head);
+      return;
+    }
+    this.carry.push(Buffer.from(rest));
   }
 
   /** Within the chunk being fed: start of the commands not yet handed over, and end of the last complete one. */
@@ -167,6 +194,14 @@ export class CommandFramer {
   /** A command (or keep-alive) ended at `pos` of `chunk`. */
   private complete(chunk: Buffer, pos: number): void {
     this.state = State.Start;
+    if (this.streamed > 0) {
+      // A big command handed over in parts: its rest ends it (a GETACK is never this big).
+      this.end += this.streamed + pos;
+      this.streamed = 0;
+      this.runFrom = this.runEnd = pos;
+      this.handler.commands(chunk.subarray(0, pos), this.end);
+      return;
+    }
     if (this.carry.length > 0) {
       // It began in an earlier chunk: hand it over on its own, assembled once.
       this.carry.push(chunk.subarray(0, pos));
@@ -204,6 +239,7 @@ export class CommandFramer {
   }
 
   private lastCarryByte(): number {
+    if (this.streamed > 0 && this.carry.length === 0) return this.lastStreamedByte;
     const last = this.carry[this.carry.length - 1];
     return last && last.length > 0 ? last[last.length - 1]! : -1;
   }

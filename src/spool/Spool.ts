@@ -13,10 +13,19 @@ import {
   writevSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { crc32 } from 'node:zlib';
 import type { ReplicationPosition } from '../events/ChangeEvent.js';
 import type { Logger } from '../observe/logger.js';
 import { spoolFsError } from './errors.js';
-import { checksumOk, decodeHeader, encodeHeader, HEADER_BYTES, Kind, kindName } from './records.js';
+import {
+  checksumOk,
+  commandsHeader,
+  decodeHeader,
+  encodeHeader,
+  HEADER_BYTES,
+  Kind,
+  kindName,
+} from './records.js';
 
 export interface SpoolOptions {
   dir: string;
@@ -77,6 +86,27 @@ function makeDirectory(dir: string): void {
     const missing: string[] = [];
     for (let d = resolve(dir); !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.unshift(d);
     for (const d of missing) mkdirSync(d);
+  }
+}
+
+const EMPTY_PAYLOAD = Buffer.alloc(0);
+
+/** CRC-32 of `length` bytes of the file from `at`, continuing `seed`, read in 4 MB pieces. */
+function crcOfFile(path: string, at: number, length: number, seed: number): number {
+  // The writer's descriptor is write-only: read through one of our own.
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(length, 4 << 20));
+    let crc = seed;
+    for (let done = 0; done < length; ) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), at + done);
+      if (n === 0) throw Object.assign(new Error('short read of a spooled command'), { code: 'EIO' });
+      crc = crc32(buf.subarray(0, n), crc);
+      done += n;
+    }
+    return crc;
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -263,6 +293,80 @@ export class Spool {
     if (this.current().size === 0 && end && kind === Kind.Commands)
       this.write(Kind.Continue, Buffer.from(end.replid, 'latin1'), end.offset, end.replid);
     this.write(kind, payload, offset, replid);
+  }
+
+  /**
+   * Writes part of a COMMANDS record whose size is not known yet: a command of hundreds of MB (issue 16) goes to disk
+   * as it arrives instead of being held in memory whole. The record's header is written by `finishCommands`; until
+   * then the record is not part of the segment (`size` does not cover it), so the replayer does not see it, and a
+   * crash leaves a torn tail that the next open truncates (the master then sends the command again).
+   */
+  appendCommandsPart(payload: Buffer): void {
+    let open = this.openRecord;
+    if (!open) {
+      if (this.fd === null || this.current().size >= this.opts.segmentBytes) this.rollover();
+      const end = this.endPos;
+      if (this.current().size === 0 && end)
+        this.write(Kind.Continue, Buffer.from(end.replid, 'latin1'), end.offset, end.replid);
+      open = { at: this.current().size, length: 0 };
+      this.openRecord = open;
+    }
+    this.writeOpen(payload);
+  }
+
+  /** Ends the record `appendCommandsPart` began with its last bytes; it ends at stream offset `offset`. */
+  finishCommands(payload: Buffer, offset: number): void {
+    const open = this.openRecord;
+    if (!open) throw new Error('finishCommands without appendCommandsPart');
+    this.writeOpen(payload);
+    const seg = this.current();
+    try {
+      // The header's CRC covers the header (with the length, known only now) and the payload, which is read back
+      // from the page cache in pieces rather than kept.
+      const header = commandsHeader(open.length, offset, (seed) =>
+        crcOfFile(seg.path, open.at + HEADER_BYTES, open.length, seed),
+      );
+      writeWhole(this.fd!, header, EMPTY_PAYLOAD, open.at);
+    } catch (err) {
+      this.abortOpen();
+      throw spoolFsError(err, `writing to spool segment ${seg.path}`);
+    }
+    this.openRecord = null;
+    const size = HEADER_BYTES + open.length;
+    seg.records++;
+    seg.size += size;
+    this.lastAppended = offset;
+    this.total += size;
+    this.stats.bytesWritten += size;
+    this.stats.records++;
+    this.dirty = true;
+    this.track(Kind.Commands, offset);
+  }
+
+  /** A COMMANDS record being written in parts: where its header goes, and its payload bytes so far. */
+  private openRecord: { at: number; length: number } | null = null;
+
+  private writeOpen(payload: Buffer): void {
+    const open = this.openRecord!;
+    try {
+      writeWhole(this.fd!, EMPTY_PAYLOAD, payload, open.at + HEADER_BYTES + open.length);
+    } catch (err) {
+      this.abortOpen();
+      throw spoolFsError(err, `writing to spool segment ${this.current().path}`);
+    }
+    open.length += payload.length;
+  }
+
+  /** Drops a record begun by `appendCommandsPart` (the link was lost mid-command); leaves no partial record behind. */
+  abortCommands(): void {
+    if (this.openRecord) this.abortOpen();
+  }
+
+  private abortOpen(): void {
+    this.openRecord = null;
+    try {
+      ftruncateSync(this.fd!, this.current().size);
+    } catch {}
   }
 
   private write(kind: Kind, payload: Buffer, offset: number, replid?: string): void {

@@ -92,7 +92,34 @@ export class SpoolTarget implements StreamTarget {
   }
 
   commands(bytes: Buffer, endOffset: number): void {
+    if (this.inParts) {
+      this.inParts = false;
+      this.spool.finishCommands(bytes, endOffset);
+      this.opts.appended();
+      if (!this.full && this.spool.full) this.fill(false);
+      return;
+    }
     this.append(Kind.Commands, bytes, endOffset);
+  }
+
+  /** True while a big command is being written to the spool in parts. */
+  private inParts = false;
+
+  /**
+   * A big command's beginning (issue 16): written to the spool as it arrives, so a 512 MB value is never held in
+   * memory by the link. A full disk in the middle of one cannot be ridden out by holding records back (its start is
+   * already on disk, half a record): replay stops with the error, and the next start truncates the torn record
+   * and asks the master for the command again (docs/resume.md).
+   */
+  commandPart(bytes: Buffer): void {
+    if (this.held.length > 0)
+      throw new SpoolError(
+        'a command of more than 1 MB arrived while the disk was full; restart redtail once there is space (the master sends it again)',
+        undefined,
+        true,
+      );
+    this.inParts = true;
+    this.spool.appendCommandsPart(bytes);
   }
 
   ackOffset(): number {
@@ -133,6 +160,11 @@ export class SpoolTarget implements StreamTarget {
   }
 
   private handshake(answer: 'continue' | 'fullresync'): void {
+    // A big command cut off by a lost connection: the master sends it again from the spool's end.
+    if (this.inParts) {
+      this.inParts = false;
+      this.spool.abortCommands();
+    }
     // A new PSYNC was asked from the spool's end, which excludes what is held: the master sends it again.
     this.held = [];
     const first = this.opts.firstHandshake;

@@ -47,6 +47,16 @@ export function encodeHeader(kind: Kind, payload: Buffer, offset: number): Buffe
   return h;
 }
 
+/** The header of a COMMANDS record of `length` bytes written in parts; `payloadCrc` continues the header's CRC. */
+export function commandsHeader(length: number, offset: number, payloadCrc: (seed: number) => number): Buffer {
+  const h = Buffer.allocUnsafe(HEADER_BYTES);
+  h.writeUInt8(Kind.Commands, 0);
+  h.writeUInt32BE(length, 1);
+  h.writeDoubleBE(offset, 5);
+  h.writeUInt32BE(payloadCrc(crc32(h.subarray(0, 13))), 13);
+  return h;
+}
+
 /** Null when the bytes cannot be a header (unknown kind); the crc is checked against the payload separately. */
 export function decodeHeader(buf: Buffer, at = 0): RecordHeader | null {
   const kind = buf.readUInt8(at);
