@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -43,6 +43,19 @@ const VALUE_BYTES = Number(process.env.BENCH_VALUE_BYTES ?? 100);
 const MAX_LAG = Number(process.env.BENCH_MAX_LAG ?? 20_000);
 const KEYS = 10_000;
 const BATCH = 2_000;
+/** REDTAIL_BENCH_PROFILE=DIR: redtail runs under `node --cpu-prof` into DIR (bench/profileSummary.ts reads it). */
+const PROFILE_DIR = process.env.REDTAIL_BENCH_PROFILE;
+
+/** User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 const now = () => performance.timeOrigin + performance.now();
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -206,9 +219,11 @@ async function benchRedtail(
       },
     }),
   );
+  const nodeArgs = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
   const redtail = spawn(
     process.execPath,
     [
+      ...nodeArgs,
       join(repoRoot, 'bin', 'redtail.js'),
       'run',
       '--master',
@@ -240,6 +255,7 @@ async function benchRedtail(
     // 1. Sustained throughput with a bounded lag.
     const counter = await countingConsumer(kafka, topic.replace('<db>', '0'));
     let events = 0;
+    const cpu0 = cpuSeconds(redtail.pid ?? 0);
     const started = performance.now();
     const deadline = started + SECONDS * 1000;
     const writer = async (w: number) => {
@@ -263,6 +279,10 @@ async function benchRedtail(
       throw new Error(`${counter.state.count} records visible in Kafka for ${events} writes`);
     const seconds = (counter.state.lastAt - started) / 1000;
     const eventsPerSec = events / seconds;
+    const cpuPerM = ((cpuSeconds(redtail.pid ?? 0) - cpu0) / events) * 1e6;
+    console.log(`redtail: ${fmt(eventsPerSec)} events/s, ${cpuPerM.toFixed(2)} CPU s per million events`);
+    if (process.env.BENCH_LATENCY_SECONDS === '0')
+      return { eventsPerSec, events, seconds, p50: Number.NaN, p99: Number.NaN, samples: 0, rate: 0 };
 
     // 2. Open-loop latency.
     const rate = rateFor(eventsPerSec);
