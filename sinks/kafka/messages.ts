@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Message, TopicMessages } from 'kafkajs';
 import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
 import { encodeEventLine, encodeJsonLine } from '../../src/events/EventEncoder.js';
+import { NdjsonWriter, ndjsonEncodes } from '../../src/events/NdjsonEncoder.js';
 import { type StateRule, stateEffect, stateValue } from './StateTopic.js';
 import type { TopicRouter } from './TopicRouter.js';
 
@@ -21,19 +22,37 @@ export interface BuiltMessages {
 /** Record framing (length, attributes, varints, header counts) beyond key, value and header bytes. */
 const RECORD_OVERHEAD = 64;
 
-function sizeOf(key: Buffer | null, value: Buffer | null, headers: Record<string, string>): number {
+function sizeOf(key: Buffer | null, value: Buffer | null, headers: Headers): number {
   let n = RECORD_OVERHEAD + (key?.length ?? 0) + (value?.length ?? 0);
-  for (const k in headers) n += k.length + Buffer.byteLength(headers[k]!) + 4;
+  for (const k in headers) n += k.length + (headers[k]?.length ?? 0) + 4;
   return n;
 }
 
-function headersOf(ev: ChangeEvent): Record<string, string> {
+/** Header values as bytes (kafkajs sends a Buffer as is and would `Buffer.from` a string for every record). */
+type Headers = Record<string, Buffer>;
+
+/**
+ * Header values that repeat (op names, dbs, replication ids, small seq numbers) as one Buffer each, made once: five
+ * `Buffer.from` per record were a visible share of the kafkajs encoding profile (bench/NOTES.md, K1).
+ */
+const headerBytes = new Map<string, Buffer>();
+function constant(s: string): Buffer {
+  let b = headerBytes.get(s);
+  if (b === undefined) {
+    if (headerBytes.size > 10_000) headerBytes.clear();
+    b = Buffer.from(s, 'utf8');
+    headerBytes.set(s, b);
+  }
+  return b;
+}
+
+function headersOf(ev: ChangeEvent): Headers {
   return {
-    op: ev.op,
-    db: String(ev.db),
-    replid: ev.source.replid,
-    offset: String(ev.source.offset),
-    seq: String(ev.source.seq),
+    op: constant(ev.op),
+    db: constant(String(ev.db)),
+    replid: constant(ev.source.replid),
+    offset: Buffer.from(String(ev.source.offset), 'latin1'),
+    seq: ev.source.seq < 64 ? constant(String(ev.source.seq)) : Buffer.from(String(ev.source.seq), 'latin1'),
   };
 }
 
@@ -93,17 +112,19 @@ export function buildMessages(
   const limit = options.maxMessageBytes;
   const messages: OutMessage[] = [];
   const truncated: BuiltMessages['truncated'] = [];
-  for (const ev of events) {
+  const values = encodeValues(events);
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i] as ChangeEvent;
     const topic = router.topicFor(ev);
     const headers = headersOf(ev);
     let key: Buffer | null = ev.key ?? null;
-    let value: Buffer = Buffer.from(encodeEventLine(ev), 'utf8');
+    let value = values[i] as Buffer;
     let size = sizeOf(key, value, headers);
     let cut = false;
     if (size > limit) {
       truncated.push({ topic, key, bytes: value.length });
       ({ key, value } = truncatedEvent(ev, value, limit));
-      headers.truncated = '1';
+      headers.truncated = constant('1');
       size = sizeOf(key, value, headers);
       cut = true;
     }
@@ -117,7 +138,7 @@ export function buildMessages(
     if (effect === 'ignore') continue;
     if (cut && effect === 'value') effect = 'unknown';
     let stateVal = effect === 'tombstone' ? null : Buffer.from(stateValue(ev, effect), 'utf8');
-    const stateHeaders = { op: ev.op, db: String(ev.db) };
+    const stateHeaders = { op: constant(ev.op), db: constant(String(ev.db)) };
     if (stateVal !== null && sizeOf(key, stateVal, stateHeaders) > limit) {
       stateVal = Buffer.from(stateValue(ev, 'unknown'), 'utf8');
     }
@@ -129,6 +150,43 @@ export function buildMessages(
     });
   }
   return { messages, truncated };
+}
+
+/** One writer per process: buildMessages is synchronous, so no two batches share it at once. */
+const writer = new NdjsonWriter(1 << 20);
+
+/**
+ * Every event's NDJSON line (the shared encoder, byte for byte what the file sink writes, without the newline) as
+ * views into one Buffer per batch: one encoding and one copy for the batch instead of a JSON string and a
+ * `Buffer.from` per event.
+ */
+function encodeValues(events: ChangeEvent[]): Buffer[] {
+  writer.reset();
+  const ends = new Array<number>(events.length);
+  let foreign: Map<number, Buffer> | null = null;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i] as ChangeEvent;
+    if (ndjsonEncodes(ev.op)) writer.event(ev);
+    else {
+      foreign ??= new Map();
+      foreign.set(i, Buffer.from(encodeEventLine(ev), 'utf8'));
+    }
+    ends[i] = writer.length - 1;
+  }
+  const all = Buffer.from(writer.view());
+  const values = new Array<Buffer>(events.length);
+  let start = 0;
+  for (let i = 0; i < events.length; i++) {
+    const end = ends[i] as number;
+    const own = foreign?.get(i);
+    if (own !== undefined) {
+      values[i] = own;
+      continue;
+    }
+    values[i] = all.subarray(start, end);
+    start = end + 1;
+  }
+  return values;
 }
 
 /**
