@@ -47,6 +47,8 @@ export interface ClientResult {
   seconds: number;
   cpuSeconds: number;
   txns: number;
+  /** ProducerPerformance's send latency p99 (ms), when known. */
+  p99?: number;
 }
 
 /** The event JSON redtail writes for `SET bench:k:<n> <value>` (~200 bytes with a 100-byte value). */
@@ -234,6 +236,7 @@ export function runJava(
   transactional: boolean,
   seconds: number,
   expectedRate: number,
+  opts: { compression?: string; recordBytes?: number } = {},
 ): ClientResult {
   const libs = execFileSync(kafkaScript, ['libs'], { encoding: 'utf8' }).trim();
   if (!readdirSync(libs).some((f) => f.startsWith('kafka-tools-')))
@@ -244,7 +247,7 @@ export function runJava(
   const props = [
     `bootstrap.servers=${brokers.join(',')}`,
     'acks=all',
-    `compression.type=${COMPRESSION}`,
+    `compression.type=${opts.compression ?? COMPRESSION}`,
     'linger.ms=5',
   ];
   const args = [
@@ -257,7 +260,7 @@ export function runJava(
     '--num-records',
     String(num),
     '--record-size',
-    '200',
+    String(opts.recordBytes ?? 200),
     '--throughput',
     '-1',
     '--producer-props',
@@ -283,6 +286,7 @@ export function runJava(
   if (!m) throw new Error(`cannot read ProducerPerformance's summary: ${last}`);
   const records = Number(m[1]);
   const rate = Number(m[2]);
+  const p99 = /([\d.]+) ms 99th/.exec(last);
   const times = r.stderr.trim().split('\n').at(-1) ?? '';
   const secs = [...times.matchAll(/(\d+)m([\d.]+)s/g)].map((t) => Number(t[1]) * 60 + Number(t[2]));
   return {
@@ -291,6 +295,7 @@ export function runJava(
     seconds: records / rate,
     cpuSeconds: secs.length === 2 ? (secs[0] ?? 0) + (secs[1] ?? 0) : Number.NaN,
     txns: 0,
+    ...(p99 ? { p99: Number(p99[1]) } : {}),
   };
 }
 
