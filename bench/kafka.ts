@@ -643,8 +643,8 @@ async function main(): Promise<void> {
     });
     await admin.disconnect();
     const javaArgs = { compression: COMPRESSION, recordBytes: 200 };
-    const javaTxn = runJava(list, javaTopics[0] as string, true, SECONDS, 200_000, javaArgs);
-    const javaPlain = runJava(list, javaTopics[1] as string, false, SECONDS, 200_000, javaArgs);
+    const javaTxn = runJava(list, javaTopics[0] as string, true, SECONDS, 100_000, javaArgs);
+    const javaPlain = runJava(list, javaTopics[1] as string, false, SECONDS, 100_000, javaArgs);
     const javaTxnRate = javaTxn.records / javaTxn.seconds;
     const javaPlainRate = javaPlain.records / javaPlain.seconds;
     const cpu = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(2));
