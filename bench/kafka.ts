@@ -108,6 +108,8 @@ async function startMaster(): Promise<{ port: number; proc: ChildProcess; dir: s
       '256mb',
       '--client-output-buffer-limit',
       'replica 0 0 0',
+      '--enable-debug-command',
+      'yes',
     ],
     { stdio: 'ignore' },
   );
@@ -259,17 +261,23 @@ async function benchRedtail(
   );
   // The snapshot: SNAPSHOT_KEYS keys made by DEBUG POPULATE before redtail connects; the event topic made here (as
   // redtail would: 3 partitions) so a counting consumer can follow it from its first record.
-  const pop = new Redis({ port: master.port, host: '127.0.0.1' });
-  if (SNAPSHOT_KEYS > 0) await pop.call('DEBUG', 'POPULATE', String(SNAPSHOT_KEYS), 'snap', '100');
-  pop.disconnect();
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [{ topic: topic0, numPartitions: 3, replicationFactor: 1 }],
-  });
-  await admin.disconnect();
-  const snapCounter = await countingConsumer(kafka, topic0, true);
+  let snapCounter: Awaited<ReturnType<typeof countingConsumer>>;
+  try {
+    const pop = new Redis({ port: master.port, host: '127.0.0.1' });
+    if (SNAPSHOT_KEYS > 0) await pop.call('DEBUG', 'POPULATE', String(SNAPSHOT_KEYS), 'snap', '100');
+    pop.disconnect();
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [{ topic: topic0, numPartitions: 3, replicationFactor: 1 }],
+    });
+    await admin.disconnect();
+    snapCounter = await countingConsumer(kafka, topic0, true);
+  } catch (err) {
+    master.proc.kill('SIGKILL');
+    throw err;
+  }
   const spawnedAt = performance.now();
   const nodeArgs = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
   const redtail = spawn(
@@ -593,6 +601,18 @@ async function benchReference(
   await admin.disconnect();
   const base = { brokers: brokersList, id, topic, offsetsTopic, rate };
   const tput = await runReferenceChild({ ...base, mode: 'throughput', seconds: SECONDS });
+  if (LATENCY_SECONDS === 0)
+    return {
+      eventsPerSec: tput.events / tput.seconds,
+      cpuPerM: (tput.cpuSeconds / tput.events) * 1e6,
+      eventsPerTxn: tput.events / tput.txns,
+      events: tput.events,
+      seconds: tput.seconds,
+      p50: Number.NaN,
+      p99: Number.NaN,
+      samples: 0,
+      rate,
+    };
   const consumer = await latencyConsumer(kafka, [topic], (j) => j.value);
   consumer.begin();
   const lat = await runReferenceChild({ ...base, mode: 'latency', seconds: LATENCY_SECONDS });

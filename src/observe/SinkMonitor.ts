@@ -73,6 +73,8 @@ export class SinkMonitor {
     const monitor = this;
     return {
       name: sink.name,
+      // Forwarded, or the pipeline would keep one batch in flight for every sink behind the monitor.
+      pipelined: sink.pipelined,
       get stats() {
         return (sink as { stats?: unknown }).stats;
       },
