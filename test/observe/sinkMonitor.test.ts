@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent, ReplicationPosition } from '../../src/events/ChangeEvent.js';
+import { silentLogger } from '../../src/observe/logger.js';
 import { Metrics } from '../../src/observe/Metrics.js';
 import { SinkMonitor } from '../../src/observe/SinkMonitor.js';
 import { Pipeline } from '../../src/pipeline/Pipeline.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
-
-const silent = { error() {}, warn() {}, info() {}, debug() {} };
 
 /** A sink that holds every write until released, and records how many were in flight at once. */
 function heldSink(pipelined: boolean) {
@@ -49,7 +48,11 @@ describe('SinkMonitor', () => {
       const { sink, held, peak } = heldSink(p);
       const wrapped = monitor.wrap(sink);
       expect(wrapped.pipelined).toBe(p);
-      const pipeline = new Pipeline([wrapped], { logger: silent, maxBatchEvents: 10, maxInFlightBatches: 4 });
+      const pipeline = new Pipeline([wrapped], {
+        logger: silentLogger(),
+        maxBatchEvents: 10,
+        maxInFlightBatches: 4,
+      });
       await pipeline.open();
       const pos = (o: number): ReplicationPosition => ({ replid: 'r'.repeat(40), offset: o, db: 0 });
       for (let b = 0; b < 6; b++) pipeline.push(events(b * 10, 10), pos(b * 10 + 9));
