@@ -653,9 +653,10 @@ async function main(): Promise<void> {
       if (!latencyRate) latencyRate = Math.max(100, Math.round(tput / 2 / 100) * 100);
       return latencyRate;
     });
-    if (PROFILE_DIR) {
-      // A profiled redtail is slower than a plain one: its figures are not compared with anything.
-      console.log(`profile written to ${PROFILE_DIR}; references skipped`);
+    if (PROFILE_DIR || process.env.BENCH_ONLY === 'redtail') {
+      // A profiled redtail is slower than a plain one: its figures are not compared with anything. BENCH_ONLY=redtail
+      // is for A/B runs of two builds back to back.
+      console.log(PROFILE_DIR ? `profile written to ${PROFILE_DIR}; references skipped` : 'references skipped');
       return;
     }
     const ref = await benchReference(kafka, list, id, latencyRate);
