@@ -656,7 +656,9 @@ async function main(): Promise<void> {
     if (PROFILE_DIR || process.env.BENCH_ONLY === 'redtail') {
       // A profiled redtail is slower than a plain one: its figures are not compared with anything. BENCH_ONLY=redtail
       // is for A/B runs of two builds back to back.
-      console.log(PROFILE_DIR ? `profile written to ${PROFILE_DIR}; references skipped` : 'references skipped');
+      console.log(
+        PROFILE_DIR ? `profile written to ${PROFILE_DIR}; references skipped` : 'references skipped',
+      );
       return;
     }
     const ref = await benchReference(kafka, list, id, latencyRate);
