@@ -7,8 +7,8 @@ export type SinkHealth = { failing: false } | { failing: true; reason: string };
 
 interface Watched {
   sink: Sink;
-  /** When the write in flight started (ms), or 0. */
-  writingSince: number;
+  /** Start times of the writes in flight, oldest first (several for a pipelined sink). */
+  writing: number[];
   /** The sink's own `stats.retries` after its last successful write: more now means it is retrying. */
   retriesAtLastSuccess: number;
 }
@@ -68,7 +68,7 @@ export class SinkMonitor {
 
   /** The sink as the pipeline should see it. */
   wrap(sink: Sink): Sink {
-    const w: Watched = { sink, writingSince: 0, retriesAtLastSuccess: 0 };
+    const w: Watched = { sink, writing: [], retriesAtLastSuccess: 0 };
     this.watched.push(w);
     const monitor = this;
     return {
@@ -82,11 +82,12 @@ export class SinkMonitor {
       close: () => sink.close(),
       async write(batch: EventBatch): Promise<void> {
         const started = Date.now();
-        w.writingSince = started;
+        w.writing.push(started);
         try {
           await sink.write(batch);
         } finally {
-          w.writingSince = 0;
+          // The oldest write still in flight is what a stall is measured from.
+          w.writing.splice(w.writing.indexOf(started), 1);
         }
         monitor.committed(w, batch, started);
       },
@@ -112,10 +113,11 @@ export class SinkMonitor {
   private health(w: Watched, now = Date.now()): SinkHealth {
     if (retriesOf(w.sink) > w.retriesAtLastSuccess)
       return { failing: true, reason: `sink ${w.sink.name} is retrying a failed write` };
-    if (w.writingSince > 0 && now - w.writingSince > this.stallMs)
+    const since = w.writing[0] ?? 0;
+    if (since > 0 && now - since > this.stallMs)
       return {
         failing: true,
-        reason: `sink ${w.sink.name} has been writing one batch for ${Math.round((now - w.writingSince) / 1000)} s`,
+        reason: `sink ${w.sink.name} has been writing one batch for ${Math.round((now - since) / 1000)} s`,
       };
     return { failing: false };
   }

@@ -68,4 +68,22 @@ describe('SinkMonitor', () => {
       expect(peak()).toBe(p ? 4 : 1);
     },
   );
+
+  it('measures a stall from the oldest write still in flight when several are', async () => {
+    const monitor = new SinkMonitor(new Metrics({ processMetrics: false }), 200);
+    const { sink, held } = heldSink(true);
+    const wrapped = monitor.wrap(sink);
+    const batch = { events: [], checkpoint: null };
+    const first = wrapped.write(batch);
+    const second = wrapped.write(batch);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(monitor.failures()).toHaveLength(1);
+    // The first completes; the second has been in flight as long and is still stuck.
+    held.shift()?.();
+    await first;
+    expect(monitor.failures()[0]).toMatch(/has been writing one batch/);
+    held.shift()?.();
+    await second;
+    expect(monitor.failures()).toEqual([]);
+  });
 });
