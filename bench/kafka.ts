@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import type { Kafka as KafkaClient, Message } from 'kafkajs';
 import kafkajs from 'kafkajs';
 import { freePort } from '../test/harness/ports.js';
+import { runJava } from './kafkaClients.js';
 
 /**
  * `npm run bench:kafka`: a live redis-server master → `redtail run --sink kafka://...` (the real binary, a child
@@ -40,9 +41,30 @@ const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 10);
 const WRITERS = Number(process.env.BENCH_WRITERS ?? 8);
 const PIPELINE = Number(process.env.BENCH_PIPELINE ?? 500);
 const VALUE_BYTES = Number(process.env.BENCH_VALUE_BYTES ?? 100);
+/** Compression of redtail's sink, the reference loop and Java's producer alike (gzip: the sink's default). */
+const COMPRESSION = process.env.BENCH_COMPRESSION ?? 'gzip';
 const MAX_LAG = Number(process.env.BENCH_MAX_LAG ?? 20_000);
 const KEYS = 10_000;
-const BATCH = 2_000;
+/** Keys the master holds when redtail connects (its snapshot phase); 0 skips it. */
+const SNAPSHOT_KEYS = Number(process.env.BENCH_SNAPSHOT_KEYS ?? 300_000);
+/** redtail's `pipeline.maxInFlightBatches` (unset: its default). */
+const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 0);
+/** The reference loop's transactions: records for up to 100 ms (as ProducerPerformance's), sent in ≤ 900 KB requests. */
+const TXN_MS = 100;
+const CHUNK_BYTES = 900_000;
+/** REDTAIL_BENCH_PROFILE=DIR: redtail runs under `node --cpu-prof` into DIR (bench/profileSummary.ts reads it). */
+const PROFILE_DIR = process.env.REDTAIL_BENCH_PROFILE;
+
+/** User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 const now = () => performance.timeOrigin + performance.now();
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -86,6 +108,8 @@ async function startMaster(): Promise<{ port: number; proc: ChildProcess; dir: s
       '256mb',
       '--client-output-buffer-limit',
       'replica 0 0 0',
+      '--enable-debug-command',
+      'yes',
     ],
     { stdio: 'ignore' },
   );
@@ -153,7 +177,7 @@ async function latencyConsumer(
 }
 
 /** Counts the records of a topic as a read_committed consumer sees them, with the time of the last one. */
-async function countingConsumer(kafka: KafkaClient, topic: string) {
+async function countingConsumer(kafka: KafkaClient, topic: string, fromBeginning = false) {
   const consumer = kafka.consumer({
     groupId: `bench-count-${randomBytes(4).toString('hex')}`,
     maxWaitTimeInMs: 20,
@@ -165,7 +189,7 @@ async function countingConsumer(kafka: KafkaClient, topic: string) {
     state.joined = true;
   });
   await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: false });
+  await consumer.subscribe({ topics: [topic], fromBeginning });
   await consumer.run({
     eachBatchAutoResolve: true,
     eachBatch: async ({ batch }) => {
@@ -174,11 +198,32 @@ async function countingConsumer(kafka: KafkaClient, topic: string) {
     },
   });
   for (let i = 0; i < 600 && !state.joined; i++) await sleep(50);
-  await sleep(1500);
+  if (!fromBeginning) await sleep(1500);
   return { state, stop: () => consumer.disconnect() };
 }
 
+/** Committed records in a topic: the sum over partitions of high watermark minus low (control records count too,
+ * one per transaction and partition, so this is used only for the single-partition offsets topic: 2 per txn). */
+async function countRecords(kafka: KafkaClient, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const offsets = await admin.fetchTopicOffsets(topic);
+    let n = 0;
+    for (const o of offsets) n += Number(o.high) - Number(o.low);
+    return n / 2;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 interface Figures {
+  /** Snapshot: keys of the populated master per second, from redtail's start to the last one visible. */
+  snapshotKeysPerSec?: number;
+  snapshotCpuPerM?: number;
+  cpuPerM?: number;
+  /** Events per transaction: the checkpoint records of the offsets topic count the transactions. */
+  eventsPerTxn?: number;
   eventsPerSec: number;
   events: number;
   seconds: number;
@@ -198,17 +243,47 @@ async function benchRedtail(
   const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-cfg-'));
   const config = join(dir, 'redtail.json');
   const topic = `bench-${id}.<db>`;
+  const topic0 = topic.replace('<db>', '0');
   writeFileSync(
     config,
     JSON.stringify({
       sinkOptions: {
-        kafka: { topic, offsetsTopic: `bench-${id}.offsets`, transactionalId: `bench-${id}`, name: 'bench' },
+        kafka: {
+          topic,
+          offsetsTopic: `bench-${id}.offsets`,
+          transactionalId: `bench-${id}`,
+          name: 'bench',
+          compression: COMPRESSION,
+        },
       },
+      ...(IN_FLIGHT ? { pipeline: { maxInFlightBatches: IN_FLIGHT } } : {}),
     }),
   );
+  // The snapshot: SNAPSHOT_KEYS keys made by DEBUG POPULATE before redtail connects; the event topic made here (as
+  // redtail would: 3 partitions) so a counting consumer can follow it from its first record.
+  let snapCounter: Awaited<ReturnType<typeof countingConsumer>>;
+  try {
+    const pop = new Redis({ port: master.port, host: '127.0.0.1' });
+    if (SNAPSHOT_KEYS > 0) await pop.call('DEBUG', 'POPULATE', String(SNAPSHOT_KEYS), 'snap', '100');
+    pop.disconnect();
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [{ topic: topic0, numPartitions: 3, replicationFactor: 1 }],
+    });
+    await admin.disconnect();
+    snapCounter = await countingConsumer(kafka, topic0, true);
+  } catch (err) {
+    master.proc.kill('SIGKILL');
+    throw err;
+  }
+  const spawnedAt = performance.now();
+  const nodeArgs = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
   const redtail = spawn(
     process.execPath,
     [
+      ...nodeArgs,
       join(repoRoot, 'bin', 'redtail.js'),
       'run',
       '--master',
@@ -229,6 +304,23 @@ async function benchRedtail(
     return c;
   };
   try {
+    let snapshotKeysPerSec: number | undefined;
+    let snapshotCpuPerM: number | undefined;
+    if (SNAPSHOT_KEYS > 0) {
+      for (let i = 0; i < 60_000 && snapCounter.state.count < SNAPSHOT_KEYS; i++) {
+        if (redtail.exitCode !== null) throw new Error('redtail exited during the snapshot');
+        await sleep(10);
+      }
+      if (snapCounter.state.count < SNAPSHOT_KEYS)
+        throw new Error(`snapshot: ${snapCounter.state.count} of ${SNAPSHOT_KEYS} keys visible after 600 s`);
+      snapshotKeysPerSec = SNAPSHOT_KEYS / ((snapCounter.state.lastAt - spawnedAt) / 1000);
+      snapshotCpuPerM = (cpuSeconds(redtail.pid ?? 0) / SNAPSHOT_KEYS) * 1e6;
+      console.log(
+        `redtail snapshot: ${fmt(SNAPSHOT_KEYS)} keys, ${fmt(snapshotKeysPerSec)} keys/s from its start, ` +
+          `${snapshotCpuPerM.toFixed(2)} CPU s per million keys (incl. start-up)`,
+      );
+    }
+    await snapCounter.stop();
     const ctl = client();
     // Ready when a write comes back acknowledged, i.e. committed in Kafka.
     for (let i = 0; ; i++) {
@@ -238,8 +330,10 @@ async function benchRedtail(
     }
 
     // 1. Sustained throughput with a bounded lag.
-    const counter = await countingConsumer(kafka, topic.replace('<db>', '0'));
+    const counter = await countingConsumer(kafka, topic0);
+    const txns0 = await countRecords(kafka, `bench-${id}.offsets`);
     let events = 0;
+    const cpu0 = cpuSeconds(redtail.pid ?? 0);
     const started = performance.now();
     const deadline = started + SECONDS * 1000;
     const writer = async (w: number) => {
@@ -263,6 +357,22 @@ async function benchRedtail(
       throw new Error(`${counter.state.count} records visible in Kafka for ${events} writes`);
     const seconds = (counter.state.lastAt - started) / 1000;
     const eventsPerSec = events / seconds;
+    const cpuPerM = ((cpuSeconds(redtail.pid ?? 0) - cpu0) / events) * 1e6;
+    const eventsPerTxn = events / Math.max(1, (await countRecords(kafka, `bench-${id}.offsets`)) - txns0);
+    console.log(
+      `redtail stream: ${fmt(eventsPerSec)} events/s, ${cpuPerM.toFixed(2)} CPU s per million events, ` +
+        `${fmt(eventsPerTxn)} events per transaction`,
+    );
+    const base = {
+      snapshotKeysPerSec,
+      snapshotCpuPerM,
+      cpuPerM,
+      eventsPerTxn,
+      eventsPerSec,
+      events,
+      seconds,
+    };
+    if (LATENCY_SECONDS === 0) return { ...base, p50: Number.NaN, p99: Number.NaN, samples: 0, rate: 0 };
 
     // 2. Open-loop latency.
     const rate = rateFor(eventsPerSec);
@@ -287,9 +397,7 @@ async function benchRedtail(
     await consumer.stop();
     const sorted = consumer.samples.sort((a, b) => a - b);
     return {
-      eventsPerSec,
-      events,
-      seconds,
+      ...base,
       p50: percentile(sorted, 50),
       p99: percentile(sorted, 99),
       samples: sorted.length,
@@ -325,6 +433,15 @@ function record(offset: number, key: string, value: string, replid: string): Mes
   };
 }
 
+const CODECS: Record<string, number> = {
+  none: CompressionTypes.None,
+  gzip: CompressionTypes.GZIP,
+};
+
+function sizeOf(m: Message): number {
+  return 64 + String(m.value ?? '').length + String(m.key ?? '').length + 80;
+}
+
 interface ChildArgs {
   brokers: string[];
   id: string;
@@ -353,37 +470,52 @@ async function referenceChild(args: ChildArgs): Promise<void> {
   let offset = 0;
   let txns = 0;
   let txnMs = 0;
+  const compression = CODECS[COMPRESSION] ?? CompressionTypes.GZIP;
+  // As the sink does: the records in requests of at most CHUNK_BYTES, the checkpoint record with the last one.
   const commit = async (messages: Message[]) => {
     const t = performance.now();
     txns++;
     const txn = await producer.transaction();
-    await txn.sendBatch({
-      topicMessages: [
-        { topic: args.topic, messages },
-        {
+    let from = 0;
+    while (from < messages.length) {
+      let bytes = 0;
+      let to = from;
+      while (to < messages.length && bytes < CHUNK_BYTES) bytes += sizeOf(messages[to++] as Message);
+      const topicMessages = [{ topic: args.topic, messages: messages.slice(from, to) }];
+      if (to === messages.length)
+        topicMessages.push({
           topic: args.offsetsTopic,
           messages: [
             { key: 'ref', value: JSON.stringify({ replid, offset, batch: randomBytes(8).toString('hex') }) },
           ],
-        },
-      ],
-      acks: -1,
-      compression: CompressionTypes.GZIP,
-    });
+        });
+      await txn.sendBatch({ topicMessages, acks: -1, compression });
+      from = to;
+    }
     await txn.commit();
     txnMs += performance.now() - t;
   };
   let events = 0;
+  const cpu0 = process.cpuUsage();
   const started = performance.now();
   if (args.mode === 'throughput') {
+    // Transactions of what can be made in TXN_MS (ProducerPerformance's --transaction-duration-ms 100), built while
+    // the previous one commits, as the sink encodes the next batches while a transaction is in flight.
+    let next: Promise<void> = Promise.resolve();
     while (performance.now() - started < args.seconds * 1000) {
       const messages: Message[] = [];
-      for (let i = 0; i < BATCH; i++) {
-        offset += 50;
-        messages.push(record(offset, `bench:k:${events++ % KEYS}`, stamped(), replid));
+      const until = performance.now() + TXN_MS;
+      while (performance.now() < until) {
+        for (let i = 0; i < 100; i++) {
+          offset += 50;
+          messages.push(record(offset, `bench:k:${events++ % KEYS}`, stamped(), replid));
+        }
+        await new Promise((r) => setImmediate(r));
       }
-      await commit(messages);
+      await next;
+      next = commit(messages);
     }
+    await next;
   } else {
     const queue: Message[] = [];
     const tick = 10;
@@ -405,16 +537,19 @@ async function referenceChild(args: ChildArgs): Promise<void> {
         await sleep(1);
         continue;
       }
-      await commit(queue.splice(0, BATCH));
+      await commit(queue.splice(0));
     }
     await generator;
   }
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   await producer.disconnect();
-  process.stdout.write(`${JSON.stringify({ events, seconds, txns, txnMs: txnMs / txns })}\n`);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  process.stdout.write(`${JSON.stringify({ events, seconds, txns, txnMs: txnMs / txns, cpuSeconds })}\n`);
 }
 
 interface ChildResult {
+  cpuSeconds: number;
   events: number;
   seconds: number;
   txns: number;
@@ -466,6 +601,18 @@ async function benchReference(
   await admin.disconnect();
   const base = { brokers: brokersList, id, topic, offsetsTopic, rate };
   const tput = await runReferenceChild({ ...base, mode: 'throughput', seconds: SECONDS });
+  if (LATENCY_SECONDS === 0)
+    return {
+      eventsPerSec: tput.events / tput.seconds,
+      cpuPerM: (tput.cpuSeconds / tput.events) * 1e6,
+      eventsPerTxn: tput.events / tput.txns,
+      events: tput.events,
+      seconds: tput.seconds,
+      p50: Number.NaN,
+      p99: Number.NaN,
+      samples: 0,
+      rate,
+    };
   const consumer = await latencyConsumer(kafka, [topic], (j) => j.value);
   consumer.begin();
   const lat = await runReferenceChild({ ...base, mode: 'latency', seconds: LATENCY_SECONDS });
@@ -478,6 +625,8 @@ async function benchReference(
   const sorted = consumer.samples.sort((a, b) => a - b);
   return {
     eventsPerSec: tput.events / tput.seconds,
+    cpuPerM: (tput.cpuSeconds / tput.events) * 1e6,
+    eventsPerTxn: tput.events / tput.txns,
     events: tput.events,
     seconds: tput.seconds,
     p50: percentile(sorted, 50),
@@ -492,44 +641,106 @@ async function main(): Promise<void> {
   const kafka = new Kafka({ clientId: 'redtail-bench', brokers: list, logLevel: logLevel.NOTHING });
   const id = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   const ms = (n: number) => n.toFixed(1);
+  const load0 = loadavg();
   try {
     console.log(
       `bench:kafka  brokers ${list.join(',')}  ${WRITERS} writers x ${PIPELINE}-SET pipelines, ${VALUE_BYTES}-byte values, ` +
-        `${SECONDS} s throughput + ${LATENCY_SECONDS} s latency per side`,
+        `${SECONDS} s throughput + ${LATENCY_SECONDS} s latency per side, snapshot ${fmt(SNAPSHOT_KEYS)} keys, ` +
+        `compression ${COMPRESSION}; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
     );
     let latencyRate = Number(process.env.BENCH_RATE ?? 0);
     const rt = await benchRedtail(kafka, list, id, (tput) => {
       if (!latencyRate) latencyRate = Math.max(100, Math.round(tput / 2 / 100) * 100);
       return latencyRate;
     });
+    if (PROFILE_DIR || process.env.BENCH_ONLY === 'redtail') {
+      // A profiled redtail is slower than a plain one: its figures are not compared with anything. BENCH_ONLY=redtail
+      // is for A/B runs of two builds back to back.
+      console.log(
+        PROFILE_DIR ? `profile written to ${PROFILE_DIR}; references skipped` : 'references skipped',
+      );
+      return;
+    }
     const ref = await benchReference(kafka, list, id, latencyRate);
+    const javaTopics = [`bench-${id}-java-txn`, `bench-${id}-java`];
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: javaTopics.map((topic) => ({ topic, numPartitions: 3, replicationFactor: 1 })),
+    });
+    await admin.disconnect();
+    const javaArgs = { compression: COMPRESSION, recordBytes: 200 };
+    const javaTxn = runJava(list, javaTopics[0] as string, true, SECONDS, 100_000, javaArgs);
+    const javaPlain = runJava(list, javaTopics[1] as string, false, SECONDS, 100_000, javaArgs);
+    const javaTxnRate = javaTxn.records / javaTxn.seconds;
+    const javaPlainRate = javaPlain.records / javaPlain.seconds;
+    const cpu = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(2));
     const rows = [
-      ['', 'events/s', 'events', 'p50 ms', 'p99 ms', 'latency samples'],
+      ['', 'events/s', 'events', 'CPU s/M', 'p50 ms', 'p99 ms', 'latency samples'],
       [
-        'redtail run → Kafka',
+        'redtail run → Kafka, stream',
         fmt(rt.eventsPerSec),
         fmt(rt.events),
+        cpu(rt.cpuPerM),
         ms(rt.p50),
         ms(rt.p99),
         `${fmt(rt.samples)} at ${fmt(rt.rate)}/s`,
       ],
       [
-        'kafkajs txn producer loop',
+        'redtail run → Kafka, snapshot',
+        rt.snapshotKeysPerSec === undefined ? '-' : fmt(rt.snapshotKeysPerSec),
+        fmt(SNAPSHOT_KEYS),
+        cpu(rt.snapshotCpuPerM),
+        '',
+        '',
+        '',
+      ],
+      [
+        'kafkajs txn loop (bare)',
         fmt(ref.eventsPerSec),
         fmt(ref.events),
+        cpu(ref.cpuPerM),
         ms(ref.p50),
         ms(ref.p99),
         `${fmt(ref.samples)} at ${fmt(ref.rate)}/s`,
+      ],
+      [
+        'Java ProducerPerformance txn 100 ms',
+        fmt(javaTxnRate),
+        fmt(javaTxn.records),
+        cpu((javaTxn.cpuSeconds / javaTxn.records) * 1e6),
+        '',
+        ms(javaTxn.p99 ?? Number.NaN),
+        '(send latency)',
+      ],
+      [
+        'Java ProducerPerformance acks=all',
+        fmt(javaPlainRate),
+        fmt(javaPlain.records),
+        cpu((javaPlain.cpuSeconds / javaPlain.records) * 1e6),
+        '',
+        ms(javaPlain.p99 ?? Number.NaN),
+        '(send latency)',
       ],
     ];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const r of rows)
       console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+    const ratios = {
+      vsBareLoop: rt.eventsPerSec / ref.eventsPerSec,
+      vsJavaTxn: rt.eventsPerSec / javaTxnRate,
+      vsJavaPlain: rt.eventsPerSec / javaPlainRate,
+      bareLoopVsJavaTxn: ref.eventsPerSec / javaTxnRate,
+    };
     console.log(
-      `ratio redtail / reference: throughput ${(rt.eventsPerSec / ref.eventsPerSec).toFixed(2)}, ` +
-        `p50 latency ${(rt.p50 / ref.p50).toFixed(2)}x, p99 latency ${(rt.p99 / ref.p99).toFixed(2)}x`,
+      `ratios: redtail stream / bare kafkajs loop ${ratios.vsBareLoop.toFixed(2)}, / Java txn ${ratios.vsJavaTxn.toFixed(2)}, ` +
+        `/ Java acks=all ${ratios.vsJavaPlain.toFixed(2)}; bare loop / Java txn ${ratios.bareLoopVsJavaTxn.toFixed(2)}; ` +
+        `p99 latency redtail / bare loop ${(rt.p99 / ref.p99).toFixed(2)}x; events per transaction ${fmt(rt.eventsPerTxn ?? 0)}`,
     );
-    console.log(JSON.stringify({ redtail: rt, reference: ref }));
+    const load1 = loadavg();
+    console.log(`load average at the end ${load1.map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(JSON.stringify({ redtail: rt, reference: ref, javaTxn, javaPlain, ratios, load0, load1 }));
   } finally {
     const admin = kafka.admin();
     await admin.connect();

@@ -25,7 +25,7 @@ import {
   KafkaUnreachableError,
   kafkaCodes,
 } from './errors.js';
-import { buildMessages, chunkMessages, type OutMessage } from './messages.js';
+import { type BuiltMessages, buildMessages, chunkMessages, type OutMessage } from './messages.js';
 import { type CheckpointRecord, checkpointMessage, positionOf, readLastCheckpoint } from './OffsetsTopic.js';
 import { readToEnd } from './readToEnd.js';
 import { type LiveState, type ReconcilePlan, StateReconciler, stateTopicPattern } from './StateReconciler.js';
@@ -42,12 +42,24 @@ const CODEC_TYPES: Record<Compression, number> = {
   none: CompressionTypes.None,
 };
 
+/** A batch encoded and waiting for its transaction; settled when that transaction commits or fails for good. */
+interface PendingBatch {
+  batch: EventBatch;
+  built: BuiltMessages;
+  /** Estimated record bytes, for the transaction size bound. */
+  bytes: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 export type DeliveryMode = 'exactly-once' | 'at-least-once';
 
 /** Counters for metrics; `mode` says whether the exactly-once guarantee holds. */
 export interface KafkaSinkStats {
   mode: DeliveryMode;
   batches: number;
+  /** Committed transactions (or, at-least-once, sends of a group): several batches share one under load. */
+  transactions: number;
   events: number;
   records: number;
   bytes: number;
@@ -80,12 +92,18 @@ function kafkajsLogCreator(logger: SinkLogger) {
 }
 
 /**
- * Writes change events to Kafka with exactly-once delivery to read_committed consumers: each `write` is one Kafka
- * transaction holding the batch's event records, state records and the sink's checkpoint record in the offsets
- * topic, so the events and the position they lead to become visible together or not at all (docs/kafka.md).
+ * Writes change events to Kafka with exactly-once delivery to read_committed consumers: each Kafka transaction holds
+ * the event records and state records of one or more consecutive batches and the sink's checkpoint record in the
+ * offsets topic, so the events and the position they lead to become visible together or not at all (docs/kafka.md).
  */
 export class KafkaSink implements Sink {
   readonly name: string;
+  /** Batches may be handed over while earlier ones commit: they are encoded at once and grouped (see `write`). */
+  readonly pipelined = true;
+  private pending: PendingBatch[] = [];
+  private pumping = false;
+  /** The error a write failed with for good; every later write fails with it (none may commit past it). */
+  private failure: Error | null = null;
   readonly stats: KafkaSinkStats;
   /** Op → state-topic effect table; replace entries to teach the sink new exact ops. */
   stateRules: Record<string, StateRule> | undefined;
@@ -110,6 +128,7 @@ export class KafkaSink implements Sink {
     this.stats = {
       mode: config.exactlyOnce ? 'exactly-once' : 'at-least-once',
       batches: 0,
+      transactions: 0,
       events: 0,
       records: 0,
       bytes: 0,
@@ -381,19 +400,79 @@ export class KafkaSink implements Sink {
   }
 
   /**
-   * Resolves only once the batch is committed. Failures abort the transaction and retry it whole with backoff
-   * (an aborted transaction is invisible to read_committed consumers, so a retry cannot duplicate); while the
-   * brokers are down `write` keeps waiting, which stalls the pipeline instead of dropping or buffering events.
+   * Resolves only once the batch is committed. Batches are encoded as they arrive and committed in call order by
+   * one loop; batches that arrive while a transaction is in flight go together into the next one (group commit,
+   * bounded by `maxTransactionBytes`), with the checkpoint of the last of them. The events of a group and the
+   * position they lead to become visible together or not at all, so a group is as exactly-once as one batch, and
+   * the encoding of the next batches overlaps the current transaction's round trips. Failures abort the
+   * transaction and retry it whole with backoff (an aborted transaction is invisible to read_committed consumers,
+   * so a retry cannot duplicate); while the brokers are down `write` keeps waiting, which stalls the pipeline
+   * instead of dropping or buffering events. A batch that fails for good fails every batch queued behind it: none
+   * may commit ahead of it.
    */
-  async write(batch: EventBatch): Promise<void> {
+  write(batch: EventBatch): Promise<void> {
     if (this.state !== 'open')
-      throw new KafkaSinkError(`kafka sink ${this.name}: write() on a ${this.state} sink`);
-    if (batch.events.length === 0 && batch.checkpoint === null) return;
+      return Promise.reject(new KafkaSinkError(`kafka sink ${this.name}: write() on a ${this.state} sink`));
+    if (this.failure) return Promise.reject(this.failure);
+    if (batch.events.length === 0 && batch.checkpoint === null) return Promise.resolve();
+    const built = this.build(batch.events, this.config.maxMessageBytes);
+    let bytes = 0;
+    for (const m of built.messages) bytes += m.size;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ batch, built, bytes, resolve, reject });
+      if (!this.pumping) {
+        this.pumping = true;
+        void this.pump();
+      }
+    });
+  }
+
+  private async pump(): Promise<void> {
+    try {
+      while (this.pending.length > 0) {
+        const group = this.takeGroup();
+        try {
+          await this.commitGroup(group);
+        } catch (err) {
+          this.failure = err as Error;
+          for (const p of group) p.reject(err);
+          for (const p of this.pending.splice(0)) p.reject(err);
+          return;
+        }
+        for (const p of group) p.resolve();
+      }
+    } finally {
+      // Synchronous with the loop's last check: a write arriving after it starts a new pump.
+      this.pumping = false;
+    }
+  }
+
+  /** The oldest pending batches up to `maxTransactionBytes` (at least one). */
+  private takeGroup(): PendingBatch[] {
+    let n = 1;
+    let bytes = this.pending[0]?.bytes ?? 0;
+    for (; n < this.pending.length; n++) {
+      const next = this.pending[n] as PendingBatch;
+      if (bytes + next.bytes > this.config.maxTransactionBytes) break;
+      bytes += next.bytes;
+    }
+    return this.pending.splice(0, n);
+  }
+
+  private async commitGroup(group: PendingBatch[]): Promise<void> {
+    const first = group[0] as PendingBatch;
+    const events = group.length === 1 ? first.batch.events : group.flatMap((p) => p.batch.events);
+    // Each batch's checkpoint, or the one before it while a snapshot loads (null): the last of them.
+    let position = this.lastPosition;
+    for (const p of group) if (p.batch.checkpoint !== null) position = p.batch.checkpoint;
+    const join = (parts: BuiltMessages[]): BuiltMessages =>
+      parts.length === 1
+        ? (parts[0] as BuiltMessages)
+        : { messages: parts.flatMap((b) => b.messages), truncated: parts.flatMap((b) => b.truncated) };
     const batchId = randomUUID();
-    const position = batch.checkpoint ?? this.lastPosition;
     let maxMessageBytes = this.config.maxMessageBytes;
     let maxBatchBytes = this.config.maxBatchBytes;
-    let built = this.build(batch.events, maxMessageBytes);
+    let built = join(group.map((p) => p.built));
     const started = Date.now();
     let outage = false;
     let restart = false;
@@ -407,7 +486,7 @@ export class KafkaSink implements Sink {
           restart = false;
         }
         const plan: ReconcilePlan = this.reconciler
-          ? await this.reconciler.plan(batch.events, () => this.readStateKeys(), loaded)
+          ? await this.reconciler.plan(events, () => this.readStateKeys(), loaded)
           : { next: null, tombstones: [], completed: false };
         if (ambiguous) {
           // The commit's outcome was unknown. The restart above finished it either way (InitProducerId waits for
@@ -415,7 +494,7 @@ export class KafkaSink implements Sink {
           ambiguous = false;
           const record = await this.readCheckpoint();
           if (record?.batch === batchId) {
-            this.committed(batch, built.messages, position, built.truncated, plan);
+            this.committed(group.length, events.length, built.messages, position, built.truncated, plan);
             return;
           }
         }
@@ -449,10 +528,10 @@ export class KafkaSink implements Sink {
           for (const topicMessages of chunks)
             await producer.sendBatch({ topicMessages, acks: -1, compression, timeout });
         }
-        this.committed(batch, built.messages, position, built.truncated, plan);
+        this.committed(group.length, events.length, built.messages, position, built.truncated, plan);
         return;
       } catch (raw) {
-        const err = classifyKafkaError(raw, this.ctx(`write ${batch.events.length} events`));
+        const err = classifyKafkaError(raw, this.ctx(`write ${events.length} events`));
         this.stats.retries++;
         this.stats.lastError = err.message;
         restart = true;
@@ -462,7 +541,7 @@ export class KafkaSink implements Sink {
           if (maxBatchBytes <= 4096) throw err;
           maxBatchBytes = Math.max(4096, Math.floor(maxBatchBytes / 2));
           maxMessageBytes = Math.min(maxMessageBytes, maxBatchBytes);
-          built = this.build(batch.events, maxMessageBytes);
+          built = join(group.map((p) => this.build(p.batch.events, maxMessageBytes)));
           this.logger.warn(
             { maxBatchBytes, maxMessageBytes },
             'kafka sink: broker rejected a batch as too large; retrying with smaller requests',
@@ -485,7 +564,7 @@ export class KafkaSink implements Sink {
             errorClass: err.name,
             attempt,
             retryInMs: Math.round(delay),
-            events: batch.events.length,
+            events: events.length,
           },
           'kafka sink: write failed; retrying the whole transaction',
         );
@@ -495,7 +574,8 @@ export class KafkaSink implements Sink {
   }
 
   private committed(
-    batch: EventBatch,
+    batches: number,
+    events: number,
     messages: OutMessage[],
     position: ReplicationPosition | null,
     truncated: Array<{ topic: string; key: Buffer | null; bytes: number }>,
@@ -510,8 +590,9 @@ export class KafkaSink implements Sink {
         'kafka sink: state topics reconciled with the snapshot (tombstones for keys it no longer has)',
       );
     }
-    this.stats.batches++;
-    this.stats.events += batch.events.length;
+    this.stats.batches += batches;
+    this.stats.transactions++;
+    this.stats.events += events;
     this.stats.records += messages.length + plan.tombstones.length + 1;
     for (const m of messages) this.stats.bytes += m.size;
     this.stats.truncated += truncated.length;

@@ -50,6 +50,11 @@ export interface KafkaSinkOptions {
   topicConfig?: Record<string, string>;
   /** Upper bound for one produce request's records; larger batches become several sends in one transaction. */
   maxBatchBytes?: number;
+  /**
+   * Upper bound for one transaction's records (estimated, before compression): batches that queue up while a
+   * transaction commits go into the next one together up to this size (default 16 MB).
+   */
+  maxTransactionBytes?: number;
   /** Largest single record; bigger events are replaced by a truncation marker (docs/kafka.md). */
   maxMessageBytes?: number;
   /** Events with byte strings of 1 MB or more: `truncate` (marker) or `reference` (sinks/kafka/oversize.ts). */
@@ -90,6 +95,7 @@ const DEFAULTS = {
   partitions: 3,
   createTopics: true,
   maxBatchBytes: 900_000,
+  maxTransactionBytes: 16_000_000,
   maxMessageBytes: 1_000_000,
   oversize: 'truncate' as OversizePolicy,
   transactionTimeoutMs: 60_000,
@@ -186,6 +192,7 @@ export function parseKafkaSpec(spec: string): KafkaSinkOptions {
         break;
       case 'maxBatchBytes':
       case 'maxMessageBytes':
+      case 'maxTransactionBytes':
         out[k] = int(k, v, 1024);
         break;
       case 'transactionTimeoutMs':

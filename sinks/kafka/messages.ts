@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Message, TopicMessages } from 'kafkajs';
 import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
 import { encodeEventLine, encodeJsonLine } from '../../src/events/EventEncoder.js';
+import { NdjsonWriter, ndjsonEncodes } from '../../src/events/NdjsonEncoder.js';
 import { hugeBytesOf, measureEvent, type OversizePolicy, referenceEvent } from './oversize.js';
 import { type StateRule, stateEffect, stateValue } from './StateTopic.js';
 import type { TopicRouter } from './TopicRouter.js';
@@ -22,19 +23,37 @@ export interface BuiltMessages {
 /** Record framing (length, attributes, varints, header counts) beyond key, value and header bytes. */
 const RECORD_OVERHEAD = 64;
 
-function sizeOf(key: Buffer | null, value: Buffer | null, headers: Record<string, string>): number {
+function sizeOf(key: Buffer | null, value: Buffer | null, headers: Headers): number {
   let n = RECORD_OVERHEAD + (key?.length ?? 0) + (value?.length ?? 0);
-  for (const k in headers) n += k.length + Buffer.byteLength(headers[k]!) + 4;
+  for (const k in headers) n += k.length + (headers[k]?.length ?? 0) + 4;
   return n;
 }
 
-function headersOf(ev: ChangeEvent): Record<string, string> {
+/** Header values as bytes (kafkajs sends a Buffer as is and would `Buffer.from` a string for every record). */
+type Headers = Record<string, Buffer>;
+
+/**
+ * Header values that repeat (op names, dbs, replication ids, small seq numbers) as one Buffer each, made once: five
+ * `Buffer.from` per record were a visible share of the kafkajs encoding profile (bench/NOTES.md, K1).
+ */
+const headerBytes = new Map<string, Buffer>();
+function constant(s: string): Buffer {
+  let b = headerBytes.get(s);
+  if (b === undefined) {
+    if (headerBytes.size > 10_000) headerBytes.clear();
+    b = Buffer.from(s, 'utf8');
+    headerBytes.set(s, b);
+  }
+  return b;
+}
+
+function headersOf(ev: ChangeEvent): Headers {
   return {
-    op: ev.op,
-    db: String(ev.db),
-    replid: ev.source.replid,
-    offset: String(ev.source.offset),
-    seq: String(ev.source.seq),
+    op: constant(ev.op),
+    db: constant(String(ev.db)),
+    replid: constant(ev.source.replid),
+    offset: Buffer.from(String(ev.source.offset), 'latin1'),
+    seq: ev.source.seq < 64 ? constant(String(ev.source.seq)) : Buffer.from(String(ev.source.seq), 'latin1'),
   };
 }
 
@@ -95,22 +114,25 @@ export function buildMessages(
   const limit = options.maxMessageBytes;
   const messages: OutMessage[] = [];
   const truncated: BuiltMessages['truncated'] = [];
-  for (const ev of events) {
+  // An event whose huge byte strings alone exceed the limit is never encoded whole (issue 16): a 512 MB value's
+  // JSON does not fit in one string. It is referenced or measured in chunks (sinks/kafka/oversize.ts).
+  const tooBigAt = events.map((ev) => hugeBytesOf(ev) >= limit);
+  const values = encodeValues(events, tooBigAt);
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i] as ChangeEvent;
     const topic = router.topicFor(ev);
     const headers = headersOf(ev);
     let key: Buffer | null = ev.key ?? null;
-    // An event whose huge byte strings alone exceed the limit is never encoded whole (issue 16): a 512 MB value's
-    // JSON does not fit in one string. It is referenced or measured in chunks (sinks/kafka/oversize.ts).
-    const tooBig = hugeBytesOf(ev) >= limit;
-    let value: Buffer = tooBig ? EMPTY : Buffer.from(encodeEventLine(ev), 'utf8');
+    const tooBig = tooBigAt[i] === true;
+    let value: Buffer = values[i] ?? EMPTY;
     let size = tooBig ? Number.POSITIVE_INFINITY : sizeOf(key, value, headers);
     let cut = false;
     if (size > limit && options.oversize === 'reference') {
       const ref = referenceEvent(ev);
-      const refHeaders = { ...headers, oversize: 'reference' };
+      const refHeaders = { ...headers, oversize: constant('reference') };
       if (sizeOf(key, ref, refHeaders) <= limit) {
         value = ref;
-        headers.oversize = 'reference';
+        headers.oversize = constant('reference');
         size = sizeOf(key, value, headers);
         cut = true;
       }
@@ -119,7 +141,7 @@ export function buildMessages(
       const measured = tooBig ? measureEvent(ev) : { bytes: value.length, sha256: sha256(value) };
       truncated.push({ topic, key, bytes: measured.bytes });
       ({ key, value } = truncatedEvent(ev, measured, limit));
-      headers.truncated = '1';
+      headers.truncated = constant('1');
       size = sizeOf(key, value, headers);
       cut = true;
     }
@@ -133,7 +155,7 @@ export function buildMessages(
     if (effect === 'ignore') continue;
     if (cut && effect === 'value') effect = 'unknown';
     let stateVal = effect === 'tombstone' ? null : Buffer.from(stateValue(ev, effect), 'utf8');
-    const stateHeaders = { op: ev.op, db: String(ev.db) };
+    const stateHeaders = { op: constant(ev.op), db: constant(String(ev.db)) };
     if (stateVal !== null && sizeOf(key, stateVal, stateHeaders) > limit) {
       stateVal = Buffer.from(stateValue(ev, 'unknown'), 'utf8');
     }
@@ -145,6 +167,47 @@ export function buildMessages(
     });
   }
   return { messages, truncated };
+}
+
+/** One writer per process: buildMessages is synchronous, so no two batches share it at once. */
+const writer = new NdjsonWriter(1 << 20);
+
+/**
+ * Every event's NDJSON line (the shared encoder, byte for byte what the file sink writes, without the newline) as
+ * views into one Buffer per batch: one encoding and one copy for the batch instead of a JSON string and a
+ * `Buffer.from` per event.
+ */
+function encodeValues(events: ChangeEvent[], skip: boolean[]): Buffer[] {
+  writer.reset();
+  const ends = new Array<number>(events.length);
+  let foreign: Map<number, Buffer> | null = null;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i] as ChangeEvent;
+    if (skip[i] === true) {
+      // Left empty: the caller references or measures it; an empty line keeps the views' positions in step.
+      foreign ??= new Map();
+      foreign.set(i, EMPTY);
+    } else if (ndjsonEncodes(ev.op)) writer.event(ev);
+    else {
+      foreign ??= new Map();
+      foreign.set(i, Buffer.from(encodeEventLine(ev), 'utf8'));
+    }
+    ends[i] = writer.length - 1;
+  }
+  const all = Buffer.from(writer.view());
+  const values = new Array<Buffer>(events.length);
+  let start = 0;
+  for (let i = 0; i < events.length; i++) {
+    const end = ends[i] as number;
+    const own = foreign?.get(i);
+    if (own !== undefined) {
+      values[i] = own;
+      continue;
+    }
+    values[i] = all.subarray(start, end);
+    start = end + 1;
+  }
+  return values;
 }
 
 /**

@@ -86,7 +86,6 @@ export class PostgresSink implements Sink {
   /** write() may be called before the previous one resolved: queued batches are group-committed, in order. */
   readonly pipelined = true;
   /** ...also behind `redtail run`'s sink monitor (src/observe/SinkMonitor.ts). */
-  readonly pipelinedInRun = true;
   readonly stats: PostgresSinkStats = {
     batches: 0,
     transactions: 0,

@@ -982,3 +982,11 @@ export function encodeEventString(ev: ChangeEvent): string {
   shared.event(ev);
   return shared.view().toString('utf8', 0, shared.length - 1);
 }
+
+/**
+ * Whether `NdjsonWriter` has a writer for this op. Sinks that accept ops outside the union (the Kafka sink's state
+ * rules can be taught new ones) encode the others with `encodeEventLine`.
+ */
+export function ndjsonEncodes(op: string): boolean {
+  return Object.hasOwn(ENCODERS, op);
+}

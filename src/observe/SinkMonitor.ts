@@ -7,10 +7,7 @@ export type SinkHealth = { failing: false } | { failing: true; reason: string };
 
 interface Watched {
   sink: Sink;
-  /**
-   * Start times (ms) of the writes in flight, oldest first: a pipelined sink has several, and resolves them in the
-   * order of the calls, so the first is the one that may be stuck.
-   */
+  /** Start times of the writes in flight, oldest first (several for a pipelined sink). */
   writing: number[];
   /** The sink's own `stats.retries` after its last successful write: more now means it is retrying. */
   retriesAtLastSuccess: number;
@@ -76,11 +73,8 @@ export class SinkMonitor {
     const monitor = this;
     return {
       name: sink.name,
-      // The pipeline hands several batches at once only to sinks that say they take them. This wrapper used to drop
-      // the flag, so `redtail run` never pipelined any sink; it now passes it for sinks that also set
-      // `pipelinedInRun` (Postgres). Turning it on for the file sink changes what `redtail run` does with it, which
-      // its tests under kill -9 have not been timed with yet (issue 13's Postgres branch report).
-      pipelined: sink.pipelined === true && (sink as { pipelinedInRun?: boolean }).pipelinedInRun === true,
+      // Forwarded, or the pipeline would keep one batch in flight for every sink behind the monitor.
+      pipelined: sink.pipelined,
       get stats() {
         return (sink as { stats?: unknown }).stats;
       },
@@ -92,7 +86,8 @@ export class SinkMonitor {
         try {
           await sink.write(batch);
         } finally {
-          w.writing.shift();
+          // The oldest write still in flight is what a stall is measured from.
+          w.writing.splice(w.writing.indexOf(started), 1);
         }
         monitor.committed(w, batch, started);
       },

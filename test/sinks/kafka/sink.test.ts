@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKafkaSink, type KafkaSink, type KafkaSinkOptions } from '../../../sinks/kafka/index.js';
-import { kafkaBrokers, readTopic, topicConfig, uniqueName } from '../../harness/kafka.js';
+import {
+  createKafkaSink,
+  type KafkaSink,
+  type KafkaSinkOptions,
+  KafkaTopicMissingError,
+} from '../../../sinks/kafka/index.js';
+import { createTopic, kafkaBrokers, readTopic, topicConfig, uniqueName } from '../../harness/kafka.js';
 import { captureLogger, event, position, REPLID, setBatch, T0 } from './fixtures/events.js';
 
 const open: KafkaSink[] = [];
@@ -96,6 +101,51 @@ describe('KafkaSink against a real broker', () => {
     expect(await again.open()).toEqual(position(260));
   });
 
+  it('commits batches handed over while a transaction is in flight together, in order, with the last checkpoint', async () => {
+    const n = names();
+    const s = sink(n);
+    await s.open();
+    // Not awaited one by one, as the pipeline hands them over: the first goes alone, the four queued behind its
+    // transaction go into the next one.
+    const batches = [
+      setBatch(100, 30),
+      setBatch(130, 30),
+      setBatch(160, 30),
+      setBatch(190, 30),
+      setBatch(220, 30),
+    ];
+    await Promise.all(batches.map((b) => s.write(b)));
+    expect(s.stats).toMatchObject({ batches: 5, transactions: 2, events: 150 });
+    const got = await readTopic(`${n.base}.0`, { minMessages: 150 });
+    expect(got).toHaveLength(150);
+    const perKey = new Map<string, number[]>();
+    for (const m of got) {
+      const v = JSON.parse(m.value!.toString());
+      perKey.set(v.key, [...(perKey.get(v.key) ?? []), v.source.offset]);
+    }
+    expect([...perKey.values()].flat().sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 150 }, (_, i) => 100 + i),
+    );
+    for (const offsets of perKey.values()) expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    const offsets = await readTopic(n.offsetsTopic, { minMessages: 2 });
+    expect(offsets).toHaveLength(2);
+    expect(JSON.parse(offsets[1]!.value!.toString())).toMatchObject({ offset: 249 });
+    await s.close();
+    expect(await sink(n).open()).toEqual(position(249));
+  });
+
+  it('fails every batch queued behind one that cannot commit, and every later write', async () => {
+    const n = names();
+    // createTopics=false and no event topic: the first transaction fails for good (a missing topic is fatal).
+    await createTopic(n.offsetsTopic, { configs: { 'cleanup.policy': 'compact' } });
+    const s = sink(n, { createTopics: false });
+    await s.open();
+    const results = await Promise.allSettled([s.write(setBatch(1, 3)), s.write(setBatch(4, 3))]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    await expect(s.write(setBatch(7, 3))).rejects.toBeInstanceOf(KafkaTopicMissingError);
+    expect(s.stats.transactions).toBe(0);
+  });
+
   it('keeps the previous checkpoint for batches without one (snapshot loading)', async () => {
     const n = names();
     const s = sink(n);
@@ -123,7 +173,7 @@ describe('KafkaSink against a real broker', () => {
     await s.write({
       events: [
         event('set', 'session:1', 1, { type: 'string', value: Buffer.from('s') }),
-        event('hset', 'h', 2, { type: 'hash', fields: { f: Buffer.from('v') } }, 1),
+        event('hset', 'h', 2, { type: 'hash', fields: [[Buffer.from('f'), Buffer.from('v')]] }, 1),
         event('set', bin, 3, { type: 'string', value: bin }, 2),
         event('flushdb', undefined, 4, {}, 2),
       ],
@@ -131,7 +181,7 @@ describe('KafkaSink against a real broker', () => {
     });
     expect((await readTopic(`${n.base}.sessions`, { minMessages: 1 }))[0]!.key!.toString()).toBe('session:1');
     const h = await readTopic(`${n.base}.hashes.1`, { minMessages: 1 });
-    expect(JSON.parse(h[0]!.value!.toString()).fields).toEqual({ f: 'v' });
+    expect(JSON.parse(h[0]!.value!.toString()).fields).toEqual([['f', 'v']]);
     const db2 = await readTopic(`${n.base}.2`, { minMessages: 2 });
     const binMsg = db2.find((m) => m.key !== null)!;
     expect(binMsg.key).toEqual(bin);
