@@ -36,7 +36,7 @@ describe('kafka oversize policies for huge values', () => {
     const marker = JSON.parse(String(m.value)) as Record<string, unknown>;
     const line = encodeEventLine(push);
     expect(marker.truncated).toEqual({ bytes: Buffer.byteLength(line), limit: 1_000_000, sha256: sha(line) });
-    expect(m.headers).toMatchObject({ truncated: '1' });
+    expect(m.headers?.truncated?.toString()).toBe('1');
     expect(built.truncated).toHaveLength(1);
   });
 
@@ -47,7 +47,7 @@ describe('kafka oversize policies for huge values', () => {
     expect(ev.elements).toEqual(['small', { ref: { bytes: big.length, sha256: sha(big) } }]);
     expect(ev.source).toEqual(source);
     expect(ev.key).toBe('list');
-    expect(m.headers).toMatchObject({ oversize: 'reference' });
+    expect(m.headers?.oversize?.toString()).toBe('reference');
     expect(built.truncated).toHaveLength(0);
   });
 
