@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { PostgresSink } from '../../../sinks/postgres/PostgresSink.js';
 import { normalizeCommand } from '../../../src/commands/normalize.js';
 import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
-import { dropSchema, pgQuery, sinkFor, uniqueSchema } from './helpers.js';
+import { pgQuery, SinkScope } from './helpers.js';
 
 const REPLID = 'c'.repeat(40);
 const b = (...a: Array<string | number | Buffer>) =>
@@ -46,20 +45,9 @@ async function changeRows(schema: string): Promise<string[]> {
 }
 
 describe('changes rows by binary COPY', () => {
-  const schemas: string[] = [];
-  const sinks: PostgresSink[] = [];
-  afterEach(async () => {
-    for (const s of sinks.splice(0)) await s.close().catch(() => {});
-    for (const s of schemas.splice(0)) await dropSchema(s);
-  });
-
-  function make(): { sink: PostgresSink; schema: string } {
-    const schema = uniqueSchema('chg');
-    schemas.push(schema);
-    const sink = sinkFor(schema);
-    sinks.push(sink);
-    return { sink, schema };
-  }
+  const scope = new SinkScope('chg');
+  afterEach(() => scope.cleanup());
+  const make = (extra: Record<string, unknown> = {}) => scope.make(extra);
 
   it('stores what the SQL path (ON CONFLICT DO NOTHING, taken when a row exists) stores, skipping the existing row', async () => {
     const evs = events();

@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PostgresSchemaError } from '../../../sinks/postgres/errors.js';
-import type { PostgresSink } from '../../../sinks/postgres/PostgresSink.js';
 import { normalizeCommand } from '../../../src/commands/normalize.js';
 import type { EventBatch } from '../../../src/pipeline/Sink.js';
-import { dropSchema, pgQuery, sinkFor, uniqueSchema } from './helpers.js';
+import { pgQuery, SinkScope } from './helpers.js';
 
 const REPLID = 'd'.repeat(40);
 
@@ -20,20 +19,9 @@ function batch(i: number, extra: Buffer[][] = []): EventBatch {
 }
 
 describe('PostgresSink group commit', () => {
-  const schemas: string[] = [];
-  const sinks: PostgresSink[] = [];
-  afterEach(async () => {
-    for (const s of sinks.splice(0)) await s.close().catch(() => {});
-    for (const s of schemas.splice(0)) await dropSchema(s);
-  });
-
-  function make(): { sink: PostgresSink; schema: string } {
-    const schema = uniqueSchema('grp');
-    schemas.push(schema);
-    const sink = sinkFor(schema);
-    sinks.push(sink);
-    return { sink, schema };
-  }
+  const scope = new SinkScope('grp');
+  afterEach(() => scope.cleanup());
+  const make = (extra: Record<string, unknown> = {}) => scope.make(extra);
 
   it('commits batches queued behind a transaction together, with the last checkpoint, resolving each', async () => {
     const { sink, schema } = make();

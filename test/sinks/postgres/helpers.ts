@@ -7,7 +7,7 @@ import { parsePostgresSpec } from '../../../sinks/postgres/config.js';
 import { PostgresSink } from '../../../sinks/postgres/PostgresSink.js';
 import { type VerifyResult, verifyMirror } from '../../../sinks/postgres/verify.js';
 import { normalizeCommand } from '../../../src/commands/normalize.js';
-import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
+import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../../../src/events/ChangeEvent.js';
 import { silentLogger } from '../../../src/observe/logger.js';
 import { RedisServer, type RedisServerOptions } from '../../harness/RedisServer.js';
 import type { RedtailProcess } from '../../harness/RedtailProcess.js';
@@ -184,4 +184,67 @@ export function rng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/**
+ * Sinks and schemas a test file makes, closed and dropped after each test: `const scope = new SinkScope('x')`,
+ * `afterEach(() => scope.cleanup())`, then `scope.make()` in each test.
+ */
+export class SinkScope {
+  private readonly schemas: string[] = [];
+  private readonly sinks: PostgresSink[] = [];
+
+  constructor(private readonly prefix: string) {}
+
+  make(extra: Record<string, unknown> = {}): { sink: PostgresSink; schema: string } {
+    const schema = uniqueSchema(this.prefix);
+    this.schemas.push(schema);
+    return { sink: this.reopen(schema, extra), schema };
+  }
+
+  /** Another sink on a schema of this scope (a second instance, or the first one after a restart). */
+  reopen(schema: string, extra: Record<string, unknown> = {}): PostgresSink {
+    const sink = sinkFor(schema, extra);
+    this.sinks.push(sink);
+    return sink;
+  }
+
+  /** A sink made by hand, closed with the others. */
+  adopt(sink: PostgresSink): void {
+    this.sinks.push(sink);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const s of this.sinks.splice(0)) await s.close().catch(() => {});
+    for (const s of this.schemas.splice(0)) await dropSchema(s);
+  }
+}
+
+export const TEST_REPLID = 'a'.repeat(40);
+
+/** A snapshot event of a string key, as the RDB decoder makes it. */
+export function snapshotString(
+  key: string,
+  value: string,
+  offset: number,
+  seq: number,
+  expireAt: number | null = null,
+  replid = TEST_REPLID,
+): SnapshotEvent {
+  return {
+    v: 1,
+    op: 'snapshot',
+    db: 0,
+    key: Buffer.from(key),
+    type: 'string',
+    value: Buffer.from(value),
+    expireAt,
+    source: { replid, offset, seq, snapshot: true },
+    ts: Date.now(),
+  } as SnapshotEvent;
+}
+
+/** A keyspace-wide marker (snapshot-begin, snapshot-end, flushall...) at `offset`. */
+export function controlEvent(op: ControlEvent['op'], offset: number, replid = TEST_REPLID): ChangeEvent {
+  return { v: 1, op, db: 0, source: { replid, offset, seq: 0, snapshot: true }, ts: Date.now() };
 }

@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePostgresSpec } from '../../../sinks/postgres/config.js';
 import { PostgresSchemaError } from '../../../sinks/postgres/errors.js';
-import type { PostgresSink } from '../../../sinks/postgres/PostgresSink.js';
-import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../../../src/events/ChangeEvent.js';
-import { dropSchema, pgQuery, sinkFor, uniqueSchema } from './helpers.js';
+import type { ChangeEvent, ControlEvent } from '../../../src/events/ChangeEvent.js';
+import { controlEvent, pgQuery, SinkScope, snapshotString, uniqueSchema } from './helpers.js';
 
 const REPLID = 'a'.repeat(40);
 
@@ -26,39 +25,15 @@ function ev(
   } as unknown as ChangeEvent;
 }
 
-function snap(key: string, value: string, offset: number, seq: number): ChangeEvent {
-  return {
-    v: 1,
-    op: 'snapshot',
-    db: 0,
-    key: Buffer.from(key),
-    type: 'string',
-    value: Buffer.from(value),
-    expireAt: null,
-    source: { replid: REPLID, offset, seq, snapshot: true },
-    ts: Date.now(),
-  } as SnapshotEvent;
-}
+const snap = (key: string, value: string, offset: number, seq: number, expireAt: number | null = null) =>
+  snapshotString(key, value, offset, seq, expireAt, REPLID);
 
-function control(op: ControlEvent['op'], offset: number): ChangeEvent {
-  return { v: 1, op, db: 0, source: { replid: REPLID, offset, seq: 0, snapshot: true }, ts: Date.now() };
-}
+const control = (op: ControlEvent['op'], offset: number) => controlEvent(op, offset, REPLID);
 
 describe('PostgresSink', () => {
-  const schemas: string[] = [];
-  const sinks: PostgresSink[] = [];
-  afterEach(async () => {
-    for (const s of sinks.splice(0)) await s.close().catch(() => {});
-    for (const s of schemas.splice(0)) await dropSchema(s);
-  });
-
-  function make(extra: Record<string, unknown> = {}): { sink: PostgresSink; schema: string } {
-    const schema = uniqueSchema('sink');
-    schemas.push(schema);
-    const sink = sinkFor(schema, extra);
-    sinks.push(sink);
-    return { sink, schema };
-  }
+  const scope = new SinkScope('sink');
+  afterEach(() => scope.cleanup());
+  const make = (extra: Record<string, unknown> = {}) => scope.make(extra);
 
   async function keys(schema: string): Promise<Record<string, unknown>> {
     const rows = await pgQuery<{ key_text: string; value: unknown }>(
@@ -86,8 +61,7 @@ describe('PostgresSink', () => {
 
   it('migrates idempotently, also when two sinks open at once', async () => {
     const { sink, schema } = make();
-    const other = sinkFor(schema);
-    sinks.push(other);
+    const other = scope.reopen(schema);
     expect(await Promise.all([sink.open(), other.open()])).toEqual([null, null]);
     expect(await sink.open()).toBeNull();
     const v = await pgQuery(`SELECT version FROM "${schema}".schema_migrations`);
@@ -122,9 +96,7 @@ describe('PostgresSink', () => {
     const changes = await pgQuery<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".changes`);
     expect(Number(changes[0]!.n)).toBe(3);
     await sink.close();
-    sinks.pop();
-    const again = sinkFor(schema);
-    sinks.push(again);
+    const again = scope.reopen(schema);
     expect(await again.open()).toEqual({ replid: REPLID, offset: 35, db: 0 });
   });
 
@@ -165,8 +137,7 @@ describe('PostgresSink', () => {
     expect(await keys(schema)).toEqual({ a: '1', b: '2', c: '3' });
     // A full resync: only b survives on the master.
     await sink.write({ events: [control('snapshot-begin', 500), snap('b', '22', 500, 1)], checkpoint: null });
-    const reopened = sinkFor(schema);
-    sinks.push(reopened);
+    const reopened = scope.reopen(schema);
     expect(await reopened.open()).toBeNull();
     await sink.write({
       events: [control('snapshot-end', 500)],
@@ -208,8 +179,7 @@ describe('PostgresSink', () => {
   });
 
   it('waits for Postgres while it is unreachable instead of failing', async () => {
-    const schema = uniqueSchema('down');
-    schemas.push(schema);
+    const schema = uniqueSchema('down'); // never created: Postgres is not there
     const { PostgresSink } = await import('../../../sinks/postgres/PostgresSink.js');
     const { silentLogger } = await import('../../../src/observe/logger.js');
     const sink = new PostgresSink(
@@ -220,7 +190,7 @@ describe('PostgresSink', () => {
       }),
       { logger: silentLogger() },
     );
-    sinks.push(sink);
+    scope.adopt(sink);
     const t0 = Date.now();
     await expect(sink.open()).rejects.toThrow(/ECONNREFUSED|connect/);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);

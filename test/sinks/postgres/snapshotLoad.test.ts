@@ -1,33 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { PostgresSink } from '../../../sinks/postgres/PostgresSink.js';
-import type { ChangeEvent, ControlEvent } from '../../../src/events/ChangeEvent.js';
-import { dropSchema, pgQuery, sinkFor, uniqueSchema } from './helpers.js';
+import type { ControlEvent } from '../../../src/events/ChangeEvent.js';
+import { controlEvent, pgQuery, SinkScope, snapshotString } from './helpers.js';
 
 const REPLID = 'e'.repeat(40);
 
-function snap(
-  key: string,
-  value: string,
-  offset: number,
-  seq: number,
-  expireAt: number | null = null,
-): ChangeEvent {
-  return {
-    v: 1,
-    op: 'snapshot',
-    db: 0,
-    key: Buffer.from(key),
-    type: 'string',
-    value: Buffer.from(value),
-    expireAt,
-    source: { replid: REPLID, offset, seq, snapshot: true },
-    ts: Date.now(),
-  } as ChangeEvent;
-}
+const snap = (key: string, value: string, offset: number, seq: number, expireAt: number | null = null) =>
+  snapshotString(key, value, offset, seq, expireAt, REPLID);
 
-function control(op: ControlEvent['op'], offset: number): ChangeEvent {
-  return { v: 1, op, db: 0, source: { replid: REPLID, offset, seq: 0, snapshot: true }, ts: Date.now() };
-}
+const control = (op: ControlEvent['op'], offset: number) => controlEvent(op, offset, REPLID);
 
 async function indexes(schema: string): Promise<string[]> {
   const rows = await pgQuery<{ indexname: string }>(
@@ -40,18 +20,11 @@ async function indexes(schema: string): Promise<string[]> {
 const ALL = ['keys_expire_at', 'keys_key_text', 'keys_pkey', 'keys_snapshot_gen'];
 
 describe('snapshot load', () => {
-  const schemas: string[] = [];
-  const sinks: PostgresSink[] = [];
-  afterEach(async () => {
-    for (const s of sinks.splice(0)) await s.close().catch(() => {});
-    for (const s of schemas.splice(0)) await dropSchema(s);
-  });
+  const scope = new SinkScope('load');
+  afterEach(() => scope.cleanup());
 
   it('into an empty mirror: copied straight into keys without the secondary indexes, which are built at the end', async () => {
-    const schema = uniqueSchema('load');
-    schemas.push(schema);
-    const sink = sinkFor(schema);
-    sinks.push(sink);
+    const { sink, schema } = scope.make();
     await sink.open();
     expect(await indexes(schema)).toEqual(ALL);
     await sink.write({
@@ -100,16 +73,11 @@ describe('snapshot load', () => {
   });
 
   it('an interrupted bulk load: the next snapshot (into a mirror that is not empty) restores the indexes', async () => {
-    const schema = uniqueSchema('load');
-    schemas.push(schema);
-    const sink = sinkFor(schema);
-    sinks.push(sink);
+    const { sink, schema } = scope.make();
     await sink.open();
     await sink.write({ events: [control('snapshot-begin', 100), snap('a', '1', 100, 1)], checkpoint: null });
     await sink.close();
-    sinks.pop();
-    const again = sinkFor(schema);
-    sinks.push(again);
+    const again = scope.reopen(schema);
     expect(await again.open()).toBeNull();
     expect(await indexes(schema)).toEqual(['keys_pkey']);
     await again.write({ events: [control('snapshot-begin', 300), snap('c', '3', 300, 1)], checkpoint: null });
