@@ -4,7 +4,7 @@ import { NdjsonWriter } from '../events/NdjsonEncoder.js';
 import { ProgressLine } from '../observe/progress.js';
 import { RdbFormatError } from '../rdb/RdbFormatError.js';
 import { RdbParser } from '../rdb/RdbParser.js';
-import type { RdbKeyRecord, RdbSummary } from '../rdb/records.js';
+import type { RdbKeyRecord, RdbStringKey, RdbSummary } from '../rdb/records.js';
 import { snapshotBeginEvent, snapshotEndEvent, snapshotEvent } from '../rdb/snapshotEvent.js';
 
 const USAGE = `usage: redtail rdb FILE [--db N] [--key-pattern GLOB] [--type TYPE] [--stats [--deep]] [--ignore-checksum]
@@ -197,6 +197,13 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     if (args.pattern !== null && !args.pattern.test(rec.key.toString('latin1'))) return false;
     return true;
   };
+  const wantedString = (k: RdbStringKey): boolean => {
+    if (args.db !== null && k.db !== args.db) return false;
+    if (args.type !== null && args.type !== 'string') return false;
+    if (args.pattern !== null && !args.pattern.test(k.key.buf.toString('latin1', k.key.start, k.key.end)))
+      return false;
+    return true;
+  };
   const begin = (version: number) => {
     if (begun) return;
     begun = true;
@@ -211,6 +218,23 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     onAux(name, value) {
       if (name === 'repl-id') replid = value.toString('latin1');
       else if (name === 'repl-offset') replOffset = Number(value.toString('latin1'));
+    },
+    // String keys (most of a typical snapshot) go from the parser's views straight into the line, with no Buffer,
+    // record or event object per key.
+    onStringKey(k) {
+      keysRead++;
+      if (args.stats) {
+        if (!wantedString(k)) return;
+        selected++;
+        tally(byType, 'string', k.size);
+        tally(byEncoding, 'string', k.size);
+        return;
+      }
+      begin(0);
+      if (!wantedString(k)) return;
+      selected++;
+      w.snapshotString(k, replid, replOffset, seq++, Date.now());
+      if (w.length >= FLUSH_BYTES && !closed) flushOutput();
     },
     onKey(rec) {
       if (rec.part === undefined || rec.last) keysRead++;

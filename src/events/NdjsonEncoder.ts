@@ -1,4 +1,4 @@
-import { isUtf8 } from 'node:buffer';
+import type { RdbStringKey } from '../rdb/records.js';
 import type { ChangeEvent, EventOf, EventOp, EventSource, SnapshotEvent } from './ChangeEvent.js';
 
 /**
@@ -133,44 +133,53 @@ export class NdjsonWriter {
 
   /** A byte string: JSON string when valid UTF-8, `{"base64":"..."}` otherwise. */
   bin(b: Buffer): void {
-    const n = b.length;
-    let i = 0;
+    this.binRange(b, 0, b.length);
+  }
+
+  /** Bytes [start, end) of `b` as `bin` writes them, without a view of them. */
+  binRange(b: Buffer, start: number, end: number): void {
+    const n = end - start;
+    let i = start;
     // Plain printable ASCII, the common case, needs no escaping and no UTF-8 check.
-    while (i < n) {
+    while (i < end) {
       const c = b[i]!;
       if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) break;
       i++;
     }
-    if (i === n) {
+    if (i === end) {
       this.ensure(n + 2);
       const buf = this.buf;
       let p = this.pos;
       buf[p++] = 0x22;
       if (n > 64) {
-        b.copy(buf, p);
+        b.copy(buf, p, start, end);
         p += n;
-      } else for (let k = 0; k < n; k++) buf[p++] = b[k]!;
+      } else for (let k = start; k < end; k++) buf[p++] = b[k]!;
       buf[p++] = 0x22;
       this.pos = p;
       return;
     }
-    if (!isUtf8(b)) {
-      this.bytes(BASE64_OPEN);
-      const s = b.toString('base64');
-      this.ensure(s.length + 2);
-      this.pos += this.buf.write(s, this.pos, 'latin1');
-      this.bytes(BASE64_CLOSE);
-      return;
-    }
-    // Valid UTF-8 with escapes and/or multi-byte sequences: copied as is except `"`, `\` and control bytes, which
-    // get JSON.stringify's escapes from a table; the printable prefix found above is copied first.
+    // Copied as is except `"`, `\` and control bytes, which get JSON.stringify's escapes from a table; multi-byte
+    // sequences are checked as they are copied (what isUtf8 accepts: no overlong forms, surrogates or code points
+    // past U+10FFFF), and the first invalid one turns the whole string into base64 instead.
     this.ensure(n * 6 + 2);
     const buf = this.buf;
     let p = this.pos;
     buf[p++] = 0x22;
-    for (let k = 0; k < i; k++) buf[p++] = b[k]!;
-    for (let k = i; k < n; k++) {
+    for (let k = start; k < i; k++) buf[p++] = b[k]!;
+    for (let k = i; k < end; k++) {
       const c = b[k]!;
+      if (c >= 0x80) {
+        const len = utf8SequenceLength(b, k, end);
+        if (len === 0) {
+          this.base64(b, start, end);
+          return;
+        }
+        buf[p++] = c;
+        for (let m = 1; m < len; m++) buf[p++] = b[k + m]!;
+        k += len - 1;
+        continue;
+      }
       const l = ESC_LEN[c]!;
       if (l === 0) {
         buf[p++] = c;
@@ -178,7 +187,7 @@ export class NdjsonWriter {
       }
       // Runs of one escaped byte (zero padding is the common one) are copied from a prebuilt run of its escape.
       let e = k + 1;
-      while (e < n && b[e] === c) e++;
+      while (e < end && b[e] === c) e++;
       if (e - k >= 4) {
         p = copyRun(buf, p, c, e - k);
         k = e - 1;
@@ -196,6 +205,14 @@ export class NdjsonWriter {
     }
     buf[p++] = 0x22;
     this.pos = p;
+  }
+
+  private base64(b: Buffer, start: number, end: number): void {
+    this.bytes(BASE64_OPEN);
+    const s = b.toString('base64', start, end);
+    this.ensure(s.length + 2);
+    this.pos += this.buf.write(s, this.pos, 'latin1');
+    this.bytes(BASE64_CLOSE);
   }
 
   binArray(list: readonly Buffer[]): void {
@@ -288,6 +305,40 @@ export class NdjsonWriter {
     } else this.bytes(this.lastTsDigits);
   }
 
+  /**
+   * The line of a string key's snapshot event straight from the RDB parser's views (RdbParser's onStringKey): the
+   * bytes `event(snapshotEvent(rec, {replid, offset, seq}, ts))` writes for the same key, without building the
+   * record, the event or a Buffer per key and value.
+   */
+  snapshotString(k: RdbStringKey, replid: string, offset: number, seq: number, ts: number): void {
+    if (k.db === 0) this.bytes(SNAPSHOT_DB0_KEY);
+    else {
+      this.bytes(head('snapshot'));
+      this.num(k.db);
+      this.bytes(F_KEY);
+    }
+    this.binRange(k.key.buf, k.key.start, k.key.end);
+    this.bytes(STRING_STRING_VALUE);
+    this.binRange(k.value.buf, k.value.start, k.value.end);
+    if (k.expireAt === null) this.bytes(EXPIRE_AT_NULL);
+    else {
+      this.bytes(f.expireAt);
+      this.num(k.expireAt);
+    }
+    if (replid === this.replid && offset === this.snapOffset) {
+      this.bytes(this.snapPrefix);
+      this.num(seq);
+      this.bytes(F_SNAPSHOT_TRUE_TS);
+    } else {
+      this.source({ replid, offset, seq, snapshot: true });
+      this.bytes(F_TS);
+    }
+    this.ts(ts);
+    this.ensure(2);
+    this.buf[this.pos++] = 0x7d;
+    this.buf[this.pos++] = 0x0a;
+  }
+
   source(s: EventSource): void {
     if (s.txn !== undefined) {
       // Where `txn` sits depends on who set it (the normalizer or the replicator after EXEC): keep its order.
@@ -311,6 +362,9 @@ export class NdjsonWriter {
       this.bytes(F_OFFSET);
       this.replidPrefix = Buffer.from(this.buf.subarray(start, this.pos));
       this.replid = s.replid;
+      // The cached snapshot prefix holds the previous replid: a snapshot of the new one at the same offset (a
+      // restarted master starts again from 0) must not reuse it.
+      this.snapOffset = Number.NaN;
     } else this.bytes(this.replidPrefix);
     this.num(s.offset);
     this.bytes(F_SEQ);
@@ -370,6 +424,28 @@ function copyRun(buf: Buffer, p: number, c: number, count: number): number {
   }
   return p;
 }
+/**
+ * Length of the well-formed UTF-8 sequence starting with the byte b[k] (≥ 0x80) and ending before `end`, or 0
+ * when it is not one: the table of well-formed byte sequences of the Unicode standard (3.9, table 3-7), which is
+ * what node:buffer's isUtf8 checks.
+ */
+function utf8SequenceLength(b: Buffer, k: number, end: number): number {
+  const c = b[k]!;
+  if (c < 0xc2) return 0;
+  if (c < 0xe0) return k + 1 < end && (b[k + 1]! & 0xc0) === 0x80 ? 2 : 0;
+  if (c < 0xf0) {
+    if (k + 2 >= end) return 0;
+    const c1 = b[k + 1]!;
+    const lo = c === 0xe0 ? 0xa0 : 0x80;
+    const hi = c === 0xed ? 0x9f : 0xbf;
+    return c1 >= lo && c1 <= hi && (b[k + 2]! & 0xc0) === 0x80 ? 3 : 0;
+  }
+  if (c > 0xf4 || k + 3 >= end) return 0;
+  const c1 = b[k + 1]!;
+  const lo = c === 0xf0 ? 0x90 : 0x80;
+  const hi = c === 0xf4 ? 0x8f : 0xbf;
+  return c1 >= lo && c1 <= hi && (b[k + 2]! & 0xc0) === 0x80 && (b[k + 3]! & 0xc0) === 0x80 ? 4 : 0;
+}
 const F_SOURCE = ascii(',"source":');
 const F_SOURCE_REPLID = ascii(',"source":{"replid":');
 const F_OFFSET = ascii(',"offset":');
@@ -377,6 +453,10 @@ const F_SEQ = ascii(',"seq":');
 const F_SNAPSHOT_TRUE = ascii(',"snapshot":true}');
 const F_SNAPSHOT_FALSE = ascii(',"snapshot":false}');
 const F_TS = ascii(',"ts":');
+const F_SNAPSHOT_TRUE_TS = ascii(',"snapshot":true},"ts":');
+const SNAPSHOT_DB0_KEY = ascii('{"v":1,"op":"snapshot","db":0,"key":');
+const STRING_STRING_VALUE = ascii(',"type":"string","encoding":"string","value":');
+const EXPIRE_AT_NULL = ascii(',"expireAt":null');
 const F_KEY = ascii(',"key":');
 
 /** Field prefixes `,"name":`, encoded once. */

@@ -1,7 +1,7 @@
-import { Cursor, NEED_MORE } from './Cursor.js';
+import { ByteView, Cursor, NEED_MORE } from './Cursor.js';
 import { Crc64 } from './crc64.js';
 import { RdbFormatError } from './RdbFormatError.js';
-import type { RdbKeyRecord, RdbSummary } from './records.js';
+import type { RdbKeyRecord, RdbStringKey, RdbSummary } from './records.js';
 import {
   MAX_KNOWN_VERSION,
   Opcode,
@@ -27,6 +27,11 @@ export interface ModuleAuxRecord {
 
 export interface RdbParserOptions {
   onKey(rec: RdbKeyRecord): void;
+  /**
+   * When set, string keys (that come whole) go here instead of `onKey`, without a Buffer per key and value: the
+   * record is reused and its bytes are valid only during the call (for `redtail rdb`, which encodes them at once).
+   */
+  onStringKey?(k: RdbStringKey): void;
   onAux?(name: string, value: Buffer): void;
   onDb?(db: number): void;
   onResizeDb?(db: number, keys: number, expires: number): void;
@@ -105,6 +110,14 @@ export class RdbParser {
   private functions = 0;
   private checksum: RdbSummary['checksum'] = 'absent';
 
+  private readonly stringKey: RdbStringKey = {
+    db: 0,
+    key: new ByteView(),
+    value: new ByteView(),
+    expireAt: null,
+    offset: 0,
+    size: 0,
+  };
   private coll: CollectionReader | null = null;
   private collRec: RdbKeyRecord | null = null;
   private part = 0;
@@ -485,6 +498,13 @@ export class RdbParser {
       const why = UNSUPPORTED_TYPES[t];
       throw c.fail(why ?? `unknown object type ${t} (${this.flavor} RDB version ${this.version})`, start);
     }
+    const onStringKey = this.opts.onStringKey;
+    if (info.layout === 'string' && onStringKey !== undefined && this.build) {
+      if (this.threshold === Number.POSITIVE_INFINITY || !this.isBigString(c)) {
+        this.directString(start, onStringKey);
+        return;
+      }
+    }
     const key = c.readString();
     const rec: RdbKeyRecord = {
       db: this.db,
@@ -537,6 +557,38 @@ export class RdbParser {
     this.resetKeyState();
     this.commit = c.pos;
     this.emit(rec);
+  }
+
+  /** Whether the string value after the key (at c.pos) passes the stream threshold; c.pos is left unchanged. */
+  private isBigString(c: Cursor): boolean {
+    const at = c.pos;
+    try {
+      c.skipString();
+      return c.peekRawStringLength() > this.threshold;
+    } finally {
+      c.pos = at;
+    }
+  }
+
+  /** A string key for onStringKey: key and value located by views, no Buffer and no record built. */
+  private directString(start: number, onStringKey: (k: RdbStringKey) => void): void {
+    const c = this.c;
+    const k = this.stringKey;
+    c.readStringView(k.key);
+    c.readStringView(k.value);
+    k.db = this.db;
+    k.expireAt = this.expireAt;
+    k.offset = c.base + start;
+    k.size = c.pos - start;
+    this.resetKeyState();
+    this.commit = c.pos;
+    this.keys++;
+    this.keysPerDb[k.db] = (this.keysPerDb[k.db] ?? 0) + 1;
+    try {
+      onStringKey(k);
+    } catch (err) {
+      throw new CallbackError(err);
+    }
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { ByteView } from './Cursor.js';
 import type { Layout, RdbValueType } from './types.js';
 
 /** A zset score: a number, or the strings Redis prints for the non-finite doubles. */
@@ -115,6 +116,22 @@ export interface RdbKeyRecord {
    */
   part?: number;
   last?: boolean;
+}
+
+/**
+ * A string key (type RDB_TYPE_STRING) handed to `onStringKey` without Buffers: the key's and value's bytes are
+ * located by ByteViews into the input or a scratch buffer. One object, reused for every key: its fields are valid
+ * only during the call.
+ */
+export interface RdbStringKey {
+  db: number;
+  key: ByteView;
+  value: ByteView;
+  /** Absolute expiry in ms since the epoch, or null. */
+  expireAt: number | null;
+  /** Absolute offset of the record's first byte (its type byte) and its size in the file. */
+  offset: number;
+  size: number;
 }
 
 export interface RdbSummary {

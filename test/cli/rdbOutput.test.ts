@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeEventLine } from '../../src/events/EventEncoder.js';
 import { RdbFormatError } from '../../src/rdb/RdbFormatError.js';
 import { RdbParser } from '../../src/rdb/RdbParser.js';
-import type { RdbSummary } from '../../src/rdb/records.js';
+import type { RdbKeyRecord, RdbSummary } from '../../src/rdb/records.js';
 import { snapshotBeginEvent, snapshotEndEvent, snapshotEvent } from '../../src/rdb/snapshotEvent.js';
 import { repoRoot } from '../harness/RedtailProcess.js';
 
@@ -24,7 +24,11 @@ const sameTimes = (s: string) => s.replace(/"ts":\d+/g, '"ts":0');
  * What `redtail rdb FILE --markers [--stream-threshold N]` printed before its lines went through NdjsonWriter:
  * the RDB parser's records as snapshot events through JSON.stringify (encodeEventLine), one line each.
  */
-function reference(file: Buffer, threshold: number | undefined): string {
+function reference(
+  file: Buffer,
+  threshold: number | undefined,
+  wanted: (rec: RdbKeyRecord) => boolean = () => true,
+): string {
   let replid = '';
   let offset = 0;
   let seq = 0;
@@ -43,6 +47,7 @@ function reference(file: Buffer, threshold: number | undefined): string {
     },
     onKey(rec) {
       begin(0);
+      if (!wanted(rec)) return;
       lines.push(encodeEventLine(snapshotEvent(rec, { replid, offset, seq: seq++ })));
     },
   });
@@ -59,9 +64,9 @@ function reference(file: Buffer, threshold: number | undefined): string {
   return lines.map((l) => `${l}\n`).join('');
 }
 
-function run(file: string, threshold: number | undefined): string {
+function run(file: string, threshold: number | undefined, filters: string[] = []): string {
   const extra = threshold === undefined ? [] : ['--stream-threshold', String(threshold)];
-  const r = spawnSync(process.execPath, [bin, 'rdb', file, '--markers', ...extra], {
+  const r = spawnSync(process.execPath, [bin, 'rdb', file, '--markers', ...extra, ...filters], {
     encoding: 'utf8',
     maxBuffer: 1 << 28,
   });
@@ -107,5 +112,39 @@ describe('redtail rdb prints the lines encodeEventLine printed', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('with --db, --type and --key-pattern, and counts the same keys with --stats and --stats --deep', () => {
+    const files = readdirSync(fixturesDir).filter((f) => f.endsWith('.rdb'));
+    let checked = 0;
+    for (const f of files) {
+      const file = path.join(fixturesDir, f);
+      const buf = readFileSync(file);
+      const full = reference(buf, undefined);
+      // Fixtures with string keys, several types or dbs: string keys take the parser's direct path.
+      if (!full.includes('"type":"string"') || checked >= 4) continue;
+      checked++;
+      const keyText = (rec: RdbKeyRecord) => rec.key.toString('latin1');
+      const cases: Array<[string[], (rec: RdbKeyRecord) => boolean]> = [
+        [['--type', 'string'], (rec) => rec.type === 'string'],
+        [['--type', 'hash'], (rec) => rec.type === 'hash'],
+        [['--db', '1'], (rec) => rec.db === 1],
+        [['--key-pattern', '*1*'], (rec) => keyText(rec).includes('1')],
+      ];
+      for (const [filters, wanted] of cases) {
+        const want = sameTimes(reference(buf, undefined, wanted));
+        expect(sameTimes(run(file, undefined, filters)), `${f} ${filters.join(' ')}`).toBe(want);
+      }
+      const stats = (deep: string[]) => {
+        const r = spawnSync(process.execPath, [bin, 'rdb', file, '--stats', ...deep, '--ignore-checksum'], {
+          encoding: 'utf8',
+        });
+        if (r.status !== 0) return null;
+        const j = JSON.parse(r.stdout) as { types: unknown; encodings: unknown; keys: number };
+        return { types: j.types, encodings: j.encodings, keys: j.keys };
+      };
+      expect(stats(['--deep']), f).toEqual(stats([]));
+    }
+    expect(checked).toBe(4);
   });
 });
