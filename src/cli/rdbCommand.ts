@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createReadStream, statSync } from 'node:fs';
 import { NdjsonWriter } from '../events/NdjsonEncoder.js';
 import { ProgressLine } from '../observe/progress.js';
+import { Crc64Thread } from '../rdb/crc64Thread.js';
 import { RdbFormatError } from '../rdb/RdbFormatError.js';
 import { RdbParser } from '../rdb/RdbParser.js';
 import type { RdbKeyRecord, RdbStringKey, RdbSummary } from '../rdb/records.js';
@@ -139,6 +140,9 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
+/** Files from this size on have their CRC64 computed on a second thread (Crc64Thread). */
+const CRC_THREAD_MIN_BYTES = 4 << 20;
+
 /** Lines are written in pieces of about this size. */
 const FLUSH_BYTES = 1 << 20;
 
@@ -211,8 +215,11 @@ export async function rdbCommand(argv: string[]): Promise<number> {
       w.event(snapshotBeginEvent({ replid, offset: replOffset, seq: seq++ }, { rdbVersion: version }));
   };
 
+  // Big files get their CRC64 computed on a second thread; small ones are not worth starting it.
+  const crcThread = (fileSize(args.file) ?? 0) >= CRC_THREAD_MIN_BYTES ? Crc64Thread.start() : null;
   const parser = new RdbParser({
     ignoreChecksum: args.ignoreChecksum,
+    checksum: crcThread === null,
     values: !args.stats || args.deep,
     streamThreshold: args.streamThreshold,
     onAux(name, value) {
@@ -273,10 +280,12 @@ export async function rdbCommand(argv: string[]): Promise<number> {
     const stream = createReadStream(args.file, { highWaterMark: 256 * 1024 });
     for await (const chunk of stream) {
       bytesRead += (chunk as Buffer).length;
+      if (crcThread) await crcThread.update(chunk as Buffer);
       parser.write(chunk as Buffer);
       if (w.length > 0) flushOutput();
       if (closed) {
         stream.destroy();
+        crcThread?.stop();
         return 0;
       }
       if (!ok) {
@@ -285,7 +294,9 @@ export async function rdbCommand(argv: string[]): Promise<number> {
       }
     }
     summary = parser.end();
+    if (crcThread) summary = await crcThread.verify(summary, args.ignoreChecksum);
   } catch (err) {
+    crcThread?.stop();
     progress.stop();
     if (err instanceof RdbFormatError) {
       if (w.length > 0) flushOutput();

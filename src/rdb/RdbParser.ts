@@ -44,6 +44,11 @@ export interface RdbParserOptions {
   /** Accept a file whose trailing CRC64 does not match (it is still read). */
   ignoreChecksum?: boolean;
   /**
+   * false: the caller computes and checks the CRC64 itself (Crc64Thread, on another thread); the parser computes
+   * none and reports a stored non-zero checksum as 'unchecked'. Default true.
+   */
+  checksum?: boolean;
+  /**
    * Values whose encoded size passes this many bytes come out in parts (records with `part`/`last`) instead of
    * one record: raw strings (as Buffer chunks) and list/set/zset/hash values stored element by element or as
    * quicklists. Other encodings are bounded by Redis's *-max-listpack-* limits and always come whole.
@@ -127,11 +132,13 @@ export class RdbParser {
   /** Set by end(): no more input will come, so speculative parsing must decide with what is buffered. */
   private ending = false;
   private readonly build: boolean;
+  private readonly computeCrc: boolean;
   private readonly threshold: number;
   private readonly maxUnit: number;
 
   constructor(private readonly opts: RdbParserOptions) {
     this.build = opts.values !== false;
+    this.computeCrc = opts.checksum !== false;
     this.threshold =
       opts.streamThreshold && opts.streamThreshold > 0 ? opts.streamThreshold : Number.POSITIVE_INFINITY;
     this.maxUnit = opts.maxUnitBytes ?? 1024 * 1024 * 1024;
@@ -312,7 +319,7 @@ export class RdbParser {
   }
 
   private updateCrc(): void {
-    if (this.crcFrozen) return;
+    if (this.crcFrozen || !this.computeCrc) return;
     if (this.commit > this.crcDone) {
       this.crc.update(this.c.buf, this.crcDone, this.commit);
       this.crcDone = this.commit;
@@ -354,6 +361,7 @@ export class RdbParser {
     let zero = true;
     for (let i = 0; i < 8; i++) if (c.buf[at + i] !== 0) zero = false;
     if (zero) this.checksum = 'disabled';
+    else if (!this.computeCrc) this.checksum = 'unchecked';
     else if (this.crc.matchesLE(c.buf, at)) this.checksum = 'ok';
     else if (this.opts.ignoreChecksum) this.checksum = 'skipped';
     else {

@@ -142,8 +142,11 @@ export interface RdbSummary {
   /** Keys per db number. */
   keysPerDb: Record<number, number>;
   bytes: number;
-  /** "ok" (verified), "disabled" (stored as zero), "absent" (RDB < 5), "skipped" (ignoreChecksum). */
-  checksum: 'ok' | 'disabled' | 'absent' | 'skipped';
+  /**
+   * "ok" (verified), "disabled" (stored as zero), "absent" (RDB < 5), "skipped" (ignoreChecksum), "unchecked"
+   * (left to the caller: RdbParserOptions.checksum false).
+   */
+  checksum: 'ok' | 'disabled' | 'absent' | 'skipped' | 'unchecked';
   aux: Record<string, string>;
   replId: string | null;
   replOffset: number | null;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeEventLine } from '../../src/events/EventEncoder.js';
+import { crc64 } from '../../src/rdb/crc64.js';
 import { RdbFormatError } from '../../src/rdb/RdbFormatError.js';
 import { RdbParser } from '../../src/rdb/RdbParser.js';
 import type { RdbKeyRecord, RdbSummary } from '../../src/rdb/records.js';
@@ -74,7 +75,7 @@ function run(file: string, threshold: number | undefined, filters: string[] = []
 }
 
 /** An RDB 9 file (no checksum) of string keys with big values, so one read makes several MB of lines. */
-function bigValues(): Buffer {
+function bigValues(withCrc = false): Buffer {
   const parts: Buffer[] = [Buffer.from('REDIS0009', 'latin1'), Buffer.from([0xfe, 0x00])];
   for (let i = 0; i < 12; i++) {
     const key = Buffer.from(`big:${i}`);
@@ -84,8 +85,11 @@ function bigValues(): Buffer {
     len.writeUInt32BE(value.length, 1);
     parts.push(Buffer.from([0x00, key.length]), key, len, value);
   }
-  parts.push(Buffer.from([0xff]), Buffer.alloc(8));
-  return Buffer.concat(parts);
+  parts.push(Buffer.from([0xff]));
+  const body = Buffer.concat(parts);
+  const trailer = Buffer.alloc(8);
+  if (withCrc) trailer.writeBigUInt64LE(crc64(body));
+  return Buffer.concat([body, trailer]);
 }
 
 describe('redtail rdb prints the lines encodeEventLine printed', () => {
@@ -146,5 +150,56 @@ describe('redtail rdb prints the lines encodeEventLine printed', () => {
       expect(stats(['--deep']), f).toEqual(stats([]));
     }
     expect(checked).toBe(4);
+  });
+
+  it('checks the CRC64 of a big file on its second thread as the parser checks it', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'redtail-rdb-crc-'));
+    try {
+      const good = bigValues(true);
+      expect(good.length).toBeGreaterThan(4 << 20);
+      const bad = Buffer.from(good);
+      bad[bad.length - 3]! ^= 0x40;
+      const inProcess = (buf: Buffer): string => {
+        const parser = new RdbParser({ onKey() {} });
+        try {
+          parser.write(buf);
+          return parser.end().checksum;
+        } catch (err) {
+          return (err as Error).message;
+        }
+      };
+      expect(inProcess(good)).toBe('ok');
+      expect(inProcess(bad)).toMatch(
+        /^RdbFormatError at offset \d+: CRC64 mismatch: file says [0-9a-f]{16}, computed/,
+      );
+      for (const [name, buf] of [
+        ['good', good],
+        ['bad', bad],
+      ] as const) {
+        const file = path.join(dir, `${name}.rdb`);
+        writeFileSync(file, buf);
+        for (const mode of [['--stats'], ['--stats', '--deep'], ['--markers']]) {
+          const r = spawnSync(process.execPath, [bin, 'rdb', file, ...mode], {
+            encoding: 'utf8',
+            maxBuffer: 1 << 28,
+          });
+          if (name === 'good') {
+            expect(r.status, r.stderr).toBe(0);
+            if (mode[0] === '--stats') expect(JSON.parse(r.stdout).checksum).toBe('ok');
+            // Compared as a boolean: a diff of these lines would be megabytes.
+            else expect(sameTimes(r.stdout) === sameTimes(reference(buf, undefined))).toBe(true);
+          } else {
+            expect(r.status).toBe(1);
+            expect(r.stderr.trim()).toBe(inProcess(bad));
+          }
+        }
+        const ignored = spawnSync(process.execPath, [bin, 'rdb', file, '--stats', '--ignore-checksum'], {
+          encoding: 'utf8',
+        });
+        expect(JSON.parse(ignored.stdout).checksum).toBe(name === 'good' ? 'ok' : 'skipped');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
