@@ -5,8 +5,9 @@ import { ProgressLine } from '../observe/progress.js';
 import { Crc64Thread } from '../rdb/crc64Thread.js';
 import { RdbFormatError } from '../rdb/RdbFormatError.js';
 import { RdbParser } from '../rdb/RdbParser.js';
-import type { RdbKeyRecord, RdbStringKey, RdbSummary } from '../rdb/records.js';
+import type { RdbKeyRecord, RdbPackedKey, RdbStringKey, RdbSummary } from '../rdb/records.js';
 import { snapshotBeginEvent, snapshotEndEvent, snapshotEvent } from '../rdb/snapshotEvent.js';
+import { writePackedSnapshot } from '../rdb/snapshotLine.js';
 
 const USAGE = `usage: redtail rdb FILE [--db N] [--key-pattern GLOB] [--type TYPE] [--stats [--deep]] [--ignore-checksum]
                   [--markers] [--stream-threshold BYTES]
@@ -208,6 +209,13 @@ export async function rdbCommand(argv: string[]): Promise<number> {
       return false;
     return true;
   };
+  const wantedPacked = (k: RdbPackedKey): boolean => {
+    if (args.db !== null && k.db !== args.db) return false;
+    if (args.type !== null && args.type !== k.type) return false;
+    if (args.pattern !== null && !args.pattern.test(k.key.buf.toString('latin1', k.key.start, k.key.end)))
+      return false;
+    return true;
+  };
   const begin = (version: number) => {
     if (begun) return;
     begun = true;
@@ -241,6 +249,22 @@ export async function rdbCommand(argv: string[]): Promise<number> {
       if (!wantedString(k)) return;
       selected++;
       w.snapshotString(k, replid, replOffset, seq++, Date.now());
+      if (w.length >= FLUSH_BYTES && !closed) flushOutput();
+    },
+    // Sets, small zsets and hashes: their intset or listpack blob is walked straight into the line.
+    onPackedKey(k) {
+      keysRead++;
+      if (args.stats) {
+        if (!wantedPacked(k)) return;
+        selected++;
+        tally(byType, k.type, k.size);
+        tally(byEncoding, k.encoding, k.size);
+        return;
+      }
+      begin(0);
+      if (!wantedPacked(k)) return;
+      selected++;
+      writePackedSnapshot(w, k, replid, replOffset, seq++, Date.now());
       if (w.length >= FLUSH_BYTES && !closed) flushOutput();
     },
     onKey(rec) {

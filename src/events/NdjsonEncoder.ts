@@ -1,4 +1,12 @@
 import type { RdbStringKey } from '../rdb/records.js';
+
+/** Bytes [start, end) of buf (the RDB parser's ByteView). */
+export interface ByteRange {
+  readonly buf: Buffer;
+  readonly start: number;
+  readonly end: number;
+}
+
 import type { ChangeEvent, EventOf, EventOp, EventSource, SnapshotEvent } from './ChangeEvent.js';
 
 /**
@@ -311,19 +319,32 @@ export class NdjsonWriter {
    * record, the event or a Buffer per key and value.
    */
   snapshotString(k: RdbStringKey, replid: string, offset: number, seq: number, ts: number): void {
-    if (k.db === 0) this.bytes(SNAPSHOT_DB0_KEY);
+    this.snapshotHead(k.db, k.key, 'string', 'string');
+    this.binRange(k.value.buf, k.value.start, k.value.end);
+    this.snapshotTail(k.expireAt, replid, offset, seq, ts);
+  }
+
+  /**
+   * A snapshot line up to its value, `{"v":1,"op":"snapshot","db":…,"key":…,"type":…,"encoding":…,"value":`, for
+   * keys written from the parser's views; `snapshotTail` ends it.
+   */
+  snapshotHead(db: number, key: ByteRange, type: string, encoding: string): void {
+    if (db === 0) this.bytes(SNAPSHOT_DB0_KEY);
     else {
       this.bytes(head('snapshot'));
-      this.num(k.db);
+      this.num(db);
       this.bytes(F_KEY);
     }
-    this.binRange(k.key.buf, k.key.start, k.key.end);
-    this.bytes(STRING_STRING_VALUE);
-    this.binRange(k.value.buf, k.value.start, k.value.end);
-    if (k.expireAt === null) this.bytes(EXPIRE_AT_NULL);
+    this.binRange(key.buf, key.start, key.end);
+    this.bytes(typeEncodingValue(type, encoding));
+  }
+
+  /** `,"expireAt":…,"source":{…},"ts":…}` and the newline, as `snapshot` writes them for a whole value. */
+  snapshotTail(expireAt: number | null, replid: string, offset: number, seq: number, ts: number): void {
+    if (expireAt === null) this.bytes(EXPIRE_AT_NULL);
     else {
       this.bytes(f.expireAt);
-      this.num(k.expireAt);
+      this.num(expireAt);
     }
     if (replid === this.replid && offset === this.snapOffset) {
       this.bytes(this.snapPrefix);
@@ -337,6 +358,16 @@ export class NdjsonWriter {
     this.ensure(2);
     this.buf[this.pos++] = 0x7d;
     this.buf[this.pos++] = 0x0a;
+  }
+
+  /** An integer's decimal digits (BigInt too), unquoted. */
+  digits(v: number | bigint): void {
+    if (typeof v === 'number') this.num(v);
+    else {
+      const s = v.toString();
+      this.ensure(s.length);
+      for (let i = 0; i < s.length; i++) this.buf[this.pos++] = s.charCodeAt(i);
+    }
   }
 
   source(s: EventSource): void {
@@ -455,7 +486,6 @@ const F_SNAPSHOT_FALSE = ascii(',"snapshot":false}');
 const F_TS = ascii(',"ts":');
 const F_SNAPSHOT_TRUE_TS = ascii(',"snapshot":true},"ts":');
 const SNAPSHOT_DB0_KEY = ascii('{"v":1,"op":"snapshot","db":0,"key":');
-const STRING_STRING_VALUE = ascii(',"type":"string","encoding":"string","value":');
 const EXPIRE_AT_NULL = ascii(',"expireAt":null');
 const F_KEY = ascii(',"key":');
 
@@ -627,6 +657,18 @@ function typeEncoding(type: string, encoding: string): Uint8Array {
   lastType = type;
   lastEncoding = encoding;
   lastTypeEncoding = b;
+  return b;
+}
+
+/** typeEncoding followed by `,"value":`, for lines written from the parser's views. */
+const TYPE_ENCODING_VALUE = new Map<Uint8Array, Uint8Array>();
+function typeEncodingValue(type: string, encoding: string): Uint8Array {
+  const te = typeEncoding(type, encoding);
+  let b = TYPE_ENCODING_VALUE.get(te);
+  if (b === undefined) {
+    b = Buffer.concat([te, f.value]);
+    TYPE_ENCODING_VALUE.set(te, b);
+  }
   return b;
 }
 

@@ -1,7 +1,9 @@
 import { ByteView, Cursor, NEED_MORE } from './Cursor.js';
 import { Crc64 } from './crc64.js';
+import { walkIntset } from './intset.js';
+import { type PackedVisitor, walkListpack } from './listpack.js';
 import { RdbFormatError } from './RdbFormatError.js';
-import type { RdbKeyRecord, RdbStringKey, RdbSummary } from './records.js';
+import type { DirectPackedLayout, RdbKeyRecord, RdbPackedKey, RdbStringKey, RdbSummary } from './records.js';
 import {
   MAX_KNOWN_VERSION,
   Opcode,
@@ -32,6 +34,11 @@ export interface RdbParserOptions {
    * record is reused and its bytes are valid only during the call (for `redtail rdb`, which encodes them at once).
    */
   onStringKey?(k: RdbStringKey): void;
+  /**
+   * When set, keys whose value is one intset or listpack blob (sets, small zsets and hashes) go here instead of
+   * `onKey`, checked but not decoded: the record is reused and valid only during the call.
+   */
+  onPackedKey?(k: RdbPackedKey): void;
   onAux?(name: string, value: Buffer): void;
   onDb?(db: number): void;
   onResizeDb?(db: number, keys: number, expires: number): void;
@@ -74,6 +81,18 @@ enum State {
 }
 
 const MIN_BUFFER = 64 * 1024;
+
+/** A visitor that only lets the walk count and check. */
+const COUNT: PackedVisitor = { str() {}, int() {} };
+
+function isDirectPacked(layout: string): layout is DirectPackedLayout {
+  return (
+    layout === 'intset' ||
+    layout === 'set-listpack' ||
+    layout === 'zset-listpack' ||
+    layout === 'hash-listpack'
+  );
+}
 
 class CallbackError {
   constructor(readonly cause: unknown) {}
@@ -119,6 +138,18 @@ export class RdbParser {
     db: 0,
     key: new ByteView(),
     value: new ByteView(),
+    expireAt: null,
+    offset: 0,
+    size: 0,
+  };
+  private readonly packedKey: RdbPackedKey = {
+    db: 0,
+    key: new ByteView(),
+    type: 'set',
+    encoding: '',
+    layout: 'intset',
+    blob: new ByteView(),
+    blobBase: 0,
     expireAt: null,
     offset: 0,
     size: 0,
@@ -513,6 +544,11 @@ export class RdbParser {
         return;
       }
     }
+    const onPackedKey = this.opts.onPackedKey;
+    if (onPackedKey !== undefined && this.build && isDirectPacked(info.layout)) {
+      this.directPacked(start, info, info.layout, onPackedKey);
+      return;
+    }
     const key = c.readString();
     const rec: RdbKeyRecord = {
       db: this.db,
@@ -594,6 +630,55 @@ export class RdbParser {
     this.keysPerDb[k.db] = (this.keysPerDb[k.db] ?? 0) + 1;
     try {
       onStringKey(k);
+    } catch (err) {
+      throw new CallbackError(err);
+    }
+  }
+
+  /**
+   * A key whose value is one intset or listpack blob, for onPackedKey: the blob is walked once here with the checks
+   * and error offsets of readAtomicValue (an LZF-compressed blob's errors point at its string), nothing is built.
+   */
+  private directPacked(
+    start: number,
+    info: TypeInfo,
+    layout: DirectPackedLayout,
+    onPackedKey: (k: RdbPackedKey) => void,
+  ): void {
+    const c = this.c;
+    const k = this.packedKey;
+    c.readStringView(k.key);
+    const at = c.base + c.pos;
+    c.readStringView(k.blob);
+    const b = k.blob;
+    const view = b.buf === c.buf;
+    k.blobBase = view ? c.base + b.start : at;
+    try {
+      const n =
+        layout === 'intset'
+          ? walkIntset(b.buf, b.start, b.end, k.blobBase, COUNT)
+          : walkListpack(b.buf, b.start, b.end, k.blobBase, COUNT);
+      if (n % 2 !== 0 && layout !== 'intset' && layout !== 'set-listpack') {
+        const what = layout === 'zset-listpack' ? 'zset listpack' : 'hash listpack';
+        throw new RdbFormatError(k.blobBase, `${what} has an odd number of elements (${n})`);
+      }
+    } catch (err) {
+      if (view || !(err instanceof RdbFormatError)) throw err;
+      throw new RdbFormatError(at, `${err.reason} (inside an LZF-compressed blob)`);
+    }
+    k.db = this.db;
+    k.type = info.type;
+    k.encoding = info.encoding;
+    k.layout = layout;
+    k.expireAt = this.expireAt;
+    k.offset = c.base + start;
+    k.size = c.pos - start;
+    this.resetKeyState();
+    this.commit = c.pos;
+    this.keys++;
+    this.keysPerDb[k.db] = (this.keysPerDb[k.db] ?? 0) + 1;
+    try {
+      onPackedKey(k);
     } catch (err) {
       throw new CallbackError(err);
     }

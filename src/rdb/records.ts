@@ -134,6 +134,28 @@ export interface RdbStringKey {
   size: number;
 }
 
+/** Layouts whose whole value is one packed blob that `onPackedKey` takes (RdbParserOptions). */
+export type DirectPackedLayout = 'intset' | 'set-listpack' | 'zset-listpack' | 'hash-listpack';
+
+/**
+ * A key whose value is one intset or listpack blob, handed to `onPackedKey` without decoding it into Buffers: the
+ * parser has already walked and checked the blob, so walking it again (walkListpack, walkIntset) cannot fail. Reused
+ * for every key: valid only during the call.
+ */
+export interface RdbPackedKey {
+  db: number;
+  key: ByteView;
+  type: RdbValueType;
+  encoding: string;
+  layout: DirectPackedLayout;
+  /** The blob's bytes, and the absolute offset its walk reports errors at. */
+  blob: ByteView;
+  blobBase: number;
+  expireAt: number | null;
+  offset: number;
+  size: number;
+}
+
 export interface RdbSummary {
   /** Numeric RDB version from the header (Valkey 9: 80). */
   version: number;
