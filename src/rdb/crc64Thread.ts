@@ -7,10 +7,11 @@ import type { RdbSummary } from './records.js';
 const WORKER = new URL('./crc64Worker.js', import.meta.url);
 /**
  * Chunks go to the thread through a ring of shared slots, copied in and acknowledged when CRCed: fixed memory, where
- * messages carrying copies left one ArrayBuffer per chunk in the worker until its (rare) garbage collections.
+ * messages carrying copies left one ArrayBuffer per chunk in the worker until its (rare) garbage collections. A
+ * slot is posted once full (1 MB, four reads): a message per read cost more than the CRC saved on a busy machine.
  */
-const SLOT_BYTES = 256 * 1024;
-const SLOTS = 16;
+const SLOT_BYTES = 1 << 20;
+const SLOTS = 8;
 
 interface Reply {
   covered: number;
@@ -30,6 +31,9 @@ export class Crc64Thread {
   private readonly ring = new Uint8Array(new SharedArrayBuffer(SLOT_BYTES * SLOTS));
   private readonly free: number[] = [];
   private waiting: (() => void) | null = null;
+  /** The slot being filled (its offset in the ring, -1 for none) and its bytes so far. */
+  private slot = -1;
+  private filled = 0;
   private failure: Error | null = null;
 
   private constructor() {
@@ -55,18 +59,31 @@ export class Crc64Thread {
 
   /** Copies the chunk into the ring for the thread (the parser keeps views into the original). */
   async update(chunk: Uint8Array): Promise<void> {
-    for (let p = 0; p < chunk.length; p += SLOT_BYTES) {
-      const part = chunk.subarray(p, Math.min(chunk.length, p + SLOT_BYTES));
-      let at = this.free.pop();
-      while (at === undefined) {
-        if (this.failure) throw this.failure;
-        await new Promise<void>((resolve) => {
-          this.waiting = resolve;
-        });
-        at = this.free.pop();
-      }
-      this.ring.set(part, at);
-      this.worker.postMessage({ at, length: part.length });
+    let p = 0;
+    while (p < chunk.length) {
+      if (this.slot < 0) this.slot = await this.freeSlot();
+      const n = Math.min(chunk.length - p, SLOT_BYTES - this.filled);
+      this.ring.set(chunk.subarray(p, p + n), this.slot + this.filled);
+      this.filled += n;
+      p += n;
+      if (this.filled === SLOT_BYTES) this.post();
+    }
+  }
+
+  private post(): void {
+    this.worker.postMessage({ at: this.slot, length: this.filled });
+    this.slot = -1;
+    this.filled = 0;
+  }
+
+  private async freeSlot(): Promise<number> {
+    for (;;) {
+      const at = this.free.pop();
+      if (at !== undefined) return at;
+      if (this.failure) throw this.failure;
+      await new Promise<void>((resolve) => {
+        this.waiting = resolve;
+      });
     }
   }
 
@@ -83,6 +100,7 @@ export class Crc64Thread {
       return summary;
     }
     if (this.failure) throw this.failure;
+    if (this.filled > 0) this.post();
     const reply = new Promise<Reply>((resolve, reject) => {
       const onMessage = (msg: unknown) => {
         if (typeof msg === 'number') return;
