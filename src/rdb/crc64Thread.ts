@@ -38,7 +38,8 @@ export class Crc64Thread {
 
   private constructor() {
     for (let i = 0; i < SLOTS; i++) this.free.push(i * SLOT_BYTES);
-    this.worker = new Worker(WORKER, { workerData: this.ring.buffer });
+    // Not the parent's execArgv: flags such as --input-type (bench:rdb runs the command through -e) break a worker.
+    this.worker = new Worker(WORKER, { workerData: this.ring.buffer, execArgv: [] });
     // It must not keep the process alive once the output is written (e.g. after an early EPIPE).
     this.worker.unref();
     this.worker.on('message', (msg: unknown) => {
