@@ -123,6 +123,21 @@ export class NdjsonWriter {
       buf[this.pos++] = 48 + n;
       return;
     }
+    if (n < 0x80000000) {
+      // int32 arithmetic (seq numbers, dbs, offsets below 2 GB): no float division.
+      let digits = 1;
+      for (let x = n; x >= 10; x = (x / 10) | 0) digits++;
+      let p = this.pos + digits;
+      this.pos = p;
+      let m = n;
+      while (m >= 10) {
+        const q = (m / 10) | 0;
+        buf[--p] = 48 + m - q * 10;
+        m = q;
+      }
+      buf[--p] = 48 + m;
+      return;
+    }
     let digits = 1;
     for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
     let p = this.pos + digits;
