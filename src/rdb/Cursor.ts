@@ -330,9 +330,13 @@ export class ByteView {
   end = 0;
   private scratch: Buffer = Buffer.allocUnsafe(256);
 
-  /** The scratch buffer, grown (geometrically) to hold at least n bytes. */
+  /**
+   * The scratch buffer, grown (geometrically) to hold at least n bytes; one that a huge value left bigger than
+   * 16 MB is given back at the next small one, so it does not hold that memory for the rest of the file.
+   */
   room(n: number): Buffer {
     if (this.scratch.length < n) this.scratch = Buffer.allocUnsafe(Math.max(n, this.scratch.length * 2));
+    else if (this.scratch.length > 16 << 20 && n <= 64 << 10) this.scratch = Buffer.allocUnsafe(64 << 10);
     return this.scratch;
   }
 }
