@@ -1,4 +1,6 @@
+import { isUtf8 } from 'node:buffer';
 import type { RdbStringKey } from '../rdb/records.js';
+import type { ChangeEvent, EventOf, EventOp, EventSource, SnapshotEvent } from './ChangeEvent.js';
 
 /** Bytes [start, end) of buf (the RDB parser's ByteView). */
 export interface ByteRange {
@@ -6,8 +8,6 @@ export interface ByteRange {
   readonly start: number;
   readonly end: number;
 }
-
-import type { ChangeEvent, EventOf, EventOp, EventSource, SnapshotEvent } from './ChangeEvent.js';
 
 /**
  * A hand-written NDJSON encoder: each op writes its fields straight into one reusable buffer, in the order the
@@ -180,6 +180,11 @@ export class NdjsonWriter {
       } else for (let k = start; k < end; k++) buf[p++] = b[k]!;
       buf[p++] = 0x22;
       this.pos = p;
+      return;
+    }
+    // A big binary value is checked first, so it does not reserve six times its size for escapes it will not get.
+    if (n > 4096 && !isUtf8(b.subarray(start, end))) {
+      this.base64(b, start, end);
       return;
     }
     // Copied as is except `"`, `\` and control bytes, which get JSON.stringify's escapes from a table; multi-byte

@@ -290,6 +290,23 @@ describe('NdjsonWriter writes the bytes encodeEventLine writes', () => {
           }
     expect(utf8).toBeGreaterThan(500);
     expect(other).toBeGreaterThan(500);
+    // Past 4 KB a value is checked with isUtf8 before the escaping copy: binary, text with escapes, and text whose one
+    // invalid byte comes last.
+    const rand = prng(5);
+    const big = [
+      Buffer.from(Array.from({ length: 10_000 }, () => Math.floor(rand() * 256))),
+      Buffer.from('é\u0000"\n😀'.repeat(1500), 'utf8'),
+      Buffer.concat([Buffer.from('a\u0001'.repeat(3000)), Buffer.from([0xc3])]),
+    ];
+    for (const b of big)
+      same(
+        normalizeCommand([Buffer.from('SET'), Buffer.from('k'), b], {
+          db: 0,
+          replid: REPLID,
+          offset: 1,
+          ts: 1,
+        })[0]!,
+      );
   });
 
   it('does not reuse a snapshot prefix of another replid at the same offset', () => {
