@@ -11,24 +11,31 @@ import { distRoot, mixedRdb } from './rdbFixture.js';
  *   - redtail rdb FILE --stats (framing + CRC64, no value building),
  *   - redtail rdb FILE --stats --deep (every value decoded into JS values),
  *   - redtail rdb FILE > /dev/null (full NDJSON output).
- * Each runs in its own process under /usr/bin/time for wall time and peak RSS.
+ * Each runs in its own process under /usr/bin/time for wall time, CPU time and peak RSS.
  */
 
 interface Timing {
   seconds: number;
+  /** User + system CPU seconds, all threads: less sensitive than wall time to other work on a shared machine. */
+  cpuSeconds: number;
   peakRssMB: number;
   status: number | null;
 }
 
 function timed(cmd: string, args: string[], stdoutToNull = true): Timing {
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', cmd, ...args], {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M %U %S', cmd, ...args], {
     encoding: 'utf8',
     stdio: ['ignore', stdoutToNull ? 'ignore' : 'pipe', 'pipe'],
     maxBuffer: 1 << 26,
   });
   const lines = r.stderr.trim().split('\n');
-  const [secs, rssKb] = lines[lines.length - 1]!.split(' ');
-  return { seconds: Number(secs), peakRssMB: Math.round(Number(rssKb) / 1024), status: r.status };
+  const [secs, rssKb, user, sys] = lines[lines.length - 1]!.split(' ');
+  return {
+    seconds: Number(secs),
+    cpuSeconds: Number(user) + Number(sys),
+    peakRssMB: Math.round(Number(rssKb) / 1024),
+    status: r.status,
+  };
 }
 
 async function main(): Promise<void> {
@@ -62,8 +69,9 @@ async function main(): Promise<void> {
   rows.push(['redtail rdb (NDJSON > /dev/null)', timed(process.execPath, runner([]))]);
 
   const base = rows[0]![1].seconds;
+  const baseCpu = Math.max(rows[0]![1].cpuSeconds, 0.01);
   const lines = [
-    `${'tool'.padEnd(34)}${'seconds'.padStart(9)}${'MB/s'.padStart(9)}${'keys/s'.padStart(12)}${'peak RSS MB'.padStart(13)}${'vs check-rdb'.padStart(14)}`,
+    `${'tool'.padEnd(34)}${'seconds'.padStart(9)}${'MB/s'.padStart(9)}${'keys/s'.padStart(12)}${'peak RSS MB'.padStart(13)}${'vs check-rdb'.padStart(14)}${'CPU s'.padStart(8)}${'CPU vs check-rdb'.padStart(18)}`,
   ];
   for (const [name, t] of rows) {
     if (t.status !== 0) lines.push(`${name} exited with ${t.status}`);
@@ -73,7 +81,11 @@ async function main(): Promise<void> {
         keys / s,
       )
         .toString()
-        .padStart(12)}${String(t.peakRssMB).padStart(13)}${`${(s / base).toFixed(2)}x`.padStart(14)}`,
+        .padStart(
+          12,
+        )}${String(t.peakRssMB).padStart(13)}${`${(s / base).toFixed(2)}x`.padStart(14)}${t.cpuSeconds
+        .toFixed(2)
+        .padStart(8)}${`${(t.cpuSeconds / baseCpu).toFixed(2)}x`.padStart(18)}`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -86,7 +98,7 @@ async function main(): Promise<void> {
       '',
       `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; load average at start ${loadAtStart}, at end ${load(loadavg())}`,
       `- versions: Node ${process.version}, ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim()}`,
-      `- file: ${mb.toFixed(1)} MB, ${keys} keys; "vs check-rdb" is redtail's time over redis-check-rdb's (lower is better)`,
+      `- file: ${mb.toFixed(1)} MB, ${keys} keys; "vs check-rdb" is redtail's time over redis-check-rdb's (lower is better); "CPU" is user + system seconds of all threads (redtail rdb computes the CRC64 of big files on a second thread)`,
       '',
       '```',
       ...lines,

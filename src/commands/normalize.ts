@@ -92,6 +92,28 @@ function unknown(args: Buffer[], name: string, e: Emitter, reason?: string): voi
 }
 
 /**
+ * The specs of the last command names seen (not subcommands): a stream mostly repeats a handful of commands, and
+ * matching the name's bytes against these in place saves a string and a Map lookup per command.
+ */
+const RECENT = 8;
+const recent: CommandSpec[] = [];
+let nextRecent = 0;
+
+function recentSpec(args: CommandArgs): CommandSpec | undefined {
+  for (let i = 0; i < recent.length; i++) {
+    const spec = recent[i]!;
+    if (argIs(args, 0, spec.name)) return spec;
+  }
+  return undefined;
+}
+
+function remember(spec: CommandSpec): void {
+  if (spec.name.includes('|')) return;
+  recent[nextRecent] = spec;
+  nextRecent = (nextRecent + 1) % RECENT;
+}
+
+/**
  * Turns one replicated command into change events (see docs/events.md). Never drops a command: anything not in
  * the table, or whose arguments do not parse, becomes one `op: "command"` event with the raw arguments and
  * `unknown: true`. Control commands (isControlCommand) produce no events.
@@ -102,8 +124,12 @@ export function normalizeCommand(argv: Buffer[] | CommandArgs, ctx: CommandConte
   const e = new Emitter(ctx, out);
   const args = Array.isArray(argv) ? new BufferArgs(argv) : argv;
   if (args.length === 0) return out;
-  let name = argLatin1(args, 0);
-  let spec: CommandSpec | undefined = findSpec(name);
+  let spec = recentSpec(args);
+  let name = spec !== undefined ? spec.name : argLatin1(args, 0);
+  if (spec === undefined) {
+    spec = findSpec(name);
+    if (spec !== undefined) remember(spec);
+  }
   let start = 1;
   if (spec === undefined) {
     name = lowerAscii(name);

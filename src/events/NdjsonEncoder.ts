@@ -1,9 +1,17 @@
 import { isUtf8 } from 'node:buffer';
+import type { RdbStringKey } from '../rdb/records.js';
 import type { ChangeEvent, EventOf, EventOp, EventSource, SnapshotEvent } from './ChangeEvent.js';
 import { HUGE_VALUE_BYTES, HugeValue } from './hugeValue.js';
 
 /** What a batch of lines is made of when huge values are left out: bytes, and references to write in chunks. */
 export type NdjsonPiece = Buffer | HugeValue;
+
+/** Bytes [start, end) of buf (the RDB parser's ByteView). */
+export interface ByteRange {
+  readonly buf: Buffer;
+  readonly start: number;
+  readonly end: number;
+}
 
 /**
  * A hand-written NDJSON encoder: each op writes its fields straight into one reusable buffer, in the order the
@@ -151,6 +159,21 @@ export class NdjsonWriter {
       buf[this.pos++] = 48 + n;
       return;
     }
+    if (n < 0x80000000) {
+      // int32 arithmetic (seq numbers, dbs, offsets below 2 GB): no float division.
+      let digits = 1;
+      for (let x = n; x >= 10; x = (x / 10) | 0) digits++;
+      let p = this.pos + digits;
+      this.pos = p;
+      let m = n;
+      while (m >= 10) {
+        const q = (m / 10) | 0;
+        buf[--p] = 48 + m - q * 10;
+        m = q;
+      }
+      buf[--p] = 48 + m;
+      return;
+    }
     let digits = 1;
     for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
     let p = this.pos + digits;
@@ -169,48 +192,62 @@ export class NdjsonWriter {
 
   /** A byte string: JSON string when valid UTF-8, `{"base64":"..."}` otherwise. */
   bin(b: Buffer): void {
-    const n = b.length;
-    if (n >= this.hugeAt) {
+    if (b.length >= this.hugeAt) {
       this.huge.push({ at: this.pos, ref: new HugeValue(b) });
       return;
     }
-    let i = 0;
+    this.binRange(b, 0, b.length);
+  }
+
+  /** Bytes [start, end) of `b` as `bin` writes them, without a view of them. */
+  binRange(b: Buffer, start: number, end: number): void {
+    const n = end - start;
+    let i = start;
     // Plain printable ASCII, the common case, needs no escaping and no UTF-8 check.
-    while (i < n) {
+    while (i < end) {
       const c = b[i]!;
       if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) break;
       i++;
     }
-    if (i === n) {
+    if (i === end) {
       this.ensure(n + 2);
       const buf = this.buf;
       let p = this.pos;
       buf[p++] = 0x22;
       if (n > 64) {
-        b.copy(buf, p);
+        b.copy(buf, p, start, end);
         p += n;
-      } else for (let k = 0; k < n; k++) buf[p++] = b[k]!;
+      } else for (let k = start; k < end; k++) buf[p++] = b[k]!;
       buf[p++] = 0x22;
       this.pos = p;
       return;
     }
-    if (!isUtf8(b)) {
-      this.bytes(BASE64_OPEN);
-      const s = b.toString('base64');
-      this.ensure(s.length + 2);
-      this.pos += this.buf.write(s, this.pos, 'latin1');
-      this.bytes(BASE64_CLOSE);
+    // A big binary value is checked first, so it does not reserve six times its size for escapes it will not get.
+    if (n > 4096 && !isUtf8(b.subarray(start, end))) {
+      this.base64(b, start, end);
       return;
     }
-    // Valid UTF-8 with escapes and/or multi-byte sequences: copied as is except `"`, `\` and control bytes, which
-    // get JSON.stringify's escapes from a table; the printable prefix found above is copied first.
+    // Copied as is except `"`, `\` and control bytes, which get JSON.stringify's escapes from a table; multi-byte
+    // sequences are checked as they are copied (what isUtf8 accepts: no overlong forms, surrogates or code points
+    // past U+10FFFF), and the first invalid one turns the whole string into base64 instead.
     this.ensure(n * 6 + 2);
     const buf = this.buf;
     let p = this.pos;
     buf[p++] = 0x22;
-    for (let k = 0; k < i; k++) buf[p++] = b[k]!;
-    for (let k = i; k < n; k++) {
+    for (let k = start; k < i; k++) buf[p++] = b[k]!;
+    for (let k = i; k < end; k++) {
       const c = b[k]!;
+      if (c >= 0x80) {
+        const len = utf8SequenceLength(b, k, end);
+        if (len === 0) {
+          this.base64(b, start, end);
+          return;
+        }
+        buf[p++] = c;
+        for (let m = 1; m < len; m++) buf[p++] = b[k + m]!;
+        k += len - 1;
+        continue;
+      }
       const l = ESC_LEN[c]!;
       if (l === 0) {
         buf[p++] = c;
@@ -218,7 +255,7 @@ export class NdjsonWriter {
       }
       // Runs of one escaped byte (zero padding is the common one) are copied from a prebuilt run of its escape.
       let e = k + 1;
-      while (e < n && b[e] === c) e++;
+      while (e < end && b[e] === c) e++;
       if (e - k >= 4) {
         p = copyRun(buf, p, c, e - k);
         k = e - 1;
@@ -236,6 +273,14 @@ export class NdjsonWriter {
     }
     buf[p++] = 0x22;
     this.pos = p;
+  }
+
+  private base64(b: Buffer, start: number, end: number): void {
+    this.bytes(BASE64_OPEN);
+    const s = b.toString('base64', start, end);
+    this.ensure(s.length + 2);
+    this.pos += this.buf.write(s, this.pos, 'latin1');
+    this.bytes(BASE64_CLOSE);
   }
 
   binArray(list: readonly Buffer[]): void {
@@ -328,6 +373,63 @@ export class NdjsonWriter {
     } else this.bytes(this.lastTsDigits);
   }
 
+  /**
+   * The line of a string key's snapshot event straight from the RDB parser's views (RdbParser's onStringKey): the
+   * bytes `event(snapshotEvent(rec, {replid, offset, seq}, ts))` writes for the same key, without building the
+   * record, the event or a Buffer per key and value.
+   */
+  snapshotString(k: RdbStringKey, replid: string, offset: number, seq: number, ts: number): void {
+    this.snapshotHead(k.db, k.key, 'string', 'string');
+    this.binRange(k.value.buf, k.value.start, k.value.end);
+    this.snapshotTail(k.expireAt, replid, offset, seq, ts);
+  }
+
+  /**
+   * A snapshot line up to its value, `{"v":1,"op":"snapshot","db":…,"key":…,"type":…,"encoding":…,"value":`, for
+   * keys written from the parser's views; `snapshotTail` ends it.
+   */
+  snapshotHead(db: number, key: ByteRange, type: string, encoding: string): void {
+    if (db === 0) this.bytes(SNAPSHOT_DB0_KEY);
+    else {
+      this.bytes(head('snapshot'));
+      this.num(db);
+      this.bytes(F_KEY);
+    }
+    this.binRange(key.buf, key.start, key.end);
+    this.bytes(typeEncodingValue(type, encoding));
+  }
+
+  /** `,"expireAt":…,"source":{…},"ts":…}` and the newline, as `snapshot` writes them for a whole value. */
+  snapshotTail(expireAt: number | null, replid: string, offset: number, seq: number, ts: number): void {
+    if (expireAt === null) this.bytes(EXPIRE_AT_NULL);
+    else {
+      this.bytes(f.expireAt);
+      this.num(expireAt);
+    }
+    if (replid === this.replid && offset === this.snapOffset) {
+      this.bytes(this.snapPrefix);
+      this.num(seq);
+      this.bytes(F_SNAPSHOT_TRUE_TS);
+    } else {
+      this.source({ replid, offset, seq, snapshot: true });
+      this.bytes(F_TS);
+    }
+    this.ts(ts);
+    this.ensure(2);
+    this.buf[this.pos++] = 0x7d;
+    this.buf[this.pos++] = 0x0a;
+  }
+
+  /** An integer's decimal digits (BigInt too), unquoted. */
+  digits(v: number | bigint): void {
+    if (typeof v === 'number') this.num(v);
+    else {
+      const s = v.toString();
+      this.ensure(s.length);
+      for (let i = 0; i < s.length; i++) this.buf[this.pos++] = s.charCodeAt(i);
+    }
+  }
+
   source(s: EventSource): void {
     if (s.txn !== undefined) {
       // Where `txn` sits depends on who set it (the normalizer or the replicator after EXEC): keep its order.
@@ -351,6 +453,9 @@ export class NdjsonWriter {
       this.bytes(F_OFFSET);
       this.replidPrefix = Buffer.from(this.buf.subarray(start, this.pos));
       this.replid = s.replid;
+      // The cached snapshot prefix holds the previous replid: a snapshot of the new one at the same offset (a
+      // restarted master starts again from 0) must not reuse it.
+      this.snapOffset = Number.NaN;
     } else this.bytes(this.replidPrefix);
     this.num(s.offset);
     this.bytes(F_SEQ);
@@ -410,6 +515,28 @@ function copyRun(buf: Buffer, p: number, c: number, count: number): number {
   }
   return p;
 }
+/**
+ * Length of the well-formed UTF-8 sequence starting with the byte b[k] (≥ 0x80) and ending before `end`, or 0
+ * when it is not one: the table of well-formed byte sequences of the Unicode standard (3.9, table 3-7), which is
+ * what node:buffer's isUtf8 checks.
+ */
+function utf8SequenceLength(b: Buffer, k: number, end: number): number {
+  const c = b[k]!;
+  if (c < 0xc2) return 0;
+  if (c < 0xe0) return k + 1 < end && (b[k + 1]! & 0xc0) === 0x80 ? 2 : 0;
+  if (c < 0xf0) {
+    if (k + 2 >= end) return 0;
+    const c1 = b[k + 1]!;
+    const lo = c === 0xe0 ? 0xa0 : 0x80;
+    const hi = c === 0xed ? 0x9f : 0xbf;
+    return c1 >= lo && c1 <= hi && (b[k + 2]! & 0xc0) === 0x80 ? 3 : 0;
+  }
+  if (c > 0xf4 || k + 3 >= end) return 0;
+  const c1 = b[k + 1]!;
+  const lo = c === 0xf0 ? 0x90 : 0x80;
+  const hi = c === 0xf4 ? 0x8f : 0xbf;
+  return c1 >= lo && c1 <= hi && (b[k + 2]! & 0xc0) === 0x80 && (b[k + 3]! & 0xc0) === 0x80 ? 4 : 0;
+}
 const F_SOURCE = ascii(',"source":');
 const F_SOURCE_REPLID = ascii(',"source":{"replid":');
 const F_OFFSET = ascii(',"offset":');
@@ -417,6 +544,9 @@ const F_SEQ = ascii(',"seq":');
 const F_SNAPSHOT_TRUE = ascii(',"snapshot":true}');
 const F_SNAPSHOT_FALSE = ascii(',"snapshot":false}');
 const F_TS = ascii(',"ts":');
+const F_SNAPSHOT_TRUE_TS = ascii(',"snapshot":true},"ts":');
+const SNAPSHOT_DB0_KEY = ascii('{"v":1,"op":"snapshot","db":0,"key":');
+const EXPIRE_AT_NULL = ascii(',"expireAt":null');
 const F_KEY = ascii(',"key":');
 
 /** Field prefixes `,"name":`, encoded once. */
@@ -587,6 +717,18 @@ function typeEncoding(type: string, encoding: string): Uint8Array {
   lastType = type;
   lastEncoding = encoding;
   lastTypeEncoding = b;
+  return b;
+}
+
+/** typeEncoding followed by `,"value":`, for lines written from the parser's views. */
+const TYPE_ENCODING_VALUE = new Map<Uint8Array, Uint8Array>();
+function typeEncodingValue(type: string, encoding: string): Uint8Array {
+  const te = typeEncoding(type, encoding);
+  let b = TYPE_ENCODING_VALUE.get(te);
+  if (b === undefined) {
+    b = Buffer.concat([te, f.value]);
+    TYPE_ENCODING_VALUE.set(te, b);
+  }
   return b;
 }
 

@@ -1,4 +1,4 @@
-import { lzfDecompress, lzfMaxOutput } from './lzf.js';
+import { lzfDecompress, lzfDecompressInto, lzfMaxOutput } from './lzf.js';
 import { RdbFormatError } from './RdbFormatError.js';
 
 /** Thrown (as this one preallocated object, so no stack is captured) when the buffered bytes end mid-unit. */
@@ -223,6 +223,62 @@ export class Cursor {
     }
   }
 
+  /**
+   * readString without a Buffer of its own: afterwards `v` locates the string's bytes, in the input (raw strings)
+   * or in v's scratch buffer (LZF-decompressed or integer-encoded ones). Valid until the next read into `v` or
+   * the next chunk, so only for callers that use the bytes at once (`redtail rdb`'s direct path).
+   */
+  readStringView(v: ByteView): void {
+    const at = this.pos;
+    const len = this.readLenOrEnc();
+    if (!this.isEnc) {
+      if (this.pos + len > this.end) this.short(len);
+      v.buf = this.buf;
+      v.start = this.pos;
+      v.end = this.pos + len;
+      this.pos += len;
+      return;
+    }
+    let n: number;
+    switch (len) {
+      case 0:
+        if (this.pos + 1 > this.end) this.short(1);
+        n = this.buf.readInt8(this.pos);
+        this.pos += 1;
+        break;
+      case 1:
+        if (this.pos + 2 > this.end) this.short(2);
+        n = this.buf.readInt16LE(this.pos);
+        this.pos += 2;
+        break;
+      case 2:
+        if (this.pos + 4 > this.end) this.short(4);
+        n = this.buf.readInt32LE(this.pos);
+        this.pos += 4;
+        break;
+      case 3: {
+        const clen = this.readLen();
+        const ulen = this.readLen();
+        if (ulen > lzfMaxOutput(clen))
+          throw this.fail(`LZF string claims ${ulen} bytes from ${clen} compressed bytes`, at);
+        if (this.pos + clen > this.end) this.short(clen);
+        const start = this.pos;
+        this.pos += clen;
+        const out = v.room(ulen);
+        lzfDecompressInto(this.buf, start, start + clen, out, ulen, this.base + start);
+        v.buf = out;
+        v.start = 0;
+        v.end = ulen;
+        return;
+      }
+      default:
+        throw this.fail(`unknown string encoding ${len}`, at);
+    }
+    v.buf = v.room(12);
+    v.start = 0;
+    v.end = writeInt32Digits(v.buf, n);
+  }
+
   /** Skips a string without materializing it (stats mode). */
   skipString(): void {
     const at = this.pos;
@@ -263,4 +319,43 @@ export function u64BE(buf: Buffer, at: number): string {
   const lo = buf.readUInt32BE(at + 4);
   if (hi < 0x200000) return String(hi * TWO_32 + lo);
   return ((BigInt(hi) << 32n) | BigInt(lo)).toString();
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Where Cursor.readStringView puts a string: bytes [start, end) of buf, plus the scratch buffer it may use. */
+export class ByteView {
+  buf: Buffer = EMPTY;
+  start = 0;
+  end = 0;
+  private scratch: Buffer = Buffer.allocUnsafe(256);
+
+  /**
+   * The scratch buffer, grown (geometrically) to hold at least n bytes; one that a huge value left bigger than
+   * 16 MB is given back at the next small one, so it does not hold that memory for the rest of the file.
+   */
+  room(n: number): Buffer {
+    if (this.scratch.length < n) this.scratch = Buffer.allocUnsafe(Math.max(n, this.scratch.length * 2));
+    else if (this.scratch.length > 16 << 20 && n <= 64 << 10) this.scratch = Buffer.allocUnsafe(64 << 10);
+    return this.scratch;
+  }
+}
+
+/** Writes a 32-bit signed integer's decimal digits at buf[0] (as String(n) would); returns their count. */
+function writeInt32Digits(buf: Buffer, n: number): number {
+  let p = 0;
+  if (n < 0) {
+    buf[p++] = 0x2d;
+    n = -n;
+  }
+  let digits = 1;
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  const end = p + digits;
+  let q = end;
+  do {
+    const d = Math.floor(n / 10);
+    buf[--q] = 48 + (n - d * 10);
+    n = d;
+  } while (n > 0);
+  return end;
 }

@@ -1,7 +1,9 @@
-import { Cursor, NEED_MORE } from './Cursor.js';
+import { ByteView, Cursor, NEED_MORE } from './Cursor.js';
 import { Crc64 } from './crc64.js';
+import { walkIntset } from './intset.js';
+import { type PackedVisitor, walkListpack } from './listpack.js';
 import { RdbFormatError } from './RdbFormatError.js';
-import type { RdbKeyRecord, RdbSummary } from './records.js';
+import type { DirectPackedLayout, RdbKeyRecord, RdbPackedKey, RdbStringKey, RdbSummary } from './records.js';
 import {
   MAX_KNOWN_VERSION,
   Opcode,
@@ -27,6 +29,16 @@ export interface ModuleAuxRecord {
 
 export interface RdbParserOptions {
   onKey(rec: RdbKeyRecord): void;
+  /**
+   * When set, string keys (that come whole) go here instead of `onKey`, without a Buffer per key and value: the
+   * record is reused and its bytes are valid only during the call (for `redtail rdb`, which encodes them at once).
+   */
+  onStringKey?(k: RdbStringKey): void;
+  /**
+   * When set, keys whose value is one intset or listpack blob (sets, small zsets and hashes) go here instead of
+   * `onKey`, checked but not decoded: the record is reused and valid only during the call.
+   */
+  onPackedKey?(k: RdbPackedKey): void;
   onAux?(name: string, value: Buffer): void;
   onDb?(db: number): void;
   onResizeDb?(db: number, keys: number, expires: number): void;
@@ -38,6 +50,11 @@ export interface RdbParserOptions {
   onEnd?(summary: RdbSummary): void;
   /** Accept a file whose trailing CRC64 does not match (it is still read). */
   ignoreChecksum?: boolean;
+  /**
+   * false: the caller computes and checks the CRC64 itself (Crc64Thread, on another thread); the parser computes
+   * none and reports a stored non-zero checksum as 'unchecked'. Default true.
+   */
+  checksum?: boolean;
   /**
    * Values whose encoded size passes this many bytes come out in parts (records with `part`/`last`) instead of
    * one record: raw strings (as Buffer chunks) and list/set/zset/hash values stored element by element or as
@@ -64,6 +81,18 @@ enum State {
 }
 
 const MIN_BUFFER = 64 * 1024;
+
+/** A visitor that only lets the walk count and check. */
+const COUNT: PackedVisitor = { str() {}, int() {} };
+
+function isDirectPacked(layout: string): layout is DirectPackedLayout {
+  return (
+    layout === 'intset' ||
+    layout === 'set-listpack' ||
+    layout === 'zset-listpack' ||
+    layout === 'hash-listpack'
+  );
+}
 
 class CallbackError {
   constructor(readonly cause: unknown) {}
@@ -105,6 +134,26 @@ export class RdbParser {
   private functions = 0;
   private checksum: RdbSummary['checksum'] = 'absent';
 
+  private readonly stringKey: RdbStringKey = {
+    db: 0,
+    key: new ByteView(),
+    value: new ByteView(),
+    expireAt: null,
+    offset: 0,
+    size: 0,
+  };
+  private readonly packedKey: RdbPackedKey = {
+    db: 0,
+    key: new ByteView(),
+    type: 'set',
+    encoding: '',
+    layout: 'intset',
+    blob: new ByteView(),
+    blobBase: 0,
+    expireAt: null,
+    offset: 0,
+    size: 0,
+  };
   private coll: CollectionReader | null = null;
   private collRec: RdbKeyRecord | null = null;
   private part = 0;
@@ -114,11 +163,13 @@ export class RdbParser {
   /** Set by end(): no more input will come, so speculative parsing must decide with what is buffered. */
   private ending = false;
   private readonly build: boolean;
+  private readonly computeCrc: boolean;
   private readonly threshold: number;
   private readonly maxUnit: number;
 
   constructor(private readonly opts: RdbParserOptions) {
     this.build = opts.values !== false;
+    this.computeCrc = opts.checksum !== false;
     this.threshold =
       opts.streamThreshold && opts.streamThreshold > 0 ? opts.streamThreshold : Number.POSITIVE_INFINITY;
     this.maxUnit = opts.maxUnitBytes ?? 1024 * 1024 * 1024;
@@ -299,7 +350,7 @@ export class RdbParser {
   }
 
   private updateCrc(): void {
-    if (this.crcFrozen) return;
+    if (this.crcFrozen || !this.computeCrc) return;
     if (this.commit > this.crcDone) {
       this.crc.update(this.c.buf, this.crcDone, this.commit);
       this.crcDone = this.commit;
@@ -341,6 +392,7 @@ export class RdbParser {
     let zero = true;
     for (let i = 0; i < 8; i++) if (c.buf[at + i] !== 0) zero = false;
     if (zero) this.checksum = 'disabled';
+    else if (!this.computeCrc) this.checksum = 'unchecked';
     else if (this.crc.matchesLE(c.buf, at)) this.checksum = 'ok';
     else if (this.opts.ignoreChecksum) this.checksum = 'skipped';
     else {
@@ -485,6 +537,18 @@ export class RdbParser {
       const why = UNSUPPORTED_TYPES[t];
       throw c.fail(why ?? `unknown object type ${t} (${this.flavor} RDB version ${this.version})`, start);
     }
+    const onStringKey = this.opts.onStringKey;
+    if (info.layout === 'string' && onStringKey !== undefined && this.build) {
+      if (this.threshold === Number.POSITIVE_INFINITY || !this.isBigString(c)) {
+        this.directString(start, onStringKey);
+        return;
+      }
+    }
+    const onPackedKey = this.opts.onPackedKey;
+    if (onPackedKey !== undefined && this.build && isDirectPacked(info.layout)) {
+      this.directPacked(start, info, info.layout, onPackedKey);
+      return;
+    }
     const key = c.readString();
     const rec: RdbKeyRecord = {
       db: this.db,
@@ -537,6 +601,87 @@ export class RdbParser {
     this.resetKeyState();
     this.commit = c.pos;
     this.emit(rec);
+  }
+
+  /** Whether the string value after the key (at c.pos) passes the stream threshold; c.pos is left unchanged. */
+  private isBigString(c: Cursor): boolean {
+    const at = c.pos;
+    try {
+      c.skipString();
+      return c.peekRawStringLength() > this.threshold;
+    } finally {
+      c.pos = at;
+    }
+  }
+
+  /** A string key for onStringKey: key and value located by views, no Buffer and no record built. */
+  private directString(start: number, onStringKey: (k: RdbStringKey) => void): void {
+    const c = this.c;
+    const k = this.stringKey;
+    c.readStringView(k.key);
+    c.readStringView(k.value);
+    k.db = this.db;
+    k.expireAt = this.expireAt;
+    k.offset = c.base + start;
+    k.size = c.pos - start;
+    this.resetKeyState();
+    this.commit = c.pos;
+    this.keys++;
+    this.keysPerDb[k.db] = (this.keysPerDb[k.db] ?? 0) + 1;
+    try {
+      onStringKey(k);
+    } catch (err) {
+      throw new CallbackError(err);
+    }
+  }
+
+  /**
+   * A key whose value is one intset or listpack blob, for onPackedKey: the blob is walked once here with the checks
+   * and error offsets of readAtomicValue (an LZF-compressed blob's errors point at its string), nothing is built.
+   */
+  private directPacked(
+    start: number,
+    info: TypeInfo,
+    layout: DirectPackedLayout,
+    onPackedKey: (k: RdbPackedKey) => void,
+  ): void {
+    const c = this.c;
+    const k = this.packedKey;
+    c.readStringView(k.key);
+    const at = c.base + c.pos;
+    c.readStringView(k.blob);
+    const b = k.blob;
+    const view = b.buf === c.buf;
+    k.blobBase = view ? c.base + b.start : at;
+    try {
+      const n =
+        layout === 'intset'
+          ? walkIntset(b.buf, b.start, b.end, k.blobBase, COUNT)
+          : walkListpack(b.buf, b.start, b.end, k.blobBase, COUNT);
+      if (n % 2 !== 0 && layout !== 'intset' && layout !== 'set-listpack') {
+        const what = layout === 'zset-listpack' ? 'zset listpack' : 'hash listpack';
+        throw new RdbFormatError(k.blobBase, `${what} has an odd number of elements (${n})`);
+      }
+    } catch (err) {
+      if (view || !(err instanceof RdbFormatError)) throw err;
+      throw new RdbFormatError(at, `${err.reason} (inside an LZF-compressed blob)`);
+    }
+    k.db = this.db;
+    k.type = info.type;
+    k.encoding = info.encoding;
+    k.layout = layout;
+    k.expireAt = this.expireAt;
+    k.offset = c.base + start;
+    k.size = c.pos - start;
+    this.resetKeyState();
+    this.commit = c.pos;
+    this.keys++;
+    this.keysPerDb[k.db] = (this.keysPerDb[k.db] ?? 0) + 1;
+    try {
+      onPackedKey(k);
+    } catch (err) {
+      throw new CallbackError(err);
+    }
   }
 
   /**

@@ -13,6 +13,22 @@ export function lzfDecompress(
   baseOffset: number,
 ): Buffer {
   const out = Buffer.allocUnsafe(outLen);
+  lzfDecompressInto(src, start, end, out, outLen, baseOffset);
+  return out;
+}
+
+/**
+ * lzfDecompress into out[0, outLen) of a caller's buffer (at least outLen bytes), so a reader that needs the bytes
+ * only until its next string (`redtail rdb`'s direct path) reuses one scratch buffer instead of allocating.
+ */
+export function lzfDecompressInto(
+  src: Uint8Array,
+  start: number,
+  end: number,
+  out: Buffer,
+  outLen: number,
+  baseOffset: number,
+): void {
   let ip = start;
   let op = 0;
   while (ip < end) {
@@ -60,7 +76,6 @@ export function lzfDecompress(
     }
   }
   if (op !== outLen) throw lzfError(baseOffset + end - start, `decompressed ${op} bytes, expected ${outLen}`);
-  return out;
 }
 
 const fillBytes = Uint8Array.prototype.fill;

@@ -22,7 +22,12 @@ export function readInt64LE(buf: Uint8Array, at: number): number | bigint {
 export function parseScore(v: PackedValue): number {
   if (typeof v === 'number') return v;
   if (typeof v === 'bigint') return Number(v);
-  const s = v.toString('latin1').trim().toLowerCase();
+  return parseScoreText(v.toString('latin1'));
+}
+
+/** parseScore of a score's text (latin1, one char per byte). */
+export function parseScoreText(text: string): number {
+  const s = text.trim().toLowerCase();
   if (s === 'inf' || s === '+inf' || s === 'infinity' || s === '+infinity') return Number.POSITIVE_INFINITY;
   if (s === '-inf' || s === '-infinity') return Number.NEGATIVE_INFINITY;
   if (s === 'nan' || s === '-nan') return Number.NaN;

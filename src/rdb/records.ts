@@ -1,3 +1,4 @@
+import type { ByteView } from './Cursor.js';
 import type { Layout, RdbValueType } from './types.js';
 
 /** A zset score: a number, or the strings Redis prints for the non-finite doubles. */
@@ -117,6 +118,44 @@ export interface RdbKeyRecord {
   last?: boolean;
 }
 
+/**
+ * A string key (type RDB_TYPE_STRING) handed to `onStringKey` without Buffers: the key's and value's bytes are
+ * located by ByteViews into the input or a scratch buffer. One object, reused for every key: its fields are valid
+ * only during the call.
+ */
+export interface RdbStringKey {
+  db: number;
+  key: ByteView;
+  value: ByteView;
+  /** Absolute expiry in ms since the epoch, or null. */
+  expireAt: number | null;
+  /** Absolute offset of the record's first byte (its type byte) and its size in the file. */
+  offset: number;
+  size: number;
+}
+
+/** Layouts whose whole value is one packed blob that `onPackedKey` takes (RdbParserOptions). */
+export type DirectPackedLayout = 'intset' | 'set-listpack' | 'zset-listpack' | 'hash-listpack';
+
+/**
+ * A key whose value is one intset or listpack blob, handed to `onPackedKey` without decoding it into Buffers: the
+ * parser has already walked and checked the blob, so walking it again (walkListpack, walkIntset) cannot fail. Reused
+ * for every key: valid only during the call.
+ */
+export interface RdbPackedKey {
+  db: number;
+  key: ByteView;
+  type: RdbValueType;
+  encoding: string;
+  layout: DirectPackedLayout;
+  /** The blob's bytes, and the absolute offset its walk reports errors at. */
+  blob: ByteView;
+  blobBase: number;
+  expireAt: number | null;
+  offset: number;
+  size: number;
+}
+
 export interface RdbSummary {
   /** Numeric RDB version from the header (Valkey 9: 80). */
   version: number;
@@ -125,8 +164,11 @@ export interface RdbSummary {
   /** Keys per db number. */
   keysPerDb: Record<number, number>;
   bytes: number;
-  /** "ok" (verified), "disabled" (stored as zero), "absent" (RDB < 5), "skipped" (ignoreChecksum). */
-  checksum: 'ok' | 'disabled' | 'absent' | 'skipped';
+  /**
+   * "ok" (verified), "disabled" (stored as zero), "absent" (RDB < 5), "skipped" (ignoreChecksum), "unchecked"
+   * (left to the caller: RdbParserOptions.checksum false).
+   */
+  checksum: 'ok' | 'disabled' | 'absent' | 'skipped' | 'unchecked';
   aux: Record<string, string>;
   replId: string | null;
   replOffset: number | null;

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +8,8 @@ import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
 import { encodeEventLine } from '../../src/events/EventEncoder.js';
 import { encodeEventString, NdjsonWriter } from '../../src/events/NdjsonEncoder.js';
 import { rdbSnapshot } from '../../src/pipeline/RdbSnapshot.js';
-import { snapshotBeginEvent, snapshotEndEvent } from '../../src/rdb/snapshotEvent.js';
+import type { RdbKeyRecord } from '../../src/rdb/records.js';
+import { snapshotBeginEvent, snapshotEndEvent, snapshotEvent } from '../../src/rdb/snapshotEvent.js';
 import { hashFieldExpiryCases } from '../commands/hashFieldExpiryCases.js';
 import { coreCases } from '../commands/propagationCases.js';
 import type { Case, Cmd } from '../commands/propagationSuite.js';
@@ -254,5 +256,76 @@ describe('NdjsonWriter writes the bytes encodeEventLine writes', () => {
     w.reset();
     w.event(small[0]!);
     expect(w.view().toString()).toBe(`${encodeEventLine(small[0]!)}\n`);
+  });
+
+  it('writes a byte string as UTF-8 text exactly when isUtf8 accepts it, at every sequence boundary', () => {
+    // Lead bytes and continuation candidates around every limit of Unicode's table 3-7 (overlongs, surrogates,
+    // past U+10FFFF), whole, truncated at the end, and followed by an escaped byte.
+    const leads = [
+      0x80, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5,
+      0xff,
+    ];
+    const conts = [0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff];
+    let utf8 = 0;
+    let other = 0;
+    for (const lead of leads)
+      for (const c1 of conts)
+        for (const c2 of conts)
+          for (const c3 of [0x80, 0xc0]) {
+            for (const tail of [[], [0x22, 0x00]]) {
+              for (const n of [1, 2, 3, 4]) {
+                const b = Buffer.from([0x61, 0x00, lead, c1, c2, c3].slice(0, 2 + n).concat(tail));
+                same(
+                  normalizeCommand([Buffer.from('SET'), b, b], {
+                    db: 0,
+                    replid: REPLID,
+                    offset: 1,
+                    ts: 1,
+                  })[0]!,
+                );
+                if (isUtf8(b)) utf8++;
+                else other++;
+              }
+            }
+          }
+    expect(utf8).toBeGreaterThan(500);
+    expect(other).toBeGreaterThan(500);
+    // Past 4 KB a value is checked with isUtf8 before the escaping copy: binary, text with escapes, and text whose one
+    // invalid byte comes last.
+    const rand = prng(5);
+    const big = [
+      Buffer.from(Array.from({ length: 10_000 }, () => Math.floor(rand() * 256))),
+      Buffer.from('é\u0000"\n😀'.repeat(1500), 'utf8'),
+      Buffer.concat([Buffer.from('a\u0001'.repeat(3000)), Buffer.from([0xc3])]),
+    ];
+    for (const b of big)
+      same(
+        normalizeCommand([Buffer.from('SET'), Buffer.from('k'), b], {
+          db: 0,
+          replid: REPLID,
+          offset: 1,
+          ts: 1,
+        })[0]!,
+      );
+  });
+
+  it('does not reuse a snapshot prefix of another replid at the same offset', () => {
+    const w = new NdjsonWriter(16);
+    const key = {
+      db: 0,
+      key: Buffer.from('k'),
+      type: 'string',
+      encoding: 'string',
+      rdbType: 0,
+      layout: 'string',
+    };
+    const rec = { ...key, expireAt: null, value: Buffer.from('v'), offset: 9, size: 5 } as RdbKeyRecord;
+    const evs: ChangeEvent[] = [
+      snapshotEvent(rec, { replid: 'a'.repeat(40), offset: 0, seq: 0 }, 1),
+      ...normalizeCommand(argv(['DEL', 'k']), { db: 0, replid: 'b'.repeat(40), offset: 0, ts: 2 }),
+      snapshotEvent(rec, { replid: 'b'.repeat(40), offset: 0, seq: 0 }, 3),
+    ];
+    for (const ev of evs) w.event(ev);
+    expect(w.view().toString()).toBe(evs.map((e) => `${encodeEventLine(e)}\n`).join(''));
   });
 });
