@@ -622,6 +622,16 @@ export class RdbParser {
     c.readStringView(k.value);
     k.db = this.db;
     k.expireAt = this.expireAt;
+    this.directDone(k, start, onStringKey);
+  }
+
+  /** Ends a key read for onStringKey/onPackedKey: where it stood in the file, the counts, then the callback. */
+  private directDone<K extends { db: number; offset: number; size: number }>(
+    k: K,
+    start: number,
+    callback: (k: K) => void,
+  ): void {
+    const c = this.c;
     k.offset = c.base + start;
     k.size = c.pos - start;
     this.resetKeyState();
@@ -629,7 +639,7 @@ export class RdbParser {
     this.keys++;
     this.keysPerDb[k.db] = (this.keysPerDb[k.db] ?? 0) + 1;
     try {
-      onStringKey(k);
+      callback(k);
     } catch (err) {
       throw new CallbackError(err);
     }
@@ -671,17 +681,7 @@ export class RdbParser {
     k.encoding = info.encoding;
     k.layout = layout;
     k.expireAt = this.expireAt;
-    k.offset = c.base + start;
-    k.size = c.pos - start;
-    this.resetKeyState();
-    this.commit = c.pos;
-    this.keys++;
-    this.keysPerDb[k.db] = (this.keysPerDb[k.db] ?? 0) + 1;
-    try {
-      onPackedKey(k);
-    } catch (err) {
-      throw new CallbackError(err);
-    }
+    this.directDone(k, start, onPackedKey);
   }
 
   /**

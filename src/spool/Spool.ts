@@ -332,15 +332,7 @@ export class Spool {
       throw spoolFsError(err, `writing to spool segment ${seg.path}`);
     }
     this.openRecord = null;
-    const size = HEADER_BYTES + open.length;
-    seg.records++;
-    seg.size += size;
-    this.lastAppended = offset;
-    this.total += size;
-    this.stats.bytesWritten += size;
-    this.stats.records++;
-    this.dirty = true;
-    this.track(Kind.Commands, offset);
+    this.appended(seg, HEADER_BYTES + open.length, Kind.Commands, offset);
   }
 
   /** A COMMANDS record being written in parts: where its header goes, and its payload bytes so far. */
@@ -382,14 +374,7 @@ export class Spool {
       } catch {}
       throw spoolFsError(err, `writing to spool segment ${seg.path}`);
     }
-    seg.records++;
-    seg.size += size;
-    this.lastAppended = offset;
-    this.total += size;
-    this.stats.bytesWritten += size;
-    this.stats.records++;
-    this.dirty = true;
-    this.track(kind, offset, replid);
+    this.appended(seg, size, kind, offset, replid);
   }
 
   /** Starts an fsync of the segment being written, unless one is running; `done` gets the offset it covered. */
@@ -426,6 +411,18 @@ export class Spool {
 
   /** Offset of the newest record (what an fsync now covers). */
   private lastAppended = 0;
+
+  /** Counts a record now whole in `seg`, and moves the PSYNC position with it. */
+  private appended(seg: Segment, size: number, kind: Kind, offset: number, replid?: string): void {
+    seg.records++;
+    seg.size += size;
+    this.lastAppended = offset;
+    this.total += size;
+    this.stats.bytesWritten += size;
+    this.stats.records++;
+    this.dirty = true;
+    this.track(kind, offset, replid);
+  }
 
   /** Keeps the PSYNC position in step with what was appended. */
   private track(kind: Kind, offset: number, replid?: string): void {
