@@ -12,6 +12,12 @@ export const repoRoot =
   [resolve(here, '..', '..'), resolve(here, '..')].find((r) => existsSync(join(r, 'bin', 'redtail.js'))) ??
   resolve(here, '..', '..');
 
+/** Node's arguments to run the real binary with `args`, under `--cpu-prof` into `profileDir` when one is given. */
+export function redtailArgv(args: string[], profileDir?: string): string[] {
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  return [...profile, join(repoRoot, 'bin', 'redtail.js'), ...args];
+}
+
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
 
 /** `redtail run` as users run it (bin/redtail.js on dist/), its JSON log lines parsed as they come. */

@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import type { Kafka as KafkaClient, Message } from 'kafkajs';
 import kafkajs from 'kafkajs';
 import { freePort } from '../test/harness/ports.js';
+import { redtailArgv } from './benchProcs.js';
 import { runJava } from './kafkaClients.js';
 
 /**
@@ -279,22 +280,22 @@ async function benchRedtail(
     throw err;
   }
   const spawnedAt = performance.now();
-  const nodeArgs = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
   const redtail = spawn(
     process.execPath,
-    [
-      ...nodeArgs,
-      join(repoRoot, 'bin', 'redtail.js'),
-      'run',
-      '--master',
-      `redis://127.0.0.1:${master.port}`,
-      '--sink',
-      `kafka://${list.join(',')}`,
-      '--config',
-      config,
-      '--log-level',
-      'warn',
-    ],
+    redtailArgv(
+      [
+        'run',
+        '--master',
+        `redis://127.0.0.1:${master.port}`,
+        '--sink',
+        `kafka://${list.join(',')}`,
+        '--config',
+        config,
+        '--log-level',
+        'warn',
+      ],
+      PROFILE_DIR,
+    ),
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const clients: Redis[] = [];
@@ -676,6 +677,15 @@ async function main(): Promise<void> {
     const javaTxnRate = javaTxn.records / javaTxn.seconds;
     const javaPlainRate = javaPlain.records / javaPlain.seconds;
     const cpu = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(2));
+    const javaRow = (label: string, r: ReturnType<typeof runJava>, rate: number) => [
+      label,
+      fmt(rate),
+      fmt(r.records),
+      cpu((r.cpuSeconds / r.records) * 1e6),
+      '',
+      ms(r.p99 ?? Number.NaN),
+      '(send latency)',
+    ];
     const rows = [
       ['', 'events/s', 'events', 'CPU s/M', 'p50 ms', 'p99 ms', 'latency samples'],
       [
@@ -705,24 +715,8 @@ async function main(): Promise<void> {
         ms(ref.p99),
         `${fmt(ref.samples)} at ${fmt(ref.rate)}/s`,
       ],
-      [
-        'Java ProducerPerformance txn 100 ms',
-        fmt(javaTxnRate),
-        fmt(javaTxn.records),
-        cpu((javaTxn.cpuSeconds / javaTxn.records) * 1e6),
-        '',
-        ms(javaTxn.p99 ?? Number.NaN),
-        '(send latency)',
-      ],
-      [
-        'Java ProducerPerformance acks=all',
-        fmt(javaPlainRate),
-        fmt(javaPlain.records),
-        cpu((javaPlain.cpuSeconds / javaPlain.records) * 1e6),
-        '',
-        ms(javaPlain.p99 ?? Number.NaN),
-        '(send latency)',
-      ],
+      javaRow('Java ProducerPerformance txn 100 ms', javaTxn, javaTxnRate),
+      javaRow('Java ProducerPerformance acks=all', javaPlain, javaPlainRate),
     ];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const r of rows)

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
-import { repoRoot } from './benchProcs.js';
+import { redtailArgv, repoRoot } from './benchProcs.js';
 import { startBenchRedis } from './rdbFixture.js';
 
 /**
@@ -89,25 +89,25 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
     );
     const url = `${opts.pg}${opts.pg.includes('?') ? '&' : '?'}schema=${schema}`;
     const env = { ...process.env, REDTAIL_LOG_FORMAT: 'json' };
-    const nodeArgs = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
     const stderr: string[] = [];
     redtail = spawn(
       process.execPath,
-      [
-        ...nodeArgs,
-        join(repoRoot, 'bin', 'redtail.js'),
-        'run',
-        '--master',
-        `redis://127.0.0.1:${master.port}`,
-        '--sink',
-        url,
-        '--checkpoint',
-        join(dir, 'checkpoint.json'),
-        '--config',
-        cfg,
-        '--log-level',
-        'info',
-      ],
+      redtailArgv(
+        [
+          'run',
+          '--master',
+          `redis://127.0.0.1:${master.port}`,
+          '--sink',
+          url,
+          '--checkpoint',
+          join(dir, 'checkpoint.json'),
+          '--config',
+          cfg,
+          '--log-level',
+          'info',
+        ],
+        opts.profileDir,
+      ),
       { stdio: ['ignore', 'ignore', 'pipe'], env },
     );
     redtail.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
