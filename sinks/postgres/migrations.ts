@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { PoolClient } from 'pg';
 
 /**
@@ -156,9 +157,14 @@ export function ident(name: string): string {
 
 /**
  * Creates or upgrades the schema. A transaction-scoped advisory lock keyed on the schema name serializes concurrent
- * starts; the whole upgrade commits or nothing does.
+ * starts; the whole upgrade commits or nothing does. `upTo` stops at an older version (tests build the schema an
+ * earlier redtail left, to prove the upgrade).
  */
-export async function migrate(client: PoolClient, schema: string): Promise<number> {
+export async function migrate(
+  client: PoolClient | pg.Client,
+  schema: string,
+  upTo: number = SCHEMA_VERSION,
+): Promise<number> {
   const s = ident(schema);
   await client.query('BEGIN');
   try {
@@ -176,7 +182,7 @@ export async function migrate(client: PoolClient, schema: string): Promise<numbe
         `schema ${schema} is at version ${current}, newer than this redtail (${SCHEMA_VERSION}); upgrade redtail`,
       );
     for (const m of MIGRATIONS) {
-      if (m.version <= current) continue;
+      if (m.version <= current || m.version > upTo) continue;
       await client.query(m.sql(s));
       await client.query(`INSERT INTO ${s}.schema_migrations (version, description) VALUES ($1, $2)`, [
         m.version,
@@ -184,7 +190,7 @@ export async function migrate(client: PoolClient, schema: string): Promise<numbe
       ]);
     }
     await client.query('COMMIT');
-    return SCHEMA_VERSION;
+    return Math.min(upTo, SCHEMA_VERSION);
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;
