@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redtail } from './benchProcs.js';
+import type { PostgresTarget } from './hugePostgres.js';
 import { startBenchRedis } from './rdbFixture.js';
 
 /**
@@ -349,6 +350,11 @@ function jsonUnescape(esc: Buffer): Buffer {
 
 export interface HugeRunOptions {
   specs: readonly HugeValueSpec[];
+  /**
+   * The sink under test: the NDJSON file (default), or a Postgres URL (its `schema` query parameter names a schema
+   * the run creates and drops), whose blobs are read back and hashed from Postgres (bench/hugePostgres.ts).
+   */
+  postgres?: PostgresTarget;
   /** `stream`: values written while redtail follows; `snapshot`: written before redtail starts (full sync). */
   phase: 'stream' | 'snapshot';
   dir: string;
@@ -373,6 +379,8 @@ export interface HugeRunResult {
   keys: Array<{ key: string; expected: string; found: KeyDigest; ok: boolean }>;
   redtailExited: boolean;
   log: string[];
+  /** Postgres: `redtail verify`'s differences (0: the mirror agrees with the master) and its wall time. */
+  verify?: { differences: number; seconds: number };
 }
 
 const DONE_KEY = 'huge:done';
@@ -410,29 +418,34 @@ export async function runHugeScenario(o: HugeRunOptions): Promise<HugeRunResult>
   };
   try {
     if (o.phase === 'snapshot') for (const s of o.specs) await sendHugeValue(master.port, s);
+    const pgt = o.postgres;
     redtail = new Redtail([
       '--master',
       `redis://127.0.0.1:${master.port}`,
       '--sink',
-      `file:${file}`,
+      pgt ? pgt.sinkUrl : `file:${file}`,
       '--checkpoint',
       join(o.dir, 'redtail.checkpoint.json'),
       '--log-level',
       'info',
       ...(o.args ?? []),
     ]);
-    await waitFor('the snapshot', () => tailHas(file, '"op":"snapshot-end"'));
+    // Postgres is polled in the background (a query every 200 ms); the predicates read its last answers.
+    pgt?.poll(DONE_KEY);
+    if (pgt) await waitFor('the snapshot', () => pgt.loaded);
+    else await waitFor('the snapshot', () => tailHas(file, '"op":"snapshot-end"'));
     if (o.phase === 'stream') for (const s of o.specs) await sendHugeValue(master.port, s);
     master.cli(['SET', DONE_KEY, '1']);
-    await waitFor('the last value in the file', () => tailHas(file, `"key":"${DONE_KEY}"`));
+    if (pgt) await waitFor('the last value in Postgres', () => pgt.hasKey);
+    else await waitFor('the last value in the file', () => tailHas(file, `"key":"${DONE_KEY}"`));
+    await pgt?.stopPolling();
     const rss = peakRss(redtail.proc.pid!);
     await waitFor('the replica', () => Number(master.cli(['WAIT', '1', '100'])) >= 1);
     const replicaRss = peakRss(replica.proc.pid!);
     const seconds = (performance.now() - t0) / 1000;
-    const digests = digestFile(
-      file,
-      o.specs.map((s) => s.key),
-    );
+    const keys = o.specs.map((s) => s.key);
+    const digests = pgt ? await pgt.digests(keys) : digestFile(file, keys);
+    const verify = pgt ? await pgt.verify(`redis://127.0.0.1:${master.port}`) : undefined;
     const largest = Math.max(...o.specs.map((s) => s.size));
     return {
       phase: o.phase,
@@ -446,6 +459,7 @@ export async function runHugeScenario(o: HugeRunOptions): Promise<HugeRunResult>
         return { key: e.key, expected: e.sha, found, ok: found.sha256 === e.sha };
       }),
       redtailExited: redtail.exited,
+      ...(verify ? { verify } : {}),
       log: redtail.lines.filter((l) => (l.level ?? 0) >= 40).map((l) => JSON.stringify(l)),
     };
   } finally {

@@ -119,7 +119,11 @@ describe('huge values in the Postgres sink (issue 16)', () => {
     for (const r of rows) expect(r.size, r.k).toBeLessThan(2048);
     const byKey = new Map(rows.map((r) => [r.k, r]));
     expect(byKey.get('s:bin')!.value).toEqual({ blob: { bytes: V.bin.length, sha256: sha(V.bin) } });
-    expect(byKey.get('l')!.value).toEqual(['a', { blob: { bytes: V.elem.length, sha256: sha(V.elem) } }, 'b']);
+    expect(byKey.get('l')!.value).toEqual([
+      'a',
+      { blob: { bytes: V.elem.length, sha256: sha(V.elem) } },
+      'b',
+    ]);
     expect(byKey.get('h')!.blobs?.sort()).toEqual([sha(V.field), sha(V.fieldValue)].sort());
     // Users' SQL: the documented function assembles the value; Postgres's own SHA-256 of it matches.
     expect(await sqlSha(schema, `key_text = 's:bin'`)).toBe(sha(V.bin));
@@ -151,7 +155,7 @@ describe('huge values in the Postgres sink (issue 16)', () => {
     expect(v.differences.map((d) => d.key.toString())).toEqual(['s:bin']);
     const d = v.differences[0]!;
     expect(d.redis?.value).toEqual({ blob: { bytes: V.bin.length, sha256: sha(V.bin) } });
-    expect((d.mirror?.value as { blob: { sha256: string } }).blob.sha256).not.toBe(sha(V.bin));
+    expect((d.mirror!.value as { blob: { sha256: string } }).blob.sha256).not.toBe(sha(V.bin));
   }, 240_000);
 
   it('overwritten, deleted, shared, renamed and appended huge values: blob rows follow the keys', async () => {
@@ -159,7 +163,10 @@ describe('huge values in the Postgres sink (issue 16)', () => {
     const { schema, start } = run(master, 'hugedel', '&changes=false');
     const proc = start();
     scope.defer(() => {
-      if (process.env.DEBUG_HUGE) console.log(JSON.stringify(proc.logs().filter((l) => !String(l.msg).includes("stats"))).slice(0, 8000));
+      if (process.env.DEBUG_HUGE)
+        console.log(
+          JSON.stringify(proc.logs().filter((l) => !String(l.msg).includes('stats'))).slice(0, 8000),
+        );
     });
     await sleep(500);
     await mirrorCaughtUp(master, schema);
@@ -347,7 +354,16 @@ describe('migration 2 (huge values)', () => {
     const source = { replid: 'r'.repeat(40), offset: 20, seq: 0, snapshot: false };
     await sink.write({
       events: [
-        { v: 1, op: 'set', db: 0, key: Buffer.from('new'), type: 'string', value: big, source, ts: Date.now() },
+        {
+          v: 1,
+          op: 'set',
+          db: 0,
+          key: Buffer.from('new'),
+          type: 'string',
+          value: big,
+          source,
+          ts: Date.now(),
+        },
       ],
       checkpoint: { replid: source.replid, offset: 20, db: 0 },
     });
