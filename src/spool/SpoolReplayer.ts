@@ -175,10 +175,10 @@ export class SpoolReplayer {
       seg = next;
       if (seg.size === 0) return false;
     }
-    const header = this.read(this.pos, HEADER_BYTES, seg.path);
+    const header = this.read(this.pos, HEADER_BYTES, seg.path, seg.size);
     const h = decodeHeader(header);
     if (!h) throw this.corrupt(seg.path, 'invalid record header');
-    const payload = this.read(this.pos + HEADER_BYTES, h.length, seg.path);
+    const payload = this.read(this.pos + HEADER_BYTES, h.length, seg.path, seg.size);
     if (!checksumOk(header, 0, payload, h.crc))
       throw this.corrupt(seg.path, `${kindName(h.kind)} record fails its checksum`);
     this.pos += HEADER_BYTES + h.length;
@@ -242,7 +242,13 @@ export class SpoolReplayer {
     this.opts.progressed?.(false);
   }
 
-  private read(pos: number, length: number, path: string): Buffer {
+  /**
+   * `length` bytes at `pos`, from the cached window when it holds them. The window never extends past `end`, the
+   * segment's committed size: the file beyond it may be a COMMANDS record still being written in parts (issue 16),
+   * whose header is written last (Spool.finishCommands), and a window that cached its unwritten header would later
+   * be read as a corrupt record once the record is finished.
+   */
+  private read(pos: number, length: number, path: string, end: number): Buffer {
     if (
       pos >= this.windowPos &&
       pos + length <= this.windowPos + this.window.length &&
@@ -250,7 +256,7 @@ export class SpoolReplayer {
     )
       return this.window.subarray(pos - this.windowPos, pos - this.windowPos + length);
     const fd = this.openFd(path);
-    const size = Math.max(length, WINDOW);
+    const size = Math.max(length, Math.min(WINDOW, end - pos));
     const buf = Buffer.allocUnsafe(size);
     let got = 0;
     try {

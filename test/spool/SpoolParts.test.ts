@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Kind } from '../../src/spool/records.js';
 import { Spool } from '../../src/spool/Spool.js';
+import { SpoolReplayer } from '../../src/spool/SpoolReplayer.js';
 import { readSpool } from './segments.js';
 
 /** Issue 16: a big command's COMMANDS record written in parts as it arrives. */
@@ -66,5 +67,36 @@ describe('Spool: COMMANDS records written in parts', () => {
     const again = open(dir);
     expect(again.end?.offset).toBe(128);
     again.close();
+  });
+
+  it('a replayer that read up to the start of one being written reads it whole once finished (no stale window)', async () => {
+    const { spool } = setup();
+    const got: Buffer[] = [];
+    const errors: Error[] = [];
+    const target = {
+      resumePosition: () => null,
+      fullResync: () => {},
+      partialResync: () => {},
+      snapshotData: () => {},
+      snapshotEnd: () => {},
+      commands: (bytes: Buffer) => got.push(Buffer.from(bytes)),
+    };
+    const replayer = new SpoolReplayer(spool, {
+      target,
+      logger: pino({ level: 'silent' }),
+      onError: (e) => errors.push(e),
+    });
+    // The big record's first part is on disk (its header not yet) before the replayer reads the PING before it.
+    spool.appendCommandsPart(Buffer.alloc(40_000, 5));
+    replayer.start({ seq: spool.lastSeq, pos: 0, skip: 0 }, null);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(got.map((b) => b.length)).toEqual([14]);
+    spool.finishCommands(Buffer.alloc(10, 6), 114 + 40_010);
+    replayer.appended();
+    await new Promise((r) => setTimeout(r, 20));
+    replayer.stop();
+    spool.close();
+    expect(errors.map((e) => e.message)).toEqual([]);
+    expect(got.map((b) => b.length)).toEqual([14, 40_010]);
   });
 });
