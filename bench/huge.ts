@@ -32,7 +32,8 @@ function report(r: HugeRunResult): boolean {
   console.log(
     `${r.phase}: redtail peak RSS ${mb(r.peakRss)} (${(r.peakRss / r.largest).toFixed(2)}× the largest value; ` +
       `bound ${mb(r.budget)}: ${r.peakRss <= r.budget ? 'within' : 'OVER'}); redis replica peak RSS ` +
-      `${mb(r.replicaPeakRss)}; ratio redtail/replica ${(r.peakRss / r.replicaPeakRss).toFixed(2)}; ${r.seconds.toFixed(1)} s`,
+      `${mb(r.replicaPeakRss)}; ratio redtail/replica ${(r.peakRss / r.replicaPeakRss).toFixed(2)}; ${r.seconds.toFixed(1)} s; ` +
+      `CPU s redtail ${r.cpu.toFixed(1)}, replica ${r.replicaCpu.toFixed(1)}`,
   );
   for (const k of r.keys)
     console.log(

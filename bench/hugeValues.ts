@@ -157,6 +157,14 @@ function readReply(sock: Socket): Promise<string> {
   });
 }
 
+/** CPU seconds (user + system, all threads) a process has used, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  // Fields after the command name (which may hold spaces) in parentheses; utime and stime are the 14th and 15th.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 /** Peak resident set size (VmHWM) of a process, in bytes. */
 export function peakRss(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -371,6 +379,9 @@ export interface HugeRunResult {
   peakRss: number;
   /** A real redis-server replica of the same master, as reference: its VmHWM. */
   replicaPeakRss: number;
+  /** CPU seconds of redtail and of the replica over the run (user + system). */
+  cpu: number;
+  replicaCpu: number;
   largest: number;
   /** Issue 16's acceptance bound: 1.5 × the largest value + 200 MB. */
   budget: number;
@@ -440,8 +451,10 @@ export async function runHugeScenario(o: HugeRunOptions): Promise<HugeRunResult>
     else await waitFor('the last value in the file', () => tailHas(file, `"key":"${DONE_KEY}"`));
     await pgt?.stopPolling();
     const rss = peakRss(redtail.proc.pid!);
+    const cpu = cpuSeconds(redtail.proc.pid!);
     await waitFor('the replica', () => Number(master.cli(['WAIT', '1', '100'])) >= 1);
     const replicaRss = peakRss(replica.proc.pid!);
+    const replicaCpu = cpuSeconds(replica.proc.pid!);
     const seconds = (performance.now() - t0) / 1000;
     const keys = o.specs.map((s) => s.key);
     const digests = pgt ? await pgt.digests(keys) : digestFile(file, keys);
@@ -451,6 +464,8 @@ export async function runHugeScenario(o: HugeRunOptions): Promise<HugeRunResult>
       phase: o.phase,
       peakRss: rss,
       replicaPeakRss: replicaRss,
+      cpu,
+      replicaCpu,
       largest,
       budget: 1.5 * largest + 200 * 1024 * 1024,
       seconds,

@@ -6,15 +6,15 @@ import {
   BlobTransaction,
   byteaLiteral,
   chunkRows,
+  eachHuge,
   hashChunks,
   readChunks,
-  stashHuge,
 } from './blobs.js';
 import { type CopyType, type CopyValue, copyBinary } from './copy.js';
 import { MirrorError } from './errors.js';
 import type { FetchedValue, Fetcher } from './MasterFetcher.js';
 import { ident, KEYS_INDEX_NAMES, keysIndexes } from './migrations.js';
-import { BLOB_BYTES, blobJson, clearStash, collectBlobs } from './model/blobRef.js';
+import { BLOB_BYTES, blobJson, collectBlobs } from './model/blobRef.js';
 import { fieldTtlToJson, snapshotJson, valueFromJson, valueToJson } from './model/encoding.js';
 import { applyEvent, isModelOp, isNoKeyOp, keysOf } from './model/RedisModel.js';
 import { type ApplyContext, Divergence, type KeyEntry, NeedsFetch } from './model/types.js';
@@ -155,10 +155,9 @@ export class MirrorApplier {
     this.deletedPendingIds = [];
     this.stageUsed = false;
     this.blobs.begin();
-    clearStash();
     const fresh = events.filter((e) => e.source.snapshot || e.source.offset > this.state.appliedOffset);
     // The bytes of every huge byte string the batch carries, by SHA-256, for the rows that end up referencing them.
-    for (const ev of fresh) stashHuge(ev);
+    for (const ev of fresh) eachHuge(ev, this.blobs.keep);
     let i = 0;
     while (i < fresh.length) {
       const ev = fresh[i]!;
@@ -295,6 +294,7 @@ export class MirrorApplier {
         const k = id(db, key);
         return this.toFetch.has(k) || this.pendings.some((p) => p.db === db && p.key.equals(key));
       },
+      keep: this.blobs.keep,
     };
   }
 
@@ -324,6 +324,7 @@ export class MirrorApplier {
         `the master reported offset ${res.offset}, behind the stream (${this.offset}): is it the master redtail replicates?`,
       );
     const rows = res.values.map((v) => {
+      for (const h of v.huge ?? []) this.blobs.keep(h);
       const val = v.value;
       const [json, blobs] = collectBlobs(() =>
         val ? [JSON.stringify(valueToJson(val)), JSON.stringify(fieldTtlToJson(val))] : [null, null],

@@ -11,7 +11,6 @@ import { describePgError, isTransient, PostgresSinkError } from './errors.js';
 import { type CurrentMaster, type Fetcher, fixedMaster, MasterFetcher } from './MasterFetcher.js';
 import { MirrorApplier } from './MirrorApplier.js';
 import { ident, migrate } from './migrations.js';
-import { clearStash } from './model/blobRef.js';
 
 export interface PostgresSinkDeps {
   logger?: Logger;
@@ -247,8 +246,8 @@ export class PostgresSink implements Sink {
         if (begun) await client.query('ROLLBACK').catch(() => {});
         throw err;
       } finally {
-        // The stashed bytes of the batch's huge values are not needed past its transaction.
-        clearStash();
+        // The kept bytes of the batch's huge values are not needed past its transaction.
+        this.applier.blobs.release();
       }
     });
     this.stats.transactions++;

@@ -5,7 +5,7 @@ import copyStreams from 'pg-copy-streams';
 import { type CopyValue, copyBinary } from './copy.js';
 import { CopyBinaryRows } from './copyOut.js';
 import { MirrorError } from './errors.js';
-import { type BlobRef, isHuge, stashBlob, stashed } from './model/blobRef.js';
+import { type BlobRef, blobRefOf, isHuge } from './model/blobRef.js';
 
 /**
  * Storage of huge byte strings (issue 16; docs/postgres.md, "Huge values"): content-addressed blobs. `blobs` has one
@@ -29,13 +29,13 @@ export function* chunkRows(buf: Buffer, first: number, head: readonly CopyValue[
     yield [...head, n, buf.subarray(i, i + BLOB_CHUNK_BYTES)];
 }
 
-/** Walks an event's fields and stashes every huge Buffer (model/blobRef.ts): the sink may have to store it. */
-export function stashHuge(v: unknown): void {
+/** Calls `keep` with every huge Buffer inside an event's fields (model/blobRef.ts). */
+export function eachHuge(v: unknown, keep: (b: Buffer) => void): void {
   if (Buffer.isBuffer(v)) {
-    if (isHuge(v)) stashBlob(v);
-  } else if (Array.isArray(v)) for (const x of v) stashHuge(x);
+    if (isHuge(v)) keep(v);
+  } else if (Array.isArray(v)) for (const x of v) eachHuge(x, keep);
   else if (v !== null && typeof v === 'object')
-    for (const k of Object.keys(v)) stashHuge((v as Record<string, unknown>)[k]);
+    for (const k of Object.keys(v)) eachHuge((v as Record<string, unknown>)[k], keep);
 }
 
 /**
@@ -43,6 +43,12 @@ export function stashHuge(v: unknown): void {
  * which blobs rows changed or deleted in it referenced before (collected at the end if nothing lists them anymore).
  */
 export class BlobTransaction {
+  /**
+   * The bytes of the huge byte strings this transaction may have to store, by SHA-256: views of the batch's events
+   * and of values decoded for it (fetches, RESTORE), never copies. Per sink, so two sinks of one process never see
+   * each other's.
+   */
+  private readonly contents = new Map<string, Buffer>();
   private readonly needed = new Set<string>();
   private readonly dropped = new Set<string>();
   private sweepAll = false;
@@ -51,9 +57,20 @@ export class BlobTransaction {
   constructor(private readonly s: string) {}
 
   begin(): void {
+    this.contents.clear();
     this.needed.clear();
     this.dropped.clear();
     this.sweepAll = false;
+  }
+
+  /** Keeps a huge byte string's bytes until the end of the transaction (see `contents`). */
+  readonly keep = (b: Buffer): void => {
+    this.contents.set(blobRefOf(b).sha256, b);
+  };
+
+  /** Drops the kept bytes (the transaction ended, committed or not). */
+  release(): void {
+    this.contents.clear();
   }
 
   need(shas: readonly string[]): void {
@@ -80,7 +97,7 @@ export class BlobTransaction {
     const withBytes: BlobRef[] = [];
     const without: string[] = [];
     for (const sha of this.needed) {
-      const b = stashed(sha);
+      const b = this.contents.get(sha);
       if (b) withBytes.push({ sha256: sha, bytes: b.length });
       else without.push(sha);
     }
@@ -102,7 +119,7 @@ export class BlobTransaction {
       [withBytes.map((r) => r.sha256), withBytes.map((r) => r.bytes)],
     );
     for (const r of rows) {
-      const b = stashed(r.sha256)!;
+      const b = this.contents.get(r.sha256)!;
       await copyBinary(
         client,
         `${this.s}.blob_chunks`,

@@ -75,11 +75,14 @@ describe('Spool: COMMANDS records written in parts', () => {
     const errors: Error[] = [];
     const target = {
       resumePosition: () => null,
+      ackOffset: () => 0,
       fullResync: () => {},
       partialResync: () => {},
       snapshotData: () => {},
       snapshotEnd: () => {},
-      commands: (bytes: Buffer) => got.push(Buffer.from(bytes)),
+      commands: (bytes: Buffer) => {
+        got.push(Buffer.from(bytes));
+      },
     };
     const replayer = new SpoolReplayer(spool, {
       target,

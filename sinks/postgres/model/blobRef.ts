@@ -104,24 +104,3 @@ export function mirrorBufferOrder(a: Buffer, b: Buffer): number {
   const y = blobRefOf(b).sha256;
   return x < y ? -1 : x > y ? 1 : 0;
 }
-
-/**
- * The contents of the huge byte strings the model has turned into placeholders or blob strings since `clearStash`:
- * the sink writes those its rows end up referencing (sinks/postgres/blobs.ts) and clears the stash after each
- * transaction. Only references to Buffers the batch's events already hold (no copies).
- */
-const stash = new Map<string, Buffer>();
-
-export function stashBlob(b: Buffer): BlobRef {
-  const r = blobRefOf(b);
-  stash.set(r.sha256, b);
-  return r;
-}
-
-export function stashed(sha256: string): Buffer | undefined {
-  return stash.get(sha256);
-}
-
-export function clearStash(): void {
-  stash.clear();
-}

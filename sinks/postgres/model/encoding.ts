@@ -11,7 +11,7 @@ import {
   placeholder,
   refOfPlaceholder,
 } from './blobRef.js';
-import { type Bytes, b, buf, type RedisValue, type StreamModel, stringValue } from './types.js';
+import { type Bytes, buf, b as bytes, type RedisValue, type StreamModel, stringValue } from './types.js';
 
 /**
  * The mirror's JSON encoding (docs/postgres.md): the one of docs/events.md (`toJsonValue`: valid UTF-8 as a string,
@@ -258,9 +258,17 @@ export function valueFromRdb(
   type: string,
   value: unknown,
   fieldExpireAt?: Array<[Buffer, number]>,
+  keep?: (b: Buffer) => void,
 ): RedisValue {
+  // Huge byte strings become references (model/blobRef.ts); `keep` gets their bytes when they must reach the blob
+  // store and no event holds them (a DUMP decoded for a fetch or a RESTORE).
+  const b = (x: Buffer): Bytes => {
+    if (keep && isHuge(x)) keep(x);
+    return bytes(x);
+  };
   switch (type) {
     case 'string':
+      if (keep && isHuge(value as Buffer)) keep(value as Buffer);
       return stringValue(value as Buffer);
     case 'list':
       return { type, v: (value as Buffer[]).map(b) };

@@ -1,5 +1,5 @@
 import type { EventOf, EventOp } from '../../../src/events/ChangeEvent.js';
-import { type BlobRef, isHuge, placeholder, stashBlob } from './blobRef.js';
+import { type BlobRef, blobRefOf, isHuge, placeholder } from './blobRef.js';
 /**
  * The in-memory form of a Redis value while a batch is applied. Byte strings inside collections are `latin1`
  * JavaScript strings: latin1 maps every byte to one UTF-16 code unit and back, so they are lossless, usable as Map
@@ -61,6 +61,8 @@ export interface ApplyContext {
   fetch(db: number, key: Buffer, reason: string): void;
   /** True when the key's current value is only provisional (a fetch is outstanding). */
   isPending(db: number, key: Buffer): boolean;
+  /** Keeps the bytes of a huge byte string decoded by an op (RESTORE), not carried by the event, for the blob store. */
+  keep(b: Buffer): void;
 }
 
 /** Thrown by an op handler that finds the mirror in a state the master could never have propagated from. */
@@ -131,12 +133,15 @@ export function cloneValue(v: RedisValue): RedisValue {
 
 /** A byte string of an event in the model's form: latin1, or a placeholder for a huge one (model/blobRef.ts). */
 export function b(buf: Buffer): Bytes {
-  return isHuge(buf) ? placeholder(stashBlob(buf)) : buf.toString('latin1');
+  return isHuge(buf) ? placeholder(blobRefOf(buf)) : buf.toString('latin1');
 }
 
-/** A string value from bytes: a huge one keeps only its reference (its bytes are stashed for the sink to store). */
+/**
+ * A string value from bytes: a huge one keeps only its reference. Its bytes must reach the sink's blob store
+ * (sinks/postgres/blobs.ts) by another way: an event's Buffers are kept by the applier, decoded ones by `keep`.
+ */
 export function stringValue(buf: Buffer): RedisValue {
-  if (isHuge(buf)) return { type: 'string', v: EMPTY, blob: stashBlob(buf) };
+  if (isHuge(buf)) return { type: 'string', v: EMPTY, blob: blobRefOf(buf) };
   return { type: 'string', v: Buffer.from(buf) };
 }
 
