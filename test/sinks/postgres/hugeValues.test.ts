@@ -320,6 +320,45 @@ describe('huge values in a snapshot (issue 16)', () => {
   }, 240_000);
 });
 
+describe('huge values and the change log (issue 16)', () => {
+  it('a blob lives while a changes row references it; changesRetention deleting that row collects it', async () => {
+    const schema = uniqueSchema('hugeret');
+    scope.defer(() => dropSchema(schema));
+    const sink = sinkFor(schema, { changesRetention: '1h' });
+    scope.defer(() => sink.close());
+    await sink.open();
+    const big = binary(3 * MB);
+    const replid = 'r'.repeat(40);
+    const set = (offset: number, value: Buffer, ts: number): ChangeEvent => ({
+      v: 1,
+      op: 'set',
+      db: 0,
+      key: Buffer.from('k'),
+      type: 'string',
+      value,
+      source: { replid, offset, seq: 0, snapshot: false },
+      ts,
+    });
+    const write = (ev: ChangeEvent) =>
+      sink.write({ events: [ev], checkpoint: { replid, offset: ev.source.offset, db: 0 } });
+    await write(set(10, big, Date.now()));
+    await write(set(20, Buffer.from('small'), Date.now()));
+    // The key no longer references the blob, its changes row still does.
+    expect(await blobCounts(schema)).toEqual({ blobs: 1, chunks: 3, parts: 0 });
+    // That row ages past the retention, which runs at most once a minute: let the next transaction run it now.
+    await pgQuery(
+      `UPDATE "${schema}".changes SET received_at = now() - interval '2 hours' WHERE "offset" = 10`,
+    );
+    Reflect.set(sink, 'lastRetention', 0);
+    await write(set(30, Buffer.from('smaller'), Date.now()));
+    expect(await pgQuery(`SELECT "offset" FROM "${schema}".changes ORDER BY 1`)).toEqual([
+      { offset: '20' },
+      { offset: '30' },
+    ]);
+    expect(await blobCounts(schema)).toEqual({ blobs: 0, chunks: 0, parts: 0 });
+  });
+});
+
 describe('migration 2 (huge values)', () => {
   it('upgrades a mirror created by schema version 1 on start, keeping its rows', async () => {
     const schema = uniqueSchema('hugemig');
