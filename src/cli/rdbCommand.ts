@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { createReadStream, statSync } from 'node:fs';
 import { NdjsonWriter } from '../events/NdjsonEncoder.js';
 import { ProgressLine } from '../observe/progress.js';
@@ -306,15 +305,16 @@ export async function rdbCommand(argv: string[]): Promise<number> {
       bytesRead += (chunk as Buffer).length;
       if (crcThread) await crcThread.update(chunk as Buffer);
       parser.write(chunk as Buffer);
-      if (w.length > 0) flushOutput();
+      if (w.length > 0 && !closed) flushOutput();
+      if (!ok && !closed) {
+        ok = true;
+        await drained(out);
+      }
       if (closed) {
         stream.destroy();
         crcThread?.stop();
+        progress.stop();
         return 0;
-      }
-      if (!ok) {
-        ok = true;
-        await once(out, 'drain');
       }
     }
     summary = parser.end();
@@ -361,9 +361,28 @@ export async function rdbCommand(argv: string[]): Promise<number> {
   begin(summary.version);
   if (args.markers) w.event(snapshotEndEvent(summary, { replid, offset: replOffset, seq: seq++ }));
   if (w.length > 0 && !closed) {
-    if (!flushOutput()) await once(out, 'drain');
+    if (!flushOutput()) await drained(out);
   }
   return 0;
+}
+
+/**
+ * Waits until stdout takes more output or is gone. A reader that quits early (`redtail rdb big.rdb | head`) closes
+ * the pipe: the pending write fails with EPIPE, which `once(out, 'drain')` would turn into a rejection and exit 1.
+ * Like other Unix filters, a closed output is a normal end here (the loop sees `closed` and stops reading).
+ */
+function drained(out: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('error', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('error', done);
+    out.on('close', done);
+  });
 }
 
 const sizes = new Map<string, number | null>();
