@@ -3,9 +3,12 @@ import type { TlsSettings } from '../link/tls.js';
 import { LOG_FORMATS, type LogFormat } from '../observe/logger.js';
 import { displayEndpoint } from '../observe/redact.js';
 import { applySecrets } from './applySecrets.js';
+import { defaults } from './defaults.js';
 import { ConfigError } from './errors.js';
 import { originsOf } from './origins.js';
 import { registerSecretsIn } from './secrets.js';
+
+export { defaults };
 
 /** Everything `redtail run` needs; see config/redtail.example.json and config/config.schema.json. */
 export interface RedtailConfig {
@@ -83,31 +86,6 @@ export interface RedtailConfig {
 }
 
 export { ConfigError };
-
-export const defaults: RedtailConfig = {
-  master: 'redis://127.0.0.1:6379',
-  sinks: ['stdout'],
-  checkpoint: './redtail.checkpoint.json',
-  logLevel: 'info',
-  ack: 'durable',
-  snapshot: 'decode',
-  pipeline: {
-    maxBatchEvents: 2_000,
-    lingerMs: 10,
-    highWaterEvents: 50_000,
-    highWaterBytes: 64 * 1024 * 1024,
-    maxInFlightBatches: 16,
-  },
-  link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000, connectTimeoutMs: 10_000 },
-  spool: { enabled: true, maxBytes: 4 * 1024 ** 3, segmentBytes: 64 * 1024 ** 2, fsyncIntervalMs: 1_000 },
-  tls: {},
-  sinkOptions: {},
-  statsIntervalMs: 60_000,
-  waitForLock: false,
-  readiness: { duringSnapshot: false, sinkStallMs: 60_000 },
-  logFormat: 'auto',
-  shutdownTimeoutMs: 30_000,
-};
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
