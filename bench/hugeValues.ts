@@ -11,8 +11,8 @@ import { startBenchRedis } from './rdbFixture.js';
  * Issue 16's acceptance values, made and checked without ever holding one whole in the driver: a value is a
  * block repeated, streamed to the master on a raw socket as one RESP command (so the master propagates it as one
  * huge bulk argument), and the NDJSON file redtail writes is decoded in a streaming pass (a 500 MB value's base64
- * cannot be one JS string in the checker either). Used by bench/huge.ts (full size), test/sinks/stdout/hugeValues.test.ts and hugeTypes.test.ts
- * (tens of MB).
+ * cannot be one JS string in the checker either). Used by bench/huge.ts (full size) and, at tens of MB, by
+ * test/sinks/stdout/hugeValues.test.ts, hugeTypes.test.ts and test/sinks/kafka/hugeValues.test.ts.
  */
 
 export interface HugeValueSpec {
