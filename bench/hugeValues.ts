@@ -26,6 +26,8 @@ export interface HugeValueSpec {
   block: Buffer;
   /** Text: only whole blocks (whole characters), padded with ASCII 'x' up to `size`. */
   wholeBlocks?: boolean;
+  /** In a run of phase `both`: written before redtail starts (`snapshot`) or while it follows (`stream`, default). */
+  phase?: 'stream' | 'snapshot';
 }
 
 /** A small deterministic PRNG (xorshift32), so values are the same in every run. */
@@ -203,6 +205,9 @@ export interface KeyDigest {
   ops: string[];
   /** Each line's event, its huge byte strings replaced by `{hugeRef: i}` (small ones as in the JSON). */
   events: Array<Record<string, unknown>>;
+  /** Each line's SHA-256 and length (without the newline): what a Kafka truncation marker describes. */
+  lineSha256: string[];
+  lineBytes: number[];
 }
 
 const SMALL_LINE = 8 * 1024 * 1024;
@@ -219,7 +224,10 @@ const HUGE_TOKEN = 64 * 1024;
 export function digestFile(path: string, keys: readonly string[]): Map<string, KeyDigest> {
   const out = new Map<string, { h: ReturnType<typeof createHash>; d: KeyDigest }>();
   for (const k of keys)
-    out.set(k, { h: createHash('sha256'), d: { sha256: '', bytes: 0, lines: 0, ops: [], events: [] } });
+    out.set(k, {
+      h: createHash('sha256'),
+      d: { sha256: '', bytes: 0, lines: 0, ops: [], events: [], lineSha256: [], lineBytes: [] },
+    });
   const fd = openSync(path, 'r');
   try {
     for (const [start, end] of lineRanges(fd, statSync(path).size)) {
@@ -234,6 +242,8 @@ export function digestFile(path: string, keys: readonly string[]): Map<string, K
       d.lines++;
       d.ops.push(String(ev.op));
       d.events.push(ev);
+      d.lineSha256.push(rangeSha256(fd, start, end));
+      d.lineBytes.push(end - start);
       for (const item of valueItems(ev))
         for (const piece of byteStringPieces(fd, item, huge)) {
           entry.h.update(piece);
@@ -246,6 +256,34 @@ export function digestFile(path: string, keys: readonly string[]): Map<string, K
   const result = new Map<string, KeyDigest>();
   for (const [k, { h, d }] of out) result.set(k, { ...d, sha256: h.digest('hex') });
   return result;
+}
+
+/** Every event of the file, its huge byte strings replaced by `{hugeRef: i}` (`digestFile`'s skeletons). */
+export function* fileEvents(path: string): Generator<Record<string, unknown>> {
+  const fd = openSync(path, 'r');
+  try {
+    for (const [start, end] of lineRanges(fd, statSync(path).size)) {
+      const skeleton =
+        end - start <= SMALL_LINE
+          ? readRange(fd, start, end).toString('utf8')
+          : scanLine(fd, start, end).skeleton;
+      yield JSON.parse(skeleton, (_k, v) => hugeRefOf(v)) as Record<string, unknown>;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function rangeSha256(fd: number, start: number, end: number): string {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(1, end - start)));
+  for (let pos = start; pos < end; ) {
+    const n = readSync(fd, buf, 0, Math.min(buf.length, end - pos), pos);
+    if (n === 0) throw new Error(`file ends at ${pos}, before ${end}`);
+    h.update(buf.subarray(0, n));
+    pos += n;
+  }
+  return h.digest('hex');
 }
 
 const HUGE_MARK = /^@@huge:(\d+)@@$/;
@@ -485,8 +523,11 @@ function jsonUnescape(esc: Buffer): Buffer {
 
 export interface HugeRunOptions {
   specs: readonly HugeValueSpec[];
-  /** `stream`: values written while redtail follows; `snapshot`: written before redtail starts (full sync). */
-  phase: 'stream' | 'snapshot';
+  /**
+   * `stream`: values written while redtail follows; `snapshot`: written before redtail starts (full sync); `both`:
+   * each spec by its own `phase`.
+   */
+  phase: 'stream' | 'snapshot' | 'both';
   dir: string;
   /** Keep the master's default replica output-buffer limit in the stream phase too. */
   defaultLimits?: boolean;
@@ -495,10 +536,17 @@ export interface HugeRunOptions {
   timeoutMs?: number;
   /** The master's and the reference replica's redis-server (default: the one on PATH). */
   redisServer?: string;
+  /**
+   * Also a sink besides the file (its `--sink` spec), and how to tell it has everything: called once the file has
+   * the last key, it resolves when the sink has it too (e.g. a read_committed consumer saw it), with what it saw.
+   */
+  extraSink?: { spec: string; caughtUp: (doneKey: string) => Promise<unknown> };
+  /** After each value sent on the stream, `SET <key>:after 1`: the events behind a huge one must arrive too. */
+  after?: boolean;
 }
 
 export interface HugeRunResult {
-  phase: 'stream' | 'snapshot';
+  phase: 'stream' | 'snapshot' | 'both';
   /** redtail's VmHWM at the end of the run. */
   peakRss: number;
   /** A real redis-server replica of the same master, as reference: its VmHWM. */
@@ -511,9 +559,13 @@ export interface HugeRunResult {
   keys: Array<{ key: string; expected: string; found: KeyDigest; ok: boolean }>;
   redtailExited: boolean;
   log: string[];
+  /** What `extraSink.caughtUp` resolved with. */
+  extra?: unknown;
+  /** The file sink's NDJSON file (removed with `dir`). */
+  file: string;
 }
 
-const DONE_KEY = 'huge:done';
+export const DONE_KEY = 'huge:done';
 
 export async function runHugeScenario(o: HugeRunOptions): Promise<HugeRunResult> {
   const masterDir = join(o.dir, 'master');
@@ -525,9 +577,17 @@ export async function runHugeScenario(o: HugeRunOptions): Promise<HugeRunResult>
   // the value in the snapshot). The stream phase lifts that limit to measure the stream path itself.
   const master = await startBenchRedis(
     masterDir,
-    o.phase === 'stream' && !o.defaultLimits ? ['client-output-buffer-limit replica 0 0 0'] : [],
+    o.phase !== 'snapshot' && !o.defaultLimits ? ['client-output-buffer-limit replica 0 0 0'] : [],
     o.redisServer,
   );
+  const phaseOf = (s: HugeValueSpec) => (o.phase === 'both' ? (s.phase ?? 'stream') : o.phase);
+  const send = async (phase: 'stream' | 'snapshot') => {
+    for (const s of o.specs)
+      if (phaseOf(s) === phase) {
+        await sendHugeValue(master.port, s);
+        if (phase === 'stream' && o.after) master.cli(['SET', `${s.key}:after`, '1']);
+      }
+  };
   const replica = await startBenchRedis(replicaDir, [`replicaof 127.0.0.1 ${master.port}`], o.redisServer);
   const file = join(o.dir, 'events.ndjson');
   const expected = o.specs.map((s) => ({ key: s.key, sha: valueHash(s) }));
@@ -548,7 +608,7 @@ export async function runHugeScenario(o: HugeRunOptions): Promise<HugeRunResult>
     }
   };
   try {
-    if (o.phase === 'snapshot') for (const s of o.specs) await sendHugeValue(master.port, s);
+    await send('snapshot');
     redtail = new Redtail([
       '--master',
       `redis://127.0.0.1:${master.port}`,
@@ -558,12 +618,23 @@ export async function runHugeScenario(o: HugeRunOptions): Promise<HugeRunResult>
       join(o.dir, 'redtail.checkpoint.json'),
       '--log-level',
       'info',
+      ...(o.extraSink ? ['--sink', o.extraSink.spec] : []),
       ...(o.args ?? []),
     ]);
     await waitFor('the snapshot', () => tailHas(file, '"op":"snapshot-end"'));
-    if (o.phase === 'stream') for (const s of o.specs) await sendHugeValue(master.port, s);
+    await send('stream');
     master.cli(['SET', DONE_KEY, '1']);
     await waitFor('the last value in the file', () => tailHas(file, `"key":"${DONE_KEY}"`));
+    // Until the extra sink has everything too; redtail exiting meanwhile ends the wait (waitFor throws).
+    let caught = false;
+    const extra = o.extraSink
+      ? await Promise.race([
+          o.extraSink.caughtUp(DONE_KEY).finally(() => {
+            caught = true;
+          }),
+          waitFor('the extra sink', () => caught).then(() => undefined),
+        ])
+      : undefined;
     const rss = peakRss(redtail.proc.pid!);
     await waitFor('the replica', () => Number(master.cli(['WAIT', '1', '100'])) >= 1);
     const replicaRss = peakRss(replica.proc.pid!);
@@ -586,6 +657,8 @@ export async function runHugeScenario(o: HugeRunOptions): Promise<HugeRunResult>
       }),
       redtailExited: redtail.exited,
       log: redtail.lines.filter((l) => (l.level ?? 0) >= 40).map((l) => JSON.stringify(l)),
+      extra,
+      file,
     };
   } finally {
     await redtail?.stop();

@@ -184,7 +184,7 @@ describe('huge byte strings in chunks (issue 16)', () => {
     const w = new NdjsonWriter(16).deferHuge(100);
     const a = set('a', Buffer.alloc(150, 0x61));
     const b = set('b', Buffer.from('small'));
-    const c: ChangeEvent = { ...set('c', Buffer.alloc(120, 0xff)), key: Buffer.alloc(100, 0x6b) };
+    const c = { ...set('c', Buffer.alloc(120, 0xff)), key: Buffer.alloc(100, 0x6b) } as ChangeEvent;
     w.event(a);
     expect(w.deferredBytes).toBe(150);
     const start = w.length;

@@ -28,7 +28,7 @@ const key = (k: string) => Buffer.from(k);
 const events: ChangeEvent[] = [
   { v: 1, op: 'hset', db: 0, key: key('h'), type: 'hash', fields: [[key('f'), text]], source, ts: 1 },
   { v: 1, op: 'sadd', db: 0, key: key('s'), type: 'set', members: [bin], source, ts: 1 },
-  { v: 1, op: 'zadd', db: 0, key: key('z'), type: 'zset', members: [[text, 2]], source, ts: 1 },
+  { v: 1, op: 'zadd', db: 0, key: key('z'), type: 'zset', members: [[text, 2]], flags: [], source, ts: 1 },
   {
     v: 1,
     op: 'snapshot',
