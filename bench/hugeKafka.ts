@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import kafkajs from 'kafkajs';
-import { fileEvents, type HugeRunResult, type HugeValueSpec, valueHash } from './hugeValues.js';
+import { fileEvents, type HugeRunResult, type HugeValueSpec, type KeyDigest } from './hugeValues.js';
 
 /**
  * Issue 16 through the Kafka sink: the huge-value scenario (bench/hugeValues.ts) with `--sink kafka://…` beside the
@@ -121,10 +121,12 @@ const idOf = (ev: Json) => {
  *   - `truncate`: the marker `{…, truncated: {bytes, limit, sha256}}` (header `truncated: 1`), bytes and SHA-256
  *     those of the file sink's line for the same event (the whole-value encoder's line);
  *   - `reference`: the event with its huge byte string as `{ref: {bytes, sha256}}` (header `oversize: reference`),
- *     bytes and SHA-256 those of the value sent, every other field as in the file's line;
+ *     bytes and SHA-256 those of the value in the file's line (which the caller checks against the value sent),
+ *     every other field as in the file's line;
  *   - `whole`: the event's line itself, byte for byte the file's.
- * And for every run: the records are the file's events, each exactly once (read_committed), so nothing behind a huge
- * value is missing, and each spec key's `…:after` event is there when the run wrote it.
+ * A value in a snapshot may be several events (parts): one record per line, checked in order. And for every run:
+ * the records are the file's events, each exactly once (read_committed), so nothing behind a huge value is missing,
+ * and each spec key's `…:after` event is there when the run wrote it.
  */
 export function kafkaProblems(
   r: HugeRunResult,
@@ -138,7 +140,7 @@ export function kafkaProblems(
     after: boolean;
   },
 ): string[] {
-  const { specs, expect, limit } = o;
+  const { specs } = o;
   const problems: string[] = [];
   const events = records.map((m) => JSON.parse(String(m.value)) as Json);
   // Exactly once: the same events as the file, by (replid, offset, seq, op), none twice.
@@ -152,58 +154,73 @@ export function kafkaProblems(
   for (const id of fromKafka.keys()) if (!fromFile.has(id)) problems.push(`${id}: in Kafka, not in the file`);
   for (const spec of specs) {
     const found = r.keys.find((k) => k.key === spec.key)?.found;
+    // A value is one event, or several in a snapshot (raw strings over 64 MB come in parts): one record each.
     const at = records.flatMap((m, i) => (m.key?.toString('utf8') === spec.key ? [i] : []));
     const lines = found?.lines ?? 0;
-    if (found === undefined || lines !== 1 || at.length !== 1) {
-      problems.push(`${spec.key}: ${at.length} records, ${lines} file lines (want 1 and 1)`);
+    if (found === undefined || lines === 0 || at.length !== lines) {
+      problems.push(`${spec.key}: ${at.length} records, ${lines} file lines`);
       continue;
     }
-    const m = records[at[0]!]!;
-    const ev = events[at[0]!]!;
-    const line = found.events[0]!;
-    const want = expect(spec);
-    const bad = (what: string) => problems.push(`${spec.key} (${want}): ${what}`);
-    if (want === 'truncate') {
-      const t = ev.truncated as { bytes?: number; limit?: number; sha256?: string } | undefined;
-      if (!t) bad(`no truncation marker: ${String(m.value).slice(0, 200)}`);
-      else {
-        if (t.bytes !== found.lineBytes[0])
-          bad(`marker bytes ${t.bytes}, the file's line ${found.lineBytes[0]}`);
-        if (t.sha256 !== found.lineSha256[0])
-          bad(`marker sha256 ${t.sha256}, the file's line ${found.lineSha256[0]}`);
-        if (t.limit !== limit) bad(`marker limit ${t.limit}, want ${limit}`);
-      }
-      if (m.headers.truncated !== '1') bad(`header truncated=${m.headers.truncated}`);
-      for (const f of ['op', 'db', 'key', 'type'] as const)
-        if (JSON.stringify(ev[f]) !== JSON.stringify(line[f])) bad(`${f} ${JSON.stringify(ev[f])} ≠ file's`);
-    } else if (want === 'reference') {
-      const refs: Array<{ bytes: number; sha256: string }> = [];
-      const normalized = JSON.stringify(ev, (_k, v) => {
-        if (v && typeof v === 'object' && 'ref' in v) {
-          refs.push((v as { ref: { bytes: number; sha256: string } }).ref);
-          return 'HUGE';
-        }
-        return v;
-      });
-      const fileNormalized = JSON.stringify(line, (_k, v) =>
-        v && typeof v === 'object' && ('hugeRef' in v || (v.base64 && typeof v.base64 === 'object'))
-          ? 'HUGE'
-          : v,
-      );
-      if (refs.length !== 1) bad(`${refs.length} references`);
-      else {
-        if (refs[0]!.bytes !== spec.size) bad(`ref bytes ${refs[0]!.bytes}, value ${spec.size}`);
-        if (refs[0]!.sha256 !== valueHash(spec)) bad(`ref sha256 ${refs[0]!.sha256} is not the value's`);
-      }
-      if (normalized !== fileNormalized)
-        bad(`fields differ from the file's line: ${normalized.slice(0, 300)}`);
-      if (m.headers.oversize !== 'reference') bad(`header oversize=${m.headers.oversize}`);
-    } else if (!m.value || createHash('sha256').update(m.value).digest('hex') !== found.lineSha256[0])
-      bad(`record of ${m.value?.length} bytes is not the file's line (${found.lineBytes[0]} bytes)`);
+    for (let j = 0; j < at.length; j++)
+      recordProblems(problems, spec, records[at[j]!]!, events[at[j]!]!, found, j, o);
     if (o.after && spec.phase !== 'snapshot' && r.phase !== 'snapshot') {
       const after = records.some((x) => x.key?.toString('utf8') === `${spec.key}:after`);
-      if (!after) bad(`no record for ${spec.key}:after, written right after it`);
+      if (!after) problems.push(`${spec.key}: no record for ${spec.key}:after, written right after it`);
     }
   }
   return problems;
+}
+
+/** The checks of `kafkaProblems` on the record of a value's `j`th event (its `j`th line in the file). */
+function recordProblems(
+  problems: string[],
+  spec: HugeValueSpec,
+  m: KafkaRecord,
+  ev: Json,
+  found: KeyDigest,
+  j: number,
+  o: { expect: (spec: HugeValueSpec) => OversizeCheck; limit: number },
+): void {
+  const line = found.events[j]!;
+  const want = o.expect(spec);
+  const bad = (what: string) => problems.push(`${spec.key}#${j} (${want}): ${what}`);
+  if (want === 'truncate') {
+    const t = ev.truncated as { bytes?: number; limit?: number; sha256?: string } | undefined;
+    if (!t) bad(`no truncation marker: ${String(m.value).slice(0, 200)}`);
+    else {
+      if (t.bytes !== found.lineBytes[j])
+        bad(`marker bytes ${t.bytes}, the file's line ${found.lineBytes[j]}`);
+      if (t.sha256 !== found.lineSha256[j])
+        bad(`marker sha256 ${t.sha256}, the file's line ${found.lineSha256[j]}`);
+      if (t.limit !== o.limit) bad(`marker limit ${t.limit}, want ${o.limit}`);
+    }
+    if (m.headers.truncated !== '1') bad(`header truncated=${m.headers.truncated}`);
+    for (const f of ['op', 'db', 'key', 'type', 'source'] as const)
+      if (JSON.stringify(ev[f]) !== JSON.stringify(line[f])) bad(`${f} ${JSON.stringify(ev[f])} ≠ file's`);
+  } else if (want === 'reference') {
+    const refs: Array<{ bytes: number; sha256: string }> = [];
+    const normalized = JSON.stringify(ev, (_k, v) => {
+      if (v && typeof v === 'object' && 'ref' in v) {
+        refs.push((v as { ref: { bytes: number; sha256: string } }).ref);
+        return 'HUGE';
+      }
+      return v;
+    });
+    const fileNormalized = JSON.stringify(line, (_k, v) =>
+      v && typeof v === 'object' && ('hugeRef' in v || (v.base64 && typeof v.base64 === 'object'))
+        ? 'HUGE'
+        : v,
+    );
+    // The value's bytes in this event (all of it, or this snapshot part): their size and SHA-256 from the file.
+    if (refs.length !== 1) bad(`${refs.length} references`);
+    else {
+      if (refs[0]!.bytes !== found.lineValueBytes[j])
+        bad(`ref bytes ${refs[0]!.bytes}, the value's ${found.lineValueBytes[j]}`);
+      if (refs[0]!.sha256 !== found.lineValueSha256[j])
+        bad(`ref sha256 ${refs[0]!.sha256} is not the value's`);
+    }
+    if (normalized !== fileNormalized) bad(`fields differ from the file's line: ${normalized.slice(0, 300)}`);
+    if (m.headers.oversize !== 'reference') bad(`header oversize=${m.headers.oversize}`);
+  } else if (!m.value || createHash('sha256').update(m.value).digest('hex') !== found.lineSha256[j])
+    bad(`record of ${m.value?.length} bytes is not the file's line (${found.lineBytes[j]} bytes)`);
 }

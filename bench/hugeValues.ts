@@ -208,6 +208,9 @@ export interface KeyDigest {
   /** Each line's SHA-256 and length (without the newline): what a Kafka truncation marker describes. */
   lineSha256: string[];
   lineBytes: number[];
+  /** Each line's own value bytes (a snapshot part's, say): SHA-256 and length, what a Kafka reference describes. */
+  lineValueSha256: string[];
+  lineValueBytes: number[];
 }
 
 const SMALL_LINE = 8 * 1024 * 1024;
@@ -226,7 +229,17 @@ export function digestFile(path: string, keys: readonly string[]): Map<string, K
   for (const k of keys)
     out.set(k, {
       h: createHash('sha256'),
-      d: { sha256: '', bytes: 0, lines: 0, ops: [], events: [], lineSha256: [], lineBytes: [] },
+      d: {
+        sha256: '',
+        bytes: 0,
+        lines: 0,
+        ops: [],
+        events: [],
+        lineSha256: [],
+        lineBytes: [],
+        lineValueSha256: [],
+        lineValueBytes: [],
+      },
     });
   const fd = openSync(path, 'r');
   try {
@@ -244,11 +257,17 @@ export function digestFile(path: string, keys: readonly string[]): Map<string, K
       d.events.push(ev);
       d.lineSha256.push(rangeSha256(fd, start, end));
       d.lineBytes.push(end - start);
+      const own = createHash('sha256');
+      let ownBytes = 0;
       for (const item of valueItems(ev))
         for (const piece of byteStringPieces(fd, item, huge)) {
           entry.h.update(piece);
-          d.bytes += piece.length;
+          own.update(piece);
+          ownBytes += piece.length;
         }
+      d.bytes += ownBytes;
+      d.lineValueSha256.push(own.digest('hex'));
+      d.lineValueBytes.push(ownBytes);
     }
   } finally {
     closeSync(fd);
