@@ -58,7 +58,7 @@ describe('digestFile decodes huge elements from long lines', () => {
       expect(d.get(k)?.lines, k).toBe(1);
       expect(d.get(k)?.sha256, k).toBe(want);
     }
-    expect((d.get('z')?.events[0]?.members as unknown[][])[0]![1]).toBe(2);
+    expect((d.get('z')!.events[0]!.members as unknown[][])[0]![1]).toBe(2);
   });
 
   it('a changed byte inside a huge element changes its digest', () => {
