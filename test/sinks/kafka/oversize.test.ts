@@ -71,6 +71,23 @@ describe('kafka oversize policies for huge values', () => {
     expect(JSON.parse(values[3]!).truncated.sha256).toBe(sha(encodeEventLine(push)));
   });
 
+  it('a key too large even for a marker: the record is keyed by its SHA-256, and the marker names it', () => {
+    const key = Buffer.alloc(2 * 1024 * 1024, 0xfe);
+    const ev: ChangeEvent = { ...push, key, elements: [Buffer.from('v')] };
+    const built = buildMessages([ev], router, { maxMessageBytes: 1_000_000 });
+    const m = built.messages[0]!.message;
+    const marker = JSON.parse(String(m.value)) as Record<string, unknown>;
+    expect(m.key?.toString()).toBe(`sha256:${sha(key)}`);
+    expect(marker.keySha256).toBe(sha(key));
+    expect(marker.key).toBeUndefined();
+    expect(marker.truncated).toEqual({
+      bytes: Buffer.byteLength(encodeEventLine(ev)),
+      limit: 1_000_000,
+      sha256: sha(encodeEventLine(ev)),
+    });
+    expect(built.messages[0]!.size).toBeLessThan(1000);
+  });
+
   it('reference that still does not fit falls back to the marker', () => {
     const built = buildMessages([push], router, { maxMessageBytes: 200, oversize: 'reference' });
     expect(built.truncated).toHaveLength(1);
