@@ -129,7 +129,7 @@ const idOf = (ev: Json) => {
  * and each spec key's `…:after` event is there when the run wrote it.
  */
 export function kafkaProblems(
-  r: HugeRunResult,
+  r: Pick<HugeRunResult, 'file' | 'keys' | 'phase'>,
   records: KafkaRecord[],
   o: {
     specs: readonly HugeValueSpec[];

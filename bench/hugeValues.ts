@@ -704,3 +704,31 @@ export function tailHas(path: string, text: string): boolean {
     closeSync(fd);
   }
 }
+
+/** True when the file's last byte is a newline: no line is half-written. */
+export function endsWithNewline(path: string): boolean {
+  const size = statSync(path).size;
+  if (size === 0) return true;
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, size - 1);
+    return b[0] === 0x0a;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Polls `pred` every `everyMs` until it holds; fails after `timeoutMs` naming `what`. */
+export async function until(
+  pred: () => boolean,
+  what: string,
+  everyMs = 50,
+  timeoutMs = 240_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}

@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Redtail } from '../../../bench/benchProcs.js';
 import {
   type KafkaRecord,
   kafkaNames,
@@ -12,13 +13,21 @@ import {
 } from '../../../bench/hugeKafka.js';
 import {
   binarySpec,
+  DONE_KEY,
+  digestFile,
   elementSpec,
+  endsWithNewline,
   type HugeRunResult,
   type HugeValueSpec,
   letterSpec,
   runHugeScenario,
+  sendHugeValue,
+  tailHas,
   textSpec,
+  until,
+  valueHash,
 } from '../../../bench/hugeValues.js';
+import { startBenchRedis } from '../../../bench/rdbFixture.js';
 import { createTopic, kafkaBrokers } from '../../harness/kafka.js';
 
 /**
@@ -175,5 +184,59 @@ describe('huge values through the Kafka sink and a real broker (issue 16)', () =
     expect(limit, String(marker?.value).slice(0, 300)).toBeLessThan(1_048_576);
     check(r, records, list, () => 'truncate', limit);
     expect(r.log.some((l) => l.includes('broker rejected a batch as too large'))).toBe(true);
+  });
+});
+
+describe('kill -9 while a huge value is half-written, Kafka beside the file sink (issue 16)', () => {
+  it('the restart delivers its record exactly once, and the file its line', {
+    timeout: 300_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-kafka-huge-kill-'));
+    dirs.push(dir);
+    mkdirSync(join(dir, 'master'));
+    const master = await startBenchRedis(join(dir, 'master'), ['client-output-buffer-limit replica 0 0 0']);
+    const file = join(dir, 'events.ndjson');
+    const names = kafkaNames('huge-kill');
+    const args = ['--master', `redis://127.0.0.1:${master.port}`, '--sink', `file:${file}`];
+    args.push('--sink', kafkaSinkSpec(brokers, names), '--checkpoint', join(dir, 'redtail.checkpoint.json'));
+    const spec = binarySpec('huge:kill', 40 * MB);
+    let redtail = new Redtail(args);
+    try {
+      await until(() => tailHas(file, '"op":"snapshot-end"'), 'the snapshot');
+      const before = statSync(file).size;
+      const sent = sendHugeValue(master.port, spec);
+      // Killed once the value's line has begun in the file but not ended.
+      await until(
+        () => statSync(file).size > before + 4 * MB && !endsWithNewline(file),
+        'the value half-written',
+        1,
+      );
+      redtail.proc.kill('SIGKILL');
+      await sent;
+      await until(() => redtail.exited, 'redtail to die');
+      expect(endsWithNewline(file)).toBe(false);
+      await redtail.stop();
+      redtail = new Redtail(args);
+      master.cli(['SET', DONE_KEY, '1']);
+      const records = await readCommittedUntil(brokers, names.topic0, DONE_KEY, 240_000);
+      expect(redtail.exited).toBe(false);
+      const d = digestFile(file, [spec.key]);
+      const found = d.get(spec.key)!;
+      expect(found.lines).toBe(1);
+      expect(found.sha256).toBe(valueHash(spec));
+      const keys = [{ key: spec.key, expected: valueHash(spec), found, ok: true }];
+      // One marker for the value, of its file line; the records are the file's events, each once.
+      expect(
+        kafkaProblems({ file, keys, phase: 'stream' }, records, {
+          specs: [spec],
+          expect: () => 'truncate',
+          limit: 1_000_000,
+          after: false,
+        }),
+      ).toEqual([]);
+    } finally {
+      await redtail.stop();
+      master.proc.kill('SIGKILL');
+    }
   });
 });
