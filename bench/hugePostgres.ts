@@ -92,7 +92,19 @@ export class PostgresTarget {
           },
         );
       }
-      out.set(key, { sha256: h.digest('hex'), bytes, lines: rows.length, ops: [row?.type ?? 'missing'] });
+      const sha256 = h.digest('hex');
+      // One row, no lines: the NDJSON-specific fields (a Kafka marker's line facts) describe the row's value.
+      out.set(key, {
+        sha256,
+        bytes,
+        lines: rows.length,
+        ops: [row?.type ?? 'missing'],
+        events: [],
+        lineSha256: [],
+        lineBytes: [],
+        lineValueSha256: [sha256],
+        lineValueBytes: [bytes],
+      });
     }
     return out;
   }

@@ -116,8 +116,7 @@ export function buildMessages(
   const truncated: BuiltMessages['truncated'] = [];
   // An event whose huge byte strings alone exceed the limit is never encoded whole (issue 16): a 512 MB value's
   // JSON does not fit in one string. It is referenced or measured in chunks (sinks/kafka/oversize.ts).
-  const tooBigAt = events.map((ev) => hugeBytesOf(ev) >= limit);
-  const values = encodeValues(events, tooBigAt);
+  const { values, tooBigAt } = encodeValues(events, limit);
   for (let i = 0; i < events.length; i++) {
     const ev = events[i] as ChangeEvent;
     const topic = router.topicFor(ev);
@@ -169,28 +168,50 @@ export function buildMessages(
   return { messages, truncated };
 }
 
-/** One writer per process: buildMessages is synchronous, so no two batches share it at once. */
-const writer = new NdjsonWriter(1 << 20);
-
+/**
+ * One writer per process: buildMessages is synchronous, so no two batches share it at once. It leaves byte strings of
+ * HUGE_VALUE_BYTES or more out of its lines and counts them (`deferredBytes`), which is how an event's huge values are
+ * found: while it is encoded, not by a second walk over its fields (bench/NOTES.md, "Kafka huge values").
+ */
+const writer = new NdjsonWriter(1 << 20).deferHuge();
 /**
  * Every event's NDJSON line (the shared encoder, byte for byte what the file sink writes, without the newline) as
  * views into one Buffer per batch: one encoding and one copy for the batch instead of a JSON string and a
- * `Buffer.from` per event.
+ * `Buffer.from` per event. `tooBigAt[i]`: event i's huge byte strings alone reach `limit`; its value is left empty
+ * for the caller to reference or measure.
  */
-function encodeValues(events: ChangeEvent[], skip: boolean[]): Buffer[] {
+function encodeValues(events: ChangeEvent[], limit: number): { values: Buffer[]; tooBigAt: boolean[] } {
   writer.reset();
   const ends = new Array<number>(events.length);
+  const tooBigAt = new Array<boolean>(events.length).fill(false);
   let foreign: Map<number, Buffer> | null = null;
   for (let i = 0; i < events.length; i++) {
     const ev = events[i] as ChangeEvent;
-    if (skip[i] === true) {
-      // Left empty: the caller references or measures it; an empty line keeps the views' positions in step.
+    let own: Buffer | null = null;
+    if (ndjsonEncodes(ev.op)) {
+      const start = writer.length;
+      const deferred = writer.deferredBytes;
+      writer.event(ev);
+      const huge = writer.deferredBytes - deferred;
+      if (huge > 0) {
+        // The line lacks its huge values: drop it, and either leave the event to the oversize policy or encode it
+        // whole (it fits).
+        writer.truncate(start);
+        if (huge >= limit) tooBigAt[i] = true;
+        else {
+          // Rare (maxMessageBytes above 1 MiB): a writer of its own, dropped with the record, so no buffer the
+          // size of a huge line stays allocated after it.
+          const whole = new NdjsonWriter(huge + (1 << 16));
+          whole.event(ev);
+          own = whole.view().subarray(0, whole.length - 1);
+        }
+      }
+    } else if (hugeBytesOf(ev) >= limit) tooBigAt[i] = true;
+    else own = Buffer.from(encodeEventLine(ev), 'utf8');
+    if (own !== null || tooBigAt[i]) {
+      // An empty line for an event too big keeps the views' positions in step.
       foreign ??= new Map();
-      foreign.set(i, EMPTY);
-    } else if (ndjsonEncodes(ev.op)) writer.event(ev);
-    else {
-      foreign ??= new Map();
-      foreign.set(i, Buffer.from(encodeEventLine(ev), 'utf8'));
+      foreign.set(i, own ?? EMPTY);
     }
     ends[i] = writer.length - 1;
   }
@@ -207,7 +228,7 @@ function encodeValues(events: ChangeEvent[], skip: boolean[]): Buffer[] {
     values[i] = all.subarray(start, end);
     start = end + 1;
   }
-  return values;
+  return { values, tooBigAt };
 }
 
 /**
