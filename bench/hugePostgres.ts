@@ -9,7 +9,7 @@ import { verifyMirror } from '../sinks/postgres/verify.js';
 import type { KeyDigest } from './hugeValues.js';
 
 /**
- * bench:huge with the Postgres sink (REDTAIL_HUGE_SINK=postgres): a schema of its own, polled while the run goes, and
+ * bench:huge with the Postgres sink (REDTAIL_HUGE_SINKS=postgres): a schema of its own, polled while the run goes, and
  * each value read back from Postgres and hashed: the key's jsonb, and for every blob it references its chunks
  * streamed by a binary COPY (never one value in the driver's memory either), so the SHA-256 compared with the value
  * sent is that of the bytes Postgres holds, not of the reference. Then `redtail verify` against the master.

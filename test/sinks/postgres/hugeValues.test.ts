@@ -25,7 +25,7 @@ import {
  * Issue 16 in the Postgres sink: byte strings of 1 MB or more are stored as content-addressed bytea chunk rows
  * (`blobs`, `blob_chunks`) referenced from the jsonb by {"blob": {"bytes", "sha256"}} (docs/postgres.md, "Huge
  * values"), against a real redis-server and a real PostgreSQL. Values of 8–24 MB keep the suite fast; full size is
- * `npm run bench:huge` with REDTAIL_HUGE_SINK=postgres.
+ * `npm run bench:huge` with REDTAIL_HUGE_SINKS=postgres.
  */
 
 const MB = 1024 * 1024;
