@@ -1,15 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { PoolClient } from 'pg';
 import type { ChangeEvent, SnapshotEvent, UnknownCommandEvent } from '../../src/events/ChangeEvent.js';
-import {
-  appendParts,
-  BlobTransaction,
-  byteaLiteral,
-  chunkRows,
-  eachHuge,
-  hashChunks,
-  readChunks,
-} from './blobs.js';
+import { BlobTransaction, eachHuge, StringParts } from './blobs.js';
 import { type CopyType, type CopyValue, copyBinary } from './copy.js';
 import { MirrorError } from './errors.js';
 import type { FetchedValue, Fetcher } from './MasterFetcher.js';
@@ -560,48 +552,17 @@ export class MirrorApplier {
   private async stringPart(client: PoolClient, ev: SnapshotEvent): Promise<void> {
     this.offset = ev.source.offset;
     const value = ev.value as Buffer;
-    const parts = `${this.s}.blob_parts`;
-    const where = `db = ${Math.trunc(ev.db)} AND key = ${byteaLiteral(ev.key)}`;
-    if (ev.part === 0) await client.query(`DELETE FROM ${parts} WHERE ${where}`);
-    const { rows } = await client.query<{ n: number; bytes: string }>(
-      `SELECT coalesce(max(n) + 1, 0)::int AS n, coalesce(sum(octet_length(chunk)), 0) AS bytes FROM ${parts} WHERE ${where}`,
-    );
-    const first = rows[0]!.n;
-    if (!ev.last) {
-      await appendParts(client, this.s, ev.db, ev.key, value, first);
-      return;
-    }
-    const chunks = `SELECT chunk FROM ${parts} WHERE ${where} ORDER BY n`;
-    if (Number(rows[0]!.bytes) + value.length < BLOB_BYTES) {
-      const pieces: Buffer[] = [];
-      await readChunks(client, chunks, (c) => pieces.push(Buffer.from(c)));
-      pieces.push(value);
-      await client.query(`DELETE FROM ${parts} WHERE ${where}`);
-      const whole: SnapshotEvent = { ...ev, value: Buffer.concat(pieces) };
+    const parts = new StringParts(client, this.s, ev.db, ev.key);
+    if (ev.part === 0) await parts.clear();
+    const { next, bytes } = await parts.state();
+    if (!ev.last) return parts.append(value, next);
+    if (bytes + value.length < BLOB_BYTES) {
+      const whole: SnapshotEvent = { ...ev, value: await parts.assemble(value) };
       delete whole.part;
       delete whole.last;
-      await this.snapshotRows(client, [whole]);
-      return;
+      return this.snapshotRows(client, [whole]);
     }
-    const ref = await hashChunks(client, chunks, value);
-    const fresh = await client.query(
-      `INSERT INTO ${this.s}.blobs (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING RETURNING sha256`,
-      [ref.sha256, ref.bytes],
-    );
-    if ((fresh.rowCount ?? 0) > 0) {
-      await client.query(
-        `INSERT INTO ${this.s}.blob_chunks (sha256, n, chunk) SELECT $1, n, chunk FROM ${parts} WHERE ${where}`,
-        [ref.sha256],
-      );
-      await copyBinary(
-        client,
-        `${this.s}.blob_chunks`,
-        ['sha256', 'n', 'chunk'],
-        ['text', 'int4', 'bytea'],
-        chunkRows(value, first, [ref.sha256]),
-      );
-    }
-    await client.query(`DELETE FROM ${parts} WHERE ${where}`);
+    const ref = await parts.toBlob(value, next);
     await this.upsert(client, [
       {
         db: ev.db,

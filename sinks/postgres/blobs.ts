@@ -146,22 +146,86 @@ export class BlobTransaction {
   }
 }
 
-/** `blob_parts` rows of one key: the chunks of a snapshot string arriving in parts (MirrorApplier.stringPart). */
-export async function appendParts(
-  client: PoolClient,
-  s: string,
-  db: number,
-  key: Buffer,
-  value: Buffer,
-  first: number,
-): Promise<void> {
-  await copyBinary(
-    client,
-    `${s}.blob_parts`,
-    PART_COLUMNS,
-    ['int4', 'bytea', 'int4', 'bytea'],
-    chunkRows(value, first, [db, key]),
-  );
+/**
+ * The `blob_parts` rows of one key: the chunks of a snapshot string arriving in parts (MirrorApplier.stringPart),
+ * kept in Postgres between transactions until the last part says the string is complete.
+ */
+export class StringParts {
+  private readonly where: string;
+
+  constructor(
+    private readonly client: PoolClient,
+    private readonly s: string,
+    private readonly db: number,
+    private readonly key: Buffer,
+  ) {
+    this.where = `db = ${Math.trunc(db)} AND key = ${byteaLiteral(key)}`;
+  }
+
+  /** Parts an earlier, interrupted attempt at the same key left (a new part 0 starts over). */
+  async clear(): Promise<void> {
+    await this.client.query(`DELETE FROM ${this.s}.blob_parts WHERE ${this.where}`);
+  }
+
+  /** The next chunk number and the bytes stored so far (octet_length reads the TOAST header, not the chunk). */
+  async state(): Promise<{ next: number; bytes: number }> {
+    const { rows } = await this.client.query<{ n: number; bytes: string }>(
+      `SELECT coalesce(max(n) + 1, 0)::int AS n, coalesce(sum(octet_length(chunk)), 0) AS bytes
+       FROM ${this.s}.blob_parts WHERE ${this.where}`,
+    );
+    return { next: rows[0]!.n, bytes: Number(rows[0]!.bytes) };
+  }
+
+  async append(value: Buffer, first: number): Promise<void> {
+    await copyBinary(
+      this.client,
+      `${this.s}.blob_parts`,
+      PART_COLUMNS,
+      ['int4', 'bytea', 'int4', 'bytea'],
+      chunkRows(value, first, [this.db, this.key]),
+    );
+  }
+
+  /** A string shorter than a blob after all: its stored parts and `last`, whole, and the parts deleted. */
+  async assemble(last: Buffer): Promise<Buffer> {
+    const pieces: Buffer[] = [];
+    await readChunks(this.client, this.chunks(), (c) => pieces.push(Buffer.from(c)));
+    pieces.push(last);
+    await this.clear();
+    return Buffer.concat(pieces);
+  }
+
+  /**
+   * The stored parts and `last` as a blob: the SHA-256 over the parts read back in chunks (a hash state in memory
+   * would not survive a failed transaction) and `last`; the chunks are moved into `blob_chunks` inside Postgres
+   * (unless the same bytes are stored already), `last` copied after them, and the parts deleted.
+   */
+  async toBlob(last: Buffer, first: number): Promise<BlobRef> {
+    const ref = await hashChunks(this.client, this.chunks(), last);
+    const fresh = await this.client.query(
+      `INSERT INTO ${this.s}.blobs (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING RETURNING sha256`,
+      [ref.sha256, ref.bytes],
+    );
+    if ((fresh.rowCount ?? 0) > 0) {
+      await this.client.query(
+        `INSERT INTO ${this.s}.blob_chunks (sha256, n, chunk) SELECT $1, n, chunk FROM ${this.s}.blob_parts WHERE ${this.where}`,
+        [ref.sha256],
+      );
+      await copyBinary(
+        this.client,
+        `${this.s}.blob_chunks`,
+        CHUNK_COLUMNS,
+        ['text', 'int4', 'bytea'],
+        chunkRows(last, first, [ref.sha256]),
+      );
+    }
+    await this.clear();
+    return ref;
+  }
+
+  private chunks(): string {
+    return `SELECT chunk FROM ${this.s}.blob_parts WHERE ${this.where} ORDER BY n`;
+  }
 }
 
 /**
