@@ -1,7 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Kafka, KafkaConfig, LogEntry, Producer, ProducerConfig } from 'kafkajs';
-import kafkajs from 'kafkajs';
 import { pino } from 'pino';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
 import { scrub } from '../../src/observe/redact.js';
@@ -25,6 +24,7 @@ import {
   KafkaUnreachableError,
   kafkaCodes,
 } from './errors.js';
+import { assertKafkajsSeam, kafkajs } from './kafkajsSeam.js';
 import { type BuiltMessages, buildMessages, chunkMessages, type OutMessage } from './messages.js';
 import { type CheckpointRecord, checkpointMessage, positionOf, readLastCheckpoint } from './OffsetsTopic.js';
 import { readToEnd } from './readToEnd.js';
@@ -182,6 +182,7 @@ export class KafkaSink implements Sink {
    */
   async open(): Promise<ReplicationPosition | null> {
     if (this.state !== 'new') throw new KafkaSinkError(`kafka sink ${this.name}: open() called twice`);
+    assertKafkajsSeam();
     this.state = 'opening';
     const deadline = Date.now() + this.config.connectTimeoutMs;
     for (let attempt = 0; ; attempt++) {

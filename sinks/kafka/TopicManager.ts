@@ -1,5 +1,4 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
-import kafkajs from 'kafkajs';
 import type { SinkLogger } from './config.js';
 import {
   classifyKafkaError,
@@ -8,6 +7,7 @@ import {
   KafkaTopicMissingError,
   kafkaCodes,
 } from './errors.js';
+import { kafkajs } from './kafkajsSeam.js';
 
 export type TopicKind = 'events' | 'state' | 'offsets';
 

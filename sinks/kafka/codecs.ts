@@ -1,5 +1,5 @@
-import kafkajs from 'kafkajs';
 import { KafkaConfigError } from './errors.js';
+import { kafkajs } from './kafkajsSeam.js';
 
 /**
  * LZ4 and Snappy for kafkajs, which ships gzip only. Both codec packages are Node-API builds published per

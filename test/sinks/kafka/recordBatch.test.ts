@@ -1,0 +1,233 @@
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { registerCodec } from '../../../sinks/kafka/codecs.js';
+import { crc32c } from '../../../sinks/kafka/crc32c.js';
+import {
+  groupMessagesPerPartition,
+  type PartitionEntry,
+  type ProduceArgs,
+  produceRequestV3,
+} from '../../../sinks/kafka/kafkajsSeam.js';
+import type { WireRecord } from '../../../sinks/kafka/recordBatch.js';
+
+/**
+ * Our Produce request encoder (sinks/kafka/recordBatch.ts, installed under kafkajs by kafkajsSeam.ts) against
+ * kafkajs 2.2.4's own, loaded from its files on disk: for the same records, producer state and compression, the
+ * request bytes must be identical, CRC included. The broker-side proof (kill -9, fencing, restart, the Java client
+ * reading every codec) is in the other tests of this folder, which all produce through our encoder.
+ */
+const require = createRequire(import.meta.url);
+const root = dirname(require.resolve('kafkajs/package.json'));
+
+/** A kafkajs module as its file defines it, bypassing the replacement the seam put in the module cache. */
+function original<T>(rel: string): T {
+  const f = join(root, rel);
+  const ours = require.cache[f];
+  delete require.cache[f];
+  try {
+    return require(f) as T;
+  } finally {
+    if (ours !== undefined) require.cache[f] = ours;
+    else delete require.cache[f];
+  }
+}
+
+type Request = { apiVersion: number; encode(): Promise<{ buffer: Buffer }> };
+const theirs = original<(args: ProduceArgs) => Request>('src/protocol/requests/produce/v3/request.js');
+const theirGrouping = original<typeof groupMessagesPerPartition>('src/producer/groupMessagesPerPartition.js');
+const theirCrc = require(join(root, 'src/protocol/recordBatch/crc32C/index.js')) as (b: Buffer) => number;
+const Long = require(join(root, 'src/utils/long.js')) as { fromValue(v: string | number): unknown };
+const decodeBatch = require(join(root, 'src/protocol/recordBatch/v0/decoder.js')) as (d: unknown) => Promise<{
+  records: Array<{
+    key: Buffer | null;
+    value: Buffer | null;
+    timestamp: string;
+    headers: Record<string, unknown>;
+  }>;
+  inTransaction: boolean;
+  producerId: string;
+  firstSequence: number;
+}>;
+const Decoder = require(join(root, 'src/protocol/decoder.js')) as new (b: Buffer) => unknown;
+
+const T0 = 1_795_616_496_077;
+const b = (s: string) => Buffer.from(s, 'utf8');
+
+function eventRecord(i: number, value: Buffer): WireRecord {
+  return {
+    key: b(`user:${i}`),
+    value,
+    headers: {
+      op: b('set'),
+      db: b('0'),
+      replid: b('a7fc3bed'.repeat(5)),
+      offset: b(String(382 + i)),
+      seq: b('0'),
+    },
+    timestamp: String(T0 + i),
+  };
+}
+
+/** Record shapes: each exercises a different field encoding. */
+const SHAPES: Record<string, () => WireRecord[]> = {
+  'redtail events (five Buffer headers)': () =>
+    Array.from({ length: 300 }, (_, i) =>
+      eventRecord(i, b(`{"v":1,"op":"set","key":"user:${i}","value":"${'x'.repeat(i)}"}`)),
+    ),
+  'no headers': () =>
+    Array.from({ length: 50 }, (_, i) => ({ key: b(`k${i}`), value: b(`v${i}`), timestamp: T0 })),
+  'null key, empty value, null value (tombstone)': () => [
+    { key: null, value: b('flushdb'), timestamp: T0 },
+    { key: b('k'), value: Buffer.alloc(0), timestamp: T0 + 1 },
+    { key: b('gone'), value: null, timestamp: T0 + 2 },
+  ],
+  'string keys, values and headers; multi-valued headers': () => [
+    {
+      key: 'ключ',
+      value: 'значение ✓',
+      headers: { 'x-ü': 'ä', multi: ['a', b('b')] },
+      timestamp: T0,
+    },
+    { key: 'k2', value: 'v2', headers: {}, timestamp: T0 + 5 },
+  ],
+  'big value (1 MiB) and long keys': () => [
+    { key: randomBytes(20_000), value: randomBytes(1 << 20), timestamp: T0 },
+    eventRecord(1, randomBytes(200_000)),
+  ],
+  'timestamps out of order and 40 days apart (a varlong past 2^32)': () => [
+    eventRecord(0, b('a')),
+    { ...eventRecord(1, b('b')), timestamp: T0 + 40 * 86_400_000 },
+    { ...eventRecord(2, b('c')), timestamp: T0 - 1000 },
+  ],
+};
+
+function topicData(records: WireRecord[]): ProduceArgs['topicData'] {
+  // Two topics, several partitions each, as sendMessages hands them over (firstSequence from the eos manager).
+  const part = (partition: number, messages: WireRecord[], firstSequence: number): PartitionEntry => ({
+    partition,
+    messages,
+    firstSequence,
+  });
+  const half = Math.ceil(records.length / 2);
+  return [
+    {
+      topic: 'redtail.0',
+      partitions: [part(0, records.slice(0, half), 17), part(2, records.slice(half), 0)],
+    },
+    { topic: 'redtail.offsets', partitions: [part(1, records.slice(0, 1), 2_147_483_000)] },
+  ];
+}
+
+async function both(args: ProduceArgs): Promise<[Buffer, Buffer]> {
+  const [ours, reference] = await Promise.all([produceRequestV3(args).encode(), theirs(args).encode()]);
+  return [(ours as unknown as { buffer: Buffer }).buffer, reference.buffer];
+}
+
+const CODECS = { none: 0, gzip: 1, snappy: 2, lz4: 3 } as const;
+
+describe('Produce request encoding: our bytes equal kafkajs 2.2.4 own', () => {
+  afterEach(() => vi.useRealTimers());
+
+  for (const [codecName, compression] of Object.entries(CODECS)) {
+    for (const [shape, make] of Object.entries(SHAPES)) {
+      for (const transactional of [true, false]) {
+        it(`${shape}, compression=${codecName}, ${transactional ? 'transactional' : 'idempotent'}`, async () => {
+          if (codecName === 'lz4' || codecName === 'snappy') await registerCodec(codecName);
+          const args: ProduceArgs = {
+            acks: -1,
+            timeout: 30_000,
+            transactionalId: transactional ? 'redtail-txn' : null,
+            producerId: Long.fromValue('9007199254740993'),
+            producerEpoch: 7,
+            compression,
+            topicData: topicData(make()),
+          };
+          const [ours, reference] = await both(args);
+          expect(ours.length).toBe(reference.length);
+          expect(ours.equals(reference)).toBe(true);
+        });
+      }
+    }
+  }
+
+  it('records without a timestamp get the request time, as kafkajs stamps them', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(T0 + 12_345);
+    const records: WireRecord[] = [
+      { key: b('a'), value: b('1') },
+      { key: b('b'), value: b('2'), timestamp: T0 },
+      { key: b('c'), value: b('3') },
+    ];
+    const args: ProduceArgs = { acks: -1, timeout: 1000, compression: 0, topicData: topicData(records) };
+    const [ours, reference] = await both(args);
+    expect(ours.equals(reference)).toBe(true);
+  });
+
+  it('kafkajs decodes our batch back into the same records, producer state and transactional flag', async () => {
+    const records = SHAPES['redtail events (five Buffer headers)']!();
+    const args: ProduceArgs = {
+      acks: -1,
+      timeout: 1000,
+      transactionalId: 't',
+      producerId: Long.fromValue(42),
+      producerEpoch: 1,
+      compression: 1,
+      topicData: [{ topic: 't', partitions: [{ partition: 0, messages: records, firstSequence: 99 }] }],
+    };
+    const body = ((await produceRequestV3(args).encode()) as unknown as { buffer: Buffer }).buffer;
+    // Body: txn id (2 + 1), acks 2, timeout 4, topics 4, topic name (2 + 1), partitions 4, partition 4, size 4.
+    const batch = body.subarray(2 + 1 + 2 + 4 + 4 + 2 + 1 + 4 + 4 + 4);
+    const decoded = await decodeBatch(new Decoder(batch));
+    expect(decoded.inTransaction).toBe(true);
+    expect(decoded.producerId).toBe('42');
+    expect(decoded.firstSequence).toBe(99);
+    expect(decoded.records).toHaveLength(records.length);
+    decoded.records.forEach((r, i) => {
+      const want = records[i]!;
+      expect(r.key).toEqual(want.key);
+      expect(r.value).toEqual(want.value);
+      expect(r.timestamp).toBe(String(want.timestamp));
+      expect(r.headers).toEqual(want.headers);
+    });
+    // The CRC kafkajs' decoder skips: Kafka's own check (DefaultRecordBatch.ensureValid) is over attributes..end.
+    expect(batch.readUInt32BE(17)).toBe(crc32c(batch, 21, batch.length));
+  });
+});
+
+describe('CRC-32C', () => {
+  it('matches the RFC 3720 (iSCSI) test vectors and the classic check value', () => {
+    const inc = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
+    const dec = Buffer.from(Array.from({ length: 32 }, (_, i) => 31 - i));
+    expect(crc32c(Buffer.alloc(32, 0))).toBe(0x8a9136aa);
+    expect(crc32c(Buffer.alloc(32, 0xff))).toBe(0x62a8ab43);
+    expect(crc32c(inc)).toBe(0x46dd794e);
+    expect(crc32c(dec)).toBe(0x113fdb5c);
+    expect(crc32c(b('123456789'))).toBe(0xe3069283);
+    expect(crc32c(Buffer.alloc(0))).toBe(0);
+  });
+
+  it('equals kafkajs byte-at-a-time CRC-32C on every length and alignment up to 100 bytes', () => {
+    const data = randomBytes(4096);
+    for (let start = 0; start < 9; start++)
+      for (let len = 0; len <= 100; len++) {
+        const view = data.subarray(start, start + len);
+        expect(crc32c(data, start, start + len)).toBe(theirCrc(view));
+      }
+    expect(crc32c(data)).toBe(theirCrc(data));
+  });
+});
+
+describe('grouping by partition', () => {
+  it('gives what kafkajs own grouping gives (partition -> messages in order)', () => {
+    const messages: WireRecord[] = Array.from({ length: 2000 }, (_, i) => ({
+      key: b(`k${i % 37}`),
+      value: b(`${i}`),
+    }));
+    const partitioner = ({ message }: { message: WireRecord }) => (message.key as Buffer).readUInt8(1) % 5;
+    const args = { topic: 't', partitionMetadata: [{}, {}, {}, {}, {}], messages, partitioner };
+    expect(groupMessagesPerPartition(args)).toEqual(theirGrouping(args));
+    expect(groupMessagesPerPartition({ ...args, partitionMetadata: [] })).toEqual({});
+  });
+});
