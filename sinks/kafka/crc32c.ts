@@ -1,8 +1,14 @@
+import { createRequire } from 'node:module';
+
 /**
  * CRC-32C (Castagnoli), the checksum of Kafka's RecordBatch v2 (KIP-98; Java's `Crc32C`, reflected polynomial
  * 0x82F63B78, initial value and final xor 0xFFFFFFFF), computed slicing-by-8: eight 256-entry tables let the loop
  * consume eight bytes per step instead of one. kafkajs' own `crc32C.js` works a byte at a time, which was a visible
  * share of its produce profile (bench/NOTES.md, K1).
+ *
+ * Batches of more than NATIVE_FROM bytes go to @node-rs/crc32 (SSE4.2/ARMv8 CRC instructions, a Node-API build
+ * published per platform on npm) when it loads: 4–5 GB/s against this loop's 0.6–1.1 GB/s on the bench machine
+ * (bench/NOTES.md, K5). Where it does not load, the loop below is the whole implementation.
  */
 
 const POLY = 0x82f63b78;
@@ -41,8 +47,32 @@ const [T0, T1, T2, T3, T4, T5, T6, T7] = TABLES as [
   Int32Array,
 ];
 
+/** Below this many bytes a native call costs more than the JS loop (~130 ns against ~100 ns at 61 bytes). */
+const NATIVE_FROM = 256;
+
+type NativeCrc = (input: Buffer, initial?: number) => number;
+const native: NativeCrc | null = loadNative();
+
+function loadNative(): NativeCrc | null {
+  try {
+    const mod = createRequire(import.meta.url)('@node-rs/crc32') as { crc32c?: NativeCrc };
+    return typeof mod.crc32c === 'function' ? mod.crc32c : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Which implementation long inputs use, for the stats line and the benchmark notes. */
+export const crc32cImplementation: 'native' | 'js' = native === null ? 'js' : 'native';
+
 /** CRC-32C of `buf[start, end)` as an unsigned 32-bit number. */
-export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
+export function crc32c(buf: Buffer, start = 0, end = buf.length): number {
+  if (native !== null && end - start >= NATIVE_FROM) return native(buf.subarray(start, end)) >>> 0;
+  return crc32cJs(buf, start, end);
+}
+
+/** The slicing-by-8 loop (exported so the tests check it on its own, whichever implementation `crc32c` uses). */
+export function crc32cJs(buf: Uint8Array, start = 0, end = buf.length): number {
   let crc = ~0;
   let i = start;
   // Eight bytes per step: the running CRC is folded into the first four, each byte then looked up in the table for

@@ -86,11 +86,15 @@ function toBigInt(id: unknown): bigint {
   return BigInt(String(id));
 }
 
+type Codec = { compress(encoder: { buffer: Buffer }): Promise<Buffer> };
+/** kafkajs' codec table (codecs.ts registers lz4 and snappy into it), loaded once. */
+let lookupCodec: ((type: number) => Codec | null) | undefined;
+
 function codecFor(compression: number): Compress | null {
   if (compression === 0) return null;
-  const { lookupCodec } = require(file('src/protocol/message/compression/index.js')) as {
-    lookupCodec(type: number): { compress(encoder: { buffer: Buffer }): Promise<Buffer> } | null;
-  };
+  lookupCodec ??= (
+    require(file('src/protocol/message/compression/index.js')) as { lookupCodec(type: number): Codec | null }
+  ).lookupCodec;
   const codec = lookupCodec(compression);
   if (codec === null)
     throw new KafkaConfigError(
@@ -99,15 +103,15 @@ function codecFor(compression: number): Compress | null {
   return (records) => codec.compress({ buffer: records });
 }
 
+type EncoderClass = new (size?: number) => { buf: Buffer; offset: number };
+let KafkajsEncoder: EncoderClass | undefined;
+
 /**
  * The Produce request v3 as kafkajs' request modules describe one ({apiKey, apiVersion, encode, ...}), its body
  * from recordBatch.ts. All partitions' batches are encoded (and compressed, on the libuv pool) in parallel.
  */
 export function produceRequestV3(args: ProduceArgs) {
   const { acks, timeout, transactionalId = null, producerEpoch = 0, compression = 0, topicData } = args;
-  const Encoder = require(file('src/protocol/encoder.js')) as new (
-    size?: number,
-  ) => { buf: Buffer; offset: number };
   return {
     apiKey: 0,
     apiVersion: 3,
@@ -136,7 +140,8 @@ export function produceRequestV3(args: ProduceArgs) {
       );
       const body = encodeProduceBody(transactionalId, acks, timeout, topics);
       // kafkajs' request framing copies `encoder.buffer` (buf[0, offset)) behind its request header.
-      const encoder = new Encoder(1);
+      KafkajsEncoder ??= require(file('src/protocol/encoder.js')) as EncoderClass;
+      const encoder = new KafkajsEncoder(1);
       encoder.buf = body;
       encoder.offset = body.length;
       return encoder;
