@@ -8,14 +8,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { Kafka as KafkaClient, Message } from 'kafkajs';
-import kafkajs from 'kafkajs';
+import { kafkajs } from '../sinks/kafka/kafkajsSeam.js';
+import { createJavaCompatiblePartitioner } from '../sinks/kafka/partitioner.js';
 import { freePort } from '../test/harness/ports.js';
 import { redtailArgv } from './benchProcs.js';
 import { runJava } from './kafkaClients.js';
 
 /**
  * `npm run bench:kafka`: a live redis-server master → `redtail run --sink kafka://...` (the real binary, a child
- * process) → a real broker, against a plain kafkajs transactional producer loop writing the same records to the
+ * process) → a real broker, against a bare transactional producer loop of the same client (kafkajs 2.2.4 with
+ * redtail's record encoder and partitioner under it, sinks/kafka/kafkajsSeam.ts) writing the same records to the
  * same broker in the same run (the reference ceiling: no Redis, no replication, no event building).
  *
  * 1. Sustained throughput for BENCH_SECONDS: BENCH_WRITERS clients send pipelines of BENCH_PIPELINE SETs to the
@@ -464,7 +466,7 @@ async function referenceChild(args: ChildArgs): Promise<void> {
     transactionalId: `bench-${args.id}-ref`,
     idempotent: true,
     maxInFlightRequests: 1,
-    createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
+    createPartitioner: createJavaCompatiblePartitioner,
   });
   await producer.connect();
   const replid = randomBytes(20).toString('hex');
@@ -707,7 +709,7 @@ async function main(): Promise<void> {
         '',
       ],
       [
-        'kafkajs txn loop (bare)',
+        'kafkajs + redtail encoder txn loop (bare)',
         fmt(ref.eventsPerSec),
         fmt(ref.events),
         cpu(ref.cpuPerM),
@@ -728,7 +730,7 @@ async function main(): Promise<void> {
       bareLoopVsJavaTxn: ref.eventsPerSec / javaTxnRate,
     };
     console.log(
-      `ratios: redtail stream / bare kafkajs loop ${ratios.vsBareLoop.toFixed(2)}, / Java txn ${ratios.vsJavaTxn.toFixed(2)}, ` +
+      `ratios: redtail stream / bare client loop ${ratios.vsBareLoop.toFixed(2)}, / Java txn ${ratios.vsJavaTxn.toFixed(2)}, ` +
         `/ Java acks=all ${ratios.vsJavaPlain.toFixed(2)}; bare loop / Java txn ${ratios.bareLoopVsJavaTxn.toFixed(2)}; ` +
         `p99 latency redtail / bare loop ${(rt.p99 / ref.p99).toFixed(2)}x; events per transaction ${fmt(rt.eventsPerTxn ?? 0)}`,
     );

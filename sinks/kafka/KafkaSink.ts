@@ -27,13 +27,14 @@ import {
 import { assertKafkajsSeam, kafkajs } from './kafkajsSeam.js';
 import { type BuiltMessages, buildMessages, chunkMessages, type OutMessage } from './messages.js';
 import { type CheckpointRecord, checkpointMessage, positionOf, readLastCheckpoint } from './OffsetsTopic.js';
+import { createJavaCompatiblePartitioner } from './partitioner.js';
 import { readToEnd } from './readToEnd.js';
 import { type LiveState, type ReconcilePlan, StateReconciler, stateTopicPattern } from './StateReconciler.js';
 import type { StateRule } from './StateTopic.js';
 import { type TopicKind, TopicManager } from './TopicManager.js';
 import { TopicRouter } from './TopicRouter.js';
 
-const { CompressionTypes, Kafka: KafkaClient, Partitioners, logLevel } = kafkajs;
+const { CompressionTypes, Kafka: KafkaClient, logLevel } = kafkajs;
 
 const CODEC_TYPES: Record<Compression, number> = {
   gzip: CompressionTypes.GZIP,
@@ -244,8 +245,9 @@ export class KafkaSink implements Sink {
   private producerConfig(kind: 'transactional' | 'idempotent' | 'plain'): ProducerConfig {
     const cfg: ProducerConfig = {
       allowAutoTopicCreation: false,
-      // Java-compatible murmur2, so other Kafka clients map a key to the same partition.
-      createPartitioner: Partitioners.DefaultPartitioner,
+      // Java-compatible murmur2, so other Kafka clients map a key to the same partition (kafkajs' DefaultPartitioner's
+      // rules without its BigInt arithmetic: partitioner.ts).
+      createPartitioner: createJavaCompatiblePartitioner,
       maxInFlightRequests: 1,
       idempotent: kind !== 'plain',
       retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },

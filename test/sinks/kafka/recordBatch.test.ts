@@ -10,6 +10,7 @@ import {
   type ProduceArgs,
   produceRequestV3,
 } from '../../../sinks/kafka/kafkajsSeam.js';
+import { createJavaCompatiblePartitioner, murmur2 } from '../../../sinks/kafka/partitioner.js';
 import type { WireRecord } from '../../../sinks/kafka/recordBatch.js';
 
 /**
@@ -232,5 +233,50 @@ describe('grouping by partition', () => {
     const args = { topic: 't', partitionMetadata: [{}, {}, {}, {}, {}], messages, partitioner };
     expect(groupMessagesPerPartition(args)).toEqual(theirGrouping(args));
     expect(groupMessagesPerPartition({ ...args, partitionMetadata: [] })).toEqual({});
+  });
+});
+
+describe('partitioner', () => {
+  const theirMurmur2 = require(join(root, 'src/producer/partitioners/default/murmur2.js')) as (
+    k: unknown,
+  ) => number;
+  const { DefaultPartitioner } = require(join(root, 'src/producer/partitioners/index.js')) as {
+    DefaultPartitioner: () => (a: unknown) => number;
+  };
+
+  it('hashes every key as kafkajs (and so Java) does: all lengths 0..80, random bytes and UTF-8 strings', () => {
+    for (let len = 0; len <= 80; len++)
+      for (let r = 0; r < 20; r++) {
+        const key = randomBytes(len);
+        expect(murmur2(key)).toBe(theirMurmur2(key));
+      }
+    // Java's Utils.murmur2 check values (kafka clients' UtilsTest.testMurmur2).
+    expect(murmur2(b('21'))).toBe(-973932308);
+    expect(murmur2(b('foobar'))).toBe(-790332482);
+    expect(murmur2(b('a-little-bit-long-string'))).toBe(-985981536);
+  });
+
+  it('picks the partition kafkajs DefaultPartitioner picks for keyed, string-keyed and explicit-partition messages', () => {
+    const partitionMetadata = Array.from({ length: 7 }, (_, i) => ({
+      partitionId: i,
+      leader: i === 3 ? -1 : 1,
+    }));
+    const ours = createJavaCompatiblePartitioner();
+    const theirs = DefaultPartitioner();
+    for (let i = 0; i < 2000; i++) {
+      const message =
+        i % 3 === 0
+          ? { key: randomBytes(i % 40) }
+          : i % 3 === 1
+            ? { key: `user:${i}` }
+            : { key: b('x'), partition: i % 7 };
+      const args = { topic: 't', partitionMetadata, message };
+      expect(ours(args)).toBe(theirs(args));
+    }
+    // Keyless: round-robin over partitions with a leader only.
+    const seen = new Set(
+      Array.from({ length: 60 }, () => ours({ topic: 't', partitionMetadata, message: {} })),
+    );
+    expect([...seen].sort()).toEqual([0, 1, 2, 4, 5, 6]);
   });
 });
