@@ -162,13 +162,31 @@ function provide(rel: string, exports: unknown): void {
  * Installs the replacements and returns kafkajs. Modules that captured the originals because something loaded
  * kafkajs before this module (a test importing 'kafkajs' first) are dropped from the cache and load again around
  * the replacements: that gives a second `Kafka` class, but the protocol, network and error modules stay shared.
+ * `seamActive` tells whether kafkajs' producer really runs on them.
  */
 function install(): KafkaJs {
   if (installed !== KAFKAJS_VERSION) return require('kafkajs') as KafkaJs;
-  for (const rel of [...PRODUCER_CHAIN, ...PRODUCE_REQUESTS]) delete require.cache[file(rel)];
+  for (const rel of [...PRODUCER_CHAIN, ...PRODUCE_REQUESTS]) {
+    // Only modules that ran: an entry not loaded yet is the ESM loader's placeholder for an `import 'kafkajs'`
+    // linked but not evaluated (Node hands that very object to its evaluation and asserts it is still cached);
+    // it loads later, after the replacements, and so picks them up.
+    if (require.cache[file(rel)]?.loaded === true) delete require.cache[file(rel)];
+  }
   provide('src/producer/groupMessagesPerPartition.js', groupMessagesPerPartition);
   provide(PRODUCE_REQUESTS[0] as string, produceRequestV3);
   return require('kafkajs') as KafkaJs;
+}
+
+/** Whether the loaded kafkajs producer path uses the replacements (its sendMessages module required ours). */
+export function seamActive(): boolean {
+  const grouping = require.cache[file('src/producer/groupMessagesPerPartition.js')];
+  const sendMessages = require.cache[file('src/producer/sendMessages.js')];
+  return (
+    grouping?.exports === groupMessagesPerPartition &&
+    sendMessages?.loaded === true &&
+    sendMessages.children.includes(grouping) &&
+    require.cache[file(PRODUCE_REQUESTS[0] as string)]?.exports === produceRequestV3
+  );
 }
 
 /** kafkajs, with redtail's record encoding and partition grouping under its producer. */
