@@ -24,7 +24,7 @@ import {
   KafkaUnreachableError,
   kafkaCodes,
 } from './errors.js';
-import { assertKafkajsSeam, kafkajs } from './kafkajsSeam.js';
+import { assertKafkajsSeam, kafkajs, seamActive } from './kafkajsSeam.js';
 import { type BuiltMessages, buildMessages, chunkMessages, type OutMessage } from './messages.js';
 import { type CheckpointRecord, checkpointMessage, positionOf, readLastCheckpoint } from './OffsetsTopic.js';
 import { createJavaCompatiblePartitioner } from './partitioner.js';
@@ -229,7 +229,14 @@ export class KafkaSink implements Sink {
     const record = await this.readCheckpoint();
     this.lastPosition = positionOf(record);
     this.logger.info(
-      { mode: this.mode, checkpoint: this.lastPosition, offsetsTopic: this.config.offsetsTopic },
+      {
+        mode: this.mode,
+        checkpoint: this.lastPosition,
+        offsetsTopic: this.config.offsetsTopic,
+        // Which code turns records into Produce requests (kafkajsSeam.ts): 'redtail', or kafkajs' own if the
+        // replacements did not take.
+        encoder: seamActive() ? 'redtail' : 'kafkajs',
+      },
       'kafka sink: open',
     );
     return this.lastPosition;
