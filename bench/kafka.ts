@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { Kafka as KafkaClient, Message } from 'kafkajs';
+import { registerGzipLevel } from '../sinks/kafka/codecs.js';
 import { kafkajs } from '../sinks/kafka/kafkajsSeam.js';
 import { createJavaCompatiblePartitioner } from '../sinks/kafka/partitioner.js';
 import { freePort } from '../test/harness/ports.js';
@@ -46,6 +47,8 @@ const PIPELINE = Number(process.env.BENCH_PIPELINE ?? 500);
 const VALUE_BYTES = Number(process.env.BENCH_VALUE_BYTES ?? 100);
 /** Compression of redtail's sink, the reference loop and Java's producer alike (gzip: the sink's default). */
 const COMPRESSION = process.env.BENCH_COMPRESSION ?? 'gzip';
+/** zlib level of redtail's sink and the bare loop with gzip (the Java rows keep the Java client's default, 6). */
+const GZIP_LEVEL = Number(process.env.BENCH_GZIP_LEVEL ?? 6);
 const MAX_LAG = Number(process.env.BENCH_MAX_LAG ?? 20_000);
 const KEYS = 10_000;
 /** Keys the master holds when redtail connects (its snapshot phase); 0 skips it. */
@@ -257,6 +260,7 @@ async function benchRedtail(
           transactionalId: `bench-${id}`,
           name: 'bench',
           compression: COMPRESSION,
+          gzipLevel: GZIP_LEVEL,
         },
       },
       ...(IN_FLIGHT ? { pipeline: { maxInFlightBatches: IN_FLIGHT } } : {}),
@@ -474,6 +478,7 @@ async function referenceChild(args: ChildArgs): Promise<void> {
   let txns = 0;
   let txnMs = 0;
   const compression = CODECS[COMPRESSION] ?? CompressionTypes.GZIP;
+  registerGzipLevel(GZIP_LEVEL);
   // As the sink does: the records in requests of at most CHUNK_BYTES, the checkpoint record with the last one.
   const commit = async (messages: Message[]) => {
     const t = performance.now();
@@ -649,7 +654,7 @@ async function main(): Promise<void> {
     console.log(
       `bench:kafka  brokers ${list.join(',')}  ${WRITERS} writers x ${PIPELINE}-SET pipelines, ${VALUE_BYTES}-byte values, ` +
         `${SECONDS} s throughput + ${LATENCY_SECONDS} s latency per side, snapshot ${fmt(SNAPSHOT_KEYS)} keys, ` +
-        `compression ${COMPRESSION}; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
+        `compression ${COMPRESSION}${COMPRESSION === 'gzip' ? ` (level ${GZIP_LEVEL})` : ''}; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
     );
     let latencyRate = Number(process.env.BENCH_RATE ?? 0);
     const rt = await benchRedtail(kafka, list, id, (tput) => {

@@ -6,7 +6,7 @@ import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
 import { scrub } from '../../src/observe/redact.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
 import { backoffDelay } from '../../src/retry.js';
-import { registerCodec } from './codecs.js';
+import { registerCodec, registerGzipLevel } from './codecs.js';
 import {
   type Compression,
   type KafkaSinkOptions,
@@ -212,6 +212,7 @@ export class KafkaSink implements Sink {
   private async openOnce(): Promise<ReplicationPosition | null> {
     if (this.config.compression === 'lz4' || this.config.compression === 'snappy')
       await registerCodec(this.config.compression);
+    if (this.config.compression === 'gzip') registerGzipLevel(this.config.gzipLevel);
     const admin = this.kafka.admin({ retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 } });
     this.admin = admin;
     await admin.connect();

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { registerCodec } from '../../../sinks/kafka/codecs.js';
+import { registerCodec, registerGzipLevel } from '../../../sinks/kafka/codecs.js';
+import { resolveKafkaSinkConfig } from '../../../sinks/kafka/config.js';
 import { crc32c, crc32cImplementation, crc32cJs } from '../../../sinks/kafka/crc32c.js';
 import {
   groupMessagesPerPartition,
@@ -278,5 +279,39 @@ describe('partitioner', () => {
       Array.from({ length: 60 }, () => ours({ topic: 't', partitionMetadata, message: {} })),
     );
     expect([...seen].sort()).toEqual([0, 1, 2, 4, 5, 6]);
+  });
+});
+
+describe('gzipLevel', () => {
+  afterEach(() => registerGzipLevel(6));
+
+  it('compresses at the configured zlib level; kafkajs decodes the batch back to the same records', async () => {
+    const records = SHAPES['redtail events (five Buffer headers)']!();
+    const sizes = new Map<number, number>();
+    for (const level of [1, 9]) {
+      registerGzipLevel(level);
+      const args: ProduceArgs = {
+        acks: -1,
+        timeout: 1000,
+        compression: 1,
+        topicData: [{ topic: 't', partitions: [{ partition: 0, messages: records, firstSequence: 0 }] }],
+      };
+      const body = ((await produceRequestV3(args).encode()) as unknown as { buffer: Buffer }).buffer;
+      const batch = body.subarray(2 + 2 + 4 + 4 + 2 + 1 + 4 + 4 + 4);
+      sizes.set(level, batch.length);
+      const decoded = await decodeBatch(new Decoder(batch));
+      expect(decoded.records.map((r) => r.value)).toEqual(records.map((r) => r.value));
+    }
+    expect(sizes.get(1)!).toBeGreaterThan(sizes.get(9)!);
+  });
+
+  it('is 6 by default and must be 1..9', () => {
+    expect(resolveKafkaSinkConfig('kafka://127.0.0.1:9092').gzipLevel).toBe(6);
+    expect(resolveKafkaSinkConfig('kafka://127.0.0.1:9092?gzipLevel=1').gzipLevel).toBe(1);
+    expect(resolveKafkaSinkConfig('kafka://127.0.0.1:9092', { gzipLevel: 9 }).gzipLevel).toBe(9);
+    expect(() => resolveKafkaSinkConfig('kafka://127.0.0.1:9092?gzipLevel=0')).toThrow(/gzipLevel=0 must be/);
+    expect(() => resolveKafkaSinkConfig('kafka://127.0.0.1:9092', { gzipLevel: 10 })).toThrow(
+      /from 1 .* to 9/,
+    );
   });
 });
