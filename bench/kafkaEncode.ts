@@ -3,12 +3,14 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { registerCodec } from '../sinks/kafka/codecs.js';
 import { groupMessagesPerPartition, type ProduceArgs, produceRequestV3 } from '../sinks/kafka/kafkajsSeam.js';
+import { createJavaCompatiblePartitioner } from '../sinks/kafka/partitioner.js';
 import type { WireRecord } from '../sinks/kafka/recordBatch.js';
 
 /**
- * `npm run bench:kafka-encode`: CPU per record of turning one transaction's records into Produce request bytes,
- * redtail's encoder (sinks/kafka/recordBatch.ts) against kafkajs 2.2.4's own (its produce v3 request module and
- * groupMessagesPerPartition, loaded from its files), alternating in one process, no broker. Records are shaped as
+ * `npm run bench:kafka-encode`: CPU per record of turning one transaction's records into Produce request bytes
+ * (partitioning, grouping by partition, encoding, compression), redtail's path (partitioner.ts, kafkajsSeam.ts,
+ * recordBatch.ts) against kafkajs 2.2.4's own (DefaultPartitioner, groupMessagesPerPartition and its produce v3
+ * request module, loaded from its files), alternating in one process, no broker. Records are shaped as
  * the sink writes them: ~200-byte event JSON values (views into one buffer), key, five cached Buffer headers.
  * BENCH_RECORDS per request (default 4000, over 3 partitions), BENCH_SECONDS per round (default 2), 3 rounds each.
  */
@@ -34,7 +36,16 @@ const kafkajsGrouping = original<typeof groupMessagesPerPartition>(
   'src/producer/groupMessagesPerPartition.js',
 );
 const Long = require(join(root, 'src/utils/long.js')) as { fromValue(v: number): unknown };
-const murmur2 = require(join(root, 'src/producer/partitioners/default/murmur2.js')) as (k: Buffer) => number;
+type Partitioner = (a: { topic: string; partitionMetadata: unknown[]; message: WireRecord }) => number;
+const { DefaultPartitioner } = require(join(root, 'src/producer/partitioners/index.js')) as {
+  DefaultPartitioner: () => Partitioner;
+};
+const PARTITIONS = [0, 1, 2].map((partitionId) => ({ partitionId, leader: 1 }));
+/** Each side with its own partitioner: kafkajs' DefaultPartitioner, or the sink's (partitioner.ts). */
+const PARTITIONERS = {
+  kafkajs: DefaultPartitioner(),
+  ours: createJavaCompatiblePartitioner() as Partitioner,
+};
 
 function records(): WireRecord[] {
   const replid = Buffer.from(randomBytes(20).toString('hex'));
@@ -69,12 +80,10 @@ function records(): WireRecord[] {
   return out;
 }
 
-const partitioner = ({ message }: { message: WireRecord }) =>
-  (murmur2(message.key as Buffer) & 0x7fffffff) % 3;
-
 async function once(which: 'ours' | 'kafkajs', recs: WireRecord[], compression: number): Promise<number> {
   const group = which === 'ours' ? groupMessagesPerPartition : kafkajsGrouping;
-  const byPartition = group({ topic: 't', partitionMetadata: [{}, {}, {}], messages: recs, partitioner });
+  const partitioner = PARTITIONERS[which];
+  const byPartition = group({ topic: 't', partitionMetadata: PARTITIONS, messages: recs, partitioner });
   const partitions = Object.entries(byPartition).map(([p, messages], i) => ({
     partition: Number(p),
     messages,
