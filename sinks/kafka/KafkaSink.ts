@@ -519,7 +519,7 @@ export class KafkaSink implements Sink {
           records.map((r) => r.topic),
           this.topicKind,
         );
-        const chunks = chunkMessages(records, maxBatchBytes);
+        const chunks = chunkMessages(records, maxBatchBytes, this.topics!.partitionCount);
         const compression = CODEC_TYPES[this.config.compression];
         const timeout = this.config.requestTimeoutMs;
         const producer = this.producer!;
