@@ -53,7 +53,10 @@ export interface KafkaSinkOptions {
   createTopics?: boolean;
   /** Extra topic configs for created event topics (options only). */
   topicConfig?: Record<string, string>;
-  /** Upper bound for one produce request's records; larger batches become several sends in one transaction. */
+  /**
+   * Upper bound for one partition's record batch in a produce request (estimated, before compression); more
+   * becomes several sends in one transaction (messages.ts `chunkMessages`).
+   */
   maxBatchBytes?: number;
   /**
    * Upper bound for one transaction's records (estimated, before compression): batches that queue up while a
