@@ -1,5 +1,7 @@
-import kafkajs from 'kafkajs';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { KafkaConfigError } from './errors.js';
+import { kafkajs } from './kafkajsSeam.js';
 
 /**
  * LZ4 and Snappy for kafkajs, which ships gzip only. Both codec packages are Node-API builds published per
@@ -26,6 +28,24 @@ const XERIAL_HEADER = 16;
 const XERIAL_BLOCK = 32 * 1024;
 
 const registered = new Set<ExtraCodec>();
+
+const gzipAt = promisify(zlib.gzip);
+const unzip = promisify(zlib.unzip);
+let gzipLevelRegistered = 6;
+
+/**
+ * Makes kafkajs' gzip codec compress at zlib `level` (kafkajs' own uses zlib's default, 6), process-wide: the last
+ * sink to open sets it. Decompression is unchanged (any level reads the same).
+ */
+export function registerGzipLevel(level: number): void {
+  if (level === gzipLevelRegistered) return;
+  const { CompressionCodecs, CompressionTypes } = kafkajs;
+  CompressionCodecs[CompressionTypes.GZIP] = () => ({
+    compress: (encoder: { buffer: Buffer }) => gzipAt(encoder.buffer, { level }),
+    decompress: (buffer: Buffer) => unzip(buffer),
+  });
+  gzipLevelRegistered = level;
+}
 
 /**
  * Makes kafkajs able to produce and consume `codec` batches, process-wide (kafkajs keeps its codecs in a module

@@ -4,6 +4,7 @@ import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
 import { encodeEventLine, encodeJsonLine } from '../../src/events/EventEncoder.js';
 import { NdjsonWriter, ndjsonEncodes } from '../../src/events/NdjsonEncoder.js';
 import { hugeBytesOf, measureEvent, type OversizePolicy, referenceEvent } from './oversize.js';
+import { murmur2 } from './partitioner.js';
 import { type StateRule, stateEffect, stateValue } from './StateTopic.js';
 import type { TopicRouter } from './TopicRouter.js';
 
@@ -232,29 +233,72 @@ function encodeValues(events: ChangeEvent[], limit: number): { values: Buffer[];
 }
 
 /**
- * Splits records into produce requests of at most `maxBytes` (estimated, before compression), keeping record
- * order within each topic. Each chunk becomes one `sendBatch` inside the same transaction.
+ * Upper bound of one Produce request when the partition of each record is known. The broker's limits are per record
+ * batch, i.e. per partition (`max.message.bytes`, ~1 MB by default), and per request only at
+ * `socket.request.max.bytes` (100 MB by default); this stays far below the latter.
  */
-export function chunkMessages(messages: OutMessage[], maxBytes: number): TopicMessages[][] {
+export const MAX_REQUEST_BYTES = 16_000_000;
+
+/** The partition count of a topic, when known (TopicManager), to bound requests per partition batch. */
+export type PartitionCount = (topic: string) => number | undefined;
+
+/**
+ * Splits records into produce requests, keeping record order within each topic. Each chunk becomes one `sendBatch`
+ * inside the same transaction, and the sends of a transaction go one after the other (kafkajs holds a per-broker
+ * lock around each Produce), so fewer, larger requests save round trips. A record's partition is computed as the
+ * producer will (partitioner.ts) when its topic's partition count is known: then `maxBytes` (estimated, before
+ * compression) bounds each partition's batch, which is what the broker limits, and MAX_REQUEST_BYTES the request.
+ * Otherwise `maxBytes` bounds all of that topic's records in the request, as one batch would be.
+ */
+export function chunkMessages(
+  messages: OutMessage[],
+  maxBytes: number,
+  partitionCount: PartitionCount = () => undefined,
+): TopicMessages[][] {
   const chunks: TopicMessages[][] = [];
   let current = new Map<string, Message[]>();
+  /** Bytes per topic and partition in the current chunk; partition -1: the topic as a whole. */
+  let batches = new Map<string, Map<number, number>>();
   let bytes = 0;
   const flush = () => {
     if (current.size === 0) return;
     chunks.push([...current].map(([topic, msgs]) => ({ topic, messages: msgs })));
     current = new Map();
+    batches = new Map();
     bytes = 0;
   };
   for (const m of messages) {
-    if (bytes > 0 && bytes + m.size > maxBytes) flush();
+    const partition = partitionOf(m, partitionCount(m.topic));
+    let batch = batches.get(m.topic)?.get(partition) ?? 0;
+    if (bytes > 0 && (batch + m.size > maxBytes || bytes + m.size > MAX_REQUEST_BYTES)) {
+      flush();
+      batch = 0;
+    }
     let list = current.get(m.topic);
     if (!list) {
       list = [];
       current.set(m.topic, list);
     }
     list.push(m.message);
+    let perPartition = batches.get(m.topic);
+    if (!perPartition) {
+      perPartition = new Map();
+      batches.set(m.topic, perPartition);
+    }
+    perPartition.set(partition, batch + m.size);
     bytes += m.size;
   }
   flush();
   return chunks;
+}
+
+/** The record's partition as createJavaCompatiblePartitioner picks it, or -1 when it cannot be known here. */
+function partitionOf(m: OutMessage, count: number | undefined): number {
+  if (count === undefined || count < 1) return -1;
+  const { partition, key } = m.message;
+  if (partition !== undefined && partition !== null) return partition;
+  // Round-robin (no key, no partition; the sink always sets one or the other): sized with the topic's -1 bucket.
+  if (key === null || key === undefined) return -1;
+  const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+  return (murmur2(bytes) & 0x7fffffff) % count;
 }
