@@ -117,7 +117,7 @@ async function round(which: 'ours' | 'kafkajs', recs: WireRecord[], compression:
 }
 
 async function main(): Promise<void> {
-  await registerCodec('lz4');
+  for (const codec of ['lz4', 'snappy', 'zstd'] as const) await registerCodec(codec);
   const recs = records();
   const load = (await import('node:os')).loadavg().map((l) => l.toFixed(2));
   process.stdout.write(
@@ -126,7 +126,9 @@ async function main(): Promise<void> {
   for (const [name, compression] of [
     ['none', 0],
     ['gzip', 1],
+    ['snappy', 2],
     ['lz4', 3],
+    ['zstd', 4],
   ] as const) {
     const ours: number[] = [];
     const theirs: number[] = [];

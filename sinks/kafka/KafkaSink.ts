@@ -40,6 +40,7 @@ const CODEC_TYPES: Record<Compression, number> = {
   gzip: CompressionTypes.GZIP,
   lz4: CompressionTypes.LZ4,
   snappy: CompressionTypes.Snappy,
+  zstd: CompressionTypes.ZSTD,
   none: CompressionTypes.None,
 };
 
@@ -210,8 +211,8 @@ export class KafkaSink implements Sink {
   }
 
   private async openOnce(): Promise<ReplicationPosition | null> {
-    if (this.config.compression === 'lz4' || this.config.compression === 'snappy')
-      await registerCodec(this.config.compression);
+    const codec = this.config.compression;
+    if (codec === 'lz4' || codec === 'snappy' || codec === 'zstd') await registerCodec(codec);
     if (this.config.compression === 'gzip') registerGzipLevel(this.config.gzipLevel);
     const admin = this.kafka.admin({ retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 } });
     this.admin = admin;
