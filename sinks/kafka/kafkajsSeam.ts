@@ -174,7 +174,44 @@ function install(): KafkaJs {
   }
   provide('src/producer/groupMessagesPerPartition.js', groupMessagesPerPartition);
   provide(PRODUCE_REQUESTS[0] as string, produceRequestV3);
+  quietThrottleCheck();
   return require('kafkajs') as KafkaJs;
+}
+
+/** kafkajs' RequestQueue fields that its pending-request check reads (src/network/requestQueue/index.js). */
+interface RequestQueueInternals {
+  throttledUntil: number;
+  throttleCheckTimeoutId: NodeJS.Timeout | null;
+  pending: unknown[];
+  checkPendingRequests(): void;
+}
+
+/** kafkajs' CHECK_PENDING_REQUESTS_INTERVAL. */
+const CHECK_PENDING_MS = 10;
+
+/**
+ * kafkajs' RequestQueue schedules its pending-request check at `throttledUntil - Date.now()` even when nothing is
+ * throttled (`throttledUntil` is -1): a delay of minus the current time, which Node runs after 1 ms but, since Node
+ * 24, also reports on stderr as a TimeoutNegativeWarning, once per process, from every redtail with a Kafka sink.
+ * The same schedule, with the delay clamped to Node's own 1 ms. The class is shared whatever loaded kafkajs first,
+ * so patching its prototype reaches every queue; like the rest of the seam, only on kafkajs 2.2.4.
+ */
+function quietThrottleCheck(): void {
+  const RequestQueue = require(file('src/network/requestQueue/index.js')) as {
+    prototype: { scheduleCheckPendingRequests(this: RequestQueueInternals): void };
+  };
+  RequestQueue.prototype.scheduleCheckPendingRequests = function (this: RequestQueueInternals) {
+    if (this.throttleCheckTimeoutId) return;
+    let delay = this.throttledUntil - Date.now();
+    if (this.pending.length > 0 && delay <= 0) delay = CHECK_PENDING_MS;
+    this.throttleCheckTimeoutId = setTimeout(
+      () => {
+        this.throttleCheckTimeoutId = null;
+        this.checkPendingRequests();
+      },
+      Math.max(1, delay),
+    );
+  };
 }
 
 /** Whether the loaded kafkajs producer path uses the replacements (its sendMessages module required ours). */

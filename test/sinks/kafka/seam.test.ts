@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -34,5 +34,35 @@ describe('kafkajs seam', () => {
         `console.log(JSON.stringify({ active: s.seamActive(), same: k.Kafka === s.kafkajs.Kafka }));`,
     );
     expect(r).toEqual({ active: true, same: false });
+  });
+
+  it("schedules kafkajs' idle request-queue check without a negative timeout (no TimeoutNegativeWarning)", () => {
+    // What every connection does when its queue is idle: throttledUntil is -1, so kafkajs asked for a delay of
+    // minus the current time, and Node 24+ printed a TimeoutNegativeWarning on stderr.
+    const queue = (withSeam: boolean) =>
+      spawnSync(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `${withSeam ? `await import('${seam}');` : ''} import { createRequire } from 'node:module'; ` +
+            `const require = createRequire(import.meta.url); ` +
+            `const RequestQueue = require('kafkajs/src/network/requestQueue/index.js'); ` +
+            `const q = new RequestQueue({ instrumentationEmitter: null, maxInFlightRequests: 1, requestTimeout: 1000, ` +
+            `enforceRequestTimeout: false, clientId: 't', broker: 'b', logger: { debug() {}, info() {}, warn() {}, error() {} }, ` +
+            `isConnected: () => true }); ` +
+            `let checked = 0; q.checkPendingRequests = () => { checked++; }; q.scheduleCheckPendingRequests(); ` +
+            `setTimeout(() => console.log(checked), 50);`,
+        ],
+        { cwd: root, encoding: 'utf8' },
+      );
+    const plain = queue(false);
+    const patched = queue(true);
+    // The check still runs (after 1 ms, as Node ran the negative delay), only the warning is gone.
+    expect(plain.stdout.trim()).toBe('1');
+    expect(patched.stdout.trim()).toBe('1');
+    if (Number(process.versions.node.split('.')[0]) >= 24)
+      expect(plain.stderr).toMatch(/TimeoutNegativeWarning/);
+    expect(patched.stderr).not.toMatch(/TimeoutNegativeWarning/);
   });
 });
