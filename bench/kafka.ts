@@ -21,6 +21,9 @@ import { runJava } from './kafkaClients.js';
  * redtail's record encoder and partitioner under it, sinks/kafka/kafkajsSeam.ts) writing the same records to the
  * same broker in the same run (the reference ceiling: no Redis, no replication, no event building).
  *
+ * 0. Issue 12's own load (BENCH_BURST_N, default 50,000; 0 skips it): a `redis-benchmark -P 32 -t
+ *    set,hset,lpush,sadd,zadd,incr` burst with no bound on redtail's lag, timed until redtail's acknowledged
+ *    (Kafka-committed) offset reaches the master's (`burstPhase`).
  * 1. Sustained throughput for BENCH_SECONDS: BENCH_WRITERS clients send pipelines of BENCH_PIPELINE SETs to the
  *    master as fast as they can while at most BENCH_MAX_LAG events are written but not yet visible to a
  *    read_committed consumer of redtail's topic (so the master's replica buffer stays bounded and the figure is
@@ -55,6 +58,9 @@ const KEYS = 10_000;
 const SNAPSHOT_KEYS = Number(process.env.BENCH_SNAPSHOT_KEYS ?? 300_000);
 /** redtail's `pipeline.maxInFlightBatches` (unset: its default). */
 const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 0);
+/** redis-benchmark -n of the burst phase (issue 12's own load); 0 skips it. */
+const BURST_N = Number(process.env.BENCH_BURST_N ?? 50_000);
+const BURST_TESTS = 'set,hset,lpush,sadd,zadd,incr';
 /** The reference loop's transactions: records for up to 100 ms (as ProducerPerformance's), sent in ≤ 900 KB requests. */
 const TXN_MS = 100;
 const CHUNK_BYTES = 900_000;
@@ -336,6 +342,9 @@ async function benchRedtail(
       if (i > 120 || redtail.exitCode !== null) throw new Error('redtail did not become ready');
     }
 
+    // 0. Issue 12's own load, unbounded: a redis-benchmark burst, then the catch-up.
+    if (BURST_N > 0) await burstPhase(master.port, redtail.pid ?? 0);
+
     // 1. Sustained throughput with a bounded lag.
     const counter = await countingConsumer(kafka, topic0);
     const txns0 = await countRecords(kafka, `bench-${id}.offsets`);
@@ -418,6 +427,46 @@ async function benchRedtail(
     rmSync(master.dir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Issue 12's load as a new user runs it: `redis-benchmark -P 32 -n BENCH_BURST_N -t set,hset,lpush,sadd,zadd,incr`
+ * at full speed against the master (one event per command), with no bound on redtail's lag: what it has not taken
+ * yet waits in the master's replica buffer and redtail's spool. Done when redtail's acknowledged offset (REPLCONF
+ * ACK: with ack=durable, what Kafka has committed; sent as the durable position moves) reaches the master's offset
+ * at the burst's end. Prints events/s from the burst's start, the catch-up after its end and CPU per million.
+ */
+async function burstPhase(port: number, pid: number): Promise<void> {
+  const info = () =>
+    execFileSync('redis-cli', ['-p', String(port), 'INFO', 'replication'], { encoding: 'utf8' });
+  const masterOffset = (text: string) => Number(/master_repl_offset:(\d+)/.exec(text)?.[1] ?? -1);
+  const ackedOffset = (text: string) =>
+    Math.max(-1, ...[...text.matchAll(/slave\d+:[^\r\n]*offset=(\d+)/g)].map((m) => Number(m[1])));
+  const tests = BURST_TESTS.split(',').length;
+  const cpu0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  const r = spawnSync(
+    'redis-benchmark',
+    ['-p', String(port), '-P', '32', '-q', '-n', String(BURST_N), '-t', BURST_TESTS],
+    {
+      stdio: 'ignore',
+    },
+  );
+  if (r.status !== 0) throw new Error(`redis-benchmark exited with ${r.status}`);
+  const t1 = performance.now();
+  const target = masterOffset(info());
+  while (ackedOffset(info()) < target) {
+    if (performance.now() - t1 > 600_000) throw new Error('burst: redtail did not catch up within 600 s');
+    await sleep(5);
+  }
+  const t2 = performance.now();
+  const events = BURST_N * tests;
+  console.log(
+    `redtail burst (redis-benchmark -P 32 -n ${fmt(BURST_N)} -t ${BURST_TESTS}): ${fmt(events)} events, ` +
+      `master ${fmt(events / ((t1 - t0) / 1000))} commands/s; redtail ${fmt(events / ((t2 - t0) / 1000))} events/s ` +
+      `into Kafka, caught up ${((t2 - t1) / 1000).toFixed(2)} s after the burst, ` +
+      `${(((cpuSeconds(pid) - cpu0) / events) * 1e6).toFixed(2)} CPU s per million events`,
+  );
 }
 
 /** The same records redtail writes for `SET bench:k:<n> <value>`: event JSON, key, headers, checkpoint record. */
