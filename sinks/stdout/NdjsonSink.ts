@@ -16,12 +16,17 @@ export interface NdjsonSinkOptions {
 
 interface Pending {
   bytes: Buffer | null;
+  /** The writer `bytes` is a view of (file only), given back once the bytes are written. */
+  writer: NdjsonWriter | null;
   /** Instead of `bytes`, for a batch with a huge value (src/events/hugeValue.ts): written piece by piece. */
   pieces?: NdjsonPiece[];
   checkpoint: ReplicationPosition | null;
   resolve: () => void;
   reject: (err: Error) => void;
 }
+
+/** Writers kept for reuse (each holds a buffer the size of the largest batch it encoded). */
+const FREE_WRITERS = 8;
 
 /** Checkpoint of a file that holds no resumable position yet (before the first snapshot has completed). */
 const NO_POSITION = '';
@@ -46,8 +51,13 @@ export class NdjsonSink implements Sink {
   private file: FileHandle | null = null;
   /** Size of the file after the last batch handed to writeData. */
   private fileSize = 0;
-  /** Huge byte strings are left out of the batch's buffer and written to the file in chunks (docs/events.md). */
-  private readonly writer = new NdjsonWriter().deferHuge();
+  /**
+   * Writers whose buffers are free. A file batch is encoded by a writer of its own and written from that writer's
+   * buffer, which goes back here once the bytes are in the file: no copy of every batch into a new Buffer (fresh
+   * memory is a page fault per 4 KB, 6 % of redtail's time draining into a file, bench/NOTES.md S3). Stdout copies:
+   * a stream may hold a buffer after taking it.
+   */
+  private readonly writers: NdjsonWriter[] = [];
   /** Encoded batches waiting for the commit loop, oldest first. */
   private pending: Pending[] = [];
   private committing: Promise<void> | null = null;
@@ -86,17 +96,25 @@ export class NdjsonSink implements Sink {
     if (this.failure) return Promise.reject(this.failure);
     let bytes: Buffer | null = null;
     let pieces: NdjsonPiece[] | undefined;
+    let writer: NdjsonWriter | null = null;
     if (batch.events.length > 0) {
-      const w = this.writer;
+      // Huge byte strings are left out of the batch's buffer and written to the file in chunks (docs/events.md).
+      const w = this.writers.pop() ?? new NdjsonWriter().deferHuge();
       w.reset();
       for (const e of batch.events) w.event(e);
-      // A copy: the writer's buffer is reused for the next batch while this one may still wait for the file.
-      const p = w.pieces();
-      if (p.length === 1 && Buffer.isBuffer(p[0])) bytes = p[0];
-      else pieces = p;
+      if (this.file && !w.deferred) {
+        bytes = w.view();
+        writer = w;
+      } else {
+        // Copies, and the writer is free again at once.
+        const p = w.pieces();
+        this.writers.push(w);
+        if (p.length === 1 && Buffer.isBuffer(p[0])) bytes = p[0];
+        else pieces = p;
+      }
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ bytes, pieces, checkpoint: batch.checkpoint, resolve, reject });
+      this.pending.push({ bytes, writer, pieces, checkpoint: batch.checkpoint, resolve, reject });
       if (!this.committing) this.committing = this.commitLoop();
     });
   }
@@ -114,7 +132,7 @@ export class NdjsonSink implements Sink {
         const group = this.pending.splice(0);
         let checkpoint: Checkpoint | null = null;
         try {
-          const sizes = await this.writeData(group);
+          const sizes = await this.writeData(group).finally(() => this.freeWriters(group));
           for (let i = group.length - 1; i >= 0; i--) {
             const cp = group[i]!.checkpoint;
             if (cp) {
@@ -201,6 +219,15 @@ export class NdjsonSink implements Sink {
     await this.file?.datasync();
     this.fileSize = size;
     return sizes;
+  }
+
+  /** The group's bytes are in the file (or failed to get there): their writers' buffers may be reused. */
+  private freeWriters(group: Pending[]): void {
+    for (const g of group) {
+      if (g.writer && this.writers.length < FREE_WRITERS) this.writers.push(g.writer);
+      g.writer = null;
+      g.bytes = null;
+    }
   }
 
   private fail(err: Error, group: Pending[]): void {

@@ -85,6 +85,11 @@ export class NdjsonWriter {
     return this.buf.subarray(0, this.pos);
   }
 
+  /** True when byte strings were left out since the last reset (`deferHuge`): then `view()` lacks them. */
+  get deferred(): boolean {
+    return this.huge.length > 0;
+  }
+
   /** Appends one event as one line (with its trailing newline). */
   event(ev: ChangeEvent): void {
     (ENCODERS[ev.op] as (w: NdjsonWriter, ev: ChangeEvent) => void)(this, ev);
