@@ -1,7 +1,20 @@
-import { performance } from 'node:perf_hooks';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { setImmediate as turn } from 'node:timers/promises';
+import { NullSink } from '../sinks/null/NullSink.js';
+import { NdjsonSink } from '../sinks/stdout/NdjsonSink.js';
+import { FileCheckpointStore } from '../src/checkpoint/FileCheckpointStore.js';
 import { normalizeCommand } from '../src/commands/normalize.js';
 import type { ChangeEvent } from '../src/events/ChangeEvent.js';
 import { NdjsonWriter } from '../src/events/NdjsonEncoder.js';
+import { silentLogger } from '../src/observe/logger.js';
+import { Metrics } from '../src/observe/Metrics.js';
+import { SinkMonitor } from '../src/observe/SinkMonitor.js';
+import { Pipeline } from '../src/pipeline/Pipeline.js';
+import { Replicator } from '../src/pipeline/Replicator.js';
+import { skipSnapshot } from '../src/pipeline/SnapshotDecoder.js';
 import type { CommandArgs } from '../src/resp/CommandArgs.js';
 import { CommandFramer } from '../src/resp/CommandFramer.js';
 import { RespReader } from '../src/resp/RespReader.js';
@@ -17,6 +30,8 @@ import { RespReader } from '../src/resp/RespReader.js';
 
 const N = Number(process.argv[2] ?? 600_000);
 const ROUNDS = Number(process.argv[3] ?? 5);
+/** Only the stages whose name contains this (e.g. `normalize`), to repeat one of them under a noisy machine. */
+const ONLY = process.argv[4] ?? '';
 
 function resp(args: string[]): string {
   let s = `*${args.length}\r\n`;
@@ -93,14 +108,70 @@ function normalizeAll(data: Buffer, encode: boolean): { commands: number; events
   return { commands, events, bytes };
 }
 
-function time<T>(what: string, commands: number, f: () => T): T {
+/**
+ * What `redtail run` does after the spool: the replicator frames and normalizes, the pipeline batches, the sink (behind
+ * the SinkMonitor, as in `run`) writes; fed 64 KB at a time like the spool replayer, which stops while the pipeline
+ * holds back and yields to the event loop every 20 ms.
+ */
+async function replicate(data: Buffer, sinkKind: 'null' | 'file'): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'redtail-hotpath-'));
+  const logger = silentLogger();
+  const sink =
+    sinkKind === 'null'
+      ? new NullSink()
+      : new NdjsonSink({
+          name: 'file',
+          path: join(dir, 'events.ndjson'),
+          checkpoints: new FileCheckpointStore(join(dir, 'checkpoint.json')),
+        });
+  let paused = false;
+  let resume: (() => void) | null = null;
+  const pipeline = new Pipeline([new SinkMonitor(new Metrics(), 60_000).wrap(sink)], {
+    logger,
+    maxInFlightBatches: 16,
+    onBackpressure: (p) => {
+      paused = p;
+      if (!p) resume?.();
+    },
+  });
+  await pipeline.open();
+  const replicator = new Replicator({
+    pipeline,
+    normalize: normalizeCommand,
+    snapshot: skipSnapshot,
+    logger,
+    start: null,
+  });
+  replicator.fullResync('a'.repeat(40), 0);
+  replicator.snapshotEnd();
+  let until = performance.now() + 20;
+  for (let at = 0; at < data.length; at += CHUNK) {
+    replicator.commands(data.subarray(at, at + CHUNK), at + CHUNK);
+    if (paused) await new Promise<void>((r) => (resume = r));
+    else if (performance.now() > until) {
+      await turn();
+      until = performance.now() + 20;
+    }
+  }
+  await pipeline.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+let gcMs = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcMs += e.duration;
+}).observe({ entryTypes: ['gc'] });
+
+async function time<T>(what: string, commands: number, f: () => T | Promise<T>): Promise<T | undefined> {
+  if (!what.includes(ONLY)) return undefined;
   const c0 = cpuS();
+  const gc0 = gcMs;
   const t0 = performance.now();
-  const r = f();
+  const r = await f();
   const ms = performance.now() - t0;
   const cpu = cpuS() - c0;
   process.stdout.write(
-    `${what.padEnd(26)} ${((ms * 1e6) / commands).toFixed(0).padStart(5)} ns/command  ${(cpu / (commands / 1e6)).toFixed(2)} CPU s/M\n`,
+    `${what.padEnd(30)} ${((ms * 1e6) / commands).toFixed(0).padStart(5)} ns/command  ${(cpu / (commands / 1e6)).toFixed(2)} CPU s/M  GC ${((100 * (gcMs - gc0)) / ms).toFixed(0)} %\n`,
   );
   return r;
 }
@@ -110,7 +181,9 @@ const { commands } = normalizeAll(data, false);
 process.stdout.write(`${commands} commands, ${(data.length / 1e6).toFixed(1)} MB of stream\n`);
 for (let round = 0; round < ROUNDS; round++) {
   process.stdout.write(`round ${round + 1}\n`);
-  time('frame (link side)', commands, () => frame(data));
-  time('read + normalize', commands, () => normalizeAll(data, false));
-  time('read + normalize + encode', commands, () => normalizeAll(data, true));
+  await time('frame (link side)', commands, () => frame(data));
+  await time('read + normalize', commands, () => normalizeAll(data, false));
+  await time('read + normalize + encode', commands, () => normalizeAll(data, true));
+  await time('replicator + pipeline, null', commands, () => replicate(data, 'null'));
+  await time('replicator + pipeline, file', commands, () => replicate(data, 'file'));
 }

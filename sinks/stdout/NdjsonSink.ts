@@ -26,7 +26,7 @@ interface Pending {
 }
 
 /** Writers kept for reuse (each holds a buffer the size of the largest batch it encoded). */
-const FREE_WRITERS = 8;
+const FREE_WRITERS = 16;
 
 /** Checkpoint of a file that holds no resumable position yet (before the first snapshot has completed). */
 const NO_POSITION = '';

@@ -96,19 +96,24 @@ export class SinkMonitor {
       },
       open: (): Promise<ReplicationPosition | null> => sink.open(),
       close: () => sink.close(),
-      async write(batch: EventBatch): Promise<void> {
+      write(batch: EventBatch): Promise<void> {
         const started = Date.now();
-        // Counted now, applied once committed: holding the batch until then would keep its events alive through
-        // the sink's fsync (see Pipeline.startWrite).
+        // Counted now, applied once committed: holding the batch until then (an async function's frame would) keeps
+        // its events alive through the sink's fsync (see Pipeline.startWrite).
         const tally = batch.events.length > 0 ? tallyOps(batch) : null;
         w.writing.push(started);
-        try {
-          await sink.write(batch);
-        } finally {
-          // The oldest write still in flight is what a stall is measured from.
-          w.writing.splice(w.writing.indexOf(started), 1);
-        }
-        monitor.committed(w, tally, started);
+        // The oldest write still in flight is what a stall is measured from.
+        const settled = () => w.writing.splice(w.writing.indexOf(started), 1);
+        return sink.write(batch).then(
+          () => {
+            settled();
+            monitor.committed(w, tally, started);
+          },
+          (err: unknown) => {
+            settled();
+            throw err;
+          },
+        );
       },
     } as Sink;
   }

@@ -261,8 +261,15 @@ export class Pipeline {
     this.opts.onError?.(err);
   }
 
-  private async writeAll(batch: EventBatch): Promise<void> {
-    await Promise.all(this.sinks.map((s) => s.sink.write(this.forSink(s, batch))));
+  /** Not an async function: its suspended frame would hold the batch (and its events) until every sink is done. */
+  private writeAll(batch: EventBatch): Promise<unknown> {
+    try {
+      if (this.sinks.length === 1) return this.sinks[0]!.sink.write(this.forSink(this.sinks[0]!, batch));
+      return Promise.all(this.sinks.map((s) => s.sink.write(this.forSink(s, batch))));
+    } catch (err) {
+      // A sink that throws instead of rejecting fails the same way.
+      return Promise.reject(err);
+    }
   }
 
   private forSink(s: SinkState, batch: EventBatch): EventBatch {
