@@ -208,12 +208,8 @@ export class NdjsonWriter {
   binRange(b: Buffer, start: number, end: number): void {
     const n = end - start;
     let i = start;
-    // Plain printable ASCII, the common case, needs no escaping and no UTF-8 check.
-    while (i < end) {
-      const c = b[i]!;
-      if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) break;
-      i++;
-    }
+    // Plain printable ASCII, the common case, needs no escaping and no UTF-8 check (one table load per byte).
+    while (i < end && PLAIN[b[i]!] === 1) i++;
     if (i === end) {
       this.ensure(n + 2);
       const buf = this.buf;
@@ -510,6 +506,9 @@ const SHORT_ESCAPES: Record<number, number> = {
   92: 0x5c,
 };
 /** JSON.stringify's escape of each byte below 0x80 that needs one (2 or 6 bytes at ESC[c * 6]), length in ESC_LEN. */
+/** 1 for the bytes a JSON string holds as they are with no UTF-8 check: printable ASCII but `"` and `\`. */
+const PLAIN = new Uint8Array(256);
+for (let c = 0x20; c <= 0x7e; c++) if (c !== 0x22 && c !== 0x5c) PLAIN[c] = 1;
 const ESC = new Uint8Array(256 * 6);
 const ESC_LEN = new Uint8Array(256);
 for (let c = 0; c < 0x80; c++) {
