@@ -62,9 +62,50 @@ export interface LiveOptions {
   random: number;
   /** Directory for `node --cpu-prof` of redtail, or undefined. */
   profileDir?: string;
+  /**
+   * Members of each big collection: when set, the load is issue 13's big-collection one instead of the mixed one: a
+   * hash, a zset and a list of this many members each, loaded before redtail starts (so they arrive in its
+   * snapshot), then `n` member updates of each at full speed (`bigCollectionLoad`).
+   */
+  bigMembers?: number;
 }
 
 const TESTS = 'set,hset,lpush,sadd,zadd,incr';
+
+/**
+ * redis-benchmark's `__rand_int__` is 12 digits, zero-padded, below `-r`: the big hash's fields and the zset's
+ * members are named the same way, so every update hits an existing member. Lists have no such handle (LSET rejects
+ * a zero-padded index: string2ll refuses leading zeros), so the list's update is a rotation, `LMOVE big:list big:list
+ * RIGHT LEFT`: one element leaves the tail and enters the head, the length stays the same.
+ */
+const BIG_UPDATES: string[][] = [
+  ['HSET', 'big:hash', 'f__rand_int__', 'v__rand_int__'],
+  ['ZINCRBY', 'big:zset', '1', 'm__rand_int__'],
+  ['LMOVE', 'big:list', 'big:list', 'RIGHT', 'LEFT'],
+];
+
+const pad12 = (i: number) => String(i).padStart(12, '0');
+
+/** The three big collections, written as RESP through `redis-cli --pipe` (1,000 members per command). */
+function loadBigCollections(port: number, members: number, dir: string): void {
+  const resp = (args: string[]) =>
+    `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+  const parts: string[] = [];
+  for (let i = 0; i < members; i += 1000) {
+    const h = ['HSET', 'big:hash'];
+    const z = ['ZADD', 'big:zset'];
+    const l = ['RPUSH', 'big:list'];
+    for (let j = i; j < Math.min(members, i + 1000); j++) {
+      h.push(`f${pad12(j)}`, `v${j}`);
+      z.push(String(j), `m${pad12(j)}`);
+      l.push(`e${j}`);
+    }
+    parts.push(resp(h), resp(z), resp(l));
+  }
+  const file = join(dir, 'big.resp');
+  writeFileSync(file, parts.join(''));
+  execFileSync('sh', ['-c', `redis-cli -p ${port} --pipe < '${file}' > /dev/null`]);
+}
 
 export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
   const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-pglive-'));
@@ -77,6 +118,7 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
   await admin.connect();
   let redtail: ChildProcess | undefined;
   try {
+    if (opts.bigMembers) loadBigCollections(master.port, opts.bigMembers, dir);
     const cfg = join(dir, 'redtail.json');
     const inFlight = process.env.REDTAIL_BENCH_INFLIGHT;
     writeFileSync(
@@ -145,18 +187,12 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
     const cpu0 = cpu();
     const t0 = performance.now();
     const rnd = opts.random > 0 ? ['-r', String(opts.random)] : [];
-    await run('redis-benchmark', [
-      '-p',
-      String(master.port),
-      '-P',
-      '32',
-      '-q',
-      ...rnd,
-      '-n',
-      String(opts.n),
-      '-t',
-      TESTS,
-    ]);
+    const base = ['-p', String(master.port), '-P', '32', '-q', '-n', String(opts.n)];
+    if (opts.bigMembers) {
+      // The three updates at once, as three clients of one busy master would send them.
+      const r = ['-r', String(opts.bigMembers)];
+      await Promise.all(BIG_UPDATES.map((cmd) => run('redis-benchmark', [...base, ...r, ...cmd])));
+    } else await run('redis-benchmark', [...base, ...rnd, '-t', TESTS]);
     const t1 = performance.now();
     const t2 = await waitCaughtUp('redtail to catch up', 600_000);
     const cpu1 = cpu();
@@ -175,7 +211,7 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
     const perM = (s: number) => s / (events / 1e6);
     return {
       load: '',
-      commands: opts.n * TESTS.split(',').length,
+      commands: opts.n * (opts.bigMembers ? BIG_UPDATES.length : TESTS.split(',').length),
       events,
       burstS: (t1 - t0) / 1000,
       eventsPerSec: events / ((t2 - t0) / 1000),

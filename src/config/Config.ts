@@ -3,9 +3,12 @@ import type { TlsSettings } from '../link/tls.js';
 import { LOG_FORMATS, type LogFormat } from '../observe/logger.js';
 import { displayEndpoint } from '../observe/redact.js';
 import { applySecrets } from './applySecrets.js';
+import { defaults } from './defaults.js';
 import { ConfigError } from './errors.js';
 import { originsOf } from './origins.js';
 import { registerSecretsIn } from './secrets.js';
+
+export { defaults };
 
 /** Everything `redtail run` needs; see config/redtail.example.json and config/config.schema.json. */
 export interface RedtailConfig {
@@ -84,31 +87,6 @@ export interface RedtailConfig {
 
 export { ConfigError };
 
-export const defaults: RedtailConfig = {
-  master: 'redis://127.0.0.1:6379',
-  sinks: ['stdout'],
-  checkpoint: './redtail.checkpoint.json',
-  logLevel: 'info',
-  ack: 'durable',
-  snapshot: 'decode',
-  pipeline: {
-    maxBatchEvents: 2_000,
-    lingerMs: 10,
-    highWaterEvents: 50_000,
-    highWaterBytes: 64 * 1024 * 1024,
-    maxInFlightBatches: 16,
-  },
-  link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000, connectTimeoutMs: 10_000 },
-  spool: { enabled: true, maxBytes: 4 * 1024 ** 3, segmentBytes: 64 * 1024 ** 2, fsyncIntervalMs: 1_000 },
-  tls: {},
-  sinkOptions: {},
-  statsIntervalMs: 60_000,
-  waitForLock: false,
-  readiness: { duringSnapshot: false, sinkStallMs: 60_000 },
-  logFormat: 'auto',
-  shutdownTimeoutMs: 30_000,
-};
-
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Flags win over environment variables, which win over the config file, which wins over defaults. */
@@ -172,67 +150,15 @@ export function loadConfigWithOrigins({ file, env, flags }: ConfigSources): {
   config: RedtailConfig;
   origins: Map<string, string>;
 } {
-  let fromFile: Partial<RedtailConfig> = {};
   const path = file ?? env.REDTAIL_CONFIG;
-  if (path) {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-    }
-    try {
-      fromFile = JSON.parse(text) as Partial<RedtailConfig>;
-    } catch (err) {
-      throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
-    }
-    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile))
-      throw new ConfigError(`config file ${path} must hold a JSON object`);
-  }
-  const fromEnv: Partial<RedtailConfig> = {};
-  if (env.REDTAIL_MASTER) fromEnv.master = env.REDTAIL_MASTER;
-  if (env.REDTAIL_SINKS)
-    fromEnv.sinks = env.REDTAIL_SINKS.split(/\s+/)
-      .map((s) => s.trim())
-      .filter(Boolean);
-  if (env.REDTAIL_CHECKPOINT) fromEnv.checkpoint = env.REDTAIL_CHECKPOINT;
-  if (env.REDTAIL_LOG_LEVEL) fromEnv.logLevel = env.REDTAIL_LOG_LEVEL;
-  if (env.REDTAIL_ACK) fromEnv.ack = env.REDTAIL_ACK as RedtailConfig['ack'];
-  const spoolSetting = flags.spool ?? env.REDTAIL_SPOOL;
-  if (env.REDTAIL_WAIT_FOR_LOCK)
-    fromEnv.waitForLock = envBool('REDTAIL_WAIT_FOR_LOCK', env.REDTAIL_WAIT_FOR_LOCK);
-  if (env.REDTAIL_HTTP) fromEnv.http = env.REDTAIL_HTTP;
-  if (env.REDTAIL_LOG_FORMAT) fromEnv.logFormat = env.REDTAIL_LOG_FORMAT as LogFormat;
-  if (env.REDTAIL_SHUTDOWN_TIMEOUT_MS) fromEnv.shutdownTimeoutMs = Number(env.REDTAIL_SHUTDOWN_TIMEOUT_MS);
-
+  const fromFile = path ? readConfigFile(path) : {};
+  const fromEnv = envLayer(env);
   const tlsFromEnv = tlsSettingsFrom(env);
   const sentinelTlsEnv = env.REDTAIL_SENTINEL_TLS
     ? envBool('REDTAIL_SENTINEL_TLS', env.REDTAIL_SENTINEL_TLS)
     : undefined;
-
-  const {
-    sentinels,
-    masterName,
-    master: masterFlags,
-    sentinelTls,
-    tls: tlsFlags,
-    spool: _spool,
-    ...plainFlags
-  } = flags;
-  const definedFlags: Partial<RedtailConfig> = Object.fromEntries(
-    Object.entries(plainFlags).filter(([, v]) => v !== undefined),
-  );
-  if (masterFlags && masterFlags.length > 0)
-    definedFlags.master = masterFlags.length === 1 ? masterFlags[0]! : masterFlags;
-  if (env.REDTAIL_SENTINELS || env.REDTAIL_MASTER_NAME) {
-    fromEnv.sentinel = {
-      addresses: (env.REDTAIL_SENTINELS ?? '').split(/[\s,]+/).filter(Boolean),
-      masterName: env.REDTAIL_MASTER_NAME ?? '',
-    };
-  }
-  if (sentinels?.length || masterName) {
-    definedFlags.sentinel = { addresses: sentinels ?? [], masterName: masterName ?? '' };
-  }
+  const { sentinelTls, tls: tlsFlags } = flags;
+  const definedFlags = flagLayer(flags);
   const fileTls = fromFile.tls;
   if (fileTls !== undefined && (typeof fileTls !== 'object' || fileTls === null || Array.isArray(fileTls)))
     throw new ConfigError(
@@ -245,7 +171,7 @@ export function loadConfigWithOrigins({ file, env, flags }: ConfigSources): {
     ...definedFlags,
     pipeline: { ...defaults.pipeline, ...(fromFile.pipeline ?? {}) },
     link: { ...defaults.link, ...(fromFile.link ?? {}) },
-    spool: { ...defaults.spool, ...(fromFile.spool ?? {}), ...spoolFrom(spoolSetting) },
+    spool: { ...defaults.spool, ...(fromFile.spool ?? {}), ...spoolFrom(flags.spool ?? env.REDTAIL_SPOOL) },
     readiness: { ...defaults.readiness, ...(fromFile.readiness ?? {}) },
     sinkOptions: { ...(fromFile.sinkOptions ?? {}) },
     // Field by field, so e.g. a CA file in the config and a client certificate from the environment combine.
@@ -277,6 +203,72 @@ export function loadConfigWithOrigins({ file, env, flags }: ConfigSources): {
   return { config: merged, origins };
 }
 
+/** The config file's layer: a JSON object, or a ConfigError that names the file and what is wrong with it. */
+function readConfigFile(path: string): Partial<RedtailConfig> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new ConfigError(`config file ${path} must hold a JSON object`);
+  return parsed as Partial<RedtailConfig>;
+}
+
+/** The environment's layer (REDTAIL_*), except TLS and the spool, which merge field by field. */
+function envLayer(env: NodeJS.ProcessEnv): Partial<RedtailConfig> {
+  const fromEnv: Partial<RedtailConfig> = {};
+  if (env.REDTAIL_MASTER) fromEnv.master = env.REDTAIL_MASTER;
+  if (env.REDTAIL_SINKS)
+    fromEnv.sinks = env.REDTAIL_SINKS.split(/\s+/)
+      .map((s) => s.trim())
+      .filter(Boolean);
+  if (env.REDTAIL_CHECKPOINT) fromEnv.checkpoint = env.REDTAIL_CHECKPOINT;
+  if (env.REDTAIL_LOG_LEVEL) fromEnv.logLevel = env.REDTAIL_LOG_LEVEL;
+  if (env.REDTAIL_ACK) fromEnv.ack = env.REDTAIL_ACK as RedtailConfig['ack'];
+  if (env.REDTAIL_WAIT_FOR_LOCK)
+    fromEnv.waitForLock = envBool('REDTAIL_WAIT_FOR_LOCK', env.REDTAIL_WAIT_FOR_LOCK);
+  if (env.REDTAIL_HTTP) fromEnv.http = env.REDTAIL_HTTP;
+  if (env.REDTAIL_LOG_FORMAT) fromEnv.logFormat = env.REDTAIL_LOG_FORMAT as LogFormat;
+  if (env.REDTAIL_SHUTDOWN_TIMEOUT_MS) fromEnv.shutdownTimeoutMs = Number(env.REDTAIL_SHUTDOWN_TIMEOUT_MS);
+  if (env.REDTAIL_SENTINELS || env.REDTAIL_MASTER_NAME) {
+    fromEnv.sentinel = {
+      addresses: (env.REDTAIL_SENTINELS ?? '').split(/[\s,]+/).filter(Boolean),
+      masterName: env.REDTAIL_MASTER_NAME ?? '',
+    };
+  }
+  return fromEnv;
+}
+
+/** The command line's layer: the flags given, with --master and --sentinel/--master-name in their config shape. */
+function flagLayer(flags: ConfigSources['flags']): Partial<RedtailConfig> {
+  const {
+    sentinels,
+    masterName,
+    master: masterFlags,
+    sentinelTls: _sentinelTls,
+    tls: _tls,
+    spool: _spool,
+    ...plainFlags
+  } = flags;
+  const definedFlags: Partial<RedtailConfig> = Object.fromEntries(
+    Object.entries(plainFlags).filter(([, v]) => v !== undefined),
+  );
+  if (masterFlags && masterFlags.length > 0)
+    definedFlags.master = masterFlags.length === 1 ? masterFlags[0]! : masterFlags;
+  if (sentinels?.length || masterName) {
+    definedFlags.sentinel = { addresses: sentinels ?? [], masterName: masterName ?? '' };
+  }
+  return definedFlags;
+}
+
 /** `--spool off` (or `false`, `no`, `0`) turns the spool off; any other value is its directory. */
 function spoolFrom(setting: string | undefined): Partial<RedtailConfig['spool']> {
   if (setting === undefined || setting === '') return {};
@@ -293,17 +285,7 @@ function validate(c: RedtailConfig): void {
   const masters = Array.isArray(c.master) ? c.master : [c.master];
   if (masters.length === 0 || masters.some((m) => typeof m !== 'string'))
     throw new ConfigError('master must be a redis:// URL or a list of them');
-  if (c.sentinel) {
-    if (!c.sentinel.masterName)
-      throw new ConfigError('following a master through Sentinel needs --master-name');
-    if (!Array.isArray(c.sentinel.addresses) || c.sentinel.addresses.length === 0)
-      throw new ConfigError('--master-name needs at least one --sentinel host:port');
-    for (const a of c.sentinel.addresses)
-      if (!/^[^:]+:\d+$|^\[.+\]:\d+$/.test(a) && !/^rediss?:\/\//.test(a))
-        throw new ConfigError(
-          `sentinel address '${displayEndpoint(a)}' must be host:port or redis://[:password@]host:port`,
-        );
-  }
+  validateSentinel(c);
   if (!Array.isArray(c.sinks) || c.sinks.length === 0) throw new ConfigError('at least one sink is needed');
   if (!LOG_LEVELS.includes(c.logLevel))
     throw new ConfigError(`log level '${c.logLevel}' is not one of ${LOG_LEVELS.join(', ')}`);
@@ -311,6 +293,37 @@ function validate(c: RedtailConfig): void {
     throw new ConfigError('statsIntervalMs must be a non-negative number of ms');
   if (c.ack !== 'durable' && c.ack !== 'received' && c.ack !== 'spooled')
     throw new ConfigError(`ack must be 'durable', 'received' or 'spooled'`);
+  validateSpool(c);
+  if (c.snapshot !== 'decode' && c.snapshot !== 'skip')
+    throw new ConfigError(`snapshot must be 'decode' or 'skip'`);
+  if (typeof c.waitForLock !== 'boolean') throw new ConfigError('waitForLock must be true or false');
+  validateTls(c);
+  if (!Number.isFinite(c.link.connectTimeoutMs) || c.link.connectTimeoutMs <= 0)
+    throw new ConfigError('link.connectTimeoutMs must be a positive number of ms');
+  validateOps(c);
+  const ack = c.link.ackIntervalMs;
+  if (ack !== undefined && (!Number.isFinite(ack) || ack <= 0))
+    throw new ConfigError('link.ackIntervalMs must be a positive number of ms');
+  for (const [k, v] of Object.entries(c.pipeline))
+    if (!Number.isFinite(v) || v < 0) throw new ConfigError(`pipeline.${k} must be a non-negative number`);
+}
+
+function validateSentinel(c: RedtailConfig): void {
+  if (!c.sentinel) return;
+  if (!c.sentinel.masterName)
+    throw new ConfigError('following a master through Sentinel needs --master-name');
+  if (!Array.isArray(c.sentinel.addresses) || c.sentinel.addresses.length === 0)
+    throw new ConfigError('--master-name needs at least one --sentinel host:port');
+  for (const a of c.sentinel.addresses)
+    if (!/^[^:]+:\d+$|^\[.+\]:\d+$/.test(a) && !/^rediss?:\/\//.test(a))
+      throw new ConfigError(
+        `sentinel address '${displayEndpoint(a)}' must be host:port or redis://[:password@]host:port`,
+      );
+  if (c.sentinel.tls !== undefined && typeof c.sentinel.tls !== 'boolean')
+    throw new ConfigError('sentinel.tls must be true or false');
+}
+
+function validateSpool(c: RedtailConfig): void {
   if (c.ack === 'spooled' && !c.spool.enabled)
     throw new ConfigError(`ack 'spooled' needs the spool (spool.enabled)`);
   if (typeof c.spool.enabled !== 'boolean') throw new ConfigError('spool.enabled must be true or false');
@@ -323,9 +336,9 @@ function validate(c: RedtailConfig): void {
     throw new ConfigError(
       'spool.segmentBytes must be at most half of spool.maxBytes (segments are released whole)',
     );
-  if (c.snapshot !== 'decode' && c.snapshot !== 'skip')
-    throw new ConfigError(`snapshot must be 'decode' or 'skip'`);
-  if (typeof c.waitForLock !== 'boolean') throw new ConfigError('waitForLock must be true or false');
+}
+
+function validateTls(c: RedtailConfig): void {
   for (const k of ['caFile', 'certFile', 'keyFile', 'servername'] as const)
     if (c.tls[k] !== undefined && typeof c.tls[k] !== 'string')
       throw new ConfigError(`tls.${k} must be a string`);
@@ -335,16 +348,6 @@ function validate(c: RedtailConfig): void {
     throw new ConfigError(
       'a TLS client certificate needs both tls.certFile and tls.keyFile (--tls-cert and --tls-key)',
     );
-  if (c.sentinel?.tls !== undefined && typeof c.sentinel.tls !== 'boolean')
-    throw new ConfigError('sentinel.tls must be true or false');
-  if (!Number.isFinite(c.link.connectTimeoutMs) || c.link.connectTimeoutMs <= 0)
-    throw new ConfigError('link.connectTimeoutMs must be a positive number of ms');
-  validateOps(c);
-  const ack = c.link.ackIntervalMs;
-  if (ack !== undefined && (!Number.isFinite(ack) || ack <= 0))
-    throw new ConfigError('link.ackIntervalMs must be a positive number of ms');
-  for (const [k, v] of Object.entries(c.pipeline))
-    if (!Number.isFinite(v) || v < 0) throw new ConfigError(`pipeline.${k} must be a non-negative number`);
 }
 
 /** The HTTP endpoint, readiness, log format and stop settings. */

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
+import { defaults, fixed } from '../config/defaults.js';
 import { isFatal, RedtailError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { backoffDelay } from '../retry.js';
@@ -136,7 +137,11 @@ export class ReplicaLink {
       // the pipeline drain (it resumes the link below its low-water mark).
       await this.waitUntilResumed();
       await this.interruptibleSleep(
-        backoffDelay(attempt, this.opts.backoffInitialMs ?? 100, this.opts.backoffMaxMs ?? 5_000),
+        backoffDelay(
+          attempt,
+          this.opts.backoffInitialMs ?? fixed.link.backoffInitialMs,
+          this.opts.backoffMaxMs ?? fixed.link.backoffMaxMs,
+        ),
       );
       attempt++;
     }
@@ -291,7 +296,7 @@ export class ReplicaLink {
       // The sinks may hold back (a handshake asked for by requestHandshake, or a pause since the reconnect began):
       // leave the stream unread until they resume the link, as pause() does for an established one.
       if (this.paused) socket.pause();
-      timers.push(setInterval(() => protocol.sendAck(), this.opts.ackIntervalMs ?? 1_000));
+      timers.push(setInterval(() => protocol.sendAck(), this.opts.ackIntervalMs ?? fixed.link.ackIntervalMs));
       await closed;
       // The master's close of a replica it drops arrives as a plain close or, when it discarded unread data, as a
       // reset (ECONNRESET): both are the master's doing, unlike our own timeouts, reconnects and decoding errors.
@@ -422,7 +427,7 @@ export class ReplicaLink {
   }
 
   private async respectFullSyncInterval(): Promise<void> {
-    const min = this.opts.minFullSyncIntervalMs ?? 30_000;
+    const min = this.opts.minFullSyncIntervalMs ?? defaults.link.minFullSyncIntervalMs;
     const wait = this.lastFullSyncAt + min - Date.now();
     if (this.lastFullSyncAt === 0 || wait <= 0) return;
     this.opts.logger.warn(
@@ -436,7 +441,7 @@ export class ReplicaLink {
   /** TCP, or TLS for rediss://; TLS failures that retrying cannot fix reject with a FatalLinkError that says why. */
   private connect(address: MasterAddress): Promise<net.Socket> {
     const { host, port, tls: t } = address;
-    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+    const timeoutMs = this.opts.connectTimeoutMs ?? defaults.link.connectTimeoutMs;
     return new Promise((resolve, reject) => {
       const socket: net.Socket = t
         ? tls.connect({ host, port, ...tlsOptionsFor(host, t) })
@@ -508,7 +513,7 @@ export class ReplicaLink {
   }
 
   private checkTimeout(protocol: ReplicationProtocol): void {
-    const limit = this.opts.readTimeoutMs ?? 60_000;
+    const limit = this.opts.readTimeoutMs ?? defaults.link.readTimeoutMs;
     // While the sinks hold the stream back the master is silent because redtail does not read; a handshake is read
     // even then (requestHandshake), so silence there still counts.
     if (this.paused && protocol.phase !== 'handshake') return;

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fixed } from '../config/defaults.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './Metrics.js';
 
@@ -93,7 +94,7 @@ export class HttpEndpoint {
       }
       case '/healthz': {
         const sinceTick = Date.now() - this.lastTick;
-        const ok = sinceTick < (this.opts.stallMs ?? 10_000);
+        const ok = sinceTick < (this.opts.stallMs ?? fixed.http.loopStallMs);
         json(res, ok ? 200 : 503, {
           status: ok ? 'ok' : 'stalled',
           eventLoopDelayP99Ms: Math.round(this.loopDelay.percentile(99) / 1e6),

@@ -52,6 +52,15 @@ const PHASES = ['connecting', 'handshake', 'snapshot', 'streaming', 'stopped'] a
  */
 export function registerReplicationMetrics(m: Metrics, v: ReplicationViews): LagTracker {
   const lag = new LagTracker();
+  registerOffsetMetrics(m, v, lag);
+  registerLinkMetrics(m, v.link);
+  registerSnapshotMetrics(m, v);
+  registerPipelineMetrics(m, v);
+  return lag;
+}
+
+/** Where the stream is: received, processed, durable, and the lag between the first and the last. */
+function registerOffsetMetrics(m: Metrics, v: ReplicationViews, lag: LagTracker): void {
   const received = () => v.link.status.receivedOffset;
   const sampleLag = () => lag.sample(received(), v.durableOffset());
 
@@ -91,14 +100,18 @@ export function registerReplicationMetrics(m: Metrics, v: ReplicationViews): Lag
     help: '1 while the replication link streams from the master (handshake done, snapshot received), else 0.',
     read: () => (v.link.status.phase === 'streaming' ? 1 : 0),
   });
+}
+
+/** The link to the master: its phase, connections, resyncs and bytes. */
+function registerLinkMetrics(m: Metrics, link: LinkView): void {
   m.gauge({
     name: 'redtail_link_phase',
     help: 'The replication link phase: 1 for the current one (connecting, handshake, snapshot, streaming, stopped).',
     label: 'phase',
-    read: () => PHASES.map((p) => [p, v.link.status.phase === p ? 1 : 0] as const),
+    read: () => PHASES.map((p) => [p, link.status.phase === p ? 1 : 0] as const),
   });
   const linkCounter = (name: string, help: string, read: () => number) => m.counter({ name, help, read });
-  const s = () => v.link.stats;
+  const s = () => link.stats;
   linkCounter(
     'redtail_link_connections_total',
     'TCP (or TLS) connections made to a master.',
@@ -133,7 +146,10 @@ export function registerReplicationMetrics(m: Metrics, v: ReplicationViews): Lag
       ['stream', s().streamBytes],
     ],
   });
+}
 
+/** The snapshot being loaded, or the last one. */
+function registerSnapshotMetrics(m: Metrics, v: ReplicationViews): void {
   m.gauge({
     name: 'redtail_snapshot_loading',
     help: '1 while a snapshot (full sync) is being loaded.',
@@ -154,7 +170,10 @@ export function registerReplicationMetrics(m: Metrics, v: ReplicationViews): Lag
     help: 'Size of the snapshot being loaded (or the last one) when the master announced it ($<len>); absent for diskless transfers.',
     read: () => v.link.status.snapshotBytesTotal,
   });
+}
 
+/** What the replicator, the normalizer and the pipeline did with the commands. */
+function registerPipelineMetrics(m: Metrics, v: ReplicationViews): void {
   const counter = (name: string, help: string, read: () => number) => m.counter({ name, help, read });
   counter(
     'redtail_commands_total',
@@ -188,5 +207,4 @@ export function registerReplicationMetrics(m: Metrics, v: ReplicationViews): Lag
     label: 'command',
     read: () => v.normalizer.unknownByCommand,
   });
-  return lag;
 }

@@ -1,3 +1,4 @@
+import { defaults } from '../config/defaults.js';
 import type { ChangeEvent, ReplicationPosition } from '../events/ChangeEvent.js';
 import type { Logger } from '../observe/logger.js';
 import type { EventBatch, Sink } from './Sink.js';
@@ -88,12 +89,15 @@ export class Pipeline {
     private readonly opts: PipelineOptions,
   ) {
     this.sinks = sinks.map((sink) => ({ sink, skipThrough: null }));
-    this.maxBatch = opts.maxBatchEvents ?? 2_000;
-    this.linger = opts.lingerMs ?? 10;
-    this.high = opts.highWaterEvents ?? 50_000;
+    const d = defaults.pipeline;
+    this.maxBatch = opts.maxBatchEvents ?? d.maxBatchEvents;
+    this.linger = opts.lingerMs ?? d.lingerMs;
+    this.high = opts.highWaterEvents ?? d.highWaterEvents;
     this.low = opts.lowWaterEvents ?? Math.floor(this.high / 2);
-    this.highBytes = opts.highWaterBytes ?? 64 * 1024 * 1024;
-    this.maxInFlight = sinks.every((s) => s.pipelined) ? Math.max(1, opts.maxInFlightBatches ?? 4) : 1;
+    this.highBytes = opts.highWaterBytes ?? d.highWaterBytes;
+    this.maxInFlight = sinks.every((s) => s.pipelined)
+      ? Math.max(1, opts.maxInFlightBatches ?? d.maxInFlightBatches)
+      : 1;
   }
 
   /**

@@ -107,9 +107,29 @@ function streamId(c: Cursor): string {
  * then [v4+: idempotent-producer state].
  */
 export function readStream(c: Cursor, version: number, build: boolean, rec: RdbKeyRecord): void {
-  const nodes = c.readLen();
   const entries: StreamEntry[] = [];
   const deleted: string[] = [];
+  readNodes(c, build, entries, deleted);
+  const length = c.readLenBig();
+  const lastId = streamId(c);
+  const value: StreamValue = { entries, deleted, length: Number(length), lastId, groups: [] };
+  if (version >= 2) {
+    value.firstId = streamId(c);
+    value.maxDeletedEntryId = streamId(c);
+    value.entriesAdded = bigOrNum(c.readLenBig());
+  }
+  const groups = c.readLen();
+  for (let g = 0; g < groups; g++) {
+    const group = readGroup(c, version, build);
+    if (group) value.groups.push(group);
+  }
+  if (version >= 4) value.idmp = readIdempotence(c);
+  if (build) rec.value = value;
+}
+
+/** The radix tree's nodes: a master-ID key and a listpack of entries each. */
+function readNodes(c: Cursor, build: boolean, entries: StreamEntry[], deleted: string[]): void {
+  const nodes = c.readLen();
   for (let n = 0; n < nodes; n++) {
     if (!build) {
       c.skipString();
@@ -121,89 +141,98 @@ export function readStream(c: Cursor, version: number, build: boolean, rec: RdbK
     const lp = c.readString();
     decodeBlob(lp, c.buf, c.base, at, (base) => decodeNode(c, nodeKey, lp, base, entries, deleted));
   }
-  const length = c.readLenBig();
+}
+
+/** One consumer group; null when only walking (`build` false). */
+function readGroup(c: Cursor, version: number, build: boolean): StreamGroup | null {
+  const name = c.readString();
   const lastId = streamId(c);
-  const value: StreamValue = { entries, deleted, length: Number(length), lastId, groups: [] };
+  let entriesRead: number | string | null = null;
   if (version >= 2) {
-    value.firstId = streamId(c);
-    value.maxDeletedEntryId = streamId(c);
-    value.entriesAdded = bigOrNum(c.readLenBig());
+    const er = c.readLenBig();
+    // SCG_INVALID_ENTRIES_READ (-1) is saved through rdbSaveLen as 2^64 - 1.
+    entriesRead = typeof er === 'bigint' && er === U64_MAX ? null : bigOrNum(er);
   }
-  const groups = c.readLen();
-  for (let g = 0; g < groups; g++) {
-    const name = c.readString();
-    const gLast = streamId(c);
-    let entriesRead: number | string | null = null;
-    if (version >= 2) {
-      const er = c.readLenBig();
-      // SCG_INVALID_ENTRIES_READ (-1) is saved through rdbSaveLen as 2^64 - 1.
-      entriesRead = typeof er === 'bigint' && er === U64_MAX ? null : bigOrNum(er);
-    }
-    const pelSize = c.readLen();
-    const pending: StreamPendingEntry[] = [];
-    const byId = build ? new Map<string, StreamPendingEntry>() : null;
-    for (let p = 0; p < pelSize; p++) {
+  const pending = readGroupPel(c, build);
+  const byId = new Map<string, StreamPendingEntry>();
+  for (const pe of pending) byId.set(pe.id, pe);
+  const consumers = readConsumers(c, version, build, byId);
+  if (version >= 5) readNackZone(c, build, byId);
+  return build ? { name, lastId, entriesRead, pending, consumers } : null;
+}
+
+/** The group's pending entries list: ID, delivery time and count; the consumer is filled in by its own PEL. */
+function readGroupPel(c: Cursor, build: boolean): StreamPendingEntry[] {
+  const pelSize = c.readLen();
+  const pending: StreamPendingEntry[] = [];
+  for (let p = 0; p < pelSize; p++) {
+    const id = c.rawStreamId();
+    const deliveryTime = c.int64LE();
+    const deliveryCount = Number(c.readLenBig());
+    if (build) pending.push({ id, deliveryTime, deliveryCount, consumer: null });
+  }
+  return pending;
+}
+
+/** Consumers with their seen (and, v3+, active) times; each PEL ID must be in the group's PEL, as Redis checks. */
+function readConsumers(
+  c: Cursor,
+  version: number,
+  build: boolean,
+  byId: Map<string, StreamPendingEntry>,
+): StreamGroup['consumers'] {
+  const nConsumers = c.readLen();
+  const consumers: StreamGroup['consumers'] = [];
+  for (let k = 0; k < nConsumers; k++) {
+    const cname = c.readString();
+    const seenTime = c.int64LE();
+    const activeTime = version >= 3 ? c.int64LE() : null;
+    const cpel = c.readLen();
+    const ids: string[] = [];
+    for (let p = 0; p < cpel; p++) {
+      const at = c.pos;
       const id = c.rawStreamId();
-      const deliveryTime = c.int64LE();
-      const deliveryCount = Number(c.readLenBig());
-      if (build) {
-        const pe: StreamPendingEntry = { id, deliveryTime, deliveryCount, consumer: null };
-        pending.push(pe);
-        byId!.set(id, pe);
-      }
+      if (!build) continue;
+      const pe = byId.get(id);
+      if (!pe) throw c.fail(`consumer PEL entry ${id} is not in the group PEL`, at);
+      pe.consumer = cname;
+      ids.push(id);
     }
-    const nConsumers = c.readLen();
-    const consumers: StreamGroup['consumers'] = [];
-    for (let k = 0; k < nConsumers; k++) {
-      const cname = c.readString();
-      const seenTime = c.int64LE();
-      const activeTime = version >= 3 ? c.int64LE() : null;
-      const cpel = c.readLen();
-      const ids: string[] = [];
-      for (let p = 0; p < cpel; p++) {
-        const at = c.pos;
-        const id = c.rawStreamId();
-        if (build) {
-          const pe = byId!.get(id);
-          if (!pe) throw c.fail(`consumer PEL entry ${id} is not in the group PEL`, at);
-          pe.consumer = cname;
-          ids.push(id);
-        }
-      }
-      if (build) consumers.push({ name: cname, seenTime, activeTime, pending: ids });
-    }
-    if (version >= 5) {
-      const nacked = c.readLen();
-      for (let p = 0; p < nacked; p++) {
-        const at = c.pos;
-        const id = c.rawStreamId();
-        if (build) {
-          const pe = byId!.get(id);
-          if (!pe) throw c.fail(`NACK-zone entry ${id} is not in the group PEL`, at);
-          pe.nacked = true;
-        }
-      }
-    }
-    if (build) value.groups.push({ name, lastId: gLast, entriesRead, pending, consumers });
+    if (build) consumers.push({ name: cname, seenTime, activeTime, pending: ids });
   }
-  if (version >= 4) {
-    const duration = bigOrNum(c.readLenBig());
-    const maxEntries = bigOrNum(c.readLenBig());
-    const nProducers = c.readLen();
-    const producers: NonNullable<StreamValue['idmp']>['producers'] = [];
-    for (let p = 0; p < nProducers; p++) {
-      const pid = c.readString();
-      const n = c.readLen();
-      const list: Array<{ iid: Buffer; id: string }> = [];
-      for (let k = 0; k < n; k++) {
-        const iid = c.readString();
-        list.push({ iid, id: streamId(c) });
-      }
-      producers.push({ pid, entries: list });
-    }
-    const iidsAdded = bigOrNum(c.readLenBig());
-    const iidsDuplicates = bigOrNum(c.readLenBig());
-    value.idmp = { duration, maxEntries, producers, iidsAdded, iidsDuplicates };
+  return consumers;
+}
+
+/** v5: the IDs of the group's NACK zone, each one of its pending entries. */
+function readNackZone(c: Cursor, build: boolean, byId: Map<string, StreamPendingEntry>): void {
+  const nacked = c.readLen();
+  for (let p = 0; p < nacked; p++) {
+    const at = c.pos;
+    const id = c.rawStreamId();
+    if (!build) continue;
+    const pe = byId.get(id);
+    if (!pe) throw c.fail(`NACK-zone entry ${id} is not in the group PEL`, at);
+    pe.nacked = true;
   }
-  if (build) rec.value = value;
+}
+
+/** v4+: the idempotent-producer state (duration, limit, producers with their recent IIDs, counters). */
+function readIdempotence(c: Cursor): NonNullable<StreamValue['idmp']> {
+  const duration = bigOrNum(c.readLenBig());
+  const maxEntries = bigOrNum(c.readLenBig());
+  const nProducers = c.readLen();
+  const producers: NonNullable<StreamValue['idmp']>['producers'] = [];
+  for (let p = 0; p < nProducers; p++) {
+    const pid = c.readString();
+    const n = c.readLen();
+    const list: Array<{ iid: Buffer; id: string }> = [];
+    for (let k = 0; k < n; k++) {
+      const iid = c.readString();
+      list.push({ iid, id: streamId(c) });
+    }
+    producers.push({ pid, entries: list });
+  }
+  const iidsAdded = bigOrNum(c.readLenBig());
+  const iidsDuplicates = bigOrNum(c.readLenBig());
+  return { duration, maxEntries, producers, iidsAdded, iidsDuplicates };
 }

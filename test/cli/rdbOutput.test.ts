@@ -1,4 +1,5 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -115,6 +116,31 @@ describe('redtail rdb prints the lines encodeEventLine printed', () => {
       const got = run(file, undefined);
       expect(got.length).toBeGreaterThan(12 * 700_000);
       expect(sameTimes(got)).toBe(sameTimes(reference(readFileSync(file), undefined)));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('ends with exit 0 and says nothing when its reader quits early (`redtail rdb big.rdb | head`)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'redtail-rdb-epipe-'));
+    try {
+      const file = path.join(dir, 'big.rdb');
+      writeFileSync(file, bigValues());
+      // The reader takes the first chunk and closes the pipe while megabytes are still to come: the next write
+      // fails with EPIPE (it was "redtail rdb: write EPIPE", exit 1).
+      const child = spawn(process.execPath, [bin, 'rdb', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      let first = 0;
+      child.stdout.once('data', (d: Buffer) => {
+        first = d.length;
+        child.stdout.destroy();
+      });
+      const [code] = (await once(child, 'close')) as [number | null];
+      expect(first).toBeGreaterThan(0);
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

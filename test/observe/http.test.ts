@@ -32,7 +32,7 @@ describe('the HTTP endpoint of redtail run', () => {
     }, 'the durable offset to reach the master offset');
 
     expect(
-      sample(text, 'redtail_sink_events_total{sink="file:' + join(dir, 'events.ndjson') + '",op="set"}'),
+      sample(text, `redtail_sink_events_total{sink="file:${join(dir, 'events.ndjson')}",op="set"}`),
     ).toBe(25);
     expect(
       sample(text, `redtail_sink_events_total{sink="file:${join(dir, 'events.ndjson')}",op="del"}`),

@@ -1,0 +1,50 @@
+import type { RedtailConfig } from './Config.js';
+
+/**
+ * Every default of redtail in one place. `defaults` is what `redtail run` uses for a setting no flag, environment
+ * variable or config file gives (config/config.schema.json documents the same values); the parts built from it
+ * (the link, the pipeline, the HTTP endpoint) fall back to these same objects when used on their own (tests,
+ * benches), so a part never has a default of its own that disagrees with the configuration's.
+ */
+export const defaults: RedtailConfig = {
+  master: 'redis://127.0.0.1:6379',
+  sinks: ['stdout'],
+  checkpoint: './redtail.checkpoint.json',
+  logLevel: 'info',
+  ack: 'durable',
+  snapshot: 'decode',
+  pipeline: {
+    maxBatchEvents: 2_000,
+    lingerMs: 10,
+    highWaterEvents: 50_000,
+    highWaterBytes: 64 * 1024 * 1024,
+    maxInFlightBatches: 16,
+  },
+  link: { listeningPort: 0, readTimeoutMs: 60_000, minFullSyncIntervalMs: 30_000, connectTimeoutMs: 10_000 },
+  spool: { enabled: true, maxBytes: 4 * 1024 ** 3, segmentBytes: 64 * 1024 ** 2, fsyncIntervalMs: 1_000 },
+  tls: {},
+  sinkOptions: {},
+  statsIntervalMs: 60_000,
+  waitForLock: false,
+  readiness: { duringSnapshot: false, sinkStallMs: 60_000 },
+  logFormat: 'auto',
+  shutdownTimeoutMs: 30_000,
+};
+
+/** Settings that are not configurable, with the reason for each value. */
+export const fixed = {
+  link: {
+    /** Reconnect backoff (src/retry.ts): first retry after 50–100 ms, at most 2.5–5 s apart. */
+    backoffInitialMs: 100,
+    backoffMaxMs: 5_000,
+    /**
+     * REPLCONF ACK every second, as a real replica does (replicationCron calls replicationSendAck once a second): the
+     * master's INFO shows the replica's lag from it, and WAIT counts it.
+     */
+    ackIntervalMs: 1_000,
+  },
+  http: {
+    /** /healthz fails when the event loop's 1 s ticker has not run for this long (blocked or starved). */
+    loopStallMs: 10_000,
+  },
+} as const;
