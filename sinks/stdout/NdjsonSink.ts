@@ -121,12 +121,11 @@ export class NdjsonSink implements Sink {
 
   /**
    * Group commit: every batch that arrived while the previous group was written goes out in one `writev` and one
-   * `fdatasync`; its checkpoint (the newest in the group) is saved while the next group's data is written, but only
-   * after the data it points at is durable, and saves happen one at a time, in order. A batch resolves when its data
-   * and a checkpoint at or after it are durable.
+   * `fdatasync`. Checkpoints are saved by `saveLoop` while the next groups' data is written, only after the data they
+   * point at is durable, one save at a time, in order. A batch resolves when its data and a checkpoint at or after it
+   * are durable.
    */
   private async commitLoop(): Promise<void> {
-    let saved: Promise<void> = Promise.resolve();
     try {
       while (this.pending.length > 0 && !this.failure) {
         const group = this.pending.splice(0);
@@ -144,19 +143,41 @@ export class NdjsonSink implements Sink {
           this.fail(err as Error, group);
           break;
         }
-        const cp = checkpoint;
-        saved = saved.then(async () => {
-          if (this.failure) throw this.failure;
-          // Lines of a group without a checkpoint (inside a snapshot) are committed by the next one that has one.
-          if (cp) await this.opts.checkpoints.save(cp);
-          for (const g of group) g.resolve();
+        this.unsaved.push({ group, checkpoint });
+        // Not awaited: the next batches' data goes out while the save runs (close waits for both).
+        this.saving ??= this.saveLoop().finally(() => {
+          this.saving = null;
         });
-        saved.catch((err: Error) => this.fail(err, group));
       }
-      await saved.catch(() => {});
     } finally {
       this.committing = null;
       if (this.pending.length > 0 && !this.failure) this.committing = this.commitLoop();
+    }
+  }
+
+  /** Groups whose data is durable and whose checkpoint is not saved yet, oldest first. */
+  private unsaved: Array<{ group: Pending[]; checkpoint: Checkpoint | null }> = [];
+  private saving: Promise<void> | null = null;
+
+  /**
+   * Saves the newest checkpoint of the groups that became durable since the last save, then resolves them all. A
+   * save (temp file, fsync, rename, directory fsync) can take 100-250 ms while the disk writes back other data (the
+   * spool's segments, bench/NOTES.md S3); one save per group queued them behind each other and held every batch in
+   * flight for seconds, so the groups written during a save are covered by the next one instead. Lines of a group
+   * without a checkpoint (inside a snapshot) are committed by the next one that has one.
+   */
+  private async saveLoop(): Promise<void> {
+    while (this.unsaved.length > 0 && !this.failure) {
+      const done = this.unsaved.splice(0);
+      let cp: Checkpoint | null = null;
+      for (const d of done) if (d.checkpoint) cp = d.checkpoint;
+      try {
+        if (cp) await this.opts.checkpoints.save(cp);
+      } catch (err) {
+        for (const d of done) this.fail(err as Error, d.group);
+        return;
+      }
+      for (const d of done) for (const g of d.group) g.resolve();
     }
   }
 
@@ -233,11 +254,13 @@ export class NdjsonSink implements Sink {
   private fail(err: Error, group: Pending[]): void {
     this.failure ??= err;
     for (const g of group) g.reject(err);
+    // Durable but not covered by a saved checkpoint: after a restart they are past the checkpoint, truncated away.
+    for (const d of this.unsaved.splice(0)) for (const g of d.group) g.reject(err);
     for (const g of this.pending.splice(0)) g.reject(err);
   }
 
   async close(): Promise<void> {
-    while (this.committing) await this.committing;
+    while (this.committing || this.saving) await (this.committing ?? this.saving);
     await this.file?.close();
     this.file = null;
   }
