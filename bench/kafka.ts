@@ -8,14 +8,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { Kafka as KafkaClient, Message } from 'kafkajs';
-import kafkajs from 'kafkajs';
+import { registerCodec, registerGzipLevel } from '../sinks/kafka/codecs.js';
+import { kafkajs } from '../sinks/kafka/kafkajsSeam.js';
+import { createJavaCompatiblePartitioner } from '../sinks/kafka/partitioner.js';
 import { freePort } from '../test/harness/ports.js';
 import { redtailArgv } from './benchProcs.js';
 import { runJava } from './kafkaClients.js';
 
 /**
  * `npm run bench:kafka`: a live redis-server master → `redtail run --sink kafka://...` (the real binary, a child
- * process) → a real broker, against a plain kafkajs transactional producer loop writing the same records to the
+ * process) → a real broker, against a bare transactional producer loop of the same client (kafkajs 2.2.4 with
+ * redtail's record encoder and partitioner under it, sinks/kafka/kafkajsSeam.ts) writing the same records to the
  * same broker in the same run (the reference ceiling: no Redis, no replication, no event building).
  *
  * 1. Sustained throughput for BENCH_SECONDS: BENCH_WRITERS clients send pipelines of BENCH_PIPELINE SETs to the
@@ -44,6 +47,8 @@ const PIPELINE = Number(process.env.BENCH_PIPELINE ?? 500);
 const VALUE_BYTES = Number(process.env.BENCH_VALUE_BYTES ?? 100);
 /** Compression of redtail's sink, the reference loop and Java's producer alike (gzip: the sink's default). */
 const COMPRESSION = process.env.BENCH_COMPRESSION ?? 'gzip';
+/** zlib level of redtail's sink and the bare loop with gzip (the Java rows keep the Java client's default, 6). */
+const GZIP_LEVEL = Number(process.env.BENCH_GZIP_LEVEL ?? 6);
 const MAX_LAG = Number(process.env.BENCH_MAX_LAG ?? 20_000);
 const KEYS = 10_000;
 /** Keys the master holds when redtail connects (its snapshot phase); 0 skips it. */
@@ -255,6 +260,7 @@ async function benchRedtail(
           transactionalId: `bench-${id}`,
           name: 'bench',
           compression: COMPRESSION,
+          gzipLevel: GZIP_LEVEL,
         },
       },
       ...(IN_FLIGHT ? { pipeline: { maxInFlightBatches: IN_FLIGHT } } : {}),
@@ -437,7 +443,15 @@ function record(offset: number, key: string, value: string, replid: string): Mes
 const CODECS: Record<string, number> = {
   none: CompressionTypes.None,
   gzip: CompressionTypes.GZIP,
+  lz4: CompressionTypes.LZ4,
+  snappy: CompressionTypes.Snappy,
 };
+
+/** kafkajs ships gzip only: the bench's consumers and the bare loop need the codecs redtail registers. */
+async function registerCodecs(): Promise<void> {
+  if (COMPRESSION === 'lz4' || COMPRESSION === 'snappy') await registerCodec(COMPRESSION);
+  registerGzipLevel(GZIP_LEVEL);
+}
 
 function sizeOf(m: Message): number {
   return 64 + String(m.value ?? '').length + String(m.key ?? '').length + 80;
@@ -455,6 +469,7 @@ interface ChildArgs {
 
 /** The reference loop, in a child process of its own as redtail is: prints its figures as JSON. */
 async function referenceChild(args: ChildArgs): Promise<void> {
+  await registerCodecs();
   const kafka = new Kafka({
     clientId: 'redtail-bench-ref',
     brokers: args.brokers,
@@ -464,7 +479,7 @@ async function referenceChild(args: ChildArgs): Promise<void> {
     transactionalId: `bench-${args.id}-ref`,
     idempotent: true,
     maxInFlightRequests: 1,
-    createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
+    createPartitioner: createJavaCompatiblePartitioner,
   });
   await producer.connect();
   const replid = randomBytes(20).toString('hex');
@@ -638,6 +653,7 @@ async function benchReference(
 }
 
 async function main(): Promise<void> {
+  await registerCodecs();
   const { brokers: list, started } = brokers();
   const kafka = new Kafka({ clientId: 'redtail-bench', brokers: list, logLevel: logLevel.NOTHING });
   const id = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -647,7 +663,7 @@ async function main(): Promise<void> {
     console.log(
       `bench:kafka  brokers ${list.join(',')}  ${WRITERS} writers x ${PIPELINE}-SET pipelines, ${VALUE_BYTES}-byte values, ` +
         `${SECONDS} s throughput + ${LATENCY_SECONDS} s latency per side, snapshot ${fmt(SNAPSHOT_KEYS)} keys, ` +
-        `compression ${COMPRESSION}; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
+        `compression ${COMPRESSION}${COMPRESSION === 'gzip' ? ` (level ${GZIP_LEVEL})` : ''}; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
     );
     let latencyRate = Number(process.env.BENCH_RATE ?? 0);
     const rt = await benchRedtail(kafka, list, id, (tput) => {
@@ -707,7 +723,7 @@ async function main(): Promise<void> {
         '',
       ],
       [
-        'kafkajs txn loop (bare)',
+        'kafkajs + redtail encoder txn loop (bare)',
         fmt(ref.eventsPerSec),
         fmt(ref.events),
         cpu(ref.cpuPerM),
@@ -728,7 +744,7 @@ async function main(): Promise<void> {
       bareLoopVsJavaTxn: ref.eventsPerSec / javaTxnRate,
     };
     console.log(
-      `ratios: redtail stream / bare kafkajs loop ${ratios.vsBareLoop.toFixed(2)}, / Java txn ${ratios.vsJavaTxn.toFixed(2)}, ` +
+      `ratios: redtail stream / bare client loop ${ratios.vsBareLoop.toFixed(2)}, / Java txn ${ratios.vsJavaTxn.toFixed(2)}, ` +
         `/ Java acks=all ${ratios.vsJavaPlain.toFixed(2)}; bare loop / Java txn ${ratios.bareLoopVsJavaTxn.toFixed(2)}; ` +
         `p99 latency redtail / bare loop ${(rt.p99 / ref.p99).toFixed(2)}x; events per transaction ${fmt(rt.eventsPerTxn ?? 0)}`,
     );

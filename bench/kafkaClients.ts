@@ -12,7 +12,8 @@ import kafkajs from 'kafkajs';
  * child process of its own (as redtail does) and sends the same records — redtail-shaped `set` events, ~200-byte
  * values, key and the five headers redtail writes — for BENCH_SECONDS:
  *
- * - kafkajs (redtail's client until issue 12) and @platformatic/kafka (when installed), transactional loops: each
+ * - kafkajs as published, kafkajs with redtail's record encoder under it (sinks/kafka/kafkajsSeam.ts, what the sink
+ *   runs) and @platformatic/kafka (when installed), transactional loops: each
  *   transaction sends records for up to BENCH_TXN_MS (default 100 ms, as ProducerPerformance's
  *   --transaction-duration-ms) in produce requests of BENCH_CHUNK records, plus one checkpoint record to a second,
  *   compacted topic, then commits; the next transaction's records are built while... nothing else runs (a bare loop);
@@ -66,7 +67,8 @@ export function startedBroker(): { brokers: string[]; started: boolean } {
 }
 
 interface ChildArgs {
-  client: 'kafkajs' | 'platformatic';
+  /** `kafkajs-redtail`: kafkajs with redtail's record encoder under it (sinks/kafka/kafkajsSeam.ts). */
+  client: 'kafkajs' | 'kafkajs-redtail' | 'platformatic';
   brokers: string[];
   topic: string;
   offsetsTopic: string;
@@ -115,7 +117,9 @@ const headersOf = (offset: number) => ({
 });
 
 async function kafkajsChild(args: ChildArgs): Promise<ClientResult> {
-  const { Kafka, logLevel, CompressionTypes, Partitioners } = kafkajs;
+  const ours = args.client === 'kafkajs-redtail';
+  const client = ours ? (await import('../sinks/kafka/kafkajsSeam.js')).kafkajs : kafkajs;
+  const { Kafka, logLevel, CompressionTypes, Partitioners } = client;
   const codecs: Record<string, number> = {
     none: CompressionTypes.None,
     gzip: CompressionTypes.GZIP,
@@ -161,7 +165,7 @@ async function kafkajsChild(args: ChildArgs): Promise<ClientResult> {
     return sent;
   });
   await producer.disconnect();
-  return { ...result, client: 'kafkajs 2.2.4 txn loop' };
+  return { ...result, client: ours ? 'kafkajs 2.2.4 + redtail encoder txn loop' : 'kafkajs 2.2.4 txn loop' };
 }
 
 /** The part of @platformatic/kafka's API the loop uses (typed here: the package is not a dependency of redtail). */
@@ -338,15 +342,16 @@ async function main(): Promise<void> {
   const id = `bench-clients-${Date.now().toString(36)}`;
   const results: ClientResult[] = [];
   try {
-    const topics = ['kafkajs', 'platformatic', 'java', 'java-txn'].map((t) => `${id}-${t}`);
-    const offsets = [`${id}-kafkajs.offsets`, `${id}-platformatic.offsets`];
+    const clients = ['kafkajs', 'kafkajs-redtail', 'platformatic'] as const;
+    const topics = [...clients, 'java', 'java-txn'].map((t) => `${id}-${t}`);
+    const offsets = clients.map((c) => `${id}-${c}.offsets`);
     await createTopics(brokers, [...topics, ...offsets], offsets);
     console.log(
       `bench:kafka-clients  brokers ${brokers.join(',')}  ${SECONDS} s each, ${TXN_MS} ms transactions, ` +
         `${CHUNK}-record sends, ${VALUE_BYTES}-byte values, compression ${COMPRESSION}`,
     );
-    const only = (process.env.BENCH_CLIENTS ?? 'kafkajs,platformatic,java').split(',');
-    for (const client of ['kafkajs', 'platformatic'] as const) {
+    const only = (process.env.BENCH_CLIENTS ?? 'kafkajs,kafkajs-redtail,platformatic,java').split(',');
+    for (const client of clients) {
       if (!only.includes(client)) continue;
       if (client === 'platformatic' && !(await platformaticInstalled())) {
         console.log('@platformatic/kafka is not installed: skipped');
@@ -389,7 +394,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.argv[2] === '--child'
       ? (async () => {
           const args = JSON.parse(process.argv[3] ?? '{}') as ChildArgs;
-          const r = args.client === 'kafkajs' ? await kafkajsChild(args) : await platformaticChild(args);
+          const r = args.client === 'platformatic' ? await platformaticChild(args) : await kafkajsChild(args);
           process.stdout.write(`${JSON.stringify(r)}\n`);
         })()
       : main();

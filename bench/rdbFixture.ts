@@ -39,10 +39,14 @@ function cli(port: number, args: string[]): string {
   return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
 }
 
-/** A bench redis-server on a free loopback port, data in `dir`, no snapshots of its own; `extra` config lines. */
+/**
+ * A bench redis-server on a free loopback port, data in `dir`, no snapshots of its own; `extra` config lines;
+ * `binary`: another redis-server than the one on PATH (e.g. 8.0 for hash field TTLs).
+ */
 export async function startBenchRedis(
   dir: string,
   extra: string[],
+  binary = 'redis-server',
 ): Promise<{ port: number; proc: ChildProcess; cli: (args: string[]) => string }> {
   const port = await freePort();
   const conf = join(dir, 'redis.conf');
@@ -50,7 +54,7 @@ export async function startBenchRedis(
     conf,
     [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, 'save ""', 'appendonly no', ...extra, ''].join('\n'),
   );
-  const proc = spawn('redis-server', [conf], { stdio: 'ignore' });
+  const proc = spawn(binary, [conf], { stdio: 'ignore' });
   await waitReady(port);
   return { port, proc, cli: (args) => cli(port, args) };
 }

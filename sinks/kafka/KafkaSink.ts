@@ -1,13 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Kafka, KafkaConfig, LogEntry, Producer, ProducerConfig } from 'kafkajs';
-import kafkajs from 'kafkajs';
 import { pino } from 'pino';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
 import { scrub } from '../../src/observe/redact.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
 import { backoffDelay } from '../../src/retry.js';
-import { registerCodec } from './codecs.js';
+import { registerCodec, registerGzipLevel } from './codecs.js';
 import {
   type Compression,
   type KafkaSinkOptions,
@@ -25,20 +24,23 @@ import {
   KafkaUnreachableError,
   kafkaCodes,
 } from './errors.js';
+import { assertKafkajsSeam, kafkajs, seamActive } from './kafkajsSeam.js';
 import { type BuiltMessages, buildMessages, chunkMessages, type OutMessage } from './messages.js';
 import { type CheckpointRecord, checkpointMessage, positionOf, readLastCheckpoint } from './OffsetsTopic.js';
+import { createJavaCompatiblePartitioner } from './partitioner.js';
 import { readToEnd } from './readToEnd.js';
 import { type LiveState, type ReconcilePlan, StateReconciler, stateTopicPattern } from './StateReconciler.js';
 import type { StateRule } from './StateTopic.js';
 import { type TopicKind, TopicManager } from './TopicManager.js';
 import { TopicRouter } from './TopicRouter.js';
 
-const { CompressionTypes, Kafka: KafkaClient, Partitioners, logLevel } = kafkajs;
+const { CompressionTypes, Kafka: KafkaClient, logLevel } = kafkajs;
 
 const CODEC_TYPES: Record<Compression, number> = {
   gzip: CompressionTypes.GZIP,
   lz4: CompressionTypes.LZ4,
   snappy: CompressionTypes.Snappy,
+  zstd: CompressionTypes.ZSTD,
   none: CompressionTypes.None,
 };
 
@@ -182,6 +184,7 @@ export class KafkaSink implements Sink {
    */
   async open(): Promise<ReplicationPosition | null> {
     if (this.state !== 'new') throw new KafkaSinkError(`kafka sink ${this.name}: open() called twice`);
+    assertKafkajsSeam();
     this.state = 'opening';
     const deadline = Date.now() + this.config.connectTimeoutMs;
     for (let attempt = 0; ; attempt++) {
@@ -208,8 +211,9 @@ export class KafkaSink implements Sink {
   }
 
   private async openOnce(): Promise<ReplicationPosition | null> {
-    if (this.config.compression === 'lz4' || this.config.compression === 'snappy')
-      await registerCodec(this.config.compression);
+    const codec = this.config.compression;
+    if (codec === 'lz4' || codec === 'snappy' || codec === 'zstd') await registerCodec(codec);
+    if (this.config.compression === 'gzip') registerGzipLevel(this.config.gzipLevel);
     const admin = this.kafka.admin({ retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 } });
     this.admin = admin;
     await admin.connect();
@@ -227,7 +231,14 @@ export class KafkaSink implements Sink {
     const record = await this.readCheckpoint();
     this.lastPosition = positionOf(record);
     this.logger.info(
-      { mode: this.mode, checkpoint: this.lastPosition, offsetsTopic: this.config.offsetsTopic },
+      {
+        mode: this.mode,
+        checkpoint: this.lastPosition,
+        offsetsTopic: this.config.offsetsTopic,
+        // Which code turns records into Produce requests (kafkajsSeam.ts): 'redtail', or kafkajs' own if the
+        // replacements did not take.
+        encoder: seamActive() ? 'redtail' : 'kafkajs',
+      },
       'kafka sink: open',
     );
     return this.lastPosition;
@@ -243,8 +254,9 @@ export class KafkaSink implements Sink {
   private producerConfig(kind: 'transactional' | 'idempotent' | 'plain'): ProducerConfig {
     const cfg: ProducerConfig = {
       allowAutoTopicCreation: false,
-      // Java-compatible murmur2, so other Kafka clients map a key to the same partition.
-      createPartitioner: Partitioners.DefaultPartitioner,
+      // Java-compatible murmur2, so other Kafka clients map a key to the same partition (kafkajs' DefaultPartitioner's
+      // rules without its BigInt arithmetic: partitioner.ts).
+      createPartitioner: createJavaCompatiblePartitioner,
       maxInFlightRequests: 1,
       idempotent: kind !== 'plain',
       retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },
@@ -508,7 +520,7 @@ export class KafkaSink implements Sink {
           records.map((r) => r.topic),
           this.topicKind,
         );
-        const chunks = chunkMessages(records, maxBatchBytes);
+        const chunks = chunkMessages(records, maxBatchBytes, this.topics!.partitionCount);
         const compression = CODEC_TYPES[this.config.compression];
         const timeout = this.config.requestTimeoutMs;
         const producer = this.producer!;

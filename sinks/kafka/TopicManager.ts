@@ -1,5 +1,4 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
-import kafkajs from 'kafkajs';
 import type { SinkLogger } from './config.js';
 import {
   classifyKafkaError,
@@ -8,6 +7,7 @@ import {
   KafkaTopicMissingError,
   kafkaCodes,
 } from './errors.js';
+import { kafkajs } from './kafkajsSeam.js';
 
 export type TopicKind = 'events' | 'state' | 'offsets';
 
@@ -28,6 +28,12 @@ export interface TopicManagerOptions {
  */
 export class TopicManager {
   private readonly known = new Set<string>();
+  /**
+   * Partition counts of the known topics, for sizing produce requests per partition batch (messages.ts). Read once
+   * per topic; partitions added later are seen at the next start (until then requests are sized by the old count,
+   * and a batch the broker finds too large makes the sink retry with smaller requests).
+   */
+  private readonly partitions = new Map<string, number>();
   private replication = 0;
 
   constructor(
@@ -46,6 +52,21 @@ export class TopicManager {
 
   forget(topic: string): void {
     this.known.delete(topic);
+    this.partitions.delete(topic);
+  }
+
+  partitionCount = (topic: string): number | undefined => this.partitions.get(topic);
+
+  /** Best effort: without the counts, requests are only sized per topic (as before the counts were read). */
+  private async readPartitionCounts(topics: string[]): Promise<void> {
+    if (topics.length === 0) return;
+    try {
+      const meta = await this.admin.fetchTopicMetadata({ topics });
+      for (const t of meta.topics)
+        if (t.partitions.length > 0) this.partitions.set(t.name, t.partitions.length);
+    } catch (err) {
+      this.options.logger.debug({ topics, err: (err as Error).message }, 'kafka sink: no partition counts');
+    }
   }
 
   async ensure(topics: Iterable<string>, kind: (topic: string) => TopicKind): Promise<void> {
@@ -58,7 +79,9 @@ export class TopicManager {
       throw classifyKafkaError(err, { brokers: this.options.brokers, what: 'list topics' });
     }
     const create = missing.filter((t) => !existing.has(t));
-    for (const t of missing) if (existing.has(t)) this.known.add(t);
+    const found = missing.filter((t) => existing.has(t));
+    await this.readPartitionCounts(found);
+    for (const t of found) this.known.add(t);
     if (create.length === 0) return;
     if (!this.options.create) throw new KafkaTopicMissingError(create[0]!, 'createTopics is disabled');
     const rf = await this.replicationFactor();
@@ -99,6 +122,7 @@ export class TopicManager {
         'kafka sink: created topic',
       );
       this.known.add(spec.topic);
+      if (spec.numPartitions !== undefined) this.partitions.set(spec.topic, spec.numPartitions);
     }
   }
 

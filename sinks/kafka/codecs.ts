@@ -1,5 +1,7 @@
-import kafkajs from 'kafkajs';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { KafkaConfigError } from './errors.js';
+import { kafkajs } from './kafkajsSeam.js';
 
 /**
  * LZ4 and Snappy for kafkajs, which ships gzip only. Both codec packages are Node-API builds published per
@@ -12,8 +14,11 @@ import { KafkaConfigError } from './errors.js';
  * - snappy: xerial's stream framing: an 8-byte magic (0x82 "SNAPPY" 0x00), a version and a minimum compatible
  *   version (int32 big-endian each), then blocks of [int32 big-endian length][raw snappy block]. A batch without
  *   the magic is one raw snappy block; Java reads both, and so do we.
+ * - zstd: one standard zstd frame (magic 0x28B52FFD), what zstd-jni's ZstdOutputStream writes for the Java client
+ *   (KIP-110). Node's own zlib has it (22.15+), so no package at all. Brokers accept zstd batches only in Produce
+ *   v7+ (KIP-110); kafkajs speaks v7 to any broker since 2.1, so Kafka 2.1+ takes them.
  */
-export type ExtraCodec = 'lz4' | 'snappy';
+export type ExtraCodec = 'lz4' | 'snappy' | 'zstd';
 
 interface Codec {
   compress(encoder: { buffer: Buffer }): Promise<Buffer>;
@@ -27,15 +32,39 @@ const XERIAL_BLOCK = 32 * 1024;
 
 const registered = new Set<ExtraCodec>();
 
+const gzipAt = promisify(zlib.gzip);
+const unzip = promisify(zlib.unzip);
+let gzipLevelRegistered = 6;
+
+/**
+ * Makes kafkajs' gzip codec compress at zlib `level` (kafkajs' own uses zlib's default, 6), process-wide: the last
+ * sink to open sets it. Decompression is unchanged (any level reads the same).
+ */
+export function registerGzipLevel(level: number): void {
+  if (level === gzipLevelRegistered) return;
+  const { CompressionCodecs, CompressionTypes } = kafkajs;
+  CompressionCodecs[CompressionTypes.GZIP] = () => ({
+    compress: (encoder: { buffer: Buffer }) => gzipAt(encoder.buffer, { level }),
+    decompress: (buffer: Buffer) => unzip(buffer),
+  });
+  gzipLevelRegistered = level;
+}
+
 /**
  * Makes kafkajs able to produce and consume `codec` batches, process-wide (kafkajs keeps its codecs in a module
  * table). Throws a KafkaConfigError naming the package when this platform has no build of it.
  */
 export async function registerCodec(codec: ExtraCodec): Promise<void> {
   if (registered.has(codec)) return;
-  const impl = codec === 'lz4' ? await lz4Codec() : await snappyCodec();
+  const impl = codec === 'lz4' ? await lz4Codec() : codec === 'snappy' ? await snappyCodec() : zstdCodec();
   const { CompressionCodecs, CompressionTypes } = kafkajs;
-  CompressionCodecs[codec === 'lz4' ? CompressionTypes.LZ4 : CompressionTypes.Snappy] = () => impl;
+  const type =
+    codec === 'lz4'
+      ? CompressionTypes.LZ4
+      : codec === 'snappy'
+        ? CompressionTypes.Snappy
+        : CompressionTypes.ZSTD;
+  CompressionCodecs[type] = () => impl;
   registered.add(codec);
 }
 
@@ -59,6 +88,25 @@ async function lz4Codec(): Promise<Codec> {
   return {
     compress: (encoder) => lz4.compressFrame(encoder.buffer),
     decompress: (buffer) => lz4.decompressFrame(buffer),
+  };
+}
+
+function zstdCodec(): Codec {
+  // Typed loosely: @types/node may predate zlib's zstd, and the check below is what matters at run time.
+  const z = zlib as unknown as {
+    zstdCompress?: (b: Buffer, cb: (e: Error | null, r: Buffer) => void) => void;
+    zstdDecompress?: (b: Buffer, cb: (e: Error | null, r: Buffer) => void) => void;
+  };
+  const { zstdCompress, zstdDecompress } = z;
+  if (!zstdCompress || !zstdDecompress)
+    throw new KafkaConfigError(
+      `kafka sink: compression=zstd needs Node's built-in zstd (Node 22.15 or later; this is ${process.version}); use lz4, snappy or gzip`,
+    );
+  const compress = promisify(zstdCompress);
+  const decompress = promisify(zstdDecompress);
+  return {
+    compress: (encoder) => compress(encoder.buffer),
+    decompress: (buffer) => decompress(buffer),
   };
 }
 

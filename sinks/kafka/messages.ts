@@ -4,6 +4,7 @@ import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
 import { encodeEventLine, encodeJsonLine } from '../../src/events/EventEncoder.js';
 import { NdjsonWriter, ndjsonEncodes } from '../../src/events/NdjsonEncoder.js';
 import { hugeBytesOf, measureEvent, type OversizePolicy, referenceEvent } from './oversize.js';
+import { murmur2 } from './partitioner.js';
 import { type StateRule, stateEffect, stateValue } from './StateTopic.js';
 import type { TopicRouter } from './TopicRouter.js';
 
@@ -116,8 +117,7 @@ export function buildMessages(
   const truncated: BuiltMessages['truncated'] = [];
   // An event whose huge byte strings alone exceed the limit is never encoded whole (issue 16): a 512 MB value's
   // JSON does not fit in one string. It is referenced or measured in chunks (sinks/kafka/oversize.ts).
-  const tooBigAt = events.map((ev) => hugeBytesOf(ev) >= limit);
-  const values = encodeValues(events, tooBigAt);
+  const { values, tooBigAt } = encodeValues(events, limit);
   for (let i = 0; i < events.length; i++) {
     const ev = events[i] as ChangeEvent;
     const topic = router.topicFor(ev);
@@ -169,28 +169,50 @@ export function buildMessages(
   return { messages, truncated };
 }
 
-/** One writer per process: buildMessages is synchronous, so no two batches share it at once. */
-const writer = new NdjsonWriter(1 << 20);
-
+/**
+ * One writer per process: buildMessages is synchronous, so no two batches share it at once. It leaves byte strings of
+ * HUGE_VALUE_BYTES or more out of its lines and counts them (`deferredBytes`), which is how an event's huge values are
+ * found: while it is encoded, not by a second walk over its fields (bench/NOTES.md, "Kafka huge values").
+ */
+const writer = new NdjsonWriter(1 << 20).deferHuge();
 /**
  * Every event's NDJSON line (the shared encoder, byte for byte what the file sink writes, without the newline) as
  * views into one Buffer per batch: one encoding and one copy for the batch instead of a JSON string and a
- * `Buffer.from` per event.
+ * `Buffer.from` per event. `tooBigAt[i]`: event i's huge byte strings alone reach `limit`; its value is left empty
+ * for the caller to reference or measure.
  */
-function encodeValues(events: ChangeEvent[], skip: boolean[]): Buffer[] {
+function encodeValues(events: ChangeEvent[], limit: number): { values: Buffer[]; tooBigAt: boolean[] } {
   writer.reset();
   const ends = new Array<number>(events.length);
+  const tooBigAt = new Array<boolean>(events.length).fill(false);
   let foreign: Map<number, Buffer> | null = null;
   for (let i = 0; i < events.length; i++) {
     const ev = events[i] as ChangeEvent;
-    if (skip[i] === true) {
-      // Left empty: the caller references or measures it; an empty line keeps the views' positions in step.
+    let own: Buffer | null = null;
+    if (ndjsonEncodes(ev.op)) {
+      const start = writer.length;
+      const deferred = writer.deferredBytes;
+      writer.event(ev);
+      const huge = writer.deferredBytes - deferred;
+      if (huge > 0) {
+        // The line lacks its huge values: drop it, and either leave the event to the oversize policy or encode it
+        // whole (it fits).
+        writer.truncate(start);
+        if (huge >= limit) tooBigAt[i] = true;
+        else {
+          // Rare (maxMessageBytes above 1 MiB): a writer of its own, dropped with the record, so no buffer the
+          // size of a huge line stays allocated after it.
+          const whole = new NdjsonWriter(huge + (1 << 16));
+          whole.event(ev);
+          own = whole.view().subarray(0, whole.length - 1);
+        }
+      }
+    } else if (hugeBytesOf(ev) >= limit) tooBigAt[i] = true;
+    else own = Buffer.from(encodeEventLine(ev), 'utf8');
+    if (own !== null || tooBigAt[i]) {
+      // An empty line for an event too big keeps the views' positions in step.
       foreign ??= new Map();
-      foreign.set(i, EMPTY);
-    } else if (ndjsonEncodes(ev.op)) writer.event(ev);
-    else {
-      foreign ??= new Map();
-      foreign.set(i, Buffer.from(encodeEventLine(ev), 'utf8'));
+      foreign.set(i, own ?? EMPTY);
     }
     ends[i] = writer.length - 1;
   }
@@ -207,33 +229,76 @@ function encodeValues(events: ChangeEvent[], skip: boolean[]): Buffer[] {
     values[i] = all.subarray(start, end);
     start = end + 1;
   }
-  return values;
+  return { values, tooBigAt };
 }
 
 /**
- * Splits records into produce requests of at most `maxBytes` (estimated, before compression), keeping record
- * order within each topic. Each chunk becomes one `sendBatch` inside the same transaction.
+ * Upper bound of one Produce request when the partition of each record is known. The broker's limits are per record
+ * batch, i.e. per partition (`max.message.bytes`, ~1 MB by default), and per request only at
+ * `socket.request.max.bytes` (100 MB by default); this stays far below the latter.
  */
-export function chunkMessages(messages: OutMessage[], maxBytes: number): TopicMessages[][] {
+export const MAX_REQUEST_BYTES = 16_000_000;
+
+/** The partition count of a topic, when known (TopicManager), to bound requests per partition batch. */
+export type PartitionCount = (topic: string) => number | undefined;
+
+/**
+ * Splits records into produce requests, keeping record order within each topic. Each chunk becomes one `sendBatch`
+ * inside the same transaction, and the sends of a transaction go one after the other (kafkajs holds a per-broker
+ * lock around each Produce), so fewer, larger requests save round trips. A record's partition is computed as the
+ * producer will (partitioner.ts) when its topic's partition count is known: then `maxBytes` (estimated, before
+ * compression) bounds each partition's batch, which is what the broker limits, and MAX_REQUEST_BYTES the request.
+ * Otherwise `maxBytes` bounds all of that topic's records in the request, as one batch would be.
+ */
+export function chunkMessages(
+  messages: OutMessage[],
+  maxBytes: number,
+  partitionCount: PartitionCount = () => undefined,
+): TopicMessages[][] {
   const chunks: TopicMessages[][] = [];
   let current = new Map<string, Message[]>();
+  /** Bytes per topic and partition in the current chunk; partition -1: the topic as a whole. */
+  let batches = new Map<string, Map<number, number>>();
   let bytes = 0;
   const flush = () => {
     if (current.size === 0) return;
     chunks.push([...current].map(([topic, msgs]) => ({ topic, messages: msgs })));
     current = new Map();
+    batches = new Map();
     bytes = 0;
   };
   for (const m of messages) {
-    if (bytes > 0 && bytes + m.size > maxBytes) flush();
+    const partition = partitionOf(m, partitionCount(m.topic));
+    let batch = batches.get(m.topic)?.get(partition) ?? 0;
+    if (bytes > 0 && (batch + m.size > maxBytes || bytes + m.size > MAX_REQUEST_BYTES)) {
+      flush();
+      batch = 0;
+    }
     let list = current.get(m.topic);
     if (!list) {
       list = [];
       current.set(m.topic, list);
     }
     list.push(m.message);
+    let perPartition = batches.get(m.topic);
+    if (!perPartition) {
+      perPartition = new Map();
+      batches.set(m.topic, perPartition);
+    }
+    perPartition.set(partition, batch + m.size);
     bytes += m.size;
   }
   flush();
   return chunks;
+}
+
+/** The record's partition as createJavaCompatiblePartitioner picks it, or -1 when it cannot be known here. */
+function partitionOf(m: OutMessage, count: number | undefined): number {
+  if (count === undefined || count < 1) return -1;
+  const { partition, key } = m.message;
+  if (partition !== undefined && partition !== null) return partition;
+  // Round-robin (no key, no partition; the sink always sets one or the other): sized with the topic's -1 bucket.
+  if (key === null || key === undefined) return -1;
+  const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+  return (murmur2(bytes) & 0x7fffffff) % count;
 }

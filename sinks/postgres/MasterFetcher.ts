@@ -13,6 +13,8 @@ export interface FetchedValue {
   /** null: the key does not exist at `offset`. */
   value: RedisValue | null;
   expireAt: number | null;
+  /** The huge byte strings of the value (model/blobRef.ts), whose bytes the value holds only as references. */
+  huge?: Buffer[];
 }
 
 /** The master's exact values of some keys, all as of one replication offset. */
@@ -158,7 +160,9 @@ export class MasterFetcher implements Fetcher {
         }
         // PEXPIRETIME is exact; PTTL (masters before 7.0) is relative to when the reply was produced.
         const expireAt = ttl < 0 ? null : c.hasPexpiretime ? ttl : now + ttl;
-        return { db: k.db, key: k.key, value: valueFromRdb(d.type, d.value, d.fieldExpireAt), expireAt };
+        const huge: Buffer[] = [];
+        const value = valueFromRdb(d.type, d.value, d.fieldExpireAt, (b) => huge.push(b));
+        return { db: k.db, key: k.key, value, expireAt, huge };
       });
       return { offset: Number(role[1]), values };
     });

@@ -1,13 +1,15 @@
 import { isUtf8 } from 'node:buffer';
 import type { PoolClient } from 'pg';
 import type { ChangeEvent, SnapshotEvent, UnknownCommandEvent } from '../../src/events/ChangeEvent.js';
+import { BlobTransaction, eachHuge, StringParts } from './blobs.js';
 import { type CopyType, type CopyValue, copyBinary } from './copy.js';
 import { MirrorError } from './errors.js';
 import type { FetchedValue, Fetcher } from './MasterFetcher.js';
 import { ident, KEYS_INDEX_NAMES, keysIndexes } from './migrations.js';
+import { BLOB_BYTES, blobJson, collectBlobs } from './model/blobRef.js';
 import { fieldTtlToJson, snapshotJson, valueFromJson, valueToJson } from './model/encoding.js';
 import { applyEvent, isModelOp, isNoKeyOp, keysOf } from './model/RedisModel.js';
-import { type ApplyContext, Divergence, type KeyEntry } from './model/types.js';
+import { type ApplyContext, Divergence, type KeyEntry, NeedsFetch } from './model/types.js';
 
 /** A value fetched from the master, to replace the mirror's when the stream passes `at`. */
 interface Pending extends FetchedValue {
@@ -37,19 +39,20 @@ export interface SinkState {
 const STAGE = 'pg_temp.redtail_keys_stage';
 const STAGE_DDL = `CREATE TEMP TABLE IF NOT EXISTS redtail_keys_stage (
   db integer NOT NULL, key bytea NOT NULL, key_text text, type text NOT NULL, value jsonb NOT NULL, expire_ms bigint,
-  field_expire_at jsonb) ON COMMIT DELETE ROWS`;
-const STAGE_COLUMNS = ['db', 'key', 'key_text', 'type', 'value', 'expire_ms', 'field_expire_at'];
-const STAGE_TYPES: CopyType[] = ['int4', 'bytea', 'text', 'text', 'jsonb', 'int8', 'jsonb'];
+  field_expire_at jsonb, blobs text[]) ON COMMIT DELETE ROWS`;
+const STAGE_COLUMNS = ['db', 'key', 'key_text', 'type', 'value', 'expire_ms', 'field_expire_at', 'blobs'];
+const STAGE_TYPES: CopyType[] = ['int4', 'bytea', 'text', 'text', 'jsonb', 'int8', 'jsonb', 'text[]'];
 
 /** Columns of `keys` a bulk snapshot load copies into (pending_offset stays NULL). */
 const KEYS_COLUMNS = [
   ...STAGE_COLUMNS.slice(0, 5),
   'expire_at',
   'field_expire_at',
+  'blobs',
   'updated_offset',
   'snapshot_gen',
 ];
-const KEYS_TYPES: CopyType[] = [...STAGE_TYPES.slice(0, 5), 'timestamptz', 'jsonb', 'int8', 'int8'];
+const KEYS_TYPES: CopyType[] = [...STAGE_TYPES.slice(0, 5), 'timestamptz', 'jsonb', 'text[]', 'int8', 'int8'];
 
 const GLOBAL_OPS = new Set(['flushdb', 'flushall', 'swapdb', 'snapshot-begin', 'snapshot-end']);
 
@@ -80,6 +83,8 @@ export class MirrorApplier {
   private bulkLoad = false;
   /** Whether this transaction already loaded the staging table (a second load empties it first). */
   private stageUsed = false;
+  /** Blobs of huge byte strings referenced and dropped by this transaction (blobs.ts); PostgresSink finishes it. */
+  readonly blobs: BlobTransaction;
   readonly stats = {
     fetches: 0,
     fetchedKeys: 0,
@@ -97,6 +102,7 @@ export class MirrorApplier {
     private readonly snapshotChunkRows = 5_000,
   ) {
     this.s = ident(schema);
+    this.blobs = new BlobTransaction(this.s);
   }
 
   /** Loads the outstanding fetched values (after a restart, or after a failed transaction). */
@@ -140,13 +146,21 @@ export class MirrorApplier {
     this.toFetch.clear();
     this.deletedPendingIds = [];
     this.stageUsed = false;
+    this.blobs.begin();
     const fresh = events.filter((e) => e.source.snapshot || e.source.offset > this.state.appliedOffset);
+    // The bytes of every huge byte string the batch carries, by SHA-256, for the rows that end up referencing them.
+    for (const ev of fresh) eachHuge(ev, this.blobs.keep);
     let i = 0;
     while (i < fresh.length) {
       const ev = fresh[i]!;
       if (GLOBAL_OPS.has(ev.op)) {
         if (!ev.source.snapshot) await this.segment(client, [], ev.source.offset - 1);
         await this.global(client, ev);
+        i++;
+        continue;
+      }
+      if (isStringPart(ev)) {
+        await this.stringPart(client, ev as SnapshotEvent);
         i++;
         continue;
       }
@@ -158,7 +172,13 @@ export class MirrorApplier {
         continue;
       }
       let j = i;
-      while (j < fresh.length && !GLOBAL_OPS.has(fresh[j]!.op) && !isWholeSnapshot(fresh[j]!)) j++;
+      while (
+        j < fresh.length &&
+        !GLOBAL_OPS.has(fresh[j]!.op) &&
+        !isWholeSnapshot(fresh[j]!) &&
+        !isStringPart(fresh[j]!)
+      )
+        j++;
       await this.segment(client, fresh.slice(i, j), -1);
       i = j;
     }
@@ -166,10 +186,13 @@ export class MirrorApplier {
     for (const ev of fresh)
       if (!ev.source.snapshot && ev.source.offset > this.state.appliedOffset)
         this.state.appliedOffset = ev.source.offset;
-    if (this.deletedPendingIds.length > 0)
-      await client.query(`DELETE FROM ${this.s}.pending_values WHERE id = ANY($1::bigint[])`, [
-        this.deletedPendingIds,
-      ]);
+    if (this.deletedPendingIds.length > 0) {
+      const { rows } = await client.query<{ blobs: string[] | null }>(
+        `DELETE FROM ${this.s}.pending_values WHERE id = ANY($1::bigint[]) RETURNING blobs`,
+        [this.deletedPendingIds],
+      );
+      for (const r of rows) this.blobs.drop(r.blobs);
+    }
     return fresh;
   }
 
@@ -209,6 +232,11 @@ export class MirrorApplier {
       try {
         applyEvent(ev, ctx);
       } catch (err) {
+        if (err instanceof NeedsFetch) {
+          // The op needs bytes the mirror keeps only as a blob (or their order): the master's value is exact.
+          for (const [db, k] of keysOf(ev)) ctx.fetch(db, k, err.message);
+          continue;
+        }
         if (!(err instanceof Divergence)) throw err;
         // The master only propagates what succeeded, so a failure here means the mirror's value was only provisional
         // (a fetch is outstanding) or wrong; either way the exact value is read from the master.
@@ -258,6 +286,7 @@ export class MirrorApplier {
         const k = id(db, key);
         return this.toFetch.has(k) || this.pendings.some((p) => p.db === db && p.key.equals(key));
       },
+      keep: this.blobs.keep,
     };
   }
 
@@ -286,17 +315,27 @@ export class MirrorApplier {
       throw new MirrorError(
         `the master reported offset ${res.offset}, behind the stream (${this.offset}): is it the master redtail replicates?`,
       );
-    const rows = res.values.map((v) => ({
-      db: v.db,
-      key: v.key,
-      type: v.value?.type ?? null,
-      value: v.value ? JSON.stringify(valueToJson(v.value)) : null,
-      exp: v.value ? v.expireAt : null,
-      fttl: v.value ? JSON.stringify(fieldTtlToJson(v.value)) : null,
-    }));
+    const rows = res.values.map((v) => {
+      for (const h of v.huge ?? []) this.blobs.keep(h);
+      const val = v.value;
+      const [json, blobs] = collectBlobs(() =>
+        val ? [JSON.stringify(valueToJson(val)), JSON.stringify(fieldTtlToJson(val))] : [null, null],
+      );
+      this.blobs.need(blobs);
+      return {
+        db: v.db,
+        key: v.key,
+        type: val?.type ?? null,
+        value: json[0],
+        exp: val ? v.expireAt : null,
+        fttl: json[1],
+        blobs: blobs.length > 0 ? blobs.join(',') : null,
+      };
+    });
     const { rows: ids } = await client.query<{ id: string }>(
-      `INSERT INTO ${this.s}.pending_values (db, key, at_offset, type, value, expire_at_ms, field_expire_at)
-       SELECT d, k, $7, t, v::jsonb, x, f::jsonb FROM unnest($1::int[], $2::bytea[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(d, k, t, v, x, f)
+      `INSERT INTO ${this.s}.pending_values (db, key, at_offset, type, value, expire_at_ms, field_expire_at, blobs)
+       SELECT d, k, $8, t, v::jsonb, x, f::jsonb, string_to_array(bl, ',')
+       FROM unnest($1::int[], $2::bytea[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) AS u(d, k, t, v, x, f, bl)
        RETURNING id`,
       [
         rows.map((r) => r.db),
@@ -305,6 +344,7 @@ export class MirrorApplier {
         rows.map((r) => r.value),
         rows.map((r) => r.exp),
         rows.map((r) => r.fttl),
+        rows.map((r) => r.blobs),
         res.offset,
       ],
     );
@@ -339,8 +379,10 @@ export class MirrorApplier {
       value: unknown;
       exp: string | null;
       field_expire_at: unknown;
+      blobs: string[] | null;
     }>(
-      `SELECT k.db, k.key, k.type, k.value, (extract(epoch FROM k.expire_at) * 1000)::bigint AS exp, k.field_expire_at
+      `SELECT k.db, k.key, k.type, k.value, (extract(epoch FROM k.expire_at) * 1000)::bigint AS exp, k.field_expire_at,
+              k.blobs
        FROM ${this.s}.keys k JOIN unnest($1::int[], $2::bytea[]) AS u(d, kk) ON k.db = u.d AND k.key = u.kk
        FOR UPDATE OF k`,
       [dbs, ks],
@@ -350,6 +392,7 @@ export class MirrorApplier {
       e.value = valueFromJson(r.type, r.value, r.field_expire_at);
       e.expireAt = r.exp === null ? null : Number(r.exp);
       e.pendingOffset = this.pendings.find((p) => p.db === r.db && p.key.equals(r.key))?.at ?? null;
+      e.blobs = r.blobs;
     }
   }
 
@@ -359,6 +402,8 @@ export class MirrorApplier {
     const up: KeyEntry[] = [];
     for (const e of this.working.values()) {
       if (!e.dirty) continue;
+      // The row's old blobs may lose their last reference; the new value's are listed again below.
+      this.blobs.drop(e.blobs);
       if (e.value === null) del.push(e);
       else up.push(e);
       e.dirty = false;
@@ -372,15 +417,24 @@ export class MirrorApplier {
     for (let i = 0; i < up.length; i += this.snapshotChunkRows)
       await this.upsert(
         client,
-        up.slice(i, i + this.snapshotChunkRows).map((e) => ({
-          db: e.db,
-          key: e.key,
-          type: e.value!.type,
-          json: JSON.stringify(valueToJson(e.value!)),
-          exp: e.expireAt,
-          fttl: e.value!.type === 'hash' ? JSON.stringify(fieldTtlToJson(e.value!)) : null,
-          pending: e.pendingOffset,
-        })),
+        up.slice(i, i + this.snapshotChunkRows).map((e) => {
+          const v = e.value!;
+          const [[json, fttl], blobs] = collectBlobs(() => [
+            JSON.stringify(valueToJson(v)),
+            v.type === 'hash' ? JSON.stringify(fieldTtlToJson(v)) : null,
+          ]);
+          this.blobs.need(blobs);
+          return {
+            db: e.db,
+            key: e.key,
+            type: v.type,
+            json: json!,
+            exp: e.expireAt,
+            fttl,
+            pending: e.pendingOffset,
+            blobs: blobs.length > 0 ? blobs.join(',') : null,
+          };
+        }),
       );
     this.stats.rowsWritten += del.length + up.length;
   }
@@ -395,17 +449,19 @@ export class MirrorApplier {
       exp: number | null;
       fttl: string | null;
       pending: number | null;
+      /** SHA-256s of the blobs the value references, comma-separated (model/blobRef.ts), or null. */
+      blobs: string | null;
     }>,
   ): Promise<void> {
     if (rows.length === 0) return;
     await client.query(
-      `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset)
+      `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset, blobs)
        SELECT d, k, kt, ty, v::jsonb, CASE WHEN x IS NULL THEN NULL ELSE timestamptz 'epoch' + x * interval '1 millisecond' END,
-              f::jsonb, $9, $10, p
-       FROM unnest($1::int[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[]) AS u(d, k, kt, ty, v, x, f, p)
+              f::jsonb, $10, $11, p, string_to_array(bl, ',')
+       FROM unnest($1::int[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::text[]) AS u(d, k, kt, ty, v, x, f, p, bl)
        ON CONFLICT (db, key) DO UPDATE SET key_text = EXCLUDED.key_text, type = EXCLUDED.type, value = EXCLUDED.value,
          expire_at = EXCLUDED.expire_at, field_expire_at = EXCLUDED.field_expire_at, updated_offset = EXCLUDED.updated_offset,
-         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset`,
+         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset, blobs = EXCLUDED.blobs`,
       [
         rows.map((r) => r.db),
         rows.map((r) => r.key),
@@ -415,6 +471,7 @@ export class MirrorApplier {
         rows.map((r) => r.exp),
         rows.map((r) => r.fttl),
         rows.map((r) => r.pending),
+        rows.map((r) => r.blobs),
         this.offset,
         this.state.gen,
       ],
@@ -434,6 +491,7 @@ export class MirrorApplier {
     const direct = this.bulkLoad;
     const tail: CopyValue[] = direct ? [this.offset, this.state.gen] : [];
     const logger = this.logger;
+    const blobTx = this.blobs;
     function* rows(): Generator<CopyValue[]> {
       for (const ev of events) {
         if (ev.type === 'module') {
@@ -443,11 +501,10 @@ export class MirrorApplier {
           );
           continue;
         }
-        const v = snapshotJson(
-          ev.type as string,
-          ev.value,
-          ev.fieldExpireAt as Array<[Buffer, number]> | undefined,
+        const [v, blobs] = collectBlobs(() =>
+          snapshotJson(ev.type as string, ev.value, ev.fieldExpireAt as Array<[Buffer, number]> | undefined),
         );
+        blobTx.need(blobs);
         yield [
           ev.db,
           ev.key!,
@@ -456,6 +513,7 @@ export class MirrorApplier {
           v.json,
           (ev.expireAt as number | null) ?? null,
           v.fieldTtl,
+          blobs.length > 0 ? blobs : null,
           ...tail,
         ];
       }
@@ -468,20 +526,56 @@ export class MirrorApplier {
       this.stageUsed = true;
       n = await copyBinary(client, STAGE, STAGE_COLUMNS, STAGE_TYPES, rows());
       await client.query(
-        `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset)
+        `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset, blobs)
        SELECT db, key, key_text, type, value,
               CASE WHEN expire_ms IS NULL THEN NULL ELSE timestamptz 'epoch' + expire_ms * interval '1 millisecond' END,
-              field_expire_at, $1, $2, NULL
+              field_expire_at, $1, $2, NULL, blobs
        FROM ${STAGE}
        ON CONFLICT (db, key) DO UPDATE SET key_text = EXCLUDED.key_text, type = EXCLUDED.type, value = EXCLUDED.value,
          expire_at = EXCLUDED.expire_at, field_expire_at = EXCLUDED.field_expire_at, updated_offset = EXCLUDED.updated_offset,
-         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset`,
+         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset, blobs = EXCLUDED.blobs`,
         [this.offset, this.state.gen],
       );
     }
     this.stats.rowsWritten += n;
     this.stats.copies++;
     this.stats.copiedRows += n;
+  }
+
+  /**
+   * One part of a snapshot string streamed in parts (the RDB parser cuts raw strings above its `streamThreshold`,
+   * 64 MB by default, docs/rdb.md). Parts may straddle transactions, so each part's bytes go to `blob_parts` as they
+   * come; the last part's transaction reads them back in chunks for the SHA-256 (an incremental hash in memory would
+   * not survive a failed transaction), moves them to `blob_chunks` inside Postgres and writes the key's row. A string
+   * that turns out shorter than BLOB_BYTES (only with a parser threshold below it) is assembled and stored inline.
+   */
+  private async stringPart(client: PoolClient, ev: SnapshotEvent): Promise<void> {
+    this.offset = ev.source.offset;
+    const value = ev.value as Buffer;
+    const parts = new StringParts(client, this.s, ev.db, ev.key);
+    if (ev.part === 0) await parts.clear();
+    const { next, bytes } = await parts.state();
+    if (!ev.last) return parts.append(value, next);
+    if (bytes + value.length < BLOB_BYTES) {
+      const whole: SnapshotEvent = { ...ev, value: await parts.assemble(value) };
+      delete whole.part;
+      delete whole.last;
+      return this.snapshotRows(client, [whole]);
+    }
+    const ref = await parts.toBlob(value, next);
+    await this.upsert(client, [
+      {
+        db: ev.db,
+        key: ev.key,
+        type: 'string',
+        json: JSON.stringify(blobJson(ref)),
+        exp: ev.expireAt ?? null,
+        fttl: null,
+        pending: null,
+        blobs: ref.sha256,
+      },
+    ]);
+    this.stats.rowsWritten++;
   }
 
   /**
@@ -506,9 +600,11 @@ export class MirrorApplier {
     switch (ev.op) {
       case 'flushdb':
         await client.query(`DELETE FROM ${k} WHERE db = $1`, [ev.db]);
+        this.blobs.sweep();
         break;
       case 'flushall':
         await client.query(`DELETE FROM ${k}`);
+        this.blobs.sweep();
         break;
       case 'swapdb': {
         const a = ev.db1 as number;
@@ -529,10 +625,15 @@ export class MirrorApplier {
         this.pendings = [];
         this.deletedPendingIds = [];
         await client.query(`DELETE FROM ${this.s}.pending_values`);
+        // Parts of a string an interrupted load left behind (its transaction committed, the load did not finish).
+        await client.query(`DELETE FROM ${this.s}.blob_parts`);
+        this.blobs.sweep();
         await this.beginBulkLoad(client);
         break;
       case 'snapshot-end': {
         const r = await client.query(`DELETE FROM ${k} WHERE snapshot_gen < $1`, [this.state.gen]);
+        // Rows of the old generation are gone and others were overwritten by the load: their blobs may be orphans.
+        this.blobs.sweep();
         // Always (not only after a bulk load): a load interrupted after dropping them left them missing.
         const t = performance.now();
         for (const ddl of keysIndexes(this.s)) await client.query(ddl);
@@ -554,4 +655,9 @@ export class MirrorApplier {
 /** A snapshot event that is a whole key (not one part of a huge value): these are copied in bulk. */
 function isWholeSnapshot(ev: ChangeEvent): boolean {
   return ev.op === 'snapshot' && ev.part === undefined;
+}
+
+/** One part of a snapshot string streamed in parts (a raw string above the parser's streamThreshold). */
+function isStringPart(ev: ChangeEvent): boolean {
+  return ev.op === 'snapshot' && ev.part !== undefined && ev.type === 'string';
 }

@@ -225,6 +225,8 @@ export class PostgresSink implements Sink {
         if (this.config.changes) await this.insertChanges(client, applied);
         const t4 = performance.now();
         await this.retention(client);
+        // Blobs of huge values: the new ones stored, those no row references anymore deleted (blobs.ts).
+        await this.applier.blobs.finish(client);
         const t5 = performance.now();
         await this.saveAndCommit(client, batch.checkpoint);
         const t6 = performance.now();
@@ -243,6 +245,9 @@ export class PostgresSink implements Sink {
         this.stale = true;
         if (begun) await client.query('ROLLBACK').catch(() => {});
         throw err;
+      } finally {
+        // The kept bytes of the batch's huge values are not needed past its transaction.
+        this.applier.blobs.release();
       }
     });
     this.stats.transactions++;
@@ -317,7 +322,7 @@ export class PostgresSink implements Sink {
     const rows = events.filter(
       (e) => !e.op.startsWith('snapshot') || (e.op === 'snapshot' && this.config.changesSnapshot),
     );
-    this.stats.changeRows += await writeChanges(client, `${this.s}.changes`, rows);
+    this.stats.changeRows += await writeChanges(client, `${this.s}.changes`, rows, this.applier.blobs);
   }
 
   /** Retention runs inside a write transaction at most once a minute. */
@@ -325,10 +330,13 @@ export class PostgresSink implements Sink {
     const ms = this.config.changesRetentionMs;
     if (!this.config.changes || ms <= 0 || Date.now() - this.lastRetention < 60_000) return;
     this.lastRetention = Date.now();
-    await client.query(
-      `DELETE FROM ${this.s}.changes WHERE received_at < now() - $1 * interval '1 millisecond'`,
+    const { rows } = await client.query<{ blobs: string }>(
+      `WITH d AS (DELETE FROM ${this.s}.changes WHERE received_at < now() - $1 * interval '1 millisecond' RETURNING blobs)
+       SELECT count(blobs) AS blobs FROM d`,
       [ms],
     );
+    // Rows that referenced blobs are gone: the blobs may have lost their last reference.
+    if (Number(rows[0]?.blobs) > 0) this.applier.blobs.sweep();
   }
 
   /**

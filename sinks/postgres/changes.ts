@@ -1,24 +1,42 @@
 import type { PoolClient } from 'pg';
 import type { ChangeEvent } from '../../src/events/ChangeEvent.js';
+import type { BlobTransaction } from './blobs.js';
 import { type CopyType, type CopyValue, copyBinary } from './copy.js';
+import { collectBlobs } from './model/blobRef.js';
 import { toJsonb } from './model/encoding.js';
 
 /** Fields of an event that are not its payload (they have their own `changes` columns). */
 const ENVELOPE = new Set(['v', 'op', 'db', 'key', 'source', 'ts']);
 
-const COLUMNS = ['replid', '"offset"', 'seq', 'db', 'key', 'op', 'payload', 'txn', 'received_at'];
-const TYPES: CopyType[] = ['text', 'int8', 'int4', 'int4', 'bytea', 'text', 'jsonb', 'text', 'timestamptz'];
+const COLUMNS = ['replid', '"offset"', 'seq', 'db', 'key', 'op', 'payload', 'txn', 'received_at', 'blobs'];
+const TYPES: CopyType[] = [
+  'text',
+  'int8',
+  'int4',
+  'int4',
+  'bytea',
+  'text',
+  'jsonb',
+  'text',
+  'timestamptz',
+  'text[]',
+];
 /** Postgres's unique_violation: a row of the batch is already in `changes`. */
 const UNIQUE_VIOLATION = '23505';
 
-function payload(e: ChangeEvent): string {
+/** The payload's JSON, a huge byte string as a reference to its blob (model/blobRef.ts), and the blobs referenced. */
+function payload(e: ChangeEvent): [string, string[]] {
   const p: Record<string, unknown> = {};
   const fields = e as unknown as Record<string, unknown>;
   for (const k of Object.keys(e)) if (!ENVELOPE.has(k)) p[k] = fields[k];
-  return JSON.stringify(toJsonb(p));
+  return collectBlobs(() => JSON.stringify(toJsonb(p)));
 }
 
-function* rows(events: readonly ChangeEvent[], payloads: string[]): Generator<CopyValue[]> {
+function* rows(
+  events: readonly ChangeEvent[],
+  payloads: string[],
+  blobs: Array<string[] | null>,
+): Generator<CopyValue[]> {
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
     yield [
@@ -31,6 +49,7 @@ function* rows(events: readonly ChangeEvent[], payloads: string[]): Generator<Co
       payloads[i]!,
       e.source.txn ?? null,
       e.ts,
+      blobs[i]!,
     ];
   }
 }
@@ -47,18 +66,27 @@ export async function writeChanges(
   client: PoolClient,
   table: string,
   events: readonly ChangeEvent[],
+  blobTx?: BlobTransaction,
 ): Promise<number> {
   if (events.length === 0) return 0;
-  const payloads = events.map(payload);
+  const payloads: string[] = [];
+  const blobs: Array<string[] | null> = [];
+  for (const e of events) {
+    const [json, refs] = payload(e);
+    payloads.push(json);
+    blobs.push(refs.length > 0 ? refs : null);
+    // Their bytes are in the batch's events (stashed by the applier); stored at the end of the transaction.
+    if (refs.length > 0) blobTx?.need(refs);
+  }
   await client.query('SAVEPOINT redtail_changes');
   try {
-    const n = await copyBinary(client, table, COLUMNS, TYPES, rows(events, payloads));
+    const n = await copyBinary(client, table, COLUMNS, TYPES, rows(events, payloads, blobs));
     await client.query('RELEASE SAVEPOINT redtail_changes');
     return n;
   } catch (err) {
     if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
     await client.query('ROLLBACK TO SAVEPOINT redtail_changes');
-    return insertSkippingExisting(client, table, events, payloads);
+    return insertSkippingExisting(client, table, events, payloads, blobs);
   }
 }
 
@@ -67,15 +95,16 @@ async function insertSkippingExisting(
   table: string,
   events: readonly ChangeEvent[],
   payloads: string[],
+  blobs: Array<string[] | null>,
 ): Promise<number> {
   let n = 0;
   for (let i = 0; i < events.length; i += 5_000) {
     const chunk = events.slice(i, i + 5_000);
     const r = await client.query(
-      `INSERT INTO ${table} (replid, "offset", seq, db, key, op, payload, txn, received_at)
-       SELECT r, o, s, d, k, op, p::jsonb, t, timestamptz 'epoch' + ts * interval '1 millisecond'
-       FROM unnest($1::text[], $2::bigint[], $3::int[], $4::int[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::bigint[])
-         AS u(r, o, s, d, k, op, p, t, ts)
+      `INSERT INTO ${table} (replid, "offset", seq, db, key, op, payload, txn, received_at, blobs)
+       SELECT r, o, s, d, k, op, p::jsonb, t, timestamptz 'epoch' + ts * interval '1 millisecond', string_to_array(bl, ',')
+       FROM unnest($1::text[], $2::bigint[], $3::int[], $4::int[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[])
+         AS u(r, o, s, d, k, op, p, t, ts, bl)
        ON CONFLICT DO NOTHING`,
       [
         chunk.map((e) => e.source.replid),
@@ -87,6 +116,7 @@ async function insertSkippingExisting(
         payloads.slice(i, i + 5_000),
         chunk.map((e) => e.source.txn ?? null),
         chunk.map((e) => e.ts),
+        blobs.slice(i, i + 5_000).map((b) => (b ? b.join(',') : null)),
       ],
     );
     n += r.rowCount ?? 0;

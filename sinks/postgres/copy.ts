@@ -8,8 +8,10 @@ import copyStreams from 'pg-copy-streams';
  * raw bytes, so no byte of a key or value (NUL, backslash, tab, newline, quotes, invalid UTF-8) is ever escaped or
  * interpreted, and bytea travels at its own size instead of as hex.
  */
-export type CopyType = 'int4' | 'int8' | 'bytea' | 'text' | 'jsonb' | 'timestamptz';
-export type CopyValue = number | Buffer | string | null;
+export type CopyType = 'int4' | 'int8' | 'bytea' | 'text' | 'jsonb' | 'timestamptz' | 'text[]';
+export type CopyValue = number | Buffer | string | readonly string[] | null;
+/** pg_type oid of text: the element type a binary text[] names (array_recv checks it). */
+const TEXT_OID = 25;
 
 /** `PGCOPY\n\377\r\n\0`, flags 0, header extension length 0. */
 const HEADER = Buffer.from([
@@ -78,6 +80,34 @@ export function* encodeCopyBinary(
     buf.writeUInt32BE(n - hi * 0x1_0000_0000, pos + 8);
     pos += 12;
   };
+  /**
+   * A one-dimensional text[] without NULLs in array_send's layout: ndim, has-nulls flag, element type oid, then per
+   * dimension its length and lower bound (1), then each element as a length and its UTF-8 bytes.
+   */
+  const textArray = (a: readonly string[], col: number): void => {
+    const bytes = a.map((x) => {
+      if (typeof x !== 'string' || x.includes('\0')) fail(`text[] column ${col}: an element is not text`);
+      return Buffer.from(x, 'utf8');
+    });
+    const header = a.length === 0 ? 12 : 20;
+    const len = header + bytes.reduce((n, x) => n + 4 + x.length, 0);
+    room(4 + len);
+    buf.writeInt32BE(len, pos);
+    buf.writeInt32BE(a.length === 0 ? 0 : 1, pos + 4);
+    buf.writeInt32BE(0, pos + 8);
+    buf.writeInt32BE(TEXT_OID, pos + 12);
+    pos += 16;
+    if (a.length > 0) {
+      buf.writeInt32BE(a.length, pos);
+      buf.writeInt32BE(1, pos + 4);
+      pos += 8;
+    }
+    for (const x of bytes) {
+      buf.writeInt32BE(x.length, pos);
+      x.copy(buf, pos + 4);
+      pos += 4 + x.length;
+    }
+  };
   for (const row of rows) {
     if (row.length !== types.length)
       fail(`a row has ${row.length} fields, the COPY has ${types.length} columns`);
@@ -126,6 +156,10 @@ export function* encodeCopyBinary(
           pos += b.length;
           break;
         }
+        case 'text[]':
+          if (!Array.isArray(v)) fail(`text[] column ${i}: not an array`);
+          textArray(v as readonly string[], i);
+          break;
         case 'text':
         case 'jsonb': {
           if (typeof v !== 'string') fail(`${t} column ${i}: not a string`);

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { PoolClient } from 'pg';
 
 /**
@@ -6,6 +7,11 @@ import type { PoolClient } from 'pg';
  * index insertions); migration 1 creates them with the same text.
  */
 export function keysIndexes(s: string): string[] {
+  return [...keysIndexesV1(s), KEYS_BLOBS_INDEX(s)];
+}
+
+/** The indexes migration 1 created: a released migration's text must not change with later columns. */
+function keysIndexesV1(s: string): string[] {
   return [
     `CREATE INDEX IF NOT EXISTS keys_key_text ON ${s}.keys (db, key_text text_pattern_ops)`,
     `CREATE INDEX IF NOT EXISTS keys_expire_at ON ${s}.keys (expire_at) WHERE expire_at IS NOT NULL`,
@@ -13,7 +19,14 @@ export function keysIndexes(s: string): string[] {
   ];
 }
 
-export const KEYS_INDEX_NAMES = ['keys_key_text', 'keys_expire_at', 'keys_snapshot_gen'];
+/**
+ * Which keys reference a blob (migration 2): the garbage collection of blobs asks `blobs @> ARRAY[sha]` per
+ * candidate blob. Partial: only keys holding a huge value have a non-NULL `blobs`.
+ */
+const KEYS_BLOBS_INDEX = (s: string) =>
+  `CREATE INDEX IF NOT EXISTS keys_blobs ON ${s}.keys USING gin (blobs) WHERE blobs IS NOT NULL`;
+
+export const KEYS_INDEX_NAMES = ['keys_key_text', 'keys_expire_at', 'keys_snapshot_gen', 'keys_blobs'];
 
 /** One schema version; `sql` is run once, in order, inside the migration transaction. */
 interface Migration {
@@ -60,7 +73,7 @@ CREATE TABLE IF NOT EXISTS ${s}.keys (
   pending_offset bigint,
   PRIMARY KEY (db, key)
 );
-${keysIndexes(s).join(';\n')};
+${keysIndexesV1(s).join(';\n')};
 
 CREATE OR REPLACE VIEW ${s}.live_keys AS
   SELECT db, key, key_text, type, value, expire_at, field_expire_at, updated_offset
@@ -94,6 +107,45 @@ CREATE TABLE IF NOT EXISTS ${s}.pending_values (
 );
 `,
   },
+  {
+    version: 2,
+    description: 'huge values: blobs, blob_chunks, blob_parts, blobs columns, redtail_blob()',
+    // Byte strings of 1 MB or more (sinks/postgres/blobs.ts): content-addressed by SHA-256 (hex, as in the jsonb
+    // reference), 1 MB chunk rows so neither redtail nor Postgres ever needs one field of the value's size. A blob
+    // lives while a `keys`, `changes` or `pending_values` row lists it in its `blobs` column. `blob_parts` holds the
+    // chunks of a snapshot string that arrives in parts, until its last part gives the SHA-256.
+    sql: (s) => `
+CREATE TABLE IF NOT EXISTS ${s}.blobs (
+  sha256 text PRIMARY KEY,
+  bytes bigint NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS ${s}.blob_chunks (
+  sha256 text NOT NULL REFERENCES ${s}.blobs ON DELETE CASCADE,
+  n integer NOT NULL,
+  chunk bytea NOT NULL,
+  PRIMARY KEY (sha256, n)
+);
+CREATE TABLE IF NOT EXISTS ${s}.blob_parts (
+  db integer NOT NULL,
+  key bytea NOT NULL,
+  n integer NOT NULL,
+  chunk bytea NOT NULL,
+  PRIMARY KEY (db, key, n)
+);
+ALTER TABLE ${s}.keys ADD COLUMN IF NOT EXISTS blobs text[];
+ALTER TABLE ${s}.changes ADD COLUMN IF NOT EXISTS blobs text[];
+ALTER TABLE ${s}.pending_values ADD COLUMN IF NOT EXISTS blobs text[];
+${KEYS_BLOBS_INDEX(s)};
+CREATE INDEX IF NOT EXISTS changes_blobs ON ${s}.changes USING gin (blobs) WHERE blobs IS NOT NULL;
+CREATE OR REPLACE FUNCTION ${s}.redtail_blob(sha text) RETURNS bytea LANGUAGE sql STABLE AS
+  $$ SELECT string_agg(chunk, ''::bytea ORDER BY n) FROM ${s}.blob_chunks WHERE sha256 = sha $$;
+CREATE OR REPLACE FUNCTION ${s}.redtail_value(v jsonb) RETURNS bytea LANGUAGE sql STABLE AS
+  $$ SELECT CASE WHEN v ? 'blob' THEN ${s}.redtail_blob(v->'blob'->>'sha256')
+                 WHEN v ? 'base64' THEN decode(v->>'base64', 'base64')
+                 WHEN jsonb_typeof(v) = 'string' THEN convert_to(v #>> '{}', 'UTF8') END $$;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
@@ -105,9 +157,14 @@ export function ident(name: string): string {
 
 /**
  * Creates or upgrades the schema. A transaction-scoped advisory lock keyed on the schema name serializes concurrent
- * starts; the whole upgrade commits or nothing does.
+ * starts; the whole upgrade commits or nothing does. `upTo` stops at an older version (tests build the schema an
+ * earlier redtail left, to prove the upgrade).
  */
-export async function migrate(client: PoolClient, schema: string): Promise<number> {
+export async function migrate(
+  client: PoolClient | pg.Client,
+  schema: string,
+  upTo: number = SCHEMA_VERSION,
+): Promise<number> {
   const s = ident(schema);
   await client.query('BEGIN');
   try {
@@ -125,7 +182,7 @@ export async function migrate(client: PoolClient, schema: string): Promise<numbe
         `schema ${schema} is at version ${current}, newer than this redtail (${SCHEMA_VERSION}); upgrade redtail`,
       );
     for (const m of MIGRATIONS) {
-      if (m.version <= current) continue;
+      if (m.version <= current || m.version > upTo) continue;
       await client.query(m.sql(s));
       await client.query(`INSERT INTO ${s}.schema_migrations (version, description) VALUES ($1, $2)`, [
         m.version,
@@ -133,7 +190,7 @@ export async function migrate(client: PoolClient, schema: string): Promise<numbe
       ]);
     }
     await client.query('COMMIT');
-    return SCHEMA_VERSION;
+    return Math.min(upTo, SCHEMA_VERSION);
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;

@@ -9,10 +9,12 @@ import { parseMasterUrl } from '../../src/link/MasterAddress.js';
 import { ioredisTarget, loadTls, type MasterTls } from '../../src/link/tls.js';
 import { ProgressLine } from '../../src/observe/progress.js';
 import { registerSecret, scrubbedMessage, secretsInEndpoint } from '../../src/observe/redact.js';
+import { hashChunks, shaLiteral } from './blobs.js';
 import { parsePostgresSpec, pgConnectionString } from './config.js';
 import { CopiedRow, CopyBinaryRows, jsonb } from './copyOut.js';
 import { KeyHashes } from './KeyHashes.js';
 import { ident } from './migrations.js';
+import type { BlobRef } from './model/blobRef.js';
 import { encodeBytes } from './model/encoding.js';
 import { latin1, ReplyError, RespPipe } from './RespPipe.js';
 import { type BatchContext, compareBatch, volatileIn } from './verifyBatch.js';
@@ -162,6 +164,31 @@ async function copyMirror(
   if (keys.length > 0) await onBatch(keys, rows);
 }
 
+/**
+ * The blobs of huge values (blobs.ts) whose chunks do not hash to their SHA-256 or length, and blobs a key references
+ * that are missing: SHA-256 → what the mirror really holds for it. Each blob is read once with a binary COPY and hashed
+ * as it streams (never whole in memory).
+ */
+async function checkBlobs(client: pg.Client, s: string): Promise<Map<string, BlobRef>> {
+  const bad = new Map<string, BlobRef>();
+  const { rows } = await client.query<{ sha256: string; bytes: string }>(
+    `SELECT sha256, bytes FROM ${s}.blobs ORDER BY sha256`,
+  );
+  for (const r of rows) {
+    const got = await hashChunks(
+      client,
+      `SELECT chunk FROM ${s}.blob_chunks WHERE sha256 = ${shaLiteral(r.sha256)} ORDER BY n`,
+    );
+    if (got.sha256 !== r.sha256 || got.bytes !== Number(r.bytes)) bad.set(r.sha256, got);
+  }
+  const { rows: missing } = await client.query<{ sha256: string }>(
+    `SELECT DISTINCT x AS sha256 FROM ${s}.keys, unnest(blobs) AS x WHERE blobs IS NOT NULL
+     EXCEPT SELECT sha256 FROM ${s}.blobs`,
+  );
+  for (const m of missing) bad.set(m.sha256, { bytes: 0, sha256: 'missing' });
+  return bad;
+}
+
 /** Every key of the selected db, by SCAN on a connection of its own. */
 async function scanKeys(pipe: RespPipe, onKey: (key: Buffer) => void): Promise<void> {
   let cursor = '0';
@@ -252,6 +279,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
     await copyClient.connect();
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     const caughtUp = await catchUp(redis, db, s, sink, deadline);
+    const badBlobs = await checkBlobs(db, s);
     const keyspace = (await redis.info('keyspace')) as string;
     const dbs = new Set<number>([...keyspace.matchAll(/^db(\d+):/gm)].map((m) => Number(m[1])));
     const masterKeys = [...keyspace.matchAll(/^db\d+:keys=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
@@ -269,7 +297,16 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
       await redis.select(d);
       await pipe.call('SELECT', String(d));
       await scanPipe.call('SELECT', String(d));
-      const ctx: BatchContext = { pipe, redis, pg: pool, schema: s, db: d, read, volatile: { value: true } };
+      const ctx: BatchContext = {
+        pipe,
+        redis,
+        pg: pool,
+        schema: s,
+        db: d,
+        read,
+        volatile: { value: true },
+        badBlobs,
+      };
       ctx.volatile.value = volatileIn(keyspace, d);
       const limiter = new Limiter(BATCHES_IN_FLIGHT);
       // The master's keys (SCAN, meanwhile, on the other connection) and the mirror's, to find the keys only the
@@ -323,6 +360,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
           db: d,
           read,
           volatile: { value: true },
+          badBlobs,
           settle: async () => {
             await catchUp(redis, db, s, sink, Date.now() + 15_000);
           },

@@ -1,6 +1,8 @@
 import { isUtf8 } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import { type BlobRef, blobFromJson, blobRefOf, isHuge, placeholder } from './model/blobRef.js';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
 import { type Command, latin1, type Reply, ReplyError, type RespPipe } from './RespPipe.js';
 import {
@@ -15,7 +17,7 @@ import {
   type ReadOptions,
   readRedisKeyAt,
   sameJson,
-  score,
+  zsetInMirrorOrder,
 } from './verifyKey.js';
 
 /*
@@ -53,7 +55,15 @@ export interface BatchContext {
    * Without it the rows read first (to choose the reads) are the ones judged.
    */
   settle?: () => Promise<void>;
+  /**
+   * Blobs whose chunks do not hash to their name (verify.ts checkBlobs): SHA-256 → what the chunks really hold. A
+   * mirror row referencing one is compared as holding those bytes, so a tampered chunk shows as a difference.
+   */
+  badBlobs?: Map<string, BlobRef>;
 }
+
+/** Bytes per GETRANGE when a huge string is hashed on the master (four per round trip). */
+const GETRANGE_BYTES = 8 << 20;
 
 export interface BatchResult {
   differences: KeyDifference[];
@@ -76,7 +86,72 @@ export async function mirrorBatch(c: BatchContext, keys: Buffer[]): Promise<Arra
   });
   const out = new Array<MirrorRow | undefined>(keys.length);
   for (const r of rows) out[r[0] - 1] = { type: r[1], value: r[2], expire_ms: r[3], field_expire_at: r[4] };
-  return out;
+  return patchBadBlobs(c, out);
+}
+
+/** Rows referencing a bad blob (BatchContext.badBlobs) with the reference replaced by what the chunks hold. */
+function patchBadBlobs(c: BatchContext, rows: Array<MirrorRow | undefined>): Array<MirrorRow | undefined> {
+  const bad = c.badBlobs;
+  if (!bad || bad.size === 0) return rows;
+  const replace = (v: unknown): unknown => {
+    const r = blobFromJson(v);
+    if (r) {
+      const real = bad.get(r.sha256);
+      return real ? { blob: real } : v;
+    }
+    if (Array.isArray(v)) return v.map(replace);
+    if (v !== null && typeof v === 'object')
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, replace(x)]));
+    return v;
+  };
+  return rows.map((row) => {
+    if (!row) return row;
+    const text = JSON.stringify(row.value);
+    if (![...bad.keys()].some((sha) => text.includes(sha))) return row;
+    return {
+      type: row.type,
+      value: replace(row.value),
+      expire_ms: row.expire_ms,
+      field_expire_at: row.field_expire_at,
+    };
+  });
+}
+
+/** The reference of a string row stored as a blob, or null (most rows are settled by their bytes, unparsed). */
+function hugeString(row: MirrorRow): BlobRef | null {
+  if (row.type !== 'string' || row.stringBytes !== undefined || row.stringBase64 !== undefined) return null;
+  return blobFromJson(row.value);
+}
+
+/**
+ * Whether a string the mirror holds as a blob differs on the master: type, expiry and length in one MULTI, then the
+ * value read with GETRANGE in pieces and hashed incrementally, never whole in memory. Not one atomic read: a
+ * difference is read again (verify.ts), atomically.
+ */
+async function hugeStringDiffers(
+  c: BatchContext,
+  key: Buffer,
+  row: MirrorRow,
+  ref: BlobRef,
+): Promise<boolean> {
+  const now = Date.now();
+  const head = await c.pipe.send([['MULTI'], ['TYPE', key], ttlCommand(c, key), ['STRLEN', key], ['EXEC']]);
+  const exec = head[head.length - 1];
+  if (!Array.isArray(exec) || exec[0] !== 'string') return true;
+  const expireAt = expiryOf(c, exec[1] ?? null, now);
+  const mirrorExpire = row.expire_ms === null ? null : Number(row.expire_ms);
+  if (expireAt !== mirrorExpire || exec[2] !== ref.bytes) return true;
+  const h = createHash('sha256');
+  for (let at = 0; at < ref.bytes; at += GETRANGE_BYTES * 4) {
+    const cmds: Command[] = [];
+    for (let from = at; from < Math.min(ref.bytes, at + GETRANGE_BYTES * 4); from += GETRANGE_BYTES)
+      cmds.push(['GETRANGE', key, String(from), String(Math.min(ref.bytes, from + GETRANGE_BYTES) - 1)]);
+    for (const r of await c.pipe.send(cmds)) {
+      if (!Buffer.isBuffer(r)) return true;
+      h.update(r);
+    }
+  }
+  return h.digest('hex') !== ref.sha256;
 }
 
 const hasFieldTtls = (row: MirrorRow) =>
@@ -121,10 +196,9 @@ function replyValue(type: string, r: Buffer[]): unknown {
     case 'set':
       return [...r].sort(cmpBuf).map(encodeBytes);
     case 'zset': {
-      const out: unknown[] = [];
-      for (let i = 0; i + 1 < r.length; i += 2)
-        out.push([encodeBytes(r[i] as Buffer), score(latin1(r[i + 1] as Buffer))]);
-      return out;
+      const pairs: Array<[Buffer, string]> = [];
+      for (let i = 0; i + 1 < r.length; i += 2) pairs.push([r[i] as Buffer, latin1(r[i + 1] as Buffer)]);
+      return zsetInMirrorOrder(pairs);
     }
     default: {
       const pairs: Array<[Buffer, Buffer]> = [];
@@ -137,9 +211,7 @@ function replyValue(type: string, r: Buffer[]): unknown {
 function sameBytes(mirror: unknown, b: Buffer): boolean {
   const e = encodeBytes(b);
   if (typeof e === 'string') return e === mirror;
-  return (
-    typeof mirror === 'object' && mirror !== null && (mirror as { base64?: unknown }).base64 === e.base64
-  );
+  return sameJson(e, mirror);
 }
 
 /** Whether a string row holds `v`, from the bytes or base64 text the COPY kept when it can (CopiedRow). */
@@ -176,11 +248,12 @@ export async function compareBatch(
   keys: Buffer[],
   given?: Array<MirrorRow | undefined>,
 ): Promise<BatchResult> {
-  const rows = given ?? (await mirrorBatch(c, keys));
+  const rows = given ? patchBadBlobs(c, given) : await mirrorBatch(c, keys);
   const planned: Planned[] = [];
-  // Positions in `keys` of the keys read on their own, and of the big collections.
+  // Positions in `keys` of the keys read on their own, of the big collections, and of strings stored as blobs.
   const alone: number[] = [];
   const big: number[] = [];
+  const huge: Array<[number, BlobRef]> = [];
   const strings: Buffer[] = [];
   // Without keys with a TTL in the db, no PEXPIRETIME: INFO keyspace in the same MULTI proves there were none.
   const withTtl = c.volatile.value;
@@ -195,6 +268,7 @@ export async function compareBatch(
     )
       alone.push(i);
     else if (isBig(row)) big.push(i);
+    else if (hugeString(row)) huge.push([i, hugeString(row)!]);
     else {
       // EXEC's reply has one entry per command after MULTI.
       const p: Planned = { i, key, row, ttlAt: -1, readAt: -1, mget: -1, ttlCommands: 0 };
@@ -235,6 +309,8 @@ export async function compareBatch(
     mget = (strings.length > 0 ? exec[mgetAt] : []) as Reply[];
   }
   for (const i of big) if (await bigDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow)) alone.push(i);
+  for (const [i, ref] of huge)
+    if (await hugeStringDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow, ref)) alone.push(i);
   const read = await Promise.all(
     alone.map((i) =>
       readRedisKeyAt(c.redis, keys[i] as Buffer, { ...c.read, hashFields: mirrorFields(rows[i]) }),
@@ -390,7 +466,7 @@ async function scanDiffers(c: BatchContext, key: Buffer, type: string, mirror: u
   // The mirror's members by their bytes (latin1), to the index of their entry.
   const index = new Map<string, number>();
   mirror.forEach((m, i) => {
-    index.set(latin1(decodeToBuffer(hash ? (m as unknown[])[0] : m)), i);
+    index.set(memberId(hash ? (m as unknown[])[0] : m), i);
   });
   const seen = new Uint8Array(mirror.length);
   let found = 0;
@@ -405,7 +481,7 @@ async function scanDiffers(c: BatchContext, key: Buffer, type: string, mirror: u
     const fields: Buffer[] = [];
     for (let i = 0; i < items.length; i += step) {
       const m = items[i] as Buffer;
-      const at = index.get(latin1(m));
+      const at = index.get(isHuge(m) ? placeholder(blobRefOf(m)) : latin1(m));
       if (at === undefined) return true;
       if (seen[at]) continue;
       if (hash && !sameBytes((mirror[at] as unknown[])[1], items[i + 1] as Buffer)) return true;
@@ -416,6 +492,12 @@ async function scanDiffers(c: BatchContext, key: Buffer, type: string, mirror: u
     if (hash && c.read.fieldTtl && fields.length > 0 && (await anyFieldTtl(c, key, fields))) return true;
   } while (cursor !== '0');
   return found !== mirror.length;
+}
+
+/** A mirror member's identity in scanDiffers's index: its bytes as latin1, or a blob's placeholder (its SHA-256). */
+function memberId(m: unknown): string {
+  const r = blobFromJson(m);
+  return r ? placeholder(r) : latin1(decodeToBuffer(m));
 }
 
 /** Whether any of `fields` has a TTL on the master (the mirror's big hashes reaching here have none). */

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { blobFromJson, isHuge, mirrorBufferOrder } from './model/blobRef.js';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
 
 /*
@@ -26,8 +27,28 @@ export interface FieldTtlDifference {
   mirror: number | null;
 }
 
+/**
+ * The mirror's order of set members and hash fields: bytes, with huge ones (stored as blobs) after all others by
+ * SHA-256 (model/blobRef.ts). The master's replies are put in this order before they are compared.
+ */
 export function cmpBuf(a: Buffer, b: Buffer): number {
-  return Buffer.compare(a, b);
+  return mirrorBufferOrder(a, b);
+}
+
+function scoreNumber(s: number | string): number {
+  if (typeof s === 'number') return s;
+  return s.startsWith('-') ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+}
+
+/**
+ * A zset reply ([member, score text] in ZRANGE order) in the mirror's order: the same, except that members tied on
+ * score with a huge member follow the mirror's order of ties (cmpBuf) instead of Redis's byte order.
+ */
+export function zsetInMirrorOrder(pairs: Array<[Buffer, string]>): unknown[] {
+  const scored = pairs.map(([m, s]) => [m, score(s)] as [Buffer, number | string]);
+  if (scored.some(([m]) => isHuge(m)))
+    scored.sort((x, y) => scoreNumber(x[1]) - scoreNumber(y[1]) || cmpBuf(x[0], y[0]));
+  return scored.map(([m, s]) => [encodeBytes(m), s]);
 }
 
 export function score(s: string): number | string {
@@ -277,10 +298,9 @@ export async function readRedisKeyAt(
       break;
     case 'zset': {
       const a = raw as Buffer[];
-      const out: unknown[] = [];
-      for (let i = 0; i < a.length; i += 2)
-        out.push([encodeBytes(a[i]!), score(a[i + 1]!.toString('latin1'))]);
-      value = out;
+      const pairs: Array<[Buffer, string]> = [];
+      for (let i = 0; i < a.length; i += 2) pairs.push([a[i]!, a[i + 1]!.toString('latin1')]);
+      value = zsetInMirrorOrder(pairs);
       break;
     }
     case 'hash': {
@@ -363,7 +383,10 @@ export function same(a: ComparableKey | null, b: ComparableKey | null): boolean 
 /** The fields of a mirrored hash, as the guess of readRedisKey's `hashFields`. */
 export function mirrorFields(row: MirrorRow | undefined): Buffer[] | undefined {
   if (row?.type !== 'hash') return undefined;
-  return (row.value as Array<[unknown, unknown]>).map(([f]) => decodeToBuffer(f));
+  // A field stored as a blob has no bytes here: left out, the master's HKEYS shows it and the key is read again.
+  return (row.value as Array<[unknown, unknown]>)
+    .filter(([f]) => !blobFromJson(f))
+    .map(([f]) => decodeToBuffer(f));
 }
 
 export function difference(

@@ -37,6 +37,8 @@ export class NdjsonWriter {
   private hugeAt = Number.POSITIVE_INFINITY;
   /** The byte strings left out since the last reset, each with the buffer position it belongs at. */
   private huge: Array<{ at: number; ref: HugeValue }> = [];
+  /** Their total length: what one event left out is the difference across its `event` call. */
+  private deferred = 0;
 
   constructor(initialBytes = 1 << 16) {
     this.buf = Buffer.allocUnsafe(initialBytes);
@@ -74,10 +76,29 @@ export class NdjsonWriter {
     return this.pos;
   }
 
+  /**
+   * Bytes of the byte strings left out (`deferHuge`) since the last reset, a running total: the difference across
+   * one `event` call is what that event holds in huge values, found while encoding it instead of by a second walk
+   * over its fields (the Kafka sink's oversize decision, sinks/kafka/messages.ts).
+   */
+  get deferredBytes(): number {
+    return this.deferred;
+  }
+
   /** Forgets what was written; the buffer is reused. */
   reset(): void {
     this.pos = 0;
+    this.deferred = 0;
     if (this.huge.length > 0) this.huge = [];
+  }
+
+  /**
+   * Forgets what was written from `pos` on (a line just written: pass `length` from before it), with the values
+   * it left out; `deferredBytes` keeps counting them, so a caller's difference stays right.
+   */
+  truncate(pos: number): void {
+    this.pos = Math.min(this.pos, pos);
+    while (this.huge.length > 0 && this.huge[this.huge.length - 1]!.at >= this.pos) this.huge.pop();
   }
 
   /** The bytes written so far: a view of the internal buffer, valid until the next write or reset. */
@@ -199,6 +220,7 @@ export class NdjsonWriter {
   bin(b: Buffer): void {
     if (b.length >= this.hugeAt) {
       this.huge.push({ at: this.pos, ref: new HugeValue(b) });
+      this.deferred += b.length;
       return;
     }
     this.binRange(b, 0, b.length);

@@ -240,7 +240,13 @@ export class Pipeline {
       this.durable = done.checkpoint;
       this.opts.onDurable?.(done.checkpoint);
     }
-    if (this.paused && this.queuedEvents < this.low && this.queuedBytes < this.highBytes / 2) {
+    // Bytes count what is in flight too, as when pausing: a huge value (issue 16) stays in memory until its batch is
+    // durable, and reading on as soon as earlier small batches were done let the next huge value in beside it.
+    if (
+      this.paused &&
+      this.queuedEvents < this.low &&
+      this.queuedBytes + this.inFlightBytes < this.highBytes / 2
+    ) {
       this.paused = false;
       this.opts.onBackpressure?.(false);
     }

@@ -1,4 +1,5 @@
 import type { ChangeEvent } from '../events/ChangeEvent.js';
+import { HUGE_VALUE_BYTES } from '../events/hugeValue.js';
 import { RdbParser } from '../rdb/RdbParser.js';
 import { snapshotEvent } from '../rdb/snapshotEvent.js';
 import type { SnapshotDecoderFactory } from './SnapshotDecoder.js';
@@ -24,6 +25,7 @@ export function rdbSnapshot(options: RdbSnapshotOptions = {}): SnapshotDecoderFa
       streamThreshold: options.streamThreshold ?? 64 * 1024 * 1024,
       onKey(rec) {
         seq++;
+        bytes += hugeBytes(rec.value);
         pending.push(snapshotEvent(rec, { replid: ctx.replid, offset: ctx.offset, seq }, ts));
       },
     });
@@ -55,4 +57,19 @@ export function rdbSnapshot(options: RdbSnapshotOptions = {}): SnapshotDecoderFa
       },
     };
   };
+}
+
+/**
+ * The bytes of the huge byte strings (HUGE_VALUE_BYTES or more) of a decoded value: counted with the RDB bytes the
+ * events are pushed with, because the pipeline's byte bound stands for memory, and an LZF-compressed value (a 300 MB
+ * text, 200 MB of one letter) is only a few MB of RDB: without this, the next value was decoded while a decompressed
+ * one was still being written by the sinks (issue 16).
+ */
+function hugeBytes(v: unknown): number {
+  if (Buffer.isBuffer(v)) return v.length >= HUGE_VALUE_BYTES ? v.length : 0;
+  if (!Array.isArray(v)) return 0;
+  let n = 0;
+  for (const x of v)
+    n += Array.isArray(x) ? hugeBytes(x) : Buffer.isBuffer(x) && x.length >= HUGE_VALUE_BYTES ? x.length : 0;
+  return n;
 }

@@ -175,10 +175,10 @@ export class SpoolReplayer {
       seg = next;
       if (seg.size === 0) return false;
     }
-    const header = this.read(this.pos, HEADER_BYTES, seg.path);
+    const header = this.read(this.pos, HEADER_BYTES, seg);
     const h = decodeHeader(header);
     if (!h) throw this.corrupt(seg.path, 'invalid record header');
-    const payload = this.read(this.pos + HEADER_BYTES, h.length, seg.path);
+    const payload = this.read(this.pos + HEADER_BYTES, h.length, seg);
     if (!checksumOk(header, 0, payload, h.crc))
       throw this.corrupt(seg.path, `${kindName(h.kind)} record fails its checksum`);
     this.pos += HEADER_BYTES + h.length;
@@ -242,7 +242,14 @@ export class SpoolReplayer {
     this.opts.progressed?.(false);
   }
 
-  private read(pos: number, length: number, path: string): Buffer {
+  /**
+   * `length` bytes at `pos`, from the window read ahead or a new one. A window never reaches past the segment's
+   * `size`: the file may already hold the start of a record still being written in parts (Spool.appendCommandsPart),
+   * its header a hole of zeros until the record is finished, and a window that kept those bytes would later show
+   * that record with no header (issue 16: a replayer behind the link, reading just before a huge command).
+   */
+  private read(pos: number, length: number, seg: { path: string; size: number }): Buffer {
+    const path = seg.path;
     if (
       pos >= this.windowPos &&
       pos + length <= this.windowPos + this.window.length &&
@@ -250,7 +257,7 @@ export class SpoolReplayer {
     )
       return this.window.subarray(pos - this.windowPos, pos - this.windowPos + length);
     const fd = this.openFd(path);
-    const size = Math.max(length, WINDOW);
+    const size = Math.max(length, Math.min(WINDOW, seg.size - pos));
     const buf = Buffer.allocUnsafe(size);
     let got = 0;
     try {

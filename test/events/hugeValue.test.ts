@@ -179,4 +179,27 @@ describe('huge byte strings in chunks (issue 16)', () => {
     const text = Buffer.concat(chunks).toString('latin1');
     expect(JSON.parse(text)).toEqual({ base64: h.value.toString('base64') });
   });
+
+  it('deferredBytes counts what each event left out; truncate drops a line with its deferred values', () => {
+    const w = new NdjsonWriter(16).deferHuge(100);
+    const a = set('a', Buffer.alloc(150, 0x61));
+    const b = set('b', Buffer.from('small'));
+    const c = { ...set('c', Buffer.alloc(120, 0xff)), key: Buffer.alloc(100, 0x6b) } as ChangeEvent;
+    w.event(a);
+    expect(w.deferredBytes).toBe(150);
+    const start = w.length;
+    w.event(c);
+    // The key and the value of c, both at the threshold or above.
+    expect(w.deferredBytes - 150).toBe(220);
+    w.truncate(start);
+    w.event(b);
+    expect(w.deferredBytes).toBe(370);
+    // What is left is a's line and b's, exactly as the whole-value encoder writes them.
+    const out: Buffer[] = [];
+    for (const p of w.pieces())
+      out.push(Buffer.isBuffer(p) ? p : Buffer.concat([...hugeValueChunks(p)].map((x) => Buffer.from(x))));
+    expect(Buffer.concat(out).toString()).toBe(whole([a, b]).toString());
+    w.reset();
+    expect(w.deferredBytes).toBe(0);
+  });
 });

@@ -104,6 +104,35 @@ describe('Pipeline', () => {
     );
   });
 
+  it('stays paused while a batch of many bytes is in flight, though batches before it are done (issue 16)', async () => {
+    const sink = new PipelinedSink();
+    const signals: boolean[] = [];
+    const MB = 1024 * 1024;
+    const p = new Pipeline([sink], {
+      logger: silentLogger(),
+      maxBatchEvents: 1,
+      lingerMs: 1,
+      maxInFlightBatches: 4,
+      highWaterBytes: 64 * MB,
+      onBackpressure: (paused) => signals.push(paused),
+    });
+    await p.open();
+    p.push([ev(1)], pos(1), 100);
+    // A huge value's command: over the high-water mark by itself.
+    p.push([ev(2)], pos(2), 500 * MB);
+    await sleep(10);
+    expect(sink.batches).toHaveLength(2);
+    expect(signals).toEqual([true]);
+    // The small batch before it is done; the huge one is still being written: reading must not resume yet.
+    sink.releases[0]!();
+    await sleep(5);
+    expect(signals).toEqual([true]);
+    sink.releases[1]!();
+    await sleep(5);
+    expect(signals).toEqual([true, false]);
+    await p.flush();
+  });
+
   it('bounds batches by maxBatchEvents, cutting only between pushes, each with the last position pushed', async () => {
     const sink = new RecordingSink('a');
     sink.hold = true;

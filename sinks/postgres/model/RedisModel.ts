@@ -108,7 +108,7 @@ const keyOps: OpHandlers = {
       ctx.fetch(ev.db, ev.key!, 'restore of a module value');
       return;
     }
-    setValue(e, valueFromRdb(decoded.type, decoded.value, decoded.fieldExpireAt), at ?? null);
+    setValue(e, valueFromRdb(decoded.type, decoded.value, decoded.fieldExpireAt, ctx.keep), at ?? null);
   },
   /**
    * The *STORE family. Set and zset algebra is computed from the mirror; SORT (BY/GET patterns), GEO*STORE and

@@ -1,25 +1,51 @@
 import { isUtf8 } from 'node:buffer';
-import { type Bytes, buf, type RedisValue, type StreamModel } from './types.js';
+import {
+  type BlobRef,
+  blobFromJson,
+  blobJson,
+  blobRefOf,
+  isHuge,
+  isPlaceholder,
+  mirrorBufferOrder,
+  noteBlob,
+  placeholder,
+  refOfPlaceholder,
+} from './blobRef.js';
+import { type Bytes, buf, b as bytes, type RedisValue, type StreamModel, stringValue } from './types.js';
 
 /**
  * The mirror's JSON encoding (docs/postgres.md): the one of docs/events.md (`toJsonValue`: valid UTF-8 as a string,
  * anything else as `{"base64": ...}`), except that UTF-8 containing NUL is base64 too, because jsonb rejects
  * `\u0000` in strings.
  */
-export function encodeBytes(b: Buffer): string | { base64: string } {
+export function encodeBytes(b: Buffer): string | { base64: string } | { blob: BlobRef } {
+  if (isHuge(b)) {
+    // A huge byte string is a reference to its blob (model/blobRef.ts), never one JS string.
+    const r = blobRefOf(b);
+    noteBlob(r);
+    return blobJson(r);
+  }
   return isUtf8(b) && !b.includes(0) ? b.toString('utf8') : { base64: b.toString('base64') };
 }
 
 /** Printable-or-control ASCII without NUL: the same text in latin1 and UTF-8, stored as itself (see encodeBytes). */
 const PLAIN_ASCII = /^[\x01-\x7f]*$/;
 
-export function encodeLatin1(s: Bytes): string | { base64: string } {
+export function encodeLatin1(s: Bytes): string | { base64: string } | { blob: BlobRef } {
   // The fast path gives what encodeBytes gives for such a string (valid UTF-8, no NUL), without a Buffer.
-  return PLAIN_ASCII.test(s) ? s : encodeBytes(buf(s));
+  if (PLAIN_ASCII.test(s)) return s;
+  if (isPlaceholder(s)) {
+    const r = refOfPlaceholder(s);
+    noteBlob(r);
+    return blobJson(r);
+  }
+  return encodeBytes(buf(s));
 }
 
 export function decodeToBuffer(v: unknown): Buffer {
   if (typeof v === 'string') return Buffer.from(v, 'utf8');
+  if (blobFromJson(v))
+    throw new Error('internal: the bytes of a blob are not in the value (model/blobRef.ts)');
   if (v && typeof v === 'object' && typeof (v as { base64?: unknown }).base64 === 'string')
     return Buffer.from((v as { base64: string }).base64, 'base64');
   if (typeof v === 'number') return Buffer.from(String(v), 'latin1');
@@ -28,6 +54,8 @@ export function decodeToBuffer(v: unknown): Buffer {
 
 export function decodeToLatin1(v: unknown): Bytes {
   if (typeof v === 'string' && PLAIN_ASCII.test(v)) return v;
+  const r = blobFromJson(v);
+  if (r) return placeholder(r);
   return decodeToBuffer(v).toString('latin1');
 }
 
@@ -89,6 +117,10 @@ export function splitId(id: string): [bigint, bigint] {
 export function valueToJson(v: RedisValue): unknown {
   switch (v.type) {
     case 'string':
+      if (v.blob) {
+        noteBlob(v.blob);
+        return blobJson(v.blob);
+      }
       return encodeBytes(v.v);
     case 'list':
       return v.v.map(encodeLatin1);
@@ -129,8 +161,10 @@ export function fieldTtlToJson(v: RedisValue | null): unknown {
 
 export function valueFromJson(type: string, json: unknown, fieldTtl: unknown): RedisValue {
   switch (type) {
-    case 'string':
-      return { type, v: decodeToBuffer(json) };
+    case 'string': {
+      const r = blobFromJson(json);
+      return r ? { type, v: Buffer.alloc(0), blob: r } : { type, v: decodeToBuffer(json) };
+    }
     case 'list':
       return { type, v: (json as unknown[]).map(decodeToLatin1) };
     case 'set':
@@ -224,29 +258,33 @@ export function valueFromRdb(
   type: string,
   value: unknown,
   fieldExpireAt?: Array<[Buffer, number]>,
+  keep?: (b: Buffer) => void,
 ): RedisValue {
+  // Huge byte strings become references (model/blobRef.ts); `keep` gets their bytes when they must reach the blob
+  // store and no event holds them (a DUMP decoded for a fetch or a RESTORE).
+  const b = (x: Buffer): Bytes => {
+    if (keep && isHuge(x)) keep(x);
+    return bytes(x);
+  };
   switch (type) {
     case 'string':
-      return { type, v: Buffer.from(value as Buffer) };
+      if (keep && isHuge(value as Buffer)) keep(value as Buffer);
+      return stringValue(value as Buffer);
     case 'list':
-      return { type, v: (value as Buffer[]).map((x) => x.toString('latin1')) };
+      return { type, v: (value as Buffer[]).map(b) };
     case 'set':
-      return { type, v: new Set((value as Buffer[]).map((x) => x.toString('latin1'))) };
+      return { type, v: new Set((value as Buffer[]).map(b)) };
     case 'zset':
       return {
         type,
-        v: new Map(
-          (value as Array<[Buffer, unknown]>).map(([m, s]) => [m.toString('latin1'), scoreFromJson(s)]),
-        ),
+        v: new Map((value as Array<[Buffer, unknown]>).map(([m, s]) => [b(m), scoreFromJson(s)])),
       };
     case 'hash': {
       const ttl = new Map<Bytes, number>();
-      for (const [f, ms] of fieldExpireAt ?? []) ttl.set(f.toString('latin1'), ms);
+      for (const [f, ms] of fieldExpireAt ?? []) ttl.set(b(f), ms);
       return {
         type,
-        v: new Map(
-          (value as Array<[Buffer, Buffer]>).map(([f, x]) => [f.toString('latin1'), x.toString('latin1')]),
-        ),
+        v: new Map((value as Array<[Buffer, Buffer]>).map(([f, x]) => [b(f), b(x)])),
         ttl,
       };
     }
@@ -256,10 +294,7 @@ export function valueFromRdb(
         type,
         v: {
           entries: new Map(
-            s.entries.map((e) => [
-              e.id,
-              e.fields.map(([f, x]) => [f.toString('latin1'), x.toString('latin1')] as [Bytes, Bytes]),
-            ]),
+            s.entries.map((e) => [e.id, e.fields.map(([f, x]) => [b(f), b(x)] as [Bytes, Bytes])]),
           ),
           lastId: s.lastId,
           maxDeletedEntryId: s.maxDeletedEntryId ?? '0-0',
@@ -281,7 +316,8 @@ export interface SnapshotJson {
   fieldTtl: string | null;
 }
 
-const byBuffer = (a: Buffer, b: Buffer): number => Buffer.compare(a, b);
+/** Byte order, huge byte strings last (model/blobRef.ts): the order valueToJson gives the model's latin1 strings. */
+const byBuffer = mirrorBufferOrder;
 
 /**
  * What `JSON.stringify(valueToJson(valueFromRdb(...)))` (and `fieldTtlToJson`) give for a snapshot value, built from

@@ -1,5 +1,14 @@
 import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
-import { type ApplyContext, Divergence, type OpHandler, type OpHandlers, setValue, typed } from './types.js';
+import {
+  type ApplyContext,
+  bytesOf,
+  Divergence,
+  type OpHandler,
+  type OpHandlers,
+  setValue,
+  stringValue,
+  typed,
+} from './types.js';
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -14,18 +23,14 @@ export function parseInt64(s: string): bigint | null {
 /** SET and its rewritten forms replace value and type; `expireAt` undefined is KEEPTTL (setKey's KEEPTTL flag). */
 const set: OpHandler<'set'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
-  setValue(
-    e,
-    { type: 'string', v: Buffer.from(ev.value as Buffer) },
-    ev.expireAt as number | null | undefined,
-  );
+  setValue(e, stringValue(ev.value as Buffer), ev.expireAt as number | null | undefined);
 };
 
 const append: OpHandler<'append'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'string');
   const add = ev.value as Buffer;
-  setValue(e, { type: 'string', v: v ? Buffer.concat([v.v, add]) : Buffer.from(add) }, undefined);
+  setValue(e, stringValue(v ? Buffer.concat([bytesOf(v), add]) : add), undefined);
 };
 
 /** SETRANGE zero-pads up to the offset; an empty value changes nothing and does not create the key (setrangeCommand). */
@@ -35,18 +40,18 @@ const setrange: OpHandler<'setrange'> = (ev, ctx) => {
   const value = ev.value as Buffer;
   const offset = ev.offset as number;
   if (value.length === 0) return;
-  const cur = v ? v.v : Buffer.alloc(0);
+  const cur = v ? bytesOf(v) : Buffer.alloc(0);
   const out = Buffer.alloc(Math.max(cur.length, offset + value.length));
   cur.copy(out);
   value.copy(out, offset);
-  setValue(e, { type: 'string', v: out }, undefined);
+  setValue(e, stringValue(out), undefined);
 };
 
 /** INCRBY family: int64 arithmetic on the decimal text; the TTL is kept (incrDecrCommand overwrites in place). */
 const incrby: OpHandler<'incrby'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'string');
-  const cur = v ? parseInt64(v.v.toString('latin1')) : 0n;
+  const cur = v ? parseInt64(bytesOf(v).toString('latin1')) : 0n;
   if (cur === null) throw new Divergence('INCRBY on a value that is not an integer');
   const next = cur + BigInt(ev.delta as number | string);
   if (next < INT64_MIN || next > INT64_MAX) throw new Divergence('INCRBY overflow');
@@ -59,12 +64,12 @@ const setbit: OpHandler<'setbit'> = (ev, ctx) => {
   const v = typed(e, 'string');
   const offset = ev.offset as number;
   const byte = Math.floor(offset / 8);
-  const cur = v ? v.v : Buffer.alloc(0);
+  const cur = v ? bytesOf(v) : Buffer.alloc(0);
   const out =
     cur.length > byte ? Buffer.from(cur) : Buffer.concat([cur, Buffer.alloc(byte + 1 - cur.length)]);
   const mask = 1 << (7 - (offset & 7));
   out[byte] = ev.bit ? out[byte]! | mask : out[byte]! & ~mask;
-  setValue(e, { type: 'string', v: out }, undefined);
+  setValue(e, stringValue(out), undefined);
 };
 
 /**
@@ -80,7 +85,10 @@ const bitop: OpHandler<'bitop'> = (ev, ctx) => {
     ctx.fetch(ev.db, ev.key!, `bitop ${op}`);
     return;
   }
-  const vals = sources.map((s) => typed(ctx.entry(ev.db, s), 'string')?.v ?? Buffer.alloc(0));
+  const vals = sources.map((s) => {
+    const v = typed(ctx.entry(ev.db, s), 'string');
+    return v ? bytesOf(v) : Buffer.alloc(0);
+  });
   const len = Math.max(0, ...vals.map((x) => x.length));
   if (len === 0) {
     setValue(dest, null, null);
@@ -100,7 +108,7 @@ const bitop: OpHandler<'bitop'> = (ev, ctx) => {
       out[i] = acc;
     }
   }
-  setValue(dest, { type: 'string', v: out }, null);
+  setValue(dest, stringValue(out), null);
 };
 
 /** Results that depend on long-double formatting or HyperLogLog internals come from the master, exactly. */

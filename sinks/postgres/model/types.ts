@@ -1,4 +1,5 @@
 import type { EventOf, EventOp } from '../../../src/events/ChangeEvent.js';
+import { type BlobRef, blobRefOf, isHuge, placeholder } from './blobRef.js';
 /**
  * The in-memory form of a Redis value while a batch is applied. Byte strings inside collections are `latin1`
  * JavaScript strings: latin1 maps every byte to one UTF-16 code unit and back, so they are lossless, usable as Map
@@ -22,7 +23,11 @@ export interface StreamModel {
 }
 
 export type RedisValue =
-  | { type: 'string'; v: Buffer }
+  /**
+   * `blob`: a huge string (model/blobRef.ts) whose bytes are not in memory (`v` is empty); ops that need them fetch the
+   * key from the master.
+   */
+  | { type: 'string'; v: Buffer; blob?: BlobRef }
   | { type: 'list'; v: Bytes[] }
   | { type: 'set'; v: Set<Bytes> }
   | { type: 'zset'; v: Map<Bytes, number> }
@@ -41,6 +46,8 @@ export interface KeyEntry {
   /** Offset at which a value fetched from the master replaces this one; null when the mirror is exact. */
   pendingOffset: number | null;
   dirty: boolean;
+  /** The blobs the row in `keys` referenced when loaded (sinks/postgres/blobs.ts); they may become orphans. */
+  blobs?: string[] | null;
 }
 
 /** What an op handler may do besides changing entries. */
@@ -54,6 +61,8 @@ export interface ApplyContext {
   fetch(db: number, key: Buffer, reason: string): void;
   /** True when the key's current value is only provisional (a fetch is outstanding). */
   isPending(db: number, key: Buffer): boolean;
+  /** Keeps the bytes of a huge byte string decoded by an op (RESTORE), not carried by the event, for the blob store. */
+  keep(b: Buffer): void;
 }
 
 /** Thrown by an op handler that finds the mirror in a state the master could never have propagated from. */
@@ -97,7 +106,7 @@ export function typed<T extends RedisTypeName>(
 export function cloneValue(v: RedisValue): RedisValue {
   switch (v.type) {
     case 'string':
-      return { type: 'string', v: Buffer.from(v.v) };
+      return v.blob ? { type: 'string', v: v.v, blob: v.blob } : { type: 'string', v: Buffer.from(v.v) };
     case 'list':
       return { type: 'list', v: [...v.v] };
     case 'set':
@@ -122,8 +131,31 @@ export function cloneValue(v: RedisValue): RedisValue {
   }
 }
 
+/** A byte string of an event in the model's form: latin1, or a placeholder for a huge one (model/blobRef.ts). */
 export function b(buf: Buffer): Bytes {
-  return buf.toString('latin1');
+  return isHuge(buf) ? placeholder(blobRefOf(buf)) : buf.toString('latin1');
+}
+
+/**
+ * A string value from bytes: a huge one keeps only its reference. Its bytes must reach the sink's blob store
+ * (sinks/postgres/blobs.ts) by another way: an event's Buffers are kept by the applier, decoded ones by `keep`.
+ */
+export function stringValue(buf: Buffer): RedisValue {
+  if (isHuge(buf)) return { type: 'string', v: EMPTY, blob: blobRefOf(buf) };
+  return { type: 'string', v: Buffer.from(buf) };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Throws when a string's bytes are not in memory; the caller fetches the key instead (see `typed`). */
+export function bytesOf(v: Extract<RedisValue, { type: 'string' }>): Buffer {
+  if (v.blob) throw new NeedsFetch('the string is stored as a blob');
+  return v.v;
+}
+
+/** An op needs bytes the mirror keeps only as a blob reference: the key is read from the master instead. */
+export class NeedsFetch extends Error {
+  override readonly name = 'NeedsFetch';
 }
 
 export function buf(s: Bytes): Buffer {

@@ -1,4 +1,5 @@
 import type { StoreEvent } from '../../../src/events/ChangeEvent.js';
+import { isPlaceholder } from './blobRef.js';
 import { scoreFromJson, sortedZset } from './encoding.js';
 import {
   type ApplyContext,
@@ -6,6 +7,7 @@ import {
   b,
   Divergence,
   dropIfEmpty,
+  NeedsFetch,
   type OpHandler,
   type OpHandlers,
   setValue,
@@ -84,11 +86,29 @@ function inLex(m: Bytes, min: ReturnType<typeof lexBound>, max: ReturnType<typeo
   return geMin && leMax;
 }
 
+/**
+ * Whether Redis's order of the members is unknown to the mirror: a huge member (a placeholder, model/blobRef.ts) ties
+ * on score with another member, and Redis orders ties by bytes the mirror does not hold. Rank and pop ops then fetch.
+ */
+function tieWithHuge(z: Map<Bytes, number>): boolean {
+  const scores = new Map<number, number>();
+  let huge = false;
+  for (const [m, s] of z) {
+    scores.set(s, (scores.get(s) ?? 0) + 1);
+    if (isPlaceholder(m)) huge = true;
+  }
+  if (!huge) return false;
+  for (const [m, s] of z) if (isPlaceholder(m) && scores.get(s)! > 1) return true;
+  return false;
+}
+
 /** ZREMRANGEBYSCORE/BYLEX/BYRANK; the rank form normalizes indexes like LTRIM (zremrangeGenericCommand). */
 const zremrange: OpHandler<'zremrange'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'zset');
   if (!v) return;
+  if (ev.by === 'lex' ? [...v.v.keys()].some(isPlaceholder) : ev.by === 'rank' && tieWithHuge(v.v))
+    throw new NeedsFetch('a lex or rank range over huge members');
   if (ev.by === 'rank') {
     const sorted = sortedZset(v.v);
     const len = sorted.length;
@@ -117,6 +137,7 @@ const zpop: OpHandler<'zpop'> = (ev, ctx) => {
   const e = ctx.entry(ev.db, ev.key!);
   const v = typed(e, 'zset');
   if (!v) return;
+  if (tieWithHuge(v.v)) throw new NeedsFetch('a pop among huge members of equal score');
   const sorted = sortedZset(v.v);
   const n = Math.min(ev.count as number, sorted.length);
   const take = ev.side === 'min' ? sorted.slice(0, n) : sorted.slice(sorted.length - n);

@@ -23,7 +23,7 @@ const scope = useTestScope();
 
 const key = (m: ReadMessage) => `${m.partition}/${m.offset}`;
 
-describe.each(['lz4', 'snappy', 'gzip'] as const)('kafka sink with compression=%s', (codec) => {
+describe.each(['lz4', 'snappy', 'zstd', 'gzip'] as const)('kafka sink with compression=%s', (codec) => {
   it('stores batches with that codec that the Java client and kafkajs both read as the events redtail wrote', async () => {
     const master = await scope.server();
     const c = master.client();

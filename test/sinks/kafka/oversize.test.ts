@@ -51,6 +51,43 @@ describe('kafka oversize policies for huge values', () => {
     expect(built.truncated).toHaveLength(0);
   });
 
+  it('a huge value that fits the limit (maxMessageBytes above 1 MiB) is written whole, as the file sink would', () => {
+    const small: ChangeEvent = { ...push, key: Buffer.from('other'), elements: [Buffer.from('x')] };
+    // Between small events, so the views of the batch's shared buffer must stay in step around it.
+    const built = buildMessages([small, push, small], router, { maxMessageBytes: 8 * 1024 * 1024 });
+    expect(built.truncated).toHaveLength(0);
+    const values = built.messages.map((m) => String(m.message.value));
+    expect(values).toEqual([encodeEventLine(small), encodeEventLine(push), encodeEventLine(small)]);
+  });
+
+  it('only the events whose huge values reach the limit are cut; the others keep their lines', () => {
+    const other: ChangeEvent = { ...push, key: Buffer.from('other'), elements: [Buffer.from('"quoted"\n')] };
+    const built = buildMessages([other, push, other, push], router, { maxMessageBytes: 1_000_000 });
+    expect(built.truncated).toHaveLength(2);
+    const values = built.messages.map((m) => String(m.message.value));
+    expect(values[0]).toBe(encodeEventLine(other));
+    expect(values[2]).toBe(encodeEventLine(other));
+    expect(JSON.parse(values[1]!).truncated.sha256).toBe(sha(encodeEventLine(push)));
+    expect(JSON.parse(values[3]!).truncated.sha256).toBe(sha(encodeEventLine(push)));
+  });
+
+  it('a key too large even for a marker: the record is keyed by its SHA-256, and the marker names it', () => {
+    const key = Buffer.alloc(2 * 1024 * 1024, 0xfe);
+    const ev: ChangeEvent = { ...push, key, elements: [Buffer.from('v')] };
+    const built = buildMessages([ev], router, { maxMessageBytes: 1_000_000 });
+    const m = built.messages[0]!.message;
+    const marker = JSON.parse(String(m.value)) as Record<string, unknown>;
+    expect(m.key?.toString()).toBe(`sha256:${sha(key)}`);
+    expect(marker.keySha256).toBe(sha(key));
+    expect(marker.key).toBeUndefined();
+    expect(marker.truncated).toEqual({
+      bytes: Buffer.byteLength(encodeEventLine(ev)),
+      limit: 1_000_000,
+      sha256: sha(encodeEventLine(ev)),
+    });
+    expect(built.messages[0]!.size).toBeLessThan(1000);
+  });
+
   it('reference that still does not fit falls back to the marker', () => {
     const built = buildMessages([push], router, { maxMessageBytes: 200, oversize: 'reference' });
     expect(built.truncated).toHaveLength(1);

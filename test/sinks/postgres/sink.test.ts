@@ -64,8 +64,8 @@ describe('PostgresSink', () => {
     const other = scope.reopen(schema);
     expect(await Promise.all([sink.open(), other.open()])).toEqual([null, null]);
     expect(await sink.open()).toBeNull();
-    const v = await pgQuery(`SELECT version FROM "${schema}".schema_migrations`);
-    expect(v).toEqual([{ version: 1 }]);
+    const v = await pgQuery(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
+    expect(v).toEqual([{ version: 1 }, { version: 2 }]);
     const views = await pgQuery(`SELECT table_name FROM information_schema.views WHERE table_schema = $1`, [
       schema,
     ]);

@@ -17,7 +17,7 @@ async function indexes(schema: string): Promise<string[]> {
   return rows.map((r) => r.indexname);
 }
 
-const ALL = ['keys_expire_at', 'keys_key_text', 'keys_pkey', 'keys_snapshot_gen'];
+const ALL = ['keys_blobs', 'keys_expire_at', 'keys_key_text', 'keys_pkey', 'keys_snapshot_gen'];
 
 describe('snapshot load', () => {
   const scope = new SinkScope('load');

@@ -1,18 +1,19 @@
-import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redtail } from '../../../bench/benchProcs.js';
 import {
   binarySpec,
   digestFile,
+  endsWithNewline,
   type HugeRunResult,
   letterSpec,
   runHugeScenario,
   sendHugeValue,
   tailHas,
   textSpec,
+  until,
   valueHash,
 } from '../../../bench/hugeValues.js';
 import { startBenchRedis } from '../../../bench/rdbFixture.js';
@@ -85,7 +86,7 @@ describe('kill -9 while a huge value is half-written (issue 16)', () => {
       await until(
         () => {
           const size = statSync(file).size;
-          return size > before + 4 * MB && !lastByteIsNewline(file, size);
+          return size > before + 4 * MB && !endsWithNewline(file);
         },
         'the value half-written',
         1,
@@ -93,7 +94,7 @@ describe('kill -9 while a huge value is half-written (issue 16)', () => {
       redtail.proc.kill('SIGKILL');
       await sent;
       await until(() => redtail.exited, 'redtail to die');
-      expect(lastByteIsNewline(file, statSync(file).size)).toBe(false);
+      expect(endsWithNewline(file)).toBe(false);
       await redtail.stop();
       redtail = new Redtail(args);
       master.cli(['SET', 'huge:after', '1']);
@@ -108,22 +109,3 @@ describe('kill -9 while a huge value is half-written (issue 16)', () => {
     }
   });
 });
-
-async function until(pred: () => boolean, what: string, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + 240_000;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-function lastByteIsNewline(path: string, size: number): boolean {
-  const fd = openSync(path, 'r');
-  try {
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, size - 1);
-    return b[0] === 0x0a;
-  } finally {
-    closeSync(fd);
-  }
-}
