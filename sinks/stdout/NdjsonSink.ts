@@ -102,7 +102,7 @@ export class NdjsonSink implements Sink {
       const w = this.writers.pop() ?? new NdjsonWriter().deferHuge();
       w.reset();
       for (const e of batch.events) w.event(e);
-      if (this.file && !w.deferred) {
+      if (this.file && !w.hasHuge) {
         bytes = w.view();
         writer = w;
       } else {

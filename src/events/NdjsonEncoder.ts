@@ -107,7 +107,7 @@ export class NdjsonWriter {
   }
 
   /** True when byte strings were left out since the last reset (`deferHuge`): then `view()` lacks them. */
-  get deferred(): boolean {
+  get hasHuge(): boolean {
     return this.huge.length > 0;
   }
 
