@@ -145,9 +145,10 @@ export class NdjsonSink implements Sink {
         }
         this.unsaved.push({ group, checkpoint });
         // Not awaited: the next batches' data goes out while the save runs (close waits for both).
-        this.saving ??= this.saveLoop().finally(() => {
-          this.saving = null;
-        });
+        if (!this.savingNow) {
+          this.savingNow = true;
+          this.saving = this.saveLoop();
+        }
       }
     } finally {
       this.committing = null;
@@ -157,7 +158,9 @@ export class NdjsonSink implements Sink {
 
   /** Groups whose data is durable and whose checkpoint is not saved yet, oldest first. */
   private unsaved: Array<{ group: Pending[]; checkpoint: Checkpoint | null }> = [];
-  private saving: Promise<void> | null = null;
+  /** The running saveLoop (for close), and whether it runs: cleared in the same turn as its last look at `unsaved`. */
+  private saving: Promise<void> = Promise.resolve();
+  private savingNow = false;
 
   /**
    * Saves the newest checkpoint of the groups that became durable since the last save, then resolves them all. A
@@ -167,17 +170,23 @@ export class NdjsonSink implements Sink {
    * without a checkpoint (inside a snapshot) are committed by the next one that has one.
    */
   private async saveLoop(): Promise<void> {
-    while (this.unsaved.length > 0 && !this.failure) {
-      const done = this.unsaved.splice(0);
-      let cp: Checkpoint | null = null;
-      for (const d of done) if (d.checkpoint) cp = d.checkpoint;
-      try {
-        if (cp) await this.opts.checkpoints.save(cp);
-      } catch (err) {
-        for (const d of done) this.fail(err as Error, d.group);
-        return;
+    try {
+      while (this.unsaved.length > 0 && !this.failure) {
+        const done = this.unsaved.splice(0);
+        let cp: Checkpoint | null = null;
+        for (const d of done) if (d.checkpoint) cp = d.checkpoint;
+        try {
+          if (cp) await this.opts.checkpoints.save(cp);
+        } catch (err) {
+          for (const d of done) this.fail(err as Error, d.group);
+          return;
+        }
+        for (const d of done) for (const g of d.group) g.resolve();
       }
-      for (const d of done) for (const g of d.group) g.resolve();
+    } finally {
+      // In the turn that found `unsaved` empty: a group pushed after it starts a new loop (a flag cleared in a later
+      // `.finally` turn would leave such a group unsaved and its batches unresolved).
+      this.savingNow = false;
     }
   }
 
@@ -260,7 +269,7 @@ export class NdjsonSink implements Sink {
   }
 
   async close(): Promise<void> {
-    while (this.committing || this.saving) await (this.committing ?? this.saving);
+    while (this.committing || this.savingNow) await (this.committing ?? this.saving);
     await this.file?.close();
     this.file = null;
   }
