@@ -23,7 +23,7 @@ import { freePort } from '../test/harness/ports.js';
  *
  * Environment: BENCH_STREAM_N scales the burst (default 200000 requests per small-value test);
  * REDTAIL_BENCH_PROFILE=DIR runs redtail under `node --cpu-prof` into DIR and prints its event-loop and GC figures;
- * BENCH_STREAM_PHASES=live-null,drain-file,... picks phases.
+ * BENCH_STREAM_PHASES=live-null,drain-file,... picks phases; BENCH_STREAM_CONFIG adds settings to redtail's config file.
  */
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -33,6 +33,8 @@ const N = Number(process.env.BENCH_STREAM_N ?? 200_000);
 const PROFILE_DIR = process.env.REDTAIL_BENCH_PROFILE;
 /** `off` runs redtail with `--spool off` (the link feeds the replicator directly) to see what the spool costs. */
 const SPOOL = process.env.BENCH_STREAM_SPOOL === 'off' ? 'off' : 'on';
+/** BENCH_STREAM_CONFIG='{"pipeline":{...}}': more of redtail's config file, to compare settings. */
+const EXTRA_CONFIG = JSON.parse(process.env.BENCH_STREAM_CONFIG ?? '{}') as Record<string, unknown>;
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 /** redtail reports this as its listening port, which is how the master's INFO tells it from the replica. */
 const REDTAIL_PORT = 1;
@@ -201,7 +203,11 @@ class Bench {
     const cfg = join(this.dir, `redtail-${n}.json`);
     writeFileSync(
       cfg,
-      JSON.stringify({ link: { ackIntervalMs: 10, listeningPort: REDTAIL_PORT }, statsIntervalMs: 0 }),
+      JSON.stringify({
+        link: { ackIntervalMs: 10, listeningPort: REDTAIL_PORT },
+        statsIntervalMs: 0,
+        ...EXTRA_CONFIG,
+      }),
     );
     const spec = sink === 'null' ? 'null' : `file:${join(this.dir, `events-${n}.ndjson`)}`;
     const nodeArgs = PROFILE_DIR

@@ -8,6 +8,8 @@ import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
  */
 export class NullSink implements Sink {
   readonly name = 'null';
+  /** Nothing to wait for: batches may follow each other without waiting for the previous one's completion. */
+  readonly pipelined = true;
   readonly stats = { batches: 0, events: 0 };
 
   async open(): Promise<ReplicationPosition | null> {

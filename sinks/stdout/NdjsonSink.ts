@@ -16,12 +16,17 @@ export interface NdjsonSinkOptions {
 
 interface Pending {
   bytes: Buffer | null;
+  /** The writer `bytes` is a view of (file only), given back once the bytes are written. */
+  writer: NdjsonWriter | null;
   /** Instead of `bytes`, for a batch with a huge value (src/events/hugeValue.ts): written piece by piece. */
   pieces?: NdjsonPiece[];
   checkpoint: ReplicationPosition | null;
   resolve: () => void;
   reject: (err: Error) => void;
 }
+
+/** Writers kept for reuse (each holds a buffer the size of the largest batch it encoded). */
+const FREE_WRITERS = 16;
 
 /** Checkpoint of a file that holds no resumable position yet (before the first snapshot has completed). */
 const NO_POSITION = '';
@@ -46,8 +51,13 @@ export class NdjsonSink implements Sink {
   private file: FileHandle | null = null;
   /** Size of the file after the last batch handed to writeData. */
   private fileSize = 0;
-  /** Huge byte strings are left out of the batch's buffer and written to the file in chunks (docs/events.md). */
-  private readonly writer = new NdjsonWriter().deferHuge();
+  /**
+   * Writers whose buffers are free. A file batch is encoded by a writer of its own and written from that writer's
+   * buffer, which goes back here once the bytes are in the file: no copy of every batch into a new Buffer (fresh
+   * memory is a page fault per 4 KB, 6 % of redtail's time draining into a file, bench/NOTES.md S3). Stdout copies:
+   * a stream may hold a buffer after taking it.
+   */
+  private readonly writers: NdjsonWriter[] = [];
   /** Encoded batches waiting for the commit loop, oldest first. */
   private pending: Pending[] = [];
   private committing: Promise<void> | null = null;
@@ -86,35 +96,42 @@ export class NdjsonSink implements Sink {
     if (this.failure) return Promise.reject(this.failure);
     let bytes: Buffer | null = null;
     let pieces: NdjsonPiece[] | undefined;
+    let writer: NdjsonWriter | null = null;
     if (batch.events.length > 0) {
-      const w = this.writer;
+      // Huge byte strings are left out of the batch's buffer and written to the file in chunks (docs/events.md).
+      const w = this.writers.pop() ?? new NdjsonWriter().deferHuge();
       w.reset();
       for (const e of batch.events) w.event(e);
-      // A copy: the writer's buffer is reused for the next batch while this one may still wait for the file.
-      const p = w.pieces();
-      if (p.length === 1 && Buffer.isBuffer(p[0])) bytes = p[0];
-      else pieces = p;
+      if (this.file && !w.hasHuge) {
+        bytes = w.view();
+        writer = w;
+      } else {
+        // Copies, and the writer is free again at once.
+        const p = w.pieces();
+        this.writers.push(w);
+        if (p.length === 1 && Buffer.isBuffer(p[0])) bytes = p[0];
+        else pieces = p;
+      }
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ bytes, pieces, checkpoint: batch.checkpoint, resolve, reject });
+      this.pending.push({ bytes, writer, pieces, checkpoint: batch.checkpoint, resolve, reject });
       if (!this.committing) this.committing = this.commitLoop();
     });
   }
 
   /**
    * Group commit: every batch that arrived while the previous group was written goes out in one `writev` and one
-   * `fdatasync`; its checkpoint (the newest in the group) is saved while the next group's data is written, but only
-   * after the data it points at is durable, and saves happen one at a time, in order. A batch resolves when its data
-   * and a checkpoint at or after it are durable.
+   * `fdatasync`. Checkpoints are saved by `saveLoop` while the next groups' data is written, only after the data they
+   * point at is durable, one save at a time, in order. A batch resolves when its data and a checkpoint at or after it
+   * are durable.
    */
   private async commitLoop(): Promise<void> {
-    let saved: Promise<void> = Promise.resolve();
     try {
       while (this.pending.length > 0 && !this.failure) {
         const group = this.pending.splice(0);
         let checkpoint: Checkpoint | null = null;
         try {
-          const sizes = await this.writeData(group);
+          const sizes = await this.writeData(group).finally(() => this.freeWriters(group));
           for (let i = group.length - 1; i >= 0; i--) {
             const cp = group[i]!.checkpoint;
             if (cp) {
@@ -126,19 +143,50 @@ export class NdjsonSink implements Sink {
           this.fail(err as Error, group);
           break;
         }
-        const cp = checkpoint;
-        saved = saved.then(async () => {
-          if (this.failure) throw this.failure;
-          // Lines of a group without a checkpoint (inside a snapshot) are committed by the next one that has one.
-          if (cp) await this.opts.checkpoints.save(cp);
-          for (const g of group) g.resolve();
-        });
-        saved.catch((err: Error) => this.fail(err, group));
+        this.unsaved.push({ group, checkpoint });
+        // Not awaited: the next batches' data goes out while the save runs (close waits for both).
+        if (!this.savingNow) {
+          this.savingNow = true;
+          this.saving = this.saveLoop();
+        }
       }
-      await saved.catch(() => {});
     } finally {
       this.committing = null;
       if (this.pending.length > 0 && !this.failure) this.committing = this.commitLoop();
+    }
+  }
+
+  /** Groups whose data is durable and whose checkpoint is not saved yet, oldest first. */
+  private unsaved: Array<{ group: Pending[]; checkpoint: Checkpoint | null }> = [];
+  /** The running saveLoop (for close), and whether it runs: cleared in the same turn as its last look at `unsaved`. */
+  private saving: Promise<void> = Promise.resolve();
+  private savingNow = false;
+
+  /**
+   * Saves the newest checkpoint of the groups that became durable since the last save, then resolves them all. A
+   * save (temp file, fsync, rename, directory fsync) can take 100-250 ms while the disk writes back other data (the
+   * spool's segments, bench/NOTES.md S3); one save per group queued them behind each other and held every batch in
+   * flight for seconds, so the groups written during a save are covered by the next one instead. Lines of a group
+   * without a checkpoint (inside a snapshot) are committed by the next one that has one.
+   */
+  private async saveLoop(): Promise<void> {
+    try {
+      while (this.unsaved.length > 0 && !this.failure) {
+        const done = this.unsaved.splice(0);
+        let cp: Checkpoint | null = null;
+        for (const d of done) if (d.checkpoint) cp = d.checkpoint;
+        try {
+          if (cp) await this.opts.checkpoints.save(cp);
+        } catch (err) {
+          for (const d of done) this.fail(err as Error, d.group);
+          return;
+        }
+        for (const d of done) for (const g of d.group) g.resolve();
+      }
+    } finally {
+      // In the turn that found `unsaved` empty: a group pushed after it starts a new loop (a flag cleared in a later
+      // `.finally` turn would leave such a group unsaved and its batches unresolved).
+      this.savingNow = false;
     }
   }
 
@@ -203,14 +251,25 @@ export class NdjsonSink implements Sink {
     return sizes;
   }
 
+  /** The group's bytes are in the file (or failed to get there): their writers' buffers may be reused. */
+  private freeWriters(group: Pending[]): void {
+    for (const g of group) {
+      if (g.writer && this.writers.length < FREE_WRITERS) this.writers.push(g.writer);
+      g.writer = null;
+      g.bytes = null;
+    }
+  }
+
   private fail(err: Error, group: Pending[]): void {
     this.failure ??= err;
     for (const g of group) g.reject(err);
+    // Durable but not covered by a saved checkpoint: after a restart they are past the checkpoint, truncated away.
+    for (const d of this.unsaved.splice(0)) for (const g of d.group) g.reject(err);
     for (const g of this.pending.splice(0)) g.reject(err);
   }
 
   async close(): Promise<void> {
-    while (this.committing) await this.committing;
+    while (this.committing || this.savingNow) await (this.committing ?? this.saving);
     await this.file?.close();
     this.file = null;
   }

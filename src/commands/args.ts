@@ -74,6 +74,24 @@ export function int(buf: Buffer | undefined, what = 'integer'): number {
   return n;
 }
 
+/**
+ * `[-]digits` of at most 15 digits (exact in a double) as a number, or undefined for anything else (decimals,
+ * exponents, infinities, a lone sign), which `floatText` reads. "-0" is -0, as Number("-0").
+ */
+function smallInteger(buf: Buffer, from: number, to: number): number | undefined {
+  let i = from;
+  const neg = buf[i] === 45;
+  if (neg) i++;
+  if (i === to || to - i > 15) return undefined;
+  let n = 0;
+  for (; i < to; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
+  }
+  return neg ? -n : n;
+}
+
 /** A double as Redis accepts it; infinities are kept (ZADD accepts "+inf"/"-inf"), NaN is rejected as Redis does. */
 export function float(buf: Buffer | undefined, what = 'number'): number {
   if (buf === undefined || buf.length === 0) throw new ArgError(`missing ${what}`);
@@ -156,8 +174,23 @@ export class Args {
   float(what = 'number'): number {
     const k = this.take(what);
     const s = this.src;
-    if (s.end(k) === s.start(k)) throw new ArgError(`missing ${what}`);
-    return floatText(s.bufferOf(k).toString('latin1', s.start(k), s.end(k)), what);
+    const from = s.start(k);
+    const to = s.end(k);
+    if (to === from) throw new ArgError(`missing ${what}`);
+    const buf = s.bufferOf(k);
+    // Most scores and timeouts are short integers: read in place, the value Number() gives for the same digits.
+    const n = smallInteger(buf, from, to);
+    if (n !== undefined) return n;
+    return floatText(buf.toString('latin1', from, to), what);
+  }
+
+  /** True when the next argument begins with an ASCII letter (an option, not a number). */
+  startsWithLetter(): boolean {
+    if (this.i >= this.src.length) return false;
+    const s = this.src;
+    if (s.end(this.i) === s.start(this.i)) return false;
+    const c = s.bufferOf(this.i)[s.start(this.i)]! | 0x20;
+    return c >= 0x61 && c <= 0x7a;
   }
 
   token(): string {

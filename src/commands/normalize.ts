@@ -92,25 +92,33 @@ function unknown(args: Buffer[], name: string, e: Emitter, reason?: string): voi
 }
 
 /**
- * The specs of the last command names seen (not subcommands): a stream mostly repeats a handful of commands, and
- * matching the name's bytes against these in place saves a string and a Map lookup per command.
+ * Specs by a key made in place from the name's bytes (length, first, middle and last letter, case folded): a stream
+ * mostly repeats a handful of commands, and one Map hit plus one comparison of the name's bytes saves a string and
+ * up to several comparisons per command. The key is only a hint: the name is compared before the spec is used.
  */
-const RECENT = 8;
-const recent: CommandSpec[] = [];
-let nextRecent = 0;
+const MAX_SEEN = 64;
+const seen = new Map<number, CommandSpec>();
 
-function recentSpec(args: CommandArgs): CommandSpec | undefined {
-  for (let i = 0; i < recent.length; i++) {
-    const spec = recent[i]!;
-    if (argIs(args, 0, spec.name)) return spec;
-  }
-  return undefined;
+function nameKey(args: CommandArgs): number {
+  const s = args.start(0);
+  const n = args.end(0) - s;
+  if (n === 0 || n > 255) return -1;
+  const b = args.bufferOf(0);
+  // Kept below 2^30 so the key is a small integer (a Map key V8 hashes without a heap number).
+  return (
+    n | ((b[s]! | 0x20) << 8) | ((b[s + (n >> 1)]! | 0x20) << 16) | (((b[s + n - 1]! | 0x20) & 0x3f) << 24)
+  );
 }
 
-function remember(spec: CommandSpec): void {
-  if (spec.name.includes('|')) return;
-  recent[nextRecent] = spec;
-  nextRecent = (nextRecent + 1) % RECENT;
+function recentSpec(args: CommandArgs, key: number): CommandSpec | undefined {
+  const spec = seen.get(key);
+  return spec !== undefined && argIs(args, 0, spec.name) ? spec : undefined;
+}
+
+function remember(spec: CommandSpec, key: number): void {
+  if (key < 0 || spec.name.includes('|')) return;
+  if (seen.size >= MAX_SEEN) seen.clear();
+  seen.set(key, spec);
 }
 
 /**
@@ -124,11 +132,12 @@ export function normalizeCommand(argv: Buffer[] | CommandArgs, ctx: CommandConte
   const e = new Emitter(ctx, out);
   const args = Array.isArray(argv) ? new BufferArgs(argv) : argv;
   if (args.length === 0) return out;
-  let spec = recentSpec(args);
+  const key = nameKey(args);
+  let spec = recentSpec(args, key);
   let name = spec !== undefined ? spec.name : argLatin1(args, 0);
   if (spec === undefined) {
     spec = findSpec(name);
-    if (spec !== undefined) remember(spec);
+    if (spec !== undefined) remember(spec, key);
   }
   let start = 1;
   if (spec === undefined) {

@@ -106,6 +106,11 @@ export class NdjsonWriter {
     return this.buf.subarray(0, this.pos);
   }
 
+  /** True when byte strings were left out since the last reset (`deferHuge`): then `view()` lacks them. */
+  get hasHuge(): boolean {
+    return this.huge.length > 0;
+  }
+
   /** Appends one event as one line (with its trailing newline). */
   event(ev: ChangeEvent): void {
     (ENCODERS[ev.op] as (w: NdjsonWriter, ev: ChangeEvent) => void)(this, ev);
@@ -225,12 +230,8 @@ export class NdjsonWriter {
   binRange(b: Buffer, start: number, end: number): void {
     const n = end - start;
     let i = start;
-    // Plain printable ASCII, the common case, needs no escaping and no UTF-8 check.
-    while (i < end) {
-      const c = b[i]!;
-      if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) break;
-      i++;
-    }
+    // Plain printable ASCII, the common case, needs no escaping and no UTF-8 check (one table load per byte).
+    while (i < end && PLAIN[b[i]!] === 1) i++;
     if (i === end) {
       this.ensure(n + 2);
       const buf = this.buf;
@@ -452,6 +453,34 @@ export class NdjsonWriter {
     }
   }
 
+  /**
+   * `,"source":{…},"ts":…` of a stream event outside a transaction (almost every event of the stream): what `source`
+   * and `ts` write, with the constant run between them written at once.
+   */
+  streamSourceTs(s: EventSource, ts: number): void {
+    if (s.replid === this.replid) this.bytes(this.replidPrefix);
+    else this.newReplid(s.replid);
+    this.num(s.offset);
+    this.bytes(F_SEQ);
+    this.num(s.seq);
+    this.bytes(F_SNAPSHOT_FALSE_TS);
+    this.ts(ts);
+  }
+
+  /** `,"source":{"replid":…,"offset":` for another replid, kept as the prefix of the events that follow. */
+  private newReplid(replid: string): void {
+    // Every event of a stream or snapshot carries the same replid: its encoded prefix is built once.
+    const start = this.pos;
+    this.bytes(F_SOURCE_REPLID);
+    this.str(replid);
+    this.bytes(F_OFFSET);
+    this.replidPrefix = Buffer.from(this.buf.subarray(start, this.pos));
+    this.replid = replid;
+    // The cached snapshot prefix holds the previous replid: a snapshot of the new one at the same offset (a
+    // restarted master starts again from 0) must not reuse it.
+    this.snapOffset = Number.NaN;
+  }
+
   source(s: EventSource): void {
     if (s.txn !== undefined) {
       // Where `txn` sits depends on who set it (the normalizer or the replicator after EXEC): keep its order.
@@ -467,18 +496,8 @@ export class NdjsonWriter {
       return;
     }
     const start = this.pos;
-    if (s.replid !== this.replid) {
-      // Every event of a stream or snapshot carries the same replid: its encoded prefix is built once.
-      const start = this.pos;
-      this.bytes(F_SOURCE_REPLID);
-      this.str(s.replid);
-      this.bytes(F_OFFSET);
-      this.replidPrefix = Buffer.from(this.buf.subarray(start, this.pos));
-      this.replid = s.replid;
-      // The cached snapshot prefix holds the previous replid: a snapshot of the new one at the same offset (a
-      // restarted master starts again from 0) must not reuse it.
-      this.snapOffset = Number.NaN;
-    } else this.bytes(this.replidPrefix);
+    if (s.replid !== this.replid) this.newReplid(s.replid);
+    else this.bytes(this.replidPrefix);
     this.num(s.offset);
     this.bytes(F_SEQ);
     if (s.snapshot) {
@@ -509,6 +528,9 @@ const SHORT_ESCAPES: Record<number, number> = {
   92: 0x5c,
 };
 /** JSON.stringify's escape of each byte below 0x80 that needs one (2 or 6 bytes at ESC[c * 6]), length in ESC_LEN. */
+/** 1 for the bytes a JSON string holds as they are with no UTF-8 check: printable ASCII but `"` and `\`. */
+const PLAIN = new Uint8Array(256);
+for (let c = 0x20; c <= 0x7e; c++) if (c !== 0x22 && c !== 0x5c) PLAIN[c] = 1;
 const ESC = new Uint8Array(256 * 6);
 const ESC_LEN = new Uint8Array(256);
 for (let c = 0; c < 0x80; c++) {
@@ -567,6 +589,7 @@ const F_SNAPSHOT_TRUE = ascii(',"snapshot":true}');
 const F_SNAPSHOT_FALSE = ascii(',"snapshot":false}');
 const F_TS = ascii(',"ts":');
 const F_SNAPSHOT_TRUE_TS = ascii(',"snapshot":true},"ts":');
+const F_SNAPSHOT_FALSE_TS = ascii(',"snapshot":false},"ts":');
 const SNAPSHOT_DB0_KEY = ascii('{"v":1,"op":"snapshot","db":0,"key":');
 const EXPIRE_AT_NULL = ascii(',"expireAt":null');
 const F_KEY = ascii(',"key":');
@@ -659,16 +682,28 @@ function begin(w: NdjsonWriter, ev: ChangeEvent): void {
     w.bytes(F_KEY);
     w.bin(ev.key);
   }
-  if (ev.type !== undefined) {
-    w.bytes(f.type);
-    w.str(ev.type);
+  if (ev.type !== undefined) w.bytes(typeField(ev.type));
+}
+
+/** `,"type":"<type>"` per type: a handful of values, each encoded once. */
+const TYPE_FIELD = new Map<string, Uint8Array>();
+function typeField(type: string): Uint8Array {
+  let b = TYPE_FIELD.get(type);
+  if (b === undefined) {
+    b = Buffer.from(`,"type":${JSON.stringify(type)}`, 'utf8');
+    TYPE_FIELD.set(type, b);
   }
+  return b;
 }
 
 function end(w: NdjsonWriter, ev: ChangeEvent): void {
-  w.source(ev.source);
-  w.bytes(F_TS);
-  w.ts(ev.ts);
+  const s = ev.source;
+  if (s.txn === undefined && !s.snapshot) w.streamSourceTs(s, ev.ts);
+  else {
+    w.source(s);
+    w.bytes(F_TS);
+    w.ts(ev.ts);
+  }
   w.byte(0x7d);
 }
 

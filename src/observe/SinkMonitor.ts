@@ -13,6 +13,22 @@ interface Watched {
   retriesAtLastSuccess: number;
 }
 
+/** Events of a batch by op, and the receive time of its oldest event. */
+interface OpTally {
+  byOp: Map<string, number>;
+  oldest: number;
+}
+
+function tallyOps(batch: EventBatch): OpTally {
+  const byOp = new Map<string, number>();
+  let oldest = Number.POSITIVE_INFINITY;
+  for (const e of batch.events) {
+    byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
+    if (e.ts < oldest) oldest = e.ts;
+  }
+  return { byOp, oldest };
+}
+
 /** `stats.retries` of the sinks that count retries (Kafka, Postgres); 0 for the others. */
 function retriesOf(sink: Sink): number {
   const r = (sink as { stats?: { retries?: unknown } }).stats?.retries;
@@ -80,34 +96,37 @@ export class SinkMonitor {
       },
       open: (): Promise<ReplicationPosition | null> => sink.open(),
       close: () => sink.close(),
-      async write(batch: EventBatch): Promise<void> {
+      write(batch: EventBatch): Promise<void> {
         const started = Date.now();
+        // Counted now, applied once committed: holding the batch until then (an async function's frame would) keeps
+        // its events alive through the sink's fsync (see Pipeline.startWrite).
+        const tally = batch.events.length > 0 ? tallyOps(batch) : null;
         w.writing.push(started);
-        try {
-          await sink.write(batch);
-        } finally {
-          // The oldest write still in flight is what a stall is measured from.
-          w.writing.splice(w.writing.indexOf(started), 1);
-        }
-        monitor.committed(w, batch, started);
+        // The oldest write still in flight is what a stall is measured from.
+        const settled = () => w.writing.splice(w.writing.indexOf(started), 1);
+        return sink.write(batch).then(
+          () => {
+            settled();
+            monitor.committed(w, tally, started);
+          },
+          (err: unknown) => {
+            settled();
+            throw err;
+          },
+        );
       },
     } as Sink;
   }
 
-  private committed(w: Watched, batch: EventBatch, started: number): void {
+  private committed(w: Watched, tally: OpTally | null, started: number): void {
     const now = Date.now();
     const name = w.sink.name;
     w.retriesAtLastSuccess = retriesOf(w.sink);
     this.batchSeconds.observe({ sink: name }, (now - started) / 1000);
-    if (batch.events.length === 0) return;
-    const byOp = new Map<string, number>();
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const e of batch.events) {
-      byOp.set(e.op, (byOp.get(e.op) ?? 0) + 1);
-      if (e.ts < oldest) oldest = e.ts;
-    }
-    for (const [op, n] of byOp) this.events.inc({ sink: name, op }, n);
-    if (Number.isFinite(oldest)) this.commitLatency.observe({ sink: name }, Math.max(0, now - oldest) / 1000);
+    if (!tally) return;
+    for (const [op, n] of tally.byOp) this.events.inc({ sink: name, op }, n);
+    if (Number.isFinite(tally.oldest))
+      this.commitLatency.observe({ sink: name }, Math.max(0, now - tally.oldest) / 1000);
   }
 
   private health(w: Watched, now = Date.now()): SinkHealth {

@@ -48,6 +48,7 @@ export class Replicator implements StreamTarget {
   /** Frames the stream into commands; a new one starts at every full or partial resync. */
   private reader: RespReader | null = null;
   readonly stats = { commands: 0, transactions: 0 };
+  private readonly ctx: CommandContext = { db: 0, replid: '', offset: 0, ts: 0 };
 
   constructor(private readonly opts: ReplicatorOptions) {
     this.boundary = opts.start;
@@ -194,12 +195,13 @@ export class Replicator implements StreamTarget {
       this.advance(events);
       return;
     }
-    const events = this.opts.normalize(args, {
-      db: this.db,
-      replid: this.replid!,
-      offset: endOffset,
-      ts: Date.now(),
-    });
+    // One context object, refilled per command: the normalizer reads it while it runs and keeps nothing of it.
+    const ctx = this.ctx;
+    ctx.db = this.db;
+    ctx.replid = this.replid!;
+    ctx.offset = endOffset;
+    ctx.ts = Date.now();
+    const events = this.opts.normalize(args, ctx);
     if (this.txn) {
       for (const e of events) this.txn.push(e);
       return;

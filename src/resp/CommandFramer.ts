@@ -157,8 +157,29 @@ export class CommandFramer {
   private runFrom = 0;
   private runEnd = 0;
 
-  /** Consumes one byte of a `*N` / `$N` header line; returns the next position. */
+  /**
+   * Consumes the bytes of a `*N` / `$N` header line that are in this chunk (the digits in one loop: a header is
+   * parsed once per argument); returns the next position.
+   */
   private header(chunk: Buffer, pos: number): number {
+    if (!this.sawCr && this.headerDigits >= 0) {
+      const len = chunk.length;
+      let v = this.headerValue;
+      let digits = this.headerDigits;
+      let b = 0;
+      while (pos < len) {
+        b = chunk[pos]!;
+        const d = b - 48;
+        if (d < 0 || d > 9) break;
+        if (digits >= 12) throw this.error('invalid length in a header');
+        v = v * 10 + d;
+        digits++;
+        pos++;
+      }
+      this.headerValue = v;
+      this.headerDigits = digits;
+      if (pos === len) return pos;
+    }
     const b = chunk[pos++]!;
     if (this.sawCr) {
       if (b !== LF) throw this.error('header line not terminated by CRLF');
@@ -179,9 +200,12 @@ export class CommandFramer {
       }
     } else if (b === CR) {
       this.sawCr = true;
+      // The LF is usually in the same chunk: take it now rather than on another turn of feed's loop.
+      if (pos < chunk.length) return this.header(chunk, pos);
     } else if (this.headerDigits === -1) {
       if (b !== DOLLAR) throw this.error(`expected '$', got 0x${b.toString(16)}`);
       this.headerDigits = 0;
+      if (pos < chunk.length) return this.header(chunk, pos);
     } else {
       const d = b - 48;
       if (d < 0 || d > 9 || this.headerDigits >= 12) throw this.error('invalid length in a header');

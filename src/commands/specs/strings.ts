@@ -23,7 +23,13 @@ function setOptions(a: Args, ts: number, initial: Expiry): Expiry {
 }
 
 function emitSet(e: Emitter, key: Buffer, value: Buffer, x: Expiry): void {
-  e.emit('set', key, 'string', { value, ...expiryFields(x) });
+  // expiryFields' shape written out: one payload object per SET instead of two and a spread (the hot path).
+  e.emit(
+    'set',
+    key,
+    'string',
+    x.approx ? { value, expireAt: x.expireAt, expireApprox: true } : { value, expireAt: x.expireAt },
+  );
 }
 
 function negate(n: number | string): number | string {

@@ -12,7 +12,9 @@ const ZADD_FLAGS = new Set(['nx', 'xx', 'gt', 'lt', 'ch', 'incr']);
 function zadd(a: Args, e: Emitter): void {
   const key = a.next('key');
   const flags: string[] = [];
-  while (!a.done) {
+  // A score starts with a digit, a sign or a dot (or is inf): only a letter can begin a flag, so the usual ZADD
+  // key score member is told apart without making a string of the score.
+  while (!a.done && a.startsWithLetter()) {
     const b = a.peek()!;
     if (b.length > 4) break;
     const t = b.toString('latin1').toLowerCase();

@@ -1,9 +1,10 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { NdjsonSink } from '../../../sinks/stdout/NdjsonSink.js';
+import type { Checkpoint } from '../../../src/checkpoint/CheckpointStore.js';
 import { FileCheckpointStore } from '../../../src/checkpoint/FileCheckpointStore.js';
 import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
 
@@ -108,5 +109,57 @@ describe('NdjsonSink', () => {
     const upTo49 = lines.slice(0, 49).join('\n').length + 1;
     expect(saved!.extra!.fileSize).toBe(upTo49);
     await sink.close();
+  });
+
+  it('covers the groups written during a slow checkpoint save with the next save, never ahead of the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'redtail-sink-'));
+    const path = join(dir, 'events.ndjson');
+    const file = new FileCheckpointStore(join(dir, 'cp.json'));
+    const saves: Array<{ offset: number; fileSize: number; onDisk: number }> = [];
+    let saved = -1;
+    let release!: () => void;
+    const firstSaveHeld = new Promise<void>((r) => {
+      release = r;
+    });
+    // The first save hangs (its fsyncs wait behind other writeback) while later groups reach the file.
+    const slow = {
+      load: () => file.load(),
+      async save(c: Checkpoint) {
+        if (!opened) return file.save(c);
+        saves.push({ offset: c.offset, fileSize: c.extra!.fileSize as number, onDisk: statSync(path).size });
+        if (saves.length === 1) await firstSaveHeld;
+        await file.save(c);
+        saved = c.offset;
+      },
+    };
+    let opened = false;
+    const sink = new NdjsonSink({ name: 'file', path, checkpoints: slow });
+    await sink.open();
+    opened = true;
+    const early: number[] = [];
+    const writes: Promise<void>[] = [];
+    const lines = () => readFileSync(path, 'utf8').split('\n').length - 1;
+    for (let i = 1; i <= 10; i++) {
+      writes.push(
+        sink.write({ events: [ev(i, `k${i}`)], checkpoint: { replid: 'r', offset: i, db: 0 } }).then(() => {
+          if (saved < i) early.push(i);
+        }),
+      );
+      // Each batch is its own group: the next one is handed over once this one is in the file (a bound, so that a
+      // sink that stops writing while a save runs fails the expectation below instead of hanging).
+      for (let n = 0; n < 2_000 && lines() < i; n++) await new Promise((r) => setTimeout(r, 1));
+    }
+    // The data went on while the first save was held.
+    expect(lines()).toBe(10);
+    release();
+    await Promise.all(writes);
+    await sink.close();
+    // No batch resolved before a saved checkpoint covered it.
+    expect(early).toEqual([]);
+    // The nine groups written during the held save are covered by one save (one save per group: 1, 2, ..., 10).
+    expect(saves.map((x) => x.offset)).toEqual([1, 10]);
+    // Each checkpoint points at data already in the file when its save began.
+    for (const x of saves) expect(x.fileSize).toBeLessThanOrEqual(x.onDisk);
+    expect((await file.load())!.extra!.fileSize).toBe(statSync(path).size);
   });
 });
