@@ -229,7 +229,16 @@ async function countRecords(kafka: KafkaClient, topic: string): Promise<number> 
   }
 }
 
+/** Phase 0: issue 12's redis-benchmark burst, timed to the last acknowledged (committed) offset. */
+interface BurstFigures {
+  eventsPerSec: number;
+  events: number;
+  catchUpS: number;
+  cpuPerM: number;
+}
+
 interface Figures {
+  burst?: BurstFigures;
   /** Snapshot: keys of the populated master per second, from redtail's start to the last one visible. */
   snapshotKeysPerSec?: number;
   snapshotCpuPerM?: number;
@@ -343,7 +352,7 @@ async function benchRedtail(
     }
 
     // 0. Issue 12's own load, unbounded: a redis-benchmark burst, then the catch-up.
-    if (BURST_N > 0) await burstPhase(master.port, redtail.pid ?? 0);
+    const burst = BURST_N > 0 ? await burstPhase(master.port, redtail.pid ?? 0) : undefined;
 
     // 1. Sustained throughput with a bounded lag.
     const counter = await countingConsumer(kafka, topic0);
@@ -380,6 +389,7 @@ async function benchRedtail(
         `${fmt(eventsPerTxn)} events per transaction`,
     );
     const base = {
+      burst,
       snapshotKeysPerSec,
       snapshotCpuPerM,
       cpuPerM,
@@ -436,7 +446,7 @@ async function benchRedtail(
  * ACK: with ack=durable, what Kafka has committed; sent as the durable position moves) reaches the master's offset
  * at the burst's end. Prints events/s from the burst's start, the catch-up after its end and CPU per million.
  */
-async function burstPhase(port: number, pid: number): Promise<void> {
+async function burstPhase(port: number, pid: number): Promise<BurstFigures> {
   const info = () =>
     execFileSync('redis-cli', ['-p', String(port), 'INFO', 'replication'], { encoding: 'utf8' });
   const masterOffset = (text: string) => Number(/master_repl_offset:(\d+)/.exec(text)?.[1] ?? -1);
@@ -461,12 +471,19 @@ async function burstPhase(port: number, pid: number): Promise<void> {
   }
   const t2 = performance.now();
   const events = BURST_N * tests;
+  const figures = {
+    eventsPerSec: events / ((t2 - t0) / 1000),
+    events,
+    catchUpS: (t2 - t1) / 1000,
+    cpuPerM: ((cpuSeconds(pid) - cpu0) / events) * 1e6,
+  };
   console.log(
     `redtail burst (redis-benchmark -P 32 -n ${fmt(BURST_N)} -t ${BURST_TESTS}): ${fmt(events)} events, ` +
-      `master ${fmt(events / ((t1 - t0) / 1000))} commands/s; redtail ${fmt(events / ((t2 - t0) / 1000))} events/s ` +
-      `into Kafka, caught up ${((t2 - t1) / 1000).toFixed(2)} s after the burst, ` +
-      `${(((cpuSeconds(pid) - cpu0) / events) * 1e6).toFixed(2)} CPU s per million events`,
+      `master ${fmt(events / ((t1 - t0) / 1000))} commands/s; redtail ${fmt(figures.eventsPerSec)} events/s ` +
+      `into Kafka, caught up ${figures.catchUpS.toFixed(2)} s after the burst, ` +
+      `${figures.cpuPerM.toFixed(2)} CPU s per million events`,
   );
+  return figures;
 }
 
 /** The same records redtail writes for `SET bench:k:<n> <value>`: event JSON, key, headers, checkpoint record. */
@@ -762,6 +779,19 @@ async function main(): Promise<void> {
         ms(rt.p99),
         `${fmt(rt.samples)} at ${fmt(rt.rate)}/s`,
       ],
+      ...(rt.burst
+        ? [
+            [
+              `redtail run → Kafka, redis-benchmark burst (caught up ${rt.burst.catchUpS.toFixed(2)} s after)`,
+              fmt(rt.burst.eventsPerSec),
+              fmt(rt.burst.events),
+              cpu(rt.burst.cpuPerM),
+              '',
+              '',
+              '',
+            ],
+          ]
+        : []),
       [
         'redtail run → Kafka, snapshot',
         rt.snapshotKeysPerSec === undefined ? '-' : fmt(rt.snapshotKeysPerSec),
@@ -791,12 +821,19 @@ async function main(): Promise<void> {
       vsJavaTxn: rt.eventsPerSec / javaTxnRate,
       vsJavaPlain: rt.eventsPerSec / javaPlainRate,
       bareLoopVsJavaTxn: ref.eventsPerSec / javaTxnRate,
+      burstVsBareLoop: rt.burst ? rt.burst.eventsPerSec / ref.eventsPerSec : Number.NaN,
+      burstVsJavaTxn: rt.burst ? rt.burst.eventsPerSec / javaTxnRate : Number.NaN,
     };
     console.log(
       `ratios: redtail stream / bare client loop ${ratios.vsBareLoop.toFixed(2)}, / Java txn ${ratios.vsJavaTxn.toFixed(2)}, ` +
         `/ Java acks=all ${ratios.vsJavaPlain.toFixed(2)}; bare loop / Java txn ${ratios.bareLoopVsJavaTxn.toFixed(2)}; ` +
         `p99 latency redtail / bare loop ${(rt.p99 / ref.p99).toFixed(2)}x; events per transaction ${fmt(rt.eventsPerTxn ?? 0)}`,
     );
+    if (rt.burst)
+      console.log(
+        `ratios of the burst (issue 12's load): redtail / bare client loop ${ratios.burstVsBareLoop.toFixed(2)}, ` +
+          `/ Java txn ${ratios.burstVsJavaTxn.toFixed(2)}`,
+      );
     const load1 = loadavg();
     console.log(`load average at the end ${load1.map((l) => l.toFixed(2)).join(' ')}`);
     console.log(JSON.stringify({ redtail: rt, reference: ref, javaTxn, javaPlain, ratios, load0, load1 }));
