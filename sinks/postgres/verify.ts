@@ -280,6 +280,19 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     const caughtUp = await catchUp(redis, db, s, sink, deadline);
     const badBlobs = await checkBlobs(db, s);
+    const batchPipe = pipe;
+    /** What a batch of db `d` compares with; `volatile` starts true (every key may expire) until the caller knows. */
+    const contextFor = (d: number, settle?: () => Promise<void>): BatchContext => ({
+      pipe: batchPipe,
+      redis,
+      pg: pool,
+      schema: s,
+      db: d,
+      read,
+      volatile: { value: true },
+      badBlobs,
+      ...(settle ? { settle } : {}),
+    });
     const keyspace = (await redis.info('keyspace')) as string;
     const dbs = new Set<number>([...keyspace.matchAll(/^db(\d+):/gm)].map((m) => Number(m[1])));
     const masterKeys = [...keyspace.matchAll(/^db\d+:keys=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
@@ -297,16 +310,7 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
       await redis.select(d);
       await pipe.call('SELECT', String(d));
       await scanPipe.call('SELECT', String(d));
-      const ctx: BatchContext = {
-        pipe,
-        redis,
-        pg: pool,
-        schema: s,
-        db: d,
-        read,
-        volatile: { value: true },
-        badBlobs,
-      };
+      const ctx = contextFor(d);
       ctx.volatile.value = volatileIn(keyspace, d);
       const limiter = new Limiter(BATCHES_IN_FLIGHT);
       // The master's keys (SCAN, meanwhile, on the other connection) and the mirror's, to find the keys only the
@@ -352,19 +356,9 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
       for (const [d, keys] of byDb) {
         await redis.select(d);
         await pipe.call('SELECT', String(d));
-        const ctx: BatchContext = {
-          pipe,
-          redis,
-          pg: pool,
-          schema: s,
-          db: d,
-          read,
-          volatile: { value: true },
-          badBlobs,
-          settle: async () => {
-            await catchUp(redis, db, s, sink, Date.now() + 15_000);
-          },
-        };
+        const ctx = contextFor(d, async () => {
+          await catchUp(redis, db, s, sink, Date.now() + 15_000);
+        });
         for (let i = 0; i < keys.length; i += BATCH_KEYS)
           still.push(...(await compareBatch(ctx, keys.slice(i, i + BATCH_KEYS))).differences);
       }
