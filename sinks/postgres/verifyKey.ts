@@ -239,37 +239,8 @@ export async function readRedisKeyAt(
   m.type(key);
   if (hasPexpiretime) m.call('pexpiretime', key);
   else m.pttl(key);
-  switch (type) {
-    case 'string':
-      m.getBuffer(key);
-      break;
-    case 'list':
-      m.lrangeBuffer(key, 0, -1);
-      break;
-    case 'set':
-      m.smembersBuffer(key);
-      break;
-    case 'zset':
-      m.zrangeBuffer(key, 0, -1, 'WITHSCORES');
-      break;
-    case 'hash':
-      // HKEYS and HVALS in one MULTI walk the same dict in the same order; HGETALL's reply would be turned into an
-      // object keyed by decoded text, which loses binary field names.
-      m.hkeysBuffer(key);
-      m.hvalsBuffer(key);
-      m.call('time');
-      for (let i = 0; i < asked.length; i += FIELDS_PER_HPEXPIRETIME) {
-        const chunk = asked.slice(i, i + FIELDS_PER_HPEXPIRETIME);
-        m.call('hpexpiretime', key, 'FIELDS', String(chunk.length), ...chunk);
-      }
-      break;
-    case 'stream':
-      m.xrangeBuffer(key, '-', '+');
-      m.call('xinfo', 'stream', key, 'full');
-      break;
-    default:
-      return { key: { type, value: null, expireAt: null }, at: Date.now() };
-  }
+  if (!queueValueRead(m, type, key, asked))
+    return { key: { type, value: null, expireAt: null }, at: Date.now() };
   const now = Date.now();
   const res = await m.exec();
   if (!res) return readRedisKeyAt(redis, key, opts);
@@ -283,88 +254,135 @@ export async function readRedisKeyAt(
   const ttl = Number(res[1]![1]);
   const expireAt = ttl < 0 ? null : hasPexpiretime ? ttl : now + ttl;
   const raw = res[2]![1];
-  let value: unknown;
-  let fieldExpireAt: Array<[unknown, number]> | undefined;
-  let at = now;
+  if (type === 'hash') {
+    const hash = hashFromReplies(raw as Buffer[], res, asked, opts.fieldTtl === true);
+    // A field HKEYS shows but the list did not name: read again with the master's own field list.
+    if (hash === null) return readRedisKeyAt(redis, key, { ...opts, hashFields: undefined });
+    return { key: { type, value: hash.value, expireAt, fieldExpireAt: hash.fieldExpireAt }, at: hash.at };
+  }
+  const value = type === 'stream' ? streamFromReplies(raw, res[3]![1]) : plainValue(type, raw);
+  return { key: { type, value, expireAt }, at: now };
+}
+
+type Multi = ReturnType<Redis['multi']>;
+
+/** Queues the reads of a `type` value after TYPE and the expiry; false for a type verify does not read. */
+function queueValueRead(m: Multi, type: string, key: Buffer, asked: Buffer[]): boolean {
   switch (type) {
     case 'string':
-      value = encodeBytes(raw as Buffer);
-      break;
+      m.getBuffer(key);
+      return true;
     case 'list':
-      value = (raw as Buffer[]).map(encodeBytes);
-      break;
+      m.lrangeBuffer(key, 0, -1);
+      return true;
     case 'set':
-      value = [...(raw as Buffer[])].sort(cmpBuf).map(encodeBytes);
-      break;
-    case 'zset': {
+      m.smembersBuffer(key);
+      return true;
+    case 'zset':
+      m.zrangeBuffer(key, 0, -1, 'WITHSCORES');
+      return true;
+    case 'hash':
+      // HKEYS and HVALS in one MULTI walk the same dict in the same order; HGETALL's reply would be turned into an
+      // object keyed by decoded text, which loses binary field names.
+      m.hkeysBuffer(key);
+      m.hvalsBuffer(key);
+      m.call('time');
+      for (let i = 0; i < asked.length; i += FIELDS_PER_HPEXPIRETIME) {
+        const chunk = asked.slice(i, i + FIELDS_PER_HPEXPIRETIME);
+        m.call('hpexpiretime', key, 'FIELDS', String(chunk.length), ...chunk);
+      }
+      return true;
+    case 'stream':
+      m.xrangeBuffer(key, '-', '+');
+      m.call('xinfo', 'stream', key, 'full');
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** A string, list, set or zset reply in the mirror's comparable form (sets by bytes, zsets in the mirror's order). */
+function plainValue(type: string, raw: unknown): unknown {
+  switch (type) {
+    case 'string':
+      return encodeBytes(raw as Buffer);
+    case 'list':
+      return (raw as Buffer[]).map(encodeBytes);
+    case 'set':
+      return [...(raw as Buffer[])].sort(cmpBuf).map(encodeBytes);
+    default: {
       const a = raw as Buffer[];
       const pairs: Array<[Buffer, string]> = [];
       for (let i = 0; i < a.length; i += 2) pairs.push([a[i]!, a[i + 1]!.toString('latin1')]);
-      value = zsetInMirrorOrder(pairs);
-      break;
-    }
-    case 'hash': {
-      const fields = raw as Buffer[];
-      const vals = res[3]![1] as Buffer[];
-      const [sec, usec] = res[4]![1] as [string, string];
-      at = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-      const pairs: Array<[Buffer, Buffer]> = fields.map((f, i) => [f, vals[i]!]);
-      value = pairs.sort((x, y) => cmpBuf(x[0], y[0])).map(([f, v]) => [encodeBytes(f), encodeBytes(v)]);
-      fieldExpireAt = [];
-      if (opts.fieldTtl) {
-        // HPEXPIRETIME answers in the order asked: ms, -1 (no TTL), -2 (no such field, or its TTL has passed).
-        const replies = res.slice(5).flatMap(([, r]) => r as number[]);
-        const fieldTtl = new Map(asked.map((f, i) => [f.toString('latin1'), Number(replies[i])]));
-        const ttlOf = (f: Buffer) => fieldTtl.get(f.toString('latin1')) ?? -2;
-        // A field HKEYS shows but the list did not name (the MULTI is atomic, so a named one has -1 or a time): read
-        // again with the master's own field list.
-        if (fields.some((f) => ttlOf(f) === -2))
-          return readRedisKeyAt(redis, key, { ...opts, hashFields: undefined });
-        fieldExpireAt = fields
-          .filter((f) => ttlOf(f) >= 0)
-          .sort(cmpBuf)
-          .map((f) => [encodeBytes(f), ttlOf(f)]);
-      }
-      break;
-    }
-    case 'stream': {
-      const entries = (raw as Array<[Buffer, Buffer[]]>).map(([id, fv]) => {
-        const fields: unknown[] = [];
-        for (let i = 0; i < fv.length; i += 2) fields.push([encodeBytes(fv[i]!), encodeBytes(fv[i + 1]!)]);
-        return { id: id.toString('latin1'), fields };
-      });
-      const info = kv(res[3]![1] as unknown[]);
-      const groups = ((info.groups as unknown[][]) ?? []).map((gr) => {
-        const g = kv(gr);
-        return {
-          name: encodeBytes(Buffer.from(String(g.name), 'utf8')),
-          lastId: String(g['last-delivered-id']),
-          entriesRead: g['entries-read'] ?? null,
-          pending: ((g.pending as unknown[][]) ?? []).map((p) => ({
-            id: String(p[0]),
-            consumer: encodeBytes(Buffer.from(String(p[1]), 'utf8')),
-            deliveryCount: Number(p[3]),
-          })),
-          consumers: ((g.consumers as unknown[][]) ?? []).map((cr) => {
-            const c = kv(cr);
-            return {
-              name: encodeBytes(Buffer.from(String(c.name), 'utf8')),
-              pending: ((c.pending as unknown[][]) ?? []).map((p) => String(p[0])),
-            };
-          }),
-        };
-      });
-      value = streamSummary({
-        entries,
-        lastId: String(info['last-generated-id']),
-        maxDeletedEntryId: String(info['max-deleted-entry-id'] ?? '0-0'),
-        entriesAdded: Number(info['entries-added'] ?? entries.length),
-        groups,
-      });
-      break;
+      return zsetInMirrorOrder(pairs);
     }
   }
-  return { key: fieldExpireAt ? { type, value, expireAt, fieldExpireAt } : { type, value, expireAt }, at };
+}
+
+/**
+ * A hash from HKEYS, HVALS, TIME and the HPEXPIRETIME replies of one MULTI: fields by bytes, the field TTLs, and the
+ * master's time of the read. Null when HKEYS shows a field the TTL list did not name (read again).
+ */
+function hashFromReplies(
+  fields: Buffer[],
+  res: Array<[Error | null, unknown]>,
+  asked: Buffer[],
+  fieldTtl: boolean,
+): { value: unknown; fieldExpireAt: Array<[unknown, number]>; at: number } | null {
+  const vals = res[3]![1] as Buffer[];
+  const [sec, usec] = res[4]![1] as [string, string];
+  const at = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  const pairs: Array<[Buffer, Buffer]> = fields.map((f, i) => [f, vals[i]!]);
+  const value = pairs.sort((x, y) => cmpBuf(x[0], y[0])).map(([f, v]) => [encodeBytes(f), encodeBytes(v)]);
+  if (!fieldTtl) return { value, fieldExpireAt: [], at };
+  // HPEXPIRETIME answers in the order asked: ms, -1 (no TTL), -2 (no such field, or its TTL has passed).
+  const replies = res.slice(5).flatMap(([, r]) => r as number[]);
+  const ttls = new Map(asked.map((f, i) => [f.toString('latin1'), Number(replies[i])]));
+  const ttlOf = (f: Buffer) => ttls.get(f.toString('latin1')) ?? -2;
+  // The MULTI is atomic, so a field that was named has -1 or a time.
+  if (fields.some((f) => ttlOf(f) === -2)) return null;
+  const fieldExpireAt = fields
+    .filter((f) => ttlOf(f) >= 0)
+    .sort(cmpBuf)
+    .map((f): [unknown, number] => [encodeBytes(f), ttlOf(f)]);
+  return { value, fieldExpireAt, at };
+}
+
+/** XRANGE's entries and XINFO STREAM FULL's groups, in the comparable summary the mirror's stream gives too. */
+function streamFromReplies(raw: unknown, infoReply: unknown): unknown {
+  const entries = (raw as Array<[Buffer, Buffer[]]>).map(([id, fv]) => {
+    const fields: unknown[] = [];
+    for (let i = 0; i < fv.length; i += 2) fields.push([encodeBytes(fv[i]!), encodeBytes(fv[i + 1]!)]);
+    return { id: id.toString('latin1'), fields };
+  });
+  const info = kv(infoReply as unknown[]);
+  const groups = ((info.groups as unknown[][]) ?? []).map((gr) => {
+    const g = kv(gr);
+    return {
+      name: encodeBytes(Buffer.from(String(g.name), 'utf8')),
+      lastId: String(g['last-delivered-id']),
+      entriesRead: g['entries-read'] ?? null,
+      pending: ((g.pending as unknown[][]) ?? []).map((p) => ({
+        id: String(p[0]),
+        consumer: encodeBytes(Buffer.from(String(p[1]), 'utf8')),
+        deliveryCount: Number(p[3]),
+      })),
+      consumers: ((g.consumers as unknown[][]) ?? []).map((cr) => {
+        const c = kv(cr);
+        return {
+          name: encodeBytes(Buffer.from(String(c.name), 'utf8')),
+          pending: ((c.pending as unknown[][]) ?? []).map((p) => String(p[0])),
+        };
+      }),
+    };
+  });
+  return streamSummary({
+    entries,
+    lastId: String(info['last-generated-id']),
+    maxDeletedEntryId: String(info['max-deleted-entry-id'] ?? '0-0'),
+    entriesAdded: Number(info['entries-added'] ?? entries.length),
+    groups,
+  });
 }
 
 export interface KeyDifference {
