@@ -189,38 +189,55 @@ export class Cursor {
   }
 
   private readEncodedString(enc: number, at: number): Buffer {
+    if (enc === 3) {
+      const ulen = this.lzfFrame(at);
+      const start = this.lzfStart;
+      return lzfDecompress(this.buf, start, this.pos, ulen, this.base + start);
+    }
+    return Buffer.from(String(this.intEncoded(enc, at)), 'latin1');
+  }
+
+  /** The value of an integer-encoded string (RDB_ENC_INT8/16/32: little-endian, signed). */
+  private intEncoded(enc: number, at: number): number {
+    let v: number;
     switch (enc) {
-      case 0: {
+      case 0:
         if (this.pos + 1 > this.end) this.short(1);
-        const v = this.buf.readInt8(this.pos);
+        v = this.buf.readInt8(this.pos);
         this.pos += 1;
-        return Buffer.from(String(v), 'latin1');
-      }
-      case 1: {
+        return v;
+      case 1:
         if (this.pos + 2 > this.end) this.short(2);
-        const v = this.buf.readInt16LE(this.pos);
+        v = this.buf.readInt16LE(this.pos);
         this.pos += 2;
-        return Buffer.from(String(v), 'latin1');
-      }
-      case 2: {
+        return v;
+      case 2:
         if (this.pos + 4 > this.end) this.short(4);
-        const v = this.buf.readInt32LE(this.pos);
+        v = this.buf.readInt32LE(this.pos);
         this.pos += 4;
-        return Buffer.from(String(v), 'latin1');
-      }
-      case 3: {
-        const clen = this.readLen();
-        const ulen = this.readLen();
-        if (ulen > lzfMaxOutput(clen))
-          throw this.fail(`LZF string claims ${ulen} bytes from ${clen} compressed bytes`, at);
-        if (this.pos + clen > this.end) this.short(clen);
-        const start = this.pos;
-        this.pos += clen;
-        return lzfDecompress(this.buf, start, start + clen, ulen, this.base + start);
-      }
+        return v;
       default:
         throw this.fail(`unknown string encoding ${enc}`, at);
     }
+  }
+
+  /** Where the compressed bytes of the last `lzfFrame` start (they end at `pos`). */
+  private lzfStart = 0;
+
+  /**
+   * An LZF string's framing (RDB_ENC_LZF: compressed length, uncompressed length, the compressed bytes): checks the
+   * lengths, steps over the compressed bytes and returns the uncompressed length; they start at `lzfStart`. A field
+   * rather than a returned object, so the hot path allocates nothing per string.
+   */
+  private lzfFrame(at: number): number {
+    const clen = this.readLen();
+    const ulen = this.readLen();
+    if (ulen > lzfMaxOutput(clen))
+      throw this.fail(`LZF string claims ${ulen} bytes from ${clen} compressed bytes`, at);
+    if (this.pos + clen > this.end) this.short(clen);
+    this.lzfStart = this.pos;
+    this.pos += clen;
+    return ulen;
   }
 
   /**
@@ -239,41 +256,17 @@ export class Cursor {
       this.pos += len;
       return;
     }
-    let n: number;
-    switch (len) {
-      case 0:
-        if (this.pos + 1 > this.end) this.short(1);
-        n = this.buf.readInt8(this.pos);
-        this.pos += 1;
-        break;
-      case 1:
-        if (this.pos + 2 > this.end) this.short(2);
-        n = this.buf.readInt16LE(this.pos);
-        this.pos += 2;
-        break;
-      case 2:
-        if (this.pos + 4 > this.end) this.short(4);
-        n = this.buf.readInt32LE(this.pos);
-        this.pos += 4;
-        break;
-      case 3: {
-        const clen = this.readLen();
-        const ulen = this.readLen();
-        if (ulen > lzfMaxOutput(clen))
-          throw this.fail(`LZF string claims ${ulen} bytes from ${clen} compressed bytes`, at);
-        if (this.pos + clen > this.end) this.short(clen);
-        const start = this.pos;
-        this.pos += clen;
-        const out = v.room(ulen);
-        lzfDecompressInto(this.buf, start, start + clen, out, ulen, this.base + start);
-        v.buf = out;
-        v.start = 0;
-        v.end = ulen;
-        return;
-      }
-      default:
-        throw this.fail(`unknown string encoding ${len}`, at);
+    if (len === 3) {
+      const ulen = this.lzfFrame(at);
+      const start = this.lzfStart;
+      const out = v.room(ulen);
+      lzfDecompressInto(this.buf, start, this.pos, out, ulen, this.base + start);
+      v.buf = out;
+      v.start = 0;
+      v.end = ulen;
+      return;
     }
+    const n = this.intEncoded(len, at);
     v.buf = v.room(12);
     v.start = 0;
     v.end = writeInt32Digits(v.buf, n);
@@ -289,12 +282,7 @@ export class Cursor {
       return;
     }
     if (len === 3) {
-      const clen = this.readLen();
-      const ulen = this.readLen();
-      if (ulen > lzfMaxOutput(clen))
-        throw this.fail(`LZF string claims ${ulen} bytes from ${clen} compressed bytes`, at);
-      if (this.pos + clen > this.end) this.short(clen);
-      this.pos += clen;
+      this.lzfFrame(at);
       return;
     }
     const n = len === 0 ? 1 : len === 1 ? 2 : len === 2 ? 4 : -1;
