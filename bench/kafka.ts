@@ -683,18 +683,14 @@ async function benchReference(
   await admin.disconnect();
   const base = { brokers: brokersList, id, topic, offsetsTopic, rate };
   const tput = await runReferenceChild({ ...base, mode: 'throughput', seconds: SECONDS });
-  if (LATENCY_SECONDS === 0)
-    return {
-      eventsPerSec: tput.events / tput.seconds,
-      cpuPerM: (tput.cpuSeconds / tput.events) * 1e6,
-      eventsPerTxn: tput.events / tput.txns,
-      events: tput.events,
-      seconds: tput.seconds,
-      p50: Number.NaN,
-      p99: Number.NaN,
-      samples: 0,
-      rate,
-    };
+  const throughput = {
+    eventsPerSec: tput.events / tput.seconds,
+    cpuPerM: (tput.cpuSeconds / tput.events) * 1e6,
+    eventsPerTxn: tput.events / tput.txns,
+    events: tput.events,
+    seconds: tput.seconds,
+  };
+  if (LATENCY_SECONDS === 0) return { ...throughput, p50: Number.NaN, p99: Number.NaN, samples: 0, rate };
   const consumer = await latencyConsumer(kafka, [topic], (j) => j.value);
   consumer.begin();
   const lat = await runReferenceChild({ ...base, mode: 'latency', seconds: LATENCY_SECONDS });
@@ -706,11 +702,7 @@ async function benchReference(
   await consumer.stop();
   const sorted = consumer.samples.sort((a, b) => a - b);
   return {
-    eventsPerSec: tput.events / tput.seconds,
-    cpuPerM: (tput.cpuSeconds / tput.events) * 1e6,
-    eventsPerTxn: tput.events / tput.txns,
-    events: tput.events,
-    seconds: tput.seconds,
+    ...throughput,
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
     samples: sorted.length,
