@@ -56,14 +56,18 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-async function run(
+/** The values through redtail with the file sink and a Kafka sink (`params`) beside it; the records read back. */
+async function scenario(
   list: HugeValueSpec[],
   params: Record<string, string>,
   prefix: string,
+  {
+    args,
+    names = kafkaNames(`huge-${prefix}`),
+  }: { args?: string[]; names?: ReturnType<typeof kafkaNames> } = {},
 ): Promise<{ r: HugeRunResult; records: KafkaRecord[] }> {
   const dir = mkdtempSync(join(tmpdir(), `redtail-kafka-huge-${prefix}-`));
   dirs.push(dir);
-  const names = kafkaNames(`huge-${prefix}`);
   let records: KafkaRecord[] = [];
   const r = await runHugeScenario({
     specs: list,
@@ -78,8 +82,17 @@ async function run(
         return records;
       },
     },
-    args: ['--log-level', 'warn'],
+    ...(args ? { args } : {}),
   });
+  return { r, records };
+}
+
+async function run(
+  list: HugeValueSpec[],
+  params: Record<string, string>,
+  prefix: string,
+): Promise<{ r: HugeRunResult; records: KafkaRecord[] }> {
+  const { r, records } = await scenario(list, params, prefix, { args: ['--log-level', 'warn'] });
   const limit = bound(r.largest);
   console.log(
     `${prefix}: ${records.length} records; peak RSS ${(r.peakRss / MB).toFixed(0)} MB (bound ${(limit / MB).toFixed(0)} MB), redis replica ${(r.replicaPeakRss / MB).toFixed(0)} MB, ${r.seconds.toFixed(1)} s`,
@@ -137,21 +150,13 @@ describe('huge values through the Kafka sink and a real broker (issue 16)', () =
       { ...binarySpec('live:past', 12 * MB), phase: 'stream' },
     ];
     await createTopic(names.topic0, { partitions: 3, configs: { 'max.message.bytes': String(8 * MB) } });
-    const dir = mkdtempSync(join(tmpdir(), 'redtail-kafka-huge-limits-'));
-    dirs.push(dir);
-    let records: KafkaRecord[] = [];
     const limit = 6_000_000;
-    const r = await runHugeScenario({
-      specs: list,
-      phase: 'both',
-      dir,
-      timeoutMs: 280_000,
-      after: true,
-      extraSink: {
-        spec: kafkaSinkSpec(brokers, names, { oversize: 'reference', maxMessageBytes: String(limit) }),
-        caughtUp: async (done) => (records = await readCommittedUntil(brokers, names.topic0, done, 280_000)),
-      },
-    });
+    const { r, records } = await scenario(
+      list,
+      { oversize: 'reference', maxMessageBytes: String(limit) },
+      'limits',
+      { names },
+    );
     expect(r.redtailExited, r.log.join('\n')).toBe(false);
     check(r, records, list, (s) => (s.key === 'live:fits' ? 'whole' : 'reference'), limit);
   });
@@ -162,22 +167,8 @@ describe('huge values through the Kafka sink and a real broker (issue 16)', () =
     // The topic keeps the broker's default (message.max.bytes 1 MiB + 12); the sink is told 6 MB. The 3 MB value's
     // record is refused (MESSAGE_TOO_LARGE); the sink halves its limits and retries the transaction, so the value
     // becomes a marker (its limit the halved one) and nothing after it waits.
-    const names = kafkaNames('huge-refused');
     const list: HugeValueSpec[] = [{ ...binarySpec('live:refused', 3 * MB), phase: 'stream' }];
-    const dir = mkdtempSync(join(tmpdir(), 'redtail-kafka-huge-refused-'));
-    dirs.push(dir);
-    let records: KafkaRecord[] = [];
-    const r = await runHugeScenario({
-      specs: list,
-      phase: 'both',
-      dir,
-      timeoutMs: 280_000,
-      after: true,
-      extraSink: {
-        spec: kafkaSinkSpec(brokers, names, { maxMessageBytes: '6000000' }),
-        caughtUp: async (done) => (records = await readCommittedUntil(brokers, names.topic0, done, 280_000)),
-      },
-    });
+    const { r, records } = await scenario(list, { maxMessageBytes: '6000000' }, 'refused');
     expect(r.redtailExited, r.log.join('\n')).toBe(false);
     const marker = records.find((m) => m.key?.toString() === 'live:refused');
     const limit = (JSON.parse(String(marker?.value)) as { truncated?: { limit: number } }).truncated?.limit;
