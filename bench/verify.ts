@@ -7,12 +7,19 @@
  *   - `psql -c "COPY (SELECT key, type, value, expire_at FROM keys) TO STDOUT"` (only reading the mirror).
  * and prints keys/s with the ratios, and the load average (the machine is shared).
  *
+ * The mirroring itself is timed too (issue 13's snapshot criterion: ≥ 0.8× a plain `COPY` of the same rows in the
+ * same run): the sink's snapshot phase runs from redtail's "loading the snapshot" log line to the commit that ends
+ * it (`sink_state.snapshot_loading` false, the checkpoint at the master's offset); the ceiling is the mirror's own
+ * `keys` rows, copied out in binary and loaded by one `psql \copy ... (FORMAT binary)` in one transaction into a
+ * table `LIKE keys INCLUDING ALL` (so it maintains the same indexes row by row, where the sink builds its
+ * secondary indexes once at the end of the load).
+ *
  * Env: REDTAIL_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test). To time verify against a mirror that
  * already exists: BENCH_VERIFY_MASTER=redis://host:port BENCH_VERIFY_SCHEMA=name (nothing is started or dropped).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -77,10 +84,19 @@ function cpuOf(pid: number | undefined): number {
   }
 }
 
-async function mirrorCaughtUp(schema: string, port: number, redtail: Redtail): Promise<number> {
+interface Mirrored {
+  /** From redtail's start to the mirror holding the snapshot and the stream up to the master's offset. */
+  seconds: number;
+  /** From redtail's "loading the snapshot" log line to that moment: the sink's snapshot phase. */
+  snapshotSeconds: number;
+}
+
+async function mirrorCaughtUp(schema: string, port: number, redtail: Redtail): Promise<Mirrored> {
   const t0 = Date.now();
+  let loadingSince: number | null = null;
   for (;;) {
     if (redtail.exited) throw new Error(`redtail exited: ${JSON.stringify(redtail.lines.slice(-3))}`);
+    loadingSince ??= snapshotStart(redtail);
     const offset = Number(
       /master_repl_offset:(\d+)/.exec(
         execFileSync('redis-cli', ['-p', String(port), 'INFO', 'replication'], { encoding: 'utf8' }),
@@ -90,13 +106,52 @@ async function mirrorCaughtUp(schema: string, port: number, redtail: Redtail): P
       const st = await sql<{ loading: boolean; offset: string | null }>(
         `SELECT s.snapshot_loading AS loading, c."offset" FROM "${schema}".sink_state s LEFT JOIN "${schema}".checkpoints c ON true`,
       );
-      if (st[0] && !st[0].loading && Number(st[0].offset ?? -1) >= offset) return (Date.now() - t0) / 1000;
+      if (st[0] && !st[0].loading && Number(st[0].offset ?? -1) >= offset) {
+        const now = Date.now();
+        return { seconds: (now - t0) / 1000, snapshotSeconds: (now - (loadingSince ?? t0)) / 1000 };
+      }
     } catch {
       // The sink has not created its tables yet.
     }
     if (Date.now() - t0 > 3_600_000) throw new Error('the mirror did not catch up within an hour');
-    await sleep(1000);
+    await sleep(250);
   }
+}
+
+/** When redtail logged the start of the snapshot (pino's `time`, ms since the epoch), or null before it has. */
+function snapshotStart(redtail: Redtail): number | null {
+  const line = redtail.lines.find((l) => l.msg === 'full resynchronization: loading the snapshot');
+  if (!line) return null;
+  return typeof line.time === 'number' ? line.time : Date.now();
+}
+
+/** The plain-COPY ceiling of the mirror's own rows (see the comment at the top); drops its table afterwards. */
+function copyCeiling(schema: string, dir: string): Timed & { bytes: number } {
+  const file = join(dir, 'keys.copy');
+  const psql = (cmd: string) => execFileSync('psql', [PG, '-v', 'ON_ERROR_STOP=1', '-Atqc', cmd]);
+  psql(`\\copy (SELECT * FROM "${schema}".keys) TO '${file}' WITH (FORMAT binary)`);
+  psql(`CREATE TABLE "${schema}".copy_ceiling (LIKE "${schema}".keys INCLUDING ALL)`);
+  try {
+    const t = timed('psql', [
+      PG,
+      '-1',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-qc',
+      `\\copy "${schema}".copy_ceiling FROM '${file}' WITH (FORMAT binary)`,
+    ]);
+    if (t.status !== 0) throw new Error(`the COPY ceiling failed (psql exit ${t.status})`);
+    return { ...t, bytes: statSync(file).size };
+  } finally {
+    psql(`DROP TABLE "${schema}".copy_ceiling`);
+    rmSync(file, { force: true });
+  }
+}
+
+function snapshotComparison(m: Mirrored, ceiling: Timed & { bytes: number }, loadNow: string): string[] {
+  return [
+    `snapshot into Postgres (load average ${loadNow} after it): redtail's sink phase ${m.snapshotSeconds.toFixed(1)} s (${m.seconds.toFixed(1)} s from redtail's start, BGSAVE and transfer included); plain binary COPY of the same rows (${fmt(Math.round(ceiling.bytes / 1048576))} MB) into a table LIKE keys INCLUDING ALL ${ceiling.seconds.toFixed(1)} s; ratio COPY / sink phase ${(ceiling.seconds / m.snapshotSeconds).toFixed(2)} (issue 13: ≥ 0.8), COPY / whole ${(ceiling.seconds / m.seconds).toFixed(2)}`,
+  ];
 }
 
 async function main(): Promise<void> {
@@ -105,6 +160,7 @@ async function main(): Promise<void> {
   let schema = process.env.BENCH_VERIFY_SCHEMA;
   const cleanup: Array<() => Promise<void> | void> = [];
   let masterPid: number | undefined;
+  let snapshotLines: string[] = [];
   try {
     if (!master || !schema) {
       const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-verify-'));
@@ -131,8 +187,9 @@ async function main(): Promise<void> {
         join(dir, 'cp.json'),
       ]);
       cleanup.unshift(() => redtail.stop());
-      const secs = await mirrorCaughtUp(schema, redis.port, redtail);
-      process.stdout.write(`mirror caught up after ${secs.toFixed(0)} s\n`);
+      const mirrored = await mirrorCaughtUp(schema, redis.port, redtail);
+      process.stdout.write(`mirror caught up after ${mirrored.seconds.toFixed(1)} s\n`);
+      snapshotLines = snapshotComparison(mirrored, copyCeiling(schema, dir), load());
     }
     const port = new URL(master).port;
     // The master's pid (INFO server), for its CPU time: also when timing an existing pair.
@@ -184,6 +241,7 @@ async function main(): Promise<void> {
         ? `CPU per key during verify: redtail ${((verify.cpuSeconds / keys) * 1e6).toFixed(1)} µs, the master (redis-server) ${((masterCpu / keys) * 1e6).toFixed(1)} µs (Postgres not counted)`
         : `CPU per key during verify: redtail ${((verify.cpuSeconds / keys) * 1e6).toFixed(1)} µs`,
       ...lines,
+      ...snapshotLines,
     ];
     process.stdout.write(`${out.join('\n')}\n`);
     appendFileSync(
