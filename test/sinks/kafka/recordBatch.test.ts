@@ -315,3 +315,19 @@ describe('gzipLevel', () => {
     );
   });
 });
+
+describe('maxTransactionMs', () => {
+  it('is 100 by default, 0 turns the time bound off, and must be a whole number of milliseconds', () => {
+    expect(resolveKafkaSinkConfig('kafka://127.0.0.1:9092').maxTransactionMs).toBe(100);
+    expect(resolveKafkaSinkConfig('kafka://127.0.0.1:9092?maxTransactionMs=0').maxTransactionMs).toBe(0);
+    expect(resolveKafkaSinkConfig('kafka://127.0.0.1:9092', { maxTransactionMs: 250 }).maxTransactionMs).toBe(
+      250,
+    );
+    expect(() => resolveKafkaSinkConfig('kafka://127.0.0.1:9092?maxTransactionMs=-1')).toThrow(
+      /maxTransactionMs=-1 must be/,
+    );
+    expect(() => resolveKafkaSinkConfig('kafka://127.0.0.1:9092', { maxTransactionMs: 1.5 })).toThrow(
+      /maxTransactionMs=1.5 must be an integer >= 0/,
+    );
+  });
+});
