@@ -306,6 +306,8 @@ async function benchRedtail(
           name: 'bench',
           compression: COMPRESSION,
           gzipLevel: GZIP_LEVEL,
+          // BENCH_SINK_OPTIONS='{"maxTransactionMs":0}': more sink options, for A/B runs of one setting.
+          ...(JSON.parse(process.env.BENCH_SINK_OPTIONS ?? '{}') as Record<string, unknown>),
         },
       },
       ...(IN_FLIGHT ? { pipeline: { maxInFlightBatches: IN_FLIGHT } } : {}),
@@ -454,6 +456,12 @@ async function benchRedtail(
     await sleep(1000);
     await consumer.stop();
     const sorted = consumer.samples.sort((a, b) => a - b);
+    console.log(
+      `redtail latency at ${fmt(rate)} events/s: ${fmt(sorted.length)} samples, p50 ${percentile(sorted, 50).toFixed(1)} ` +
+        `p90 ${percentile(sorted, 90).toFixed(1)} p99 ${percentile(sorted, 99).toFixed(1)} ` +
+        `p99.9 ${percentile(sorted, 99.9).toFixed(1)} max ${(sorted.at(-1) ?? Number.NaN).toFixed(1)} ms ` +
+        `(load average ${loadavg()[0]?.toFixed(2)})`,
+    );
     return {
       ...base,
       p50: percentile(sorted, 50),

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Kafka, KafkaConfig, LogEntry, Producer, ProducerConfig } from 'kafkajs';
 import { pino } from 'pino';
+import { fixed } from '../../src/config/defaults.js';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
 import { scrub } from '../../src/observe/redact.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
@@ -262,7 +263,7 @@ export class KafkaSink implements Sink {
       createPartitioner: createJavaCompatiblePartitioner,
       maxInFlightRequests: 1,
       idempotent: kind !== 'plain',
-      retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },
+      retry: { ...fixed.kafka.producerRetry },
     };
     if (kind === 'transactional') {
       cfg.transactionalId = this.config.transactionalId;
