@@ -7,9 +7,10 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import type { Kafka as KafkaClient, Message } from 'kafkajs';
+import type { Kafka as KafkaClient, Message, Producer } from 'kafkajs';
 import { registerCodec, registerGzipLevel } from '../sinks/kafka/codecs.js';
 import { kafkajs } from '../sinks/kafka/kafkajsSeam.js';
+import { chunkMessages, type OutMessage } from '../sinks/kafka/messages.js';
 import { createJavaCompatiblePartitioner } from '../sinks/kafka/partitioner.js';
 import { freePort } from '../test/harness/ports.js';
 import { redtailArgv } from './benchProcs.js';
@@ -56,6 +57,11 @@ const MAX_LAG = Number(process.env.BENCH_MAX_LAG ?? 20_000);
 const KEYS = 10_000;
 /** Keys the master holds when redtail connects (its snapshot phase); 0 skips it. */
 const SNAPSHOT_KEYS = Number(process.env.BENCH_SNAPSHOT_KEYS ?? 300_000);
+/** Snapshot records redtail wrote that the snapshot references replay (cycling; their keys spread the partitions). */
+const SNAPSHOT_SAMPLES = 2_000;
+/** The sink's defaults the snapshot reference copies: maxTransactionBytes, maxBatchBytes (sinks/kafka/config.ts). */
+const SINK_TXN_BYTES = 16_000_000;
+const SINK_BATCH_BYTES = 900_000;
 /** redtail's `pipeline.maxInFlightBatches` (unset: its default). */
 const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 0);
 /** redis-benchmark -n of the burst phase (issue 12's own load); 0 skips it. */
@@ -122,6 +128,10 @@ async function startMaster(): Promise<{ port: number; proc: ChildProcess; dir: s
       'replica 0 0 0',
       '--enable-debug-command',
       'yes',
+      // Redis 7's diskless sync waits repl-diskless-sync-delay (5 s) for more replicas before it starts the
+      // transfer: a master setting, not redtail's time (BENCH_DISKLESS_DELAY=5 keeps Redis' default).
+      '--repl-diskless-sync-delay',
+      process.env.BENCH_DISKLESS_DELAY ?? '0',
     ],
     { stdio: 'ignore' },
   );
@@ -189,14 +199,21 @@ async function latencyConsumer(
 }
 
 /** Counts the records of a topic as a read_committed consumer sees them, with the time of the last one. */
-async function countingConsumer(kafka: KafkaClient, topic: string, fromBeginning = false) {
+/** A record as the snapshot reference replays it (bytes of one redtail wrote). */
+interface SampleRecord {
+  key: string | null;
+  value: string;
+  headers: Record<string, string>;
+}
+
+async function countingConsumer(kafka: KafkaClient, topic: string, fromBeginning = false, keep = 0) {
   const consumer = kafka.consumer({
     groupId: `bench-count-${randomBytes(4).toString('hex')}`,
     maxWaitTimeInMs: 20,
     sessionTimeout: 10_000,
     heartbeatInterval: 1000,
   });
-  const state = { count: 0, lastAt: 0, joined: false };
+  const state = { count: 0, lastAt: 0, joined: false, samples: [] as SampleRecord[] };
   consumer.on(consumer.events.GROUP_JOIN, () => {
     state.joined = true;
   });
@@ -207,6 +224,17 @@ async function countingConsumer(kafka: KafkaClient, topic: string, fromBeginning
     eachBatch: async ({ batch }) => {
       state.count += batch.messages.length;
       state.lastAt = performance.now();
+      for (const m of batch.messages) {
+        if (state.samples.length >= keep || m.value === null) break;
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(m.headers ?? {}))
+          if (Buffer.isBuffer(v)) headers[k] = v.toString('base64');
+        state.samples.push({
+          key: m.key === null ? null : m.key.toString('base64'),
+          value: m.value.toString('base64'),
+          headers,
+        });
+      }
     },
   });
   for (let i = 0; i < 600 && !state.joined; i++) await sleep(50);
@@ -242,6 +270,8 @@ interface Figures {
   /** Snapshot: keys of the populated master per second, from redtail's start to the last one visible. */
   snapshotKeysPerSec?: number;
   snapshotCpuPerM?: number;
+  /** Records of redtail's snapshot, for the references (not printed). */
+  snapshotSamples?: SampleRecord[];
   cpuPerM?: number;
   /** Events per transaction: the checkpoint records of the offsets topic count the transactions. */
   eventsPerTxn?: number;
@@ -276,6 +306,8 @@ async function benchRedtail(
           name: 'bench',
           compression: COMPRESSION,
           gzipLevel: GZIP_LEVEL,
+          // BENCH_SINK_OPTIONS='{"maxTransactionMs":0}': more sink options, for A/B runs of one setting.
+          ...(JSON.parse(process.env.BENCH_SINK_OPTIONS ?? '{}') as Record<string, unknown>),
         },
       },
       ...(IN_FLIGHT ? { pipeline: { maxInFlightBatches: IN_FLIGHT } } : {}),
@@ -295,7 +327,7 @@ async function benchRedtail(
       topics: [{ topic: topic0, numPartitions: 3, replicationFactor: 1 }],
     });
     await admin.disconnect();
-    snapCounter = await countingConsumer(kafka, topic0, true);
+    snapCounter = await countingConsumer(kafka, topic0, true, SNAPSHOT_SAMPLES);
   } catch (err) {
     master.proc.kill('SIGKILL');
     throw err;
@@ -313,7 +345,7 @@ async function benchRedtail(
         '--config',
         config,
         '--log-level',
-        'warn',
+        process.env.BENCH_LOG_LEVEL ?? 'warn',
       ],
       PROFILE_DIR,
     ),
@@ -378,7 +410,8 @@ async function benchRedtail(
     await Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)));
     for (let i = 0; i < 12_000 && counter.state.count < events; i++) await sleep(10);
     await counter.stop();
-    if (counter.state.count !== events)
+    // More is possible (the readiness writes' transaction may become visible after the consumer joined); fewer not.
+    if (counter.state.count < events)
       throw new Error(`${counter.state.count} records visible in Kafka for ${events} writes`);
     const seconds = (counter.state.lastAt - started) / 1000;
     const eventsPerSec = events / seconds;
@@ -392,6 +425,7 @@ async function benchRedtail(
       burst,
       snapshotKeysPerSec,
       snapshotCpuPerM,
+      snapshotSamples: snapCounter.state.samples,
       cpuPerM,
       eventsPerTxn,
       eventsPerSec,
@@ -422,6 +456,12 @@ async function benchRedtail(
     await sleep(1000);
     await consumer.stop();
     const sorted = consumer.samples.sort((a, b) => a - b);
+    console.log(
+      `redtail latency at ${fmt(rate)} events/s: ${fmt(sorted.length)} samples, p50 ${percentile(sorted, 50).toFixed(1)} ` +
+        `p90 ${percentile(sorted, 90).toFixed(1)} p99 ${percentile(sorted, 99).toFixed(1)} ` +
+        `p99.9 ${percentile(sorted, 99.9).toFixed(1)} max ${(sorted.at(-1) ?? Number.NaN).toFixed(1)} ms ` +
+        `(load average ${loadavg()[0]?.toFixed(2)})`,
+    );
     return {
       ...base,
       p50: percentile(sorted, 50),
@@ -431,8 +471,11 @@ async function benchRedtail(
     };
   } finally {
     for (const c of clients) c.disconnect();
-    redtail.kill('SIGTERM');
-    await new Promise((r) => redtail.once('exit', r));
+    // An exited child emits no second 'exit': waiting for one would hang the bench after redtail failed.
+    if (redtail.exitCode === null && redtail.signalCode === null) {
+      redtail.kill('SIGTERM');
+      await new Promise((r) => redtail.once('exit', r));
+    }
     master.proc.kill('SIGKILL');
     rmSync(master.dir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
@@ -528,9 +571,59 @@ interface ChildArgs {
   id: string;
   topic: string;
   offsetsTopic: string;
-  mode: 'throughput' | 'latency';
+  mode: 'throughput' | 'latency' | 'snapshot';
   seconds: number;
   rate: number;
+  /** mode snapshot: a JSON file of SampleRecord[] to replay SNAPSHOT_KEYS times in all. */
+  samplesFile?: string;
+}
+
+/** Estimated record bytes as the sink's messages.ts counts them (RECORD_OVERHEAD 64, 4 per header). */
+function sinkSizeOf(m: Message): number {
+  let n = 64 + ((m.key as Buffer | null)?.length ?? 0) + ((m.value as Buffer | null)?.length ?? 0);
+  for (const [k, v] of Object.entries(m.headers ?? {})) n += k.length + ((v as Buffer).length ?? 0) + 4;
+  return n;
+}
+
+/**
+ * The snapshot reference: SNAPSHOT_KEYS records, bytes of redtail's own snapshot records replayed in turn, sent as
+ * the sink sends a snapshot: transactions of up to the sink's maxTransactionBytes, split into requests by the sink's
+ * chunkMessages (≤ maxBatchBytes per partition batch), the checkpoint record with the last request, back to back.
+ */
+async function snapshotReference(producer: Producer, args: ChildArgs, compression: number) {
+  const samples = (JSON.parse(readFileSync(args.samplesFile ?? '', 'utf8')) as SampleRecord[]).map((r) => {
+    const headers: Record<string, Buffer> = {};
+    for (const [k, v] of Object.entries(r.headers)) headers[k] = Buffer.from(v, 'base64');
+    const message: Message = {
+      key: r.key === null ? null : Buffer.from(r.key, 'base64'),
+      value: Buffer.from(r.value, 'base64'),
+      headers,
+    };
+    return { topic: args.topic, message, size: sinkSizeOf(message) } satisfies OutMessage;
+  });
+  if (samples.length === 0) throw new Error('snapshot reference: no sample records');
+  let sent = 0;
+  let txns = 0;
+  while (sent < SNAPSHOT_KEYS) {
+    const records: OutMessage[] = [];
+    for (let bytes = 0; sent < SNAPSHOT_KEYS && bytes < SINK_TXN_BYTES; sent++) {
+      const s = samples[sent % samples.length] as OutMessage;
+      // A fresh Message per record, as the sink makes one per event (kafkajs stamps timestamps into it).
+      records.push({ ...s, message: { ...s.message, timestamp: String(Date.now()) } });
+      bytes += s.size;
+    }
+    records.push({
+      topic: args.offsetsTopic,
+      message: { key: 'ref', value: JSON.stringify({ sent, batch: randomBytes(8).toString('hex') }) },
+      size: 256,
+    });
+    const txn = await producer.transaction();
+    for (const topicMessages of chunkMessages(records, SINK_BATCH_BYTES, () => 3))
+      await txn.sendBatch({ topicMessages, acks: -1, compression });
+    await txn.commit();
+    txns++;
+  }
+  return { events: sent, txns };
 }
 
 /** The reference loop, in a child process of its own as redtail is: prints its figures as JSON. */
@@ -580,7 +673,9 @@ async function referenceChild(args: ChildArgs): Promise<void> {
   let events = 0;
   const cpu0 = process.cpuUsage();
   const started = performance.now();
-  if (args.mode === 'throughput') {
+  if (args.mode === 'snapshot') {
+    ({ events, txns } = await snapshotReference(producer, args, compression));
+  } else if (args.mode === 'throughput') {
     // Transactions of what can be made in TXN_MS (ProducerPerformance's --transaction-duration-ms 100), built while
     // the previous one commits, as the sink encodes the next batches while a transaction is in flight.
     let next: Promise<void> = Promise.resolve();
@@ -710,6 +805,84 @@ async function benchReference(
   };
 }
 
+interface SnapshotRefs {
+  bare: { keysPerSec: number; cpuPerM: number; txns: number };
+  java: { keysPerSec: number; cpuPerM: number };
+}
+
+/**
+ * The snapshot's references in the same run: the bare client loop and Kafka's ProducerPerformance (transactional,
+ * 100 ms transactions) each sending SNAPSHOT_KEYS records with the values of redtail's own snapshot records (Java:
+ * values only, from a payload file; the bare loop: keys, values and headers, in the sink's transaction shape).
+ */
+async function benchSnapshotRefs(
+  kafka: KafkaClient,
+  list: string[],
+  id: string,
+  samples: SampleRecord[],
+): Promise<SnapshotRefs> {
+  const topic = `bench-${id}-snapref`;
+  const javaTopic = `bench-${id}-snapjava`;
+  const offsetsTopic = `bench-${id}-snapref.offsets`;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: [
+      { topic, numPartitions: 3, replicationFactor: 1 },
+      { topic: javaTopic, numPartitions: 3, replicationFactor: 1 },
+      {
+        topic: offsetsTopic,
+        numPartitions: 1,
+        replicationFactor: 1,
+        configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+      },
+    ],
+  });
+  await admin.disconnect();
+  const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-snapref-'));
+  try {
+    const samplesFile = join(dir, 'samples.json');
+    const payloadFile = join(dir, 'payloads.txt');
+    writeFileSync(samplesFile, JSON.stringify(samples));
+    writeFileSync(
+      payloadFile,
+      Buffer.concat(samples.flatMap((r) => [Buffer.from(r.value, 'base64'), Buffer.from('\n')])),
+    );
+    const bare = await runReferenceChild({
+      brokers: list,
+      id: `${id}-snap`,
+      topic,
+      offsetsTopic,
+      mode: 'snapshot',
+      seconds: 0,
+      rate: 0,
+      samplesFile,
+    });
+    const java = runJava(list, javaTopic, true, 0, 0, {
+      compression: COMPRESSION,
+      payloadFile,
+      records: SNAPSHOT_KEYS,
+    });
+    const refs = {
+      bare: {
+        keysPerSec: bare.events / bare.seconds,
+        cpuPerM: (bare.cpuSeconds / bare.events) * 1e6,
+        txns: bare.txns,
+      },
+      java: { keysPerSec: java.records / java.seconds, cpuPerM: (java.cpuSeconds / java.records) * 1e6 },
+    };
+    console.log(
+      `snapshot references, ${fmt(SNAPSHOT_KEYS)} records of redtail's snapshot values: bare client loop ` +
+        `${fmt(refs.bare.keysPerSec)}/s (${bare.txns} transactions, ${refs.bare.cpuPerM.toFixed(2)} CPU s/M), ` +
+        `Java ProducerPerformance txn 100 ms ${fmt(refs.java.keysPerSec)}/s (${refs.java.cpuPerM.toFixed(2)} CPU s/M)`,
+    );
+    return refs;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   await registerCodecs();
   const { brokers: list, started } = brokers();
@@ -728,7 +901,17 @@ async function main(): Promise<void> {
       if (!latencyRate) latencyRate = Math.max(100, Math.round(tput / 2 / 100) * 100);
       return latencyRate;
     });
-    if (PROFILE_DIR || process.env.BENCH_ONLY === 'redtail') {
+    const samples = rt.snapshotSamples ?? [];
+    rt.snapshotSamples = undefined;
+    let snapRefs: SnapshotRefs | undefined;
+    if (!PROFILE_DIR && process.env.BENCH_ONLY !== 'redtail' && samples.length > 0 && rt.snapshotKeysPerSec) {
+      snapRefs = await benchSnapshotRefs(kafka, list, id, samples);
+      console.log(
+        `ratios of the snapshot: redtail / bare client loop ${(rt.snapshotKeysPerSec / snapRefs.bare.keysPerSec).toFixed(2)}, ` +
+          `/ Java txn ${(rt.snapshotKeysPerSec / snapRefs.java.keysPerSec).toFixed(2)} (load average ${loadavg()[0]?.toFixed(2)})`,
+      );
+    }
+    if (PROFILE_DIR || process.env.BENCH_ONLY === 'redtail' || process.env.BENCH_ONLY === 'snapshot') {
       // A profiled redtail is slower than a plain one: its figures are not compared with anything. BENCH_ONLY=redtail
       // is for A/B runs of two builds back to back.
       console.log(
@@ -828,7 +1011,9 @@ async function main(): Promise<void> {
       );
     const load1 = loadavg();
     console.log(`load average at the end ${load1.map((l) => l.toFixed(2)).join(' ')}`);
-    console.log(JSON.stringify({ redtail: rt, reference: ref, javaTxn, javaPlain, ratios, load0, load1 }));
+    console.log(
+      JSON.stringify({ redtail: rt, reference: ref, javaTxn, javaPlain, snapRefs, ratios, load0, load1 }),
+    );
   } finally {
     const admin = kafka.admin();
     await admin.connect();

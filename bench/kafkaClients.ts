@@ -240,14 +240,14 @@ export function runJava(
   transactional: boolean,
   seconds: number,
   expectedRate: number,
-  opts: { compression?: string; recordBytes?: number } = {},
+  opts: { compression?: string; recordBytes?: number; payloadFile?: string; records?: number } = {},
 ): ClientResult {
   const libs = execFileSync(kafkaScript, ['libs'], { encoding: 'utf8' }).trim();
   if (!readdirSync(libs).some((f) => f.startsWith('kafka-tools-')))
     throw new Error(
       `no kafka-tools jar in ${libs}: run scripts/kafka.sh libs after updating test/kafka/pom.xml`,
     );
-  const num = Math.max(100_000, Math.round(expectedRate * seconds));
+  const num = opts.records ?? Math.max(100_000, Math.round(expectedRate * seconds));
   const props = [
     `bootstrap.servers=${brokers.join(',')}`,
     'acks=all',
@@ -263,8 +263,10 @@ export function runJava(
     topic,
     '--num-records',
     String(num),
-    '--record-size',
-    String(opts.recordBytes ?? 200),
+    // Values from a file (one per line, picked at random), or random letters of --record-size bytes.
+    ...(opts.payloadFile
+      ? ['--payload-file', opts.payloadFile]
+      : ['--record-size', String(opts.recordBytes ?? 200)]),
     '--throughput',
     '-1',
     '--producer-props',

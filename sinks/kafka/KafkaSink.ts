@@ -1,7 +1,18 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Admin, Kafka, KafkaConfig, LogEntry, Producer, ProducerConfig } from 'kafkajs';
+import type {
+  Admin,
+  Kafka,
+  KafkaConfig,
+  LogEntry,
+  Message,
+  Producer,
+  ProducerConfig,
+  TopicMessages,
+} from 'kafkajs';
 import { pino } from 'pino';
+import { fixed } from '../../src/config/defaults.js';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
 import { scrub } from '../../src/observe/redact.js';
 import type { EventBatch, Sink } from '../../src/pipeline/Sink.js';
@@ -24,11 +35,18 @@ import {
   KafkaUnreachableError,
   kafkaCodes,
 } from './errors.js';
-import { assertKafkajsSeam, kafkajs, seamActive } from './kafkajsSeam.js';
-import { type BuiltMessages, buildMessages, chunkMessages, type OutMessage } from './messages.js';
+import { assertKafkajsSeam, kafkajs, prepareProduce, seamActive } from './kafkajsSeam.js';
+import {
+  type BuiltMessages,
+  buildMessages,
+  chunkMessages,
+  type OutMessage,
+  partitionOfMessage,
+} from './messages.js';
 import { type CheckpointRecord, checkpointMessage, positionOf, readLastCheckpoint } from './OffsetsTopic.js';
 import { createJavaCompatiblePartitioner } from './partitioner.js';
 import { readToEnd } from './readToEnd.js';
+import type { WireRecord } from './recordBatch.js';
 import { type LiveState, type ReconcilePlan, StateReconciler, stateTopicPattern } from './StateReconciler.js';
 import type { StateRule } from './StateTopic.js';
 import { type TopicKind, TopicManager } from './TopicManager.js';
@@ -50,6 +68,8 @@ interface PendingBatch {
   built: BuiltMessages;
   /** Estimated record bytes, for the transaction size bound. */
   bytes: number;
+  /** performance.now() when `write` took it: how long batches wait for their transaction (debug log). */
+  queuedAt: number;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -259,7 +279,7 @@ export class KafkaSink implements Sink {
       createPartitioner: createJavaCompatiblePartitioner,
       maxInFlightRequests: 1,
       idempotent: kind !== 'plain',
-      retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },
+      retry: { ...fixed.kafka.producerRetry },
     };
     if (kind === 'transactional') {
       cfg.transactionalId = this.config.transactionalId;
@@ -431,7 +451,7 @@ export class KafkaSink implements Sink {
     let bytes = 0;
     for (const m of built.messages) bytes += m.size;
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ batch, built, bytes, resolve, reject });
+      this.pending.push({ batch, built, bytes, queuedAt: performance.now(), resolve, reject });
       if (!this.pumping) {
         this.pumping = true;
         void this.pump();
@@ -461,44 +481,57 @@ export class KafkaSink implements Sink {
 
   /** The oldest pending batches up to `maxTransactionBytes` (at least one). */
   private takeGroup(): PendingBatch[] {
-    let n = 1;
-    let bytes = this.pending[0]?.bytes ?? 0;
+    return this.pending.splice(0, Math.max(1, this.fits(this.pending[0]?.bytes ?? 0, 1)));
+  }
+
+  /** How many pending batches from index `from` on fit beside `bytes` already in the transaction. */
+  private fits(bytes: number, from: number): number {
+    let n = from;
     for (; n < this.pending.length; n++) {
       const next = this.pending[n] as PendingBatch;
       if (bytes + next.bytes > this.config.maxTransactionBytes) break;
       bytes += next.bytes;
     }
-    return this.pending.splice(0, n);
+    return n;
   }
 
+  /**
+   * Batches that arrived while the open transaction sent its records, to send in it as well: while it has been open
+   * less than `maxTransactionMs` and holds less than `maxTransactionBytes`. A batch joining the open transaction is
+   * committed with its EndTxn instead of waiting for the next transaction's AddPartitionsToTxn, Produce and EndTxn
+   * round trips. Not with a state topic: its reconciler plans a transaction's tombstones from the whole group's
+   * events before the first send.
+   */
+  private takeMore(group: PendingBatch[], openedAt: number): PendingBatch[] {
+    if (this.reconciler !== null || this.pending.length === 0) return [];
+    if (performance.now() - openedAt >= this.config.maxTransactionMs) return [];
+    let bytes = 0;
+    for (const p of group) bytes += p.bytes;
+    return this.pending.splice(0, this.fits(bytes, 0));
+  }
+
+  /**
+   * Commits `group` in one transaction (see `write`), retrying it whole until it commits or fails for good. The
+   * open transaction may take further pending batches (`takeMore`): they are appended to `group`, so a retry and
+   * the caller's settling cover them too.
+   */
   private async commitGroup(group: PendingBatch[]): Promise<void> {
-    const first = group[0] as PendingBatch;
-    const events = group.length === 1 ? first.batch.events : group.flatMap((p) => p.batch.events);
-    // Each batch's checkpoint, or the one before it while a snapshot loads (null): the last of them.
-    let position = this.lastPosition;
-    for (const p of group) if (p.batch.checkpoint !== null) position = p.batch.checkpoint;
-    const join = (parts: BuiltMessages[]): BuiltMessages =>
-      parts.length === 1
-        ? (parts[0] as BuiltMessages)
-        : { messages: parts.flatMap((b) => b.messages), truncated: parts.flatMap((b) => b.truncated) };
     const batchId = randomUUID();
-    let maxMessageBytes = this.config.maxMessageBytes;
-    let maxBatchBytes = this.config.maxBatchBytes;
-    let built = join(group.map((p) => p.built));
+    const limits = { maxMessageBytes: this.config.maxMessageBytes, maxBatchBytes: this.config.maxBatchBytes };
     const started = Date.now();
     let outage = false;
     let restart = false;
     let ambiguous = false;
     const loaded: { base?: LiveState } = {};
     for (let attempt = 0; ; attempt++) {
-      let committing = false;
+      const state = { committing: false };
       try {
         if (restart) {
           await this.restartProducer();
           restart = false;
         }
         const plan: ReconcilePlan = this.reconciler
-          ? await this.reconciler.plan(events, () => this.readStateKeys(), loaded)
+          ? await this.reconciler.plan(eventsOf(group), () => this.readStateKeys(), loaded)
           : { next: null, tombstones: [], completed: false };
         if (ambiguous) {
           // The commit's outcome was unknown. The restart above finished it either way (InitProducerId waits for
@@ -506,56 +539,27 @@ export class KafkaSink implements Sink {
           ambiguous = false;
           const record = await this.readCheckpoint();
           if (record?.batch === batchId) {
-            this.committed(group.length, events.length, built.messages, position, built.truncated, plan);
+            this.committed(group, plan);
             return;
           }
         }
-        const offsets: OutMessage = {
-          topic: this.config.offsetsTopic,
-          message: checkpointMessage(this.name, position, batchId),
-          size: 256,
-        };
-        const records = [...built.messages, ...plan.tombstones, offsets];
-        await this.topics!.ensure(
-          records.map((r) => r.topic),
-          this.topicKind,
-        );
-        const chunks = chunkMessages(records, maxBatchBytes, this.topics!.partitionCount);
-        const compression = CODEC_TYPES[this.config.compression];
-        const timeout = this.config.requestTimeoutMs;
-        const producer = this.producer!;
-        if (this.mode === 'exactly-once') {
-          const txn = await producer.transaction();
-          try {
-            for (const topicMessages of chunks)
-              await txn.sendBatch({ topicMessages, acks: -1, compression, timeout });
-            committing = true;
-            await txn.commit();
-          } catch (err) {
-            if (!committing && txn.isActive()) await txn.abort().catch(() => {});
-            throw err;
-          }
-        } else {
-          // Events before the checkpoint: a crash in between re-sends events, never skips them.
-          for (const topicMessages of chunks)
-            await producer.sendBatch({ topicMessages, acks: -1, compression, timeout });
-        }
-        this.committed(group.length, events.length, built.messages, position, built.truncated, plan);
+        await this.sendGroup(group, plan, batchId, limits.maxBatchBytes, state);
+        this.committed(group, plan);
         return;
       } catch (raw) {
-        const err = classifyKafkaError(raw, this.ctx(`write ${events.length} events`));
+        const err = classifyKafkaError(raw, this.ctx(`write ${countEvents(group)} events`));
         this.stats.retries++;
         this.stats.lastError = err.message;
         restart = true;
-        ambiguous = committing && this.mode === 'exactly-once';
+        ambiguous = state.committing && this.mode === 'exactly-once';
         if (err instanceof KafkaMessageTooLargeError) {
           // The topic's max.message.bytes is below our estimate: halve the request and the per-record limit.
-          if (maxBatchBytes <= 4096) throw err;
-          maxBatchBytes = Math.max(4096, Math.floor(maxBatchBytes / 2));
-          maxMessageBytes = Math.min(maxMessageBytes, maxBatchBytes);
-          built = join(group.map((p) => this.build(p.batch.events, maxMessageBytes)));
+          if (limits.maxBatchBytes <= 4096) throw err;
+          limits.maxBatchBytes = Math.max(4096, Math.floor(limits.maxBatchBytes / 2));
+          limits.maxMessageBytes = Math.min(limits.maxMessageBytes, limits.maxBatchBytes);
+          for (const p of group) p.built = this.build(p.batch.events, limits.maxMessageBytes);
           this.logger.warn(
-            { maxBatchBytes, maxMessageBytes },
+            limits,
             'kafka sink: broker rejected a batch as too large; retrying with smaller requests',
           );
           continue;
@@ -576,7 +580,7 @@ export class KafkaSink implements Sink {
             errorClass: err.name,
             attempt,
             retryInMs: Math.round(delay),
-            events: events.length,
+            events: countEvents(group),
           },
           'kafka sink: write failed; retrying the whole transaction',
         );
@@ -585,15 +589,122 @@ export class KafkaSink implements Sink {
     }
   }
 
-  private committed(
-    batches: number,
-    events: number,
-    messages: OutMessage[],
-    position: ReplicationPosition | null,
-    truncated: Array<{ topic: string; key: Buffer | null; bytes: number }>,
+  /** Records of `parts` in requests (chunkMessages), topics created first, the checkpoint record last. */
+  private async requests(parts: OutMessage[][], checkpoint: OutMessage, maxBatchBytes: number) {
+    const records =
+      parts.length === 1 ? [...(parts[0] as OutMessage[]), checkpoint] : [...parts.flat(), checkpoint];
+    await this.topics!.ensure(
+      records.map((r) => r.topic),
+      this.topicKind,
+    );
+    return chunkMessages(records, maxBatchBytes, this.topics!.partitionCount);
+  }
+
+  /**
+   * One attempt: the group's records, the plan's tombstones and the checkpoint record in one transaction (or, at
+   * least once, events before the checkpoint: a crash in between re-sends events, never skips them). Exactly-once,
+   * the open transaction goes on taking batches (`takeMore`), each part with a checkpoint record of the position
+   * it reaches: the transaction's last one is the one readers see (the offsets topic is compacted by key).
+   */
+  private async sendGroup(
+    group: PendingBatch[],
     plan: ReconcilePlan,
-  ): void {
-    this.lastPosition = position;
+    batchId: string,
+    maxBatchBytes: number,
+    state: { committing: boolean },
+  ): Promise<void> {
+    const checkpoint = (): OutMessage => ({
+      topic: this.config.offsetsTopic,
+      message: checkpointMessage(this.name, positionAfter(group, this.lastPosition), batchId),
+      size: 256,
+    });
+    const send = {
+      acks: -1,
+      compression: CODEC_TYPES[this.config.compression],
+      timeout: this.config.requestTimeoutMs,
+    };
+    const parts = [...group.map((p) => p.built.messages), plan.tombstones];
+    const producer = this.producer!;
+    const t0 = performance.now();
+    let requests = 0;
+    if (this.mode !== 'exactly-once') {
+      const chunks = await this.requests(parts, checkpoint(), maxBatchBytes);
+      requests += await this.sendChunks(chunks, (topicMessages) =>
+        producer.sendBatch({ topicMessages, ...send }),
+      );
+      this.traceCommit(group, requests, t0, performance.now());
+      return;
+    }
+    const txn = await producer.transaction();
+    try {
+      let chunks = await this.requests(parts, checkpoint(), maxBatchBytes);
+      while (chunks.length > 0) {
+        requests += await this.sendChunks(chunks, (topicMessages) =>
+          txn.sendBatch({ topicMessages, ...send }),
+        );
+        const more = this.takeMore(group, t0);
+        group.push(...more);
+        chunks =
+          more.length === 0
+            ? []
+            : await this.requests(
+                more.map((p) => p.built.messages),
+                checkpoint(),
+                maxBatchBytes,
+              );
+      }
+      state.committing = true;
+      const tCommit = performance.now();
+      await txn.commit();
+      this.traceCommit(group, requests, t0, tCommit);
+    } catch (err) {
+      if (!state.committing && txn.isActive()) await txn.abort().catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * Sends the requests one after the other (kafkajs holds one Produce per broker at a time), each one's record
+   * batches encoded and compressed while the one before it is in flight (kafkajsSeam.ts `prepareProduce`): that
+   * work was about half of a snapshot transaction's Produce time, after the previous answer (bench/NOTES.md, K9).
+   */
+  private async sendChunks(chunks: TopicMessages[][], send: (c: TopicMessages[]) => Promise<unknown>) {
+    const compression = CODEC_TYPES[this.config.compression];
+    const topics = this.topics!;
+    const partitionOf = (topic: string, m: WireRecord) =>
+      partitionOfMessage(m as Message, topics.partitionCount(topic));
+    const prepare = (c: TopicMessages[] | undefined) => {
+      if (c !== undefined)
+        prepareProduce(c as Array<{ topic: string; messages: WireRecord[] }>, compression, partitionOf);
+    };
+    prepare(chunks[0]);
+    for (let i = 0; i < chunks.length; i++) {
+      const sending = send(chunks[i] as TopicMessages[]);
+      prepare(chunks[i + 1]);
+      await sending;
+    }
+    return chunks.length;
+  }
+
+  /** Per transaction at debug level: where its time went (bench/NOTES.md, K9). */
+  private traceCommit(group: PendingBatch[], requests: number, t0: number, tCommit: number): void {
+    const t1 = performance.now();
+    const first = group[0] as PendingBatch;
+    this.logger.debug(
+      {
+        events: countEvents(group),
+        batches: group.length,
+        requests,
+        waitedMs: Math.round(t0 - first.queuedAt),
+        produceMs: Math.round(tCommit - t0),
+        commitMs: Math.round(t1 - tCommit),
+      },
+      'kafka sink: transaction committed',
+    );
+  }
+
+  private committed(group: PendingBatch[], plan: ReconcilePlan): void {
+    this.lastPosition = positionAfter(group, this.lastPosition);
     this.reconciler?.committed(plan);
     if (plan.completed) {
       this.stats.resyncTombstones += plan.tombstones.length;
@@ -602,23 +713,26 @@ export class KafkaSink implements Sink {
         'kafka sink: state topics reconciled with the snapshot (tombstones for keys it no longer has)',
       );
     }
-    this.stats.batches += batches;
+    this.stats.batches += group.length;
     this.stats.transactions++;
-    this.stats.events += events;
-    this.stats.records += messages.length + plan.tombstones.length + 1;
-    for (const m of messages) this.stats.bytes += m.size;
-    this.stats.truncated += truncated.length;
-    for (const t of truncated) {
-      this.logger.warn(
-        {
-          topic: t.topic,
-          key: t.key?.subarray(0, 200).toString('utf8'),
-          bytes: t.bytes,
-          limit: this.config.maxMessageBytes,
-        },
-        'kafka sink: event larger than maxMessageBytes was written as a truncation marker',
-      );
+    for (const p of group) {
+      this.stats.events += p.batch.events.length;
+      this.stats.records += p.built.messages.length;
+      for (const m of p.built.messages) this.stats.bytes += m.size;
+      this.stats.truncated += p.built.truncated.length;
+      for (const t of p.built.truncated) {
+        this.logger.warn(
+          {
+            topic: t.topic,
+            key: t.key?.subarray(0, 200).toString('utf8'),
+            bytes: t.bytes,
+            limit: this.config.maxMessageBytes,
+          },
+          'kafka sink: event larger than maxMessageBytes was written as a truncation marker',
+        );
+      }
     }
+    this.stats.records += plan.tombstones.length + 1;
   }
 
   async close(): Promise<void> {
@@ -635,6 +749,26 @@ export class KafkaSink implements Sink {
     await producer?.disconnect().catch(() => {});
     await admin?.disconnect().catch(() => {});
   }
+}
+
+function countEvents(group: PendingBatch[]): number {
+  let n = 0;
+  for (const p of group) n += p.batch.events.length;
+  return n;
+}
+
+function eventsOf(group: PendingBatch[]): EventBatch['events'] {
+  return group.length === 1 ? (group[0] as PendingBatch).batch.events : group.flatMap((p) => p.batch.events);
+}
+
+/** The last batch's checkpoint, or the one before it while a snapshot loads (a batch's checkpoint is then null). */
+function positionAfter(
+  group: PendingBatch[],
+  previous: ReplicationPosition | null,
+): ReplicationPosition | null {
+  let position = previous;
+  for (const p of group) if (p.batch.checkpoint !== null) position = p.batch.checkpoint;
+  return position;
 }
 
 /** `kafka://host:port[,host:port][?topic=...&transactionalId=...]` plus options (routes, TLS, SASL, logger). */

@@ -63,6 +63,12 @@ export interface KafkaSinkOptions {
    * transaction commits go into the next one together up to this size (default 16 MB).
    */
   maxTransactionBytes?: number;
+  /**
+   * Time bound of a transaction of stream batches: a group takes no more queued batches than the sink is measured
+   * to commit in this many milliseconds, so events are committed within about this long of the previous
+   * transaction's end under load (default 100; 0: only the byte bound). Snapshot batches are bounded by bytes only.
+   */
+  maxTransactionMs?: number;
   /** Largest single record; bigger events are replaced by a truncation marker (docs/kafka.md). */
   maxMessageBytes?: number;
   /** Events with byte strings of 1 MB or more: `truncate` (marker) or `reference` (sinks/kafka/oversize.ts). */
@@ -105,6 +111,7 @@ const DEFAULTS = {
   createTopics: true,
   maxBatchBytes: 900_000,
   maxTransactionBytes: 16_000_000,
+  maxTransactionMs: 100,
   maxMessageBytes: 1_000_000,
   oversize: 'truncate' as OversizePolicy,
   transactionTimeoutMs: 60_000,
@@ -215,6 +222,7 @@ export function parseKafkaSpec(spec: string): KafkaSinkOptions {
         out[k] = int(k, v, 1);
         break;
       case 'writeTimeoutMs':
+      case 'maxTransactionMs':
         out[k] = int(k, v, 0);
         break;
       case 'sasl':
@@ -277,6 +285,10 @@ export function resolveKafkaSinkConfig(
     logger: rest.logger,
   };
   if (cfg.maxBatchBytes > cfg.maxMessageBytes) cfg.maxBatchBytes = cfg.maxMessageBytes;
+  if (!Number.isInteger(cfg.maxTransactionMs) || cfg.maxTransactionMs < 0)
+    throw new KafkaConfigError(
+      `kafka sink: maxTransactionMs=${cfg.maxTransactionMs} must be an integer >= 0 (milliseconds; 0: no time bound)`,
+    );
   cfg.compression = compression(String(cfg.compression));
   cfg.gzipLevel = gzipLevel(cfg.gzipLevel);
   return cfg;

@@ -47,4 +47,15 @@ export const fixed = {
     /** /healthz fails when the event loop's 1 s ticker has not run for this long (blocked or starved). */
     loopStallMs: 10_000,
   },
+  kafka: {
+    /**
+     * kafkajs' own retries of a send inside a transaction (the sink retries a failed transaction whole on top). The
+     * common one is CONCURRENT_TRANSACTIONS on the first AddPartitionsToTxn of a transaction: the coordinator is
+     * still writing the previous one's commit markers. Java's producer retries that after 20 ms
+     * (TransactionManager's ADD_PARTITIONS_RETRY_BACKOFF_MS, KAFKA-5482) where kafkajs waited 100 ms, tens of times
+     * a second at a few thousand events/s (bench/NOTES.md, K9). Five tries span about as long as the three of
+     * 100 ms before (≈ 0.6 s), so a short outage still ends in the sink's own retry at the same time.
+     */
+    producerRetry: { retries: 5, initialRetryTime: 20, maxRetryTime: 1000 },
+  },
 } as const;

@@ -103,7 +103,8 @@ describe('KafkaSink against a real broker', () => {
 
   it('commits batches handed over while a transaction is in flight together, in order, with the last checkpoint', async () => {
     const n = names();
-    const s = sink(n);
+    // No time to stay open for (maxTransactionMs 0): the batches queued behind a transaction wait for the next one.
+    const s = sink(n, { maxTransactionMs: 0 });
     await s.open();
     // Not awaited one by one, as the pipeline hands them over: the first goes alone, the four queued behind its
     // transaction go into the next one.
@@ -132,6 +133,46 @@ describe('KafkaSink against a real broker', () => {
     expect(JSON.parse(offsets[1]!.value!.toString())).toMatchObject({ offset: 249 });
     await s.close();
     expect(await sink(n).open()).toEqual(position(249));
+  });
+
+  it('sends batches that arrive while a transaction is open in it, within maxTransactionMs; the last checkpoint wins', async () => {
+    const n = names();
+    const s = sink(n, { maxTransactionMs: 60_000 });
+    await s.open();
+    // The first batch opens the transaction alone; the four handed over while it sends join it instead of waiting
+    // for a transaction of their own.
+    const batches = [100, 130, 160, 190, 220].map((from) => setBatch(from, 30));
+    await Promise.all(batches.map((b) => s.write(b)));
+    expect(s.stats).toMatchObject({ batches: 5, transactions: 1, events: 150 });
+    const got = await readTopic(`${n.base}.0`, { minMessages: 150 });
+    expect(got.map((m) => JSON.parse(m.value!.toString()).source.offset).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 150 }, (_, i) => 100 + i),
+    );
+    const perKey = new Map<string, number[]>();
+    for (const m of got) {
+      const v = JSON.parse(m.value!.toString());
+      perKey.set(v.key, [...(perKey.get(v.key) ?? []), v.source.offset]);
+    }
+    for (const offsets of perKey.values()) expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    // One checkpoint record per part of the transaction, the last one at the last batch's position.
+    const offsets = await readTopic(n.offsetsTopic, { minMessages: 2 });
+    expect(offsets).toHaveLength(2);
+    expect(JSON.parse(offsets[0]!.value!.toString())).toMatchObject({ offset: 129 });
+    expect(JSON.parse(offsets[1]!.value!.toString())).toMatchObject({ offset: 249 });
+    await s.close();
+    expect(await sink(n).open()).toEqual(position(249));
+  });
+
+  it('closes a transaction that has been open maxTransactionMs: later batches go into the next one', async () => {
+    const n = names();
+    // 1 ms: the first batch's sends (topic creation, AddPartitionsToTxn, Produce) take longer than that.
+    const s = sink(n, { maxTransactionMs: 1 });
+    await s.open();
+    const batches = [100, 130, 160].map((from) => setBatch(from, 30));
+    await Promise.all(batches.map((b) => s.write(b)));
+    expect(s.stats).toMatchObject({ batches: 3, transactions: 2, events: 90 });
+    await s.close();
+    expect(await sink(n).open()).toEqual(position(189));
   });
 
   it('fails every batch queued behind one that cannot commit, and every later write', async () => {
