@@ -1,16 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type {
-  Admin,
-  Kafka,
-  KafkaConfig,
-  LogEntry,
-  Message,
-  Producer,
-  ProducerConfig,
-  TopicMessages,
-} from 'kafkajs';
+import type { Admin, Kafka, KafkaConfig, LogEntry, Producer, ProducerConfig } from 'kafkajs';
 import { pino } from 'pino';
 import { fixed } from '../../src/config/defaults.js';
 import type { ReplicationPosition } from '../../src/events/ChangeEvent.js';
@@ -35,18 +26,11 @@ import {
   KafkaUnreachableError,
   kafkaCodes,
 } from './errors.js';
-import { assertKafkajsSeam, kafkajs, prepareProduce, seamActive } from './kafkajsSeam.js';
-import {
-  type BuiltMessages,
-  buildMessages,
-  chunkMessages,
-  type OutMessage,
-  partitionOfMessage,
-} from './messages.js';
+import { assertKafkajsSeam, kafkajs, seamActive } from './kafkajsSeam.js';
+import { type BuiltMessages, buildMessages, chunkMessages, type OutMessage } from './messages.js';
 import { type CheckpointRecord, checkpointMessage, positionOf, readLastCheckpoint } from './OffsetsTopic.js';
 import { createJavaCompatiblePartitioner } from './partitioner.js';
 import { readToEnd } from './readToEnd.js';
-import type { WireRecord } from './recordBatch.js';
 import { type LiveState, type ReconcilePlan, StateReconciler, stateTopicPattern } from './StateReconciler.js';
 import type { StateRule } from './StateTopic.js';
 import { type TopicKind, TopicManager } from './TopicManager.js';
@@ -628,10 +612,10 @@ export class KafkaSink implements Sink {
     const t0 = performance.now();
     let requests = 0;
     if (this.mode !== 'exactly-once') {
-      const chunks = await this.requests(parts, checkpoint(), maxBatchBytes);
-      requests += await this.sendChunks(chunks, (topicMessages) =>
-        producer.sendBatch({ topicMessages, ...send }),
-      );
+      for (const topicMessages of await this.requests(parts, checkpoint(), maxBatchBytes)) {
+        requests++;
+        await producer.sendBatch({ topicMessages, ...send });
+      }
       this.traceCommit(group, requests, t0, performance.now());
       return;
     }
@@ -639,9 +623,10 @@ export class KafkaSink implements Sink {
     try {
       let chunks = await this.requests(parts, checkpoint(), maxBatchBytes);
       while (chunks.length > 0) {
-        requests += await this.sendChunks(chunks, (topicMessages) =>
-          txn.sendBatch({ topicMessages, ...send }),
-        );
+        for (const topicMessages of chunks) {
+          requests++;
+          await txn.sendBatch({ topicMessages, ...send });
+        }
         const more = this.takeMore(group, t0);
         group.push(...more);
         chunks =
@@ -661,29 +646,6 @@ export class KafkaSink implements Sink {
       if (!state.committing && txn.isActive()) await txn.abort().catch(() => {});
       throw err;
     }
-  }
-
-  /**
-   * Sends the requests one after the other (kafkajs holds one Produce per broker at a time), each one's record
-   * batches encoded and compressed while the one before it is in flight (kafkajsSeam.ts `prepareProduce`): that
-   * work was about half of a snapshot transaction's Produce time, after the previous answer (bench/NOTES.md, K9).
-   */
-  private async sendChunks(chunks: TopicMessages[][], send: (c: TopicMessages[]) => Promise<unknown>) {
-    const compression = CODEC_TYPES[this.config.compression];
-    const topics = this.topics!;
-    const partitionOf = (topic: string, m: WireRecord) =>
-      partitionOfMessage(m as Message, topics.partitionCount(topic));
-    const prepare = (c: TopicMessages[] | undefined) => {
-      if (c !== undefined)
-        prepareProduce(c as Array<{ topic: string; messages: WireRecord[] }>, compression, partitionOf);
-    };
-    prepare(chunks[0]);
-    for (let i = 0; i < chunks.length; i++) {
-      const sending = send(chunks[i] as TopicMessages[]);
-      prepare(chunks[i + 1]);
-      await sending;
-    }
-    return chunks.length;
   }
 
   /** Per transaction at debug level: where its time went (bench/NOTES.md, K9). */

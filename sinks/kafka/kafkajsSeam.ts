@@ -1,15 +1,7 @@
 import { createRequire, Module } from 'node:module';
 import { dirname, join } from 'node:path';
 import { KafkaConfigError } from './errors.js';
-import {
-  type Compress,
-  encodeBatch,
-  encodeProduceBody,
-  type PreparedRecords,
-  prepareRecords,
-  sealPrepared,
-  type WireRecord,
-} from './recordBatch.js';
+import { type Compress, encodeBatch, encodeProduceBody, type WireRecord } from './recordBatch.js';
 
 /**
  * The one place redtail reaches inside kafkajs. Every module of the Kafka sink takes kafkajs from here, never from
@@ -111,69 +103,6 @@ function codecFor(compression: number): Compress | null {
   return (records) => codec.compress({ buffer: records });
 }
 
-/**
- * Partitions' records encoded ahead of their Produce request (`prepareProduce`), by the partition's first record:
- * the sink prepares a transaction's next request while the current one is in flight, so encoding and compressing
- * it overlaps the broker's round trip instead of following it (bench/NOTES.md, K9).
- */
-const prepared = new WeakMap<
-  WireRecord,
-  { records: readonly WireRecord[]; compression: number; promise: Promise<PreparedRecords> }
->();
-
-/**
- * Starts encoding (and compressing) the record batches of one future Produce request. `partitionOf` gives each
- * record's partition as the producer will pick it (or -1: unknown, and that topic is left to the request). The
- * request uses a prepared batch only if its partition holds exactly the same records in the same order and the
- * same codec; otherwise it encodes as usual, so a wrong guess costs time, never bytes.
- */
-export function prepareProduce(
-  topicMessages: ReadonlyArray<{ topic: string; messages: WireRecord[] }>,
-  compression: number,
-  partitionOf: (topic: string, record: WireRecord) => number,
-): void {
-  const compress = codecFor(compression);
-  const now = Date.now();
-  for (const { topic, messages } of topicMessages) {
-    const byPartition = groupBy(messages, (m) => partitionOf(topic, m));
-    if (byPartition === null) continue;
-    for (const records of byPartition.values()) {
-      const promise = prepareRecords(records, now, compress);
-      // Taken (and awaited) by the request, or dropped if the request never comes: never an unhandled rejection.
-      promise.catch(() => {});
-      prepared.set(records[0] as WireRecord, { records, compression, promise });
-    }
-  }
-}
-
-/** Records by partition, in order; null when a record's partition is unknown (-1). */
-function groupBy(
-  messages: WireRecord[],
-  partitionOf: (m: WireRecord) => number,
-): Map<number, WireRecord[]> | null {
-  const byPartition = new Map<number, WireRecord[]>();
-  for (const m of messages) {
-    const partition = partitionOf(m);
-    if (partition < 0) return null;
-    const list = byPartition.get(partition);
-    if (list === undefined) byPartition.set(partition, [m]);
-    else list.push(m);
-  }
-  return byPartition;
-}
-
-/** The prepared batch of exactly these records with this codec, once (a retried request encodes afresh). */
-function takePrepared(records: readonly WireRecord[], compression: number): Promise<PreparedRecords> | null {
-  const first = records[0];
-  if (first === undefined) return null;
-  const entry = prepared.get(first);
-  if (entry === undefined) return null;
-  prepared.delete(first);
-  if (entry.compression !== compression || entry.records.length !== records.length) return null;
-  for (let i = 0; i < records.length; i++) if (entry.records[i] !== records[i]) return null;
-  return entry.promise;
-}
-
 type EncoderClass = new (size?: number) => { buf: Buffer; offset: number };
 let KafkajsEncoder: EncoderClass | undefined;
 
@@ -204,11 +133,7 @@ export function produceRequestV3(args: ProduceArgs) {
                 producerEpoch,
                 baseSequence: p.firstSequence ?? 0,
               };
-              const ready = takePrepared(p.messages, compression);
-              const batch = ready
-                ? sealPrepared(await ready, header)
-                : await encodeBatch(p.messages, header, now, compress);
-              return { partition: p.partition, batch };
+              return { partition: p.partition, batch: await encodeBatch(p.messages, header, now, compress) };
             }),
           ),
         })),

@@ -294,13 +294,8 @@ export function chunkMessages(
 
 /** The record's partition as createJavaCompatiblePartitioner picks it, or -1 when it cannot be known here. */
 function partitionOf(m: OutMessage, count: number | undefined): number {
-  return partitionOfMessage(m.message, count);
-}
-
-/** A message's partition in a topic of `count` partitions as the producer picks it; -1 when it cannot be known. */
-export function partitionOfMessage(message: Message, count: number | undefined): number {
   if (count === undefined || count < 1) return -1;
-  const { partition, key } = message;
+  const { partition, key } = m.message;
   if (partition !== undefined && partition !== null) return partition;
   // Round-robin (no key, no partition; the sink always sets one or the other): sized with the topic's -1 bucket.
   if (key === null || key === undefined) return -1;

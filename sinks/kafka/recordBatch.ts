@@ -266,39 +266,6 @@ export function sealBatch(batch: Buffer, records: EncodedRecords, header: BatchH
 /** Compresses a records section (the codec's promise; zlib and the Node-API codecs run off the main thread). */
 export type Compress = (records: Buffer) => Promise<Buffer>;
 
-/** One partition's records section, encoded (and compressed) before the producer's header is known. */
-export interface PreparedRecords {
-  encoded: EncodedRecords;
-  /** The records section compressed, or uncompressed behind BATCH_HEADER_BYTES of room for the header. */
-  packed: Buffer;
-  compressed: boolean;
-}
-
-/** Encodes (and compresses) a partition's records; `sealPrepared` frames them once the header is known. */
-export async function prepareRecords(
-  records: readonly WireRecord[],
-  now: number,
-  compress: Compress | null,
-): Promise<PreparedRecords> {
-  if (compress === null) {
-    const encoded = encodeRecords(records, now, BATCH_HEADER_BYTES);
-    return { encoded, packed: encoded.buffer, compressed: false };
-  }
-  const encoded = encodeRecords(records, now, 0);
-  return { encoded, packed: await compress(encoded.buffer), compressed: true };
-}
-
-/**
- * The RecordBatch of prepared records. Uncompressed, the header is written in place in front of the records (again
- * on a retry: the request body is a copy); compressed, the compressed section is framed behind a new header.
- */
-export function sealPrepared(prepared: PreparedRecords, header: BatchHeader): Buffer {
-  if (!prepared.compressed) return sealBatch(prepared.packed, prepared.encoded, header);
-  const batch = Buffer.allocUnsafe(BATCH_HEADER_BYTES + prepared.packed.length);
-  batch.set(prepared.packed, BATCH_HEADER_BYTES);
-  return sealBatch(batch, prepared.encoded, header);
-}
-
 /**
  * One partition's RecordBatch. Uncompressed, the records are written behind the header's room and sealed in
  * place; compressed, the records section is compressed whole (as Kafka requires) and framed behind a new header.
@@ -309,7 +276,15 @@ export async function encodeBatch(
   now: number,
   compress: Compress | null,
 ): Promise<Buffer> {
-  return sealPrepared(await prepareRecords(records, now, compress), header);
+  if (compress === null) {
+    const encoded = encodeRecords(records, now, BATCH_HEADER_BYTES);
+    return sealBatch(encoded.buffer, encoded, header);
+  }
+  const encoded = encodeRecords(records, now, 0);
+  const packed = await compress(encoded.buffer);
+  const batch = Buffer.allocUnsafe(BATCH_HEADER_BYTES + packed.length);
+  batch.set(packed, BATCH_HEADER_BYTES);
+  return sealBatch(batch, encoded, header);
 }
 
 export interface ProduceTopic {

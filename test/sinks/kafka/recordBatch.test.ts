@@ -9,7 +9,6 @@ import {
   groupMessagesPerPartition,
   type PartitionEntry,
   type ProduceArgs,
-  prepareProduce,
   produceRequestV3,
 } from '../../../sinks/kafka/kafkajsSeam.js';
 import { createJavaCompatiblePartitioner, murmur2 } from '../../../sinks/kafka/partitioner.js';
@@ -196,73 +195,6 @@ describe('Produce request encoding: our bytes equal kafkajs 2.2.4 own', () => {
     });
     // The CRC kafkajs' decoder skips: Kafka's own check (DefaultRecordBatch.ensureValid) is over attributes..end.
     expect(batch.readUInt32BE(17)).toBe(crc32c(batch, 21, batch.length));
-  });
-});
-
-describe('record batches prepared ahead of their request (prepareProduce)', () => {
-  /** 300 event records over partitions 0 and 2 of one topic, and an offsets record of its own in another. */
-  function scene(compression: number) {
-    const records = SHAPES['redtail events (five Buffer headers)']!();
-    const offsets: WireRecord[] = [{ key: b('sink'), value: b('{"offset":1}'), timestamp: String(T0) }];
-    const half = Math.ceil(records.length / 2);
-    const args: ProduceArgs = {
-      acks: -1,
-      timeout: 30_000,
-      transactionalId: 'redtail-txn',
-      producerId: Long.fromValue(42),
-      producerEpoch: 3,
-      compression,
-      topicData: [
-        {
-          topic: 'redtail.0',
-          partitions: [
-            { partition: 0, messages: records.slice(0, half), firstSequence: 17 },
-            { partition: 2, messages: records.slice(half), firstSequence: 0 },
-          ],
-        },
-        { topic: 'redtail.offsets', partitions: [{ partition: 0, messages: offsets, firstSequence: 5 }] },
-      ],
-    };
-    const chunk = [
-      { topic: 'redtail.0', messages: records },
-      { topic: 'redtail.offsets', messages: offsets },
-    ];
-    const partitionOf = (topic: string, m: WireRecord) =>
-      topic === 'redtail.offsets' ? 0 : records.indexOf(m) < half ? 0 : 2;
-    return { records, args, chunk, partitionOf };
-  }
-  /** Changes a record's value in place (its first byte), as a stale prepared batch would not show. */
-  const flip = (r: WireRecord) => {
-    const v = r.value as Buffer;
-    v.writeUInt8(v.readUInt8(0) ^ 0xff, 0);
-  };
-  const encode = async (args: ProduceArgs) =>
-    ((await produceRequestV3(args).encode()) as unknown as { buffer: Buffer }).buffer;
-
-  for (const [codecName, compression] of Object.entries(CODECS)) {
-    it(`are used, and are the bytes kafkajs writes: compression=${codecName}`, async () => {
-      if (codecName === 'lz4' || codecName === 'snappy') await registerCodec(codecName);
-      const { records, args, chunk, partitionOf } = scene(compression);
-      const reference = (await theirs(args).encode()).buffer;
-      prepareProduce(chunk, compression, partitionOf);
-      // Changed after preparing: the request carries the prepared bytes, so it is still the reference...
-      flip(records[7]!);
-      expect((await encode(args)).equals(reference)).toBe(true);
-      // ...and only once: the same request again (a kafkajs retry) encodes afresh, with the change.
-      expect((await encode(args)).equals(reference)).toBe(false);
-      expect((await encode(args)).equals((await theirs(args).encode()).buffer)).toBe(true);
-    });
-  }
-
-  it("are not used for a partition whose records differ from the request's; nor with another codec", async () => {
-    const { records, args, chunk } = scene(1);
-    prepareProduce(chunk, 1, () => 0); // a wrong guess: every record in partition 0
-    flip(records[7]!);
-    expect((await encode(args)).equals((await theirs(args).encode()).buffer)).toBe(true);
-    const again = scene(1);
-    prepareProduce(again.chunk, 0, again.partitionOf);
-    flip(again.records[7]!);
-    expect((await encode(again.args)).equals((await theirs(again.args).encode()).buffer)).toBe(true);
   });
 });
 
