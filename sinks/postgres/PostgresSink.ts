@@ -133,7 +133,13 @@ export class PostgresSink implements Sink {
             })
           : null;
     this.onWrite = deps.onWrite;
-    this.applier = new MirrorApplier(config.schema, this.fetcher, this.logger, config.snapshotChunkRows);
+    this.applier = new MirrorApplier(
+      config.schema,
+      this.fetcher,
+      this.logger,
+      config.snapshotChunkRows,
+      config.bigCollectionMembers,
+    );
   }
 
   async open(): Promise<ReplicationPosition | null> {

@@ -98,11 +98,14 @@ export class MirrorHarness {
     readonly tap: ReplicationTap,
   ) {}
 
-  static async start(server: RedisServerOptions = {}): Promise<MirrorHarness> {
+  static async start(
+    server: RedisServerOptions = {},
+    sinkOptions: Record<string, unknown> = {},
+  ): Promise<MirrorHarness> {
     const master = await RedisServer.start(server);
     const tap = await ReplicationTap.connect(master.port);
     const h = new MirrorHarness(master, tap);
-    h.sink = sinkFor(h.schema, { master: master.url() });
+    h.sink = sinkFor(h.schema, { master: master.url(), ...sinkOptions });
     await h.sink.open();
     return h;
   }
