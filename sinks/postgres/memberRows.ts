@@ -122,6 +122,18 @@ function listRow(db: number, key: Buffer, pos: number, x: Bytes): CopyValue[] {
   return [db, key, pos, j, shas.length > 0 ? shas : null];
 }
 
+export interface MemberRowStats {
+  /** Keys loaded in part (named members, list ends) and whole. */
+  partialLoads: number;
+  wholeLoads: number;
+  membersLoaded: number;
+  rowsUpserted: number;
+  rowsDeleted: number;
+  rowsCopied: number;
+  loadMs: number;
+  writeMs: number;
+}
+
 /** Changed rows of one table in one transaction: written by one DELETE and one upsert. */
 class Staged {
   readonly up: CopyValue[][] = [];
@@ -129,13 +141,15 @@ class Staged {
 }
 
 export class MemberRows {
-  readonly stats = {
+  readonly stats: MemberRowStats = {
     partialLoads: 0,
     wholeLoads: 0,
     membersLoaded: 0,
     rowsUpserted: 0,
     rowsDeleted: 0,
     rowsCopied: 0,
+    loadMs: 0,
+    writeMs: 0,
   };
 
   constructor(
@@ -158,6 +172,15 @@ export class MemberRows {
 
   /** Gives a row-stored entry the value its events need: the named members (partial) or the whole collection. */
   async prepare(client: PoolClient, e: KeyEntry, need: MemberNeed): Promise<void> {
+    const t0 = performance.now();
+    try {
+      await this.prepareEntry(client, e, need);
+    } finally {
+      this.stats.loadMs += performance.now() - t0;
+    }
+  }
+
+  private async prepareEntry(client: PoolClient, e: KeyEntry, need: MemberNeed): Promise<void> {
     const r = e.rows;
     if (!r) return;
     if (need.whole) {
@@ -188,7 +211,10 @@ export class MemberRows {
         ? []
         : (
             await client.query<{ m: unknown; x: unknown; t: string | null; blobs: string[] | null }>(
-              `SELECT ${cols}, blobs FROM ${this.t(r.type)} WHERE db = $1 AND key = $2 AND h = ANY($3::bytea[])`,
+              // Joined from unnest, not `h = ANY(...)`: one primary-key probe per member whatever the statistics say
+              // (right after a COPY, without ANALYZE, Postgres may plan `ANY` as a scan of the whole collection).
+              `SELECT ${cols}, blobs FROM unnest($3::bytea[]) AS u(h)
+               JOIN ${this.t(r.type)} t ON t.db = $1 AND t.key = $2 AND t.h = u.h`,
               [e.db, e.key, wanted.map(memberId)],
             )
           ).rows;
@@ -312,6 +338,16 @@ export class MemberRows {
    * collection that shrank below half the threshold goes back inline; one that grows to the threshold goes to rows.
    */
   async write(client: PoolClient, entries: KeyEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const t0 = performance.now();
+    try {
+      await this.writeEntries(client, entries);
+    } finally {
+      this.stats.writeMs += performance.now() - t0;
+    }
+  }
+
+  private async writeEntries(client: PoolClient, entries: KeyEntry[]): Promise<void> {
     const staged = new Map<RowType, Staged>();
     const stage = (t: RowType) => {
       let x = staged.get(t);
@@ -473,12 +509,18 @@ export class MemberRows {
     }
   }
 
-  /** Member rows whose key is gone or no longer row-stored as that type (the end of a full resync). */
+  /**
+   * Member rows whose key is gone or no longer row-stored as that type (the end of a full resync). Then ANALYZE: the
+   * load copied up to millions of rows that autovacuum has not sampled yet, and the streaming statements that follow
+   * should be planned with their statistics.
+   */
   async deleteOrphans(client: PoolClient): Promise<void> {
-    for (const [type, t] of Object.entries(MEMBER_TABLE))
+    for (const [type, t] of Object.entries(MEMBER_TABLE)) {
       await client.query(
         `DELETE FROM ${this.s}.${t} m WHERE NOT EXISTS (SELECT 1 FROM ${this.s}.keys k
            WHERE k.db = m.db AND k.key = m.key AND k.member_rows IS NOT NULL AND k.type = '${type}')`,
       );
+      await client.query(`ANALYZE ${this.s}.${t}`);
+    }
   }
 }
