@@ -9,10 +9,10 @@ import type { FetchedValue, Fetcher } from './MasterFetcher.js';
 import { isRowType, MemberRows } from './memberRows.js';
 import { ident, KEYS_INDEX_NAMES, keysIndexes } from './migrations.js';
 import { BLOB_BYTES, blobJson, collectBlobs } from './model/blobRef.js';
-import { fieldTtlToJson, snapshotJson, valueFromJson, valueFromRdb, valueToJson } from './model/encoding.js';
+import { fieldTtlToJson, snapshotJson, valueFromJson, valueToJson } from './model/encoding.js';
 import { addNeed, emptyNeed, type MemberNeed } from './model/memberNeeds.js';
 import { applyEvent, isModelOp, isNoKeyOp, keysOf } from './model/RedisModel.js';
-import { type ApplyContext, Divergence, type KeyEntry, NeedsFetch } from './model/types.js';
+import { type ApplyContext, Divergence, type KeyEntry, NeedsFetch, type RowType } from './model/types.js';
 
 /** A value fetched from the master, to replace the mirror's when the stream passes `at`. */
 interface Pending extends FetchedValue {
@@ -190,6 +190,11 @@ export class MirrorApplier {
         i++;
         continue;
       }
+      if (isCollectionPart(ev)) {
+        await this.collectionPart(client, ev as SnapshotEvent);
+        i++;
+        continue;
+      }
       if (isWholeSnapshot(ev)) {
         let j = i;
         while (j < fresh.length && isWholeSnapshot(fresh[j]!)) j++;
@@ -202,7 +207,8 @@ export class MirrorApplier {
         j < fresh.length &&
         !GLOBAL_OPS.has(fresh[j]!.op) &&
         !isWholeSnapshot(fresh[j]!) &&
-        !isStringPart(fresh[j]!)
+        !isStringPart(fresh[j]!) &&
+        !isCollectionPart(fresh[j]!)
       )
         j++;
       await this.segment(client, fresh.slice(i, j), -1);
@@ -624,12 +630,8 @@ export class MirrorApplier {
     for (const ev of big) {
       // A full resync over an existing mirror may find the older generation's member rows of this key.
       if (!direct) await this.rows.deleteAnyType(client, ev.db, ev.key!);
-      const v = valueFromRdb(
-        ev.type as string,
-        ev.value,
-        ev.fieldExpireAt as Array<[Buffer, number]> | undefined,
-      );
-      await this.rows.copyAll(client, ev.db, ev.key!, v);
+      const fttl = ev.fieldExpireAt as Array<[Buffer, number]> | undefined;
+      await this.rows.copySnapshot(client, ev.db, ev.key!, ev.type as RowType, ev.value, fttl);
     }
     this.stats.rowsWritten += n;
     this.stats.copies++;
@@ -670,6 +672,31 @@ export class MirrorApplier {
       },
     ]);
     this.stats.rowsWritten++;
+  }
+
+  /**
+   * A later part of a snapshot collection streamed in parts (above the parser's streamThreshold). When the parts so far
+   * are already in member rows, this part's members are new ones (a snapshot holds each member once) and are copied
+   * after them, the list's elements after its last position; otherwise the part goes through the model like any
+   * event, and the flush moves the value to rows when it reaches the threshold.
+   */
+  private async collectionPart(client: PoolClient, ev: SnapshotEvent): Promise<void> {
+    const type = ev.type as RowType;
+    const { rows } = await client.query<{ n: string | null; next: string | null }>(
+      `SELECT k.member_rows AS n, CASE WHEN k.type = 'list' THEN
+         (SELECT max(pos) + 1 FROM ${this.s}.list_items l WHERE l.db = k.db AND l.key = k.key) END AS next
+       FROM ${this.s}.keys k WHERE k.db = $1 AND k.key = $2 AND k.type = $3 FOR UPDATE`,
+      [ev.db, ev.key, type],
+    );
+    const row = rows[0];
+    if (row?.n == null || !Array.isArray(ev.value)) return this.segment(client, [ev], -1);
+    this.offset = ev.source.offset;
+    const fttl = ev.fieldExpireAt as Array<[Buffer, number]> | undefined;
+    await this.rows.copySnapshot(client, ev.db, ev.key, type, ev.value, fttl, Number(row.next ?? 0));
+    await client.query(
+      `UPDATE ${this.s}.keys SET member_rows = member_rows + $3, updated_offset = $4 WHERE db = $1 AND key = $2`,
+      [ev.db, ev.key, ev.value.length, this.offset],
+    );
   }
 
   /**
@@ -754,6 +781,11 @@ export class MirrorApplier {
 /** A snapshot event that is a whole key (not one part of a huge value): these are copied in bulk. */
 function isWholeSnapshot(ev: ChangeEvent): boolean {
   return ev.op === 'snapshot' && ev.part === undefined;
+}
+
+/** A later part (not the first) of a hash, set, zset or list streamed in parts: see MirrorApplier.collectionPart. */
+function isCollectionPart(ev: ChangeEvent): boolean {
+  return ev.op === 'snapshot' && (ev.part ?? 0) > 0 && isRowType(ev.type as string);
 }
 
 /** One part of a snapshot string streamed in parts (a raw string above the parser's streamThreshold). */

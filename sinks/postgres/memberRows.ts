@@ -3,8 +3,8 @@ import type { PoolClient } from 'pg';
 import type { BlobTransaction } from './blobs.js';
 import { type CopyType, type CopyValue, copyBinary } from './copy.js';
 import { MEMBER_TABLE, MEMBER_TABLES } from './migrations.js';
-import { collectBlobs, isPlaceholder, refOfPlaceholder } from './model/blobRef.js';
-import { decodeToLatin1, encodeLatin1, scoreFromJson, scoreToJson } from './model/encoding.js';
+import { blobRefOf, collectBlobs, isHuge, isPlaceholder, refOfPlaceholder } from './model/blobRef.js';
+import { decodeToLatin1, encodeBytes, encodeLatin1, scoreFromJson, scoreToJson } from './model/encoding.js';
 import type { MemberNeed } from './model/memberNeeds.js';
 import { MemberTracker, PartialList, PartialMap, PartialSet } from './model/partial.js';
 import type { Bytes, KeyEntry, RedisValue, RowState, RowType } from './model/types.js';
@@ -492,6 +492,31 @@ export class MemberRows {
     this.stats.rowsCopied += await copyBinary(client, this.t(type), names, types, rows());
   }
 
+  /**
+   * Copies a snapshot collection's members into its table straight from the event's Buffers (no model value, no
+   * latin1 copies): the path of a big collection in the initial load.
+   */
+  async copySnapshot(
+    client: PoolClient,
+    db: number,
+    key: Buffer,
+    type: RowType,
+    value: unknown,
+    fieldExpireAt: Array<[Buffer, number]> | undefined,
+    /** Position of a list's first element here (a later part continues after the earlier ones). */
+    firstPos = 0,
+  ): Promise<void> {
+    const blobs = this.blobs;
+    const { names, types } = COLUMNS[type];
+    this.stats.rowsCopied += await copyBinary(
+      client,
+      this.t(type),
+      names,
+      types,
+      snapshotRows(db, key, type, value, fieldExpireAt, firstPos, (shas) => blobs.need(shas)),
+    );
+  }
+
   // ---- keyspace-wide ops ----
 
   async flushDb(client: PoolClient, db: number | null): Promise<void> {
@@ -522,5 +547,52 @@ export class MemberRows {
       );
       await client.query(`ANALYZE ${this.s}.${t}`);
     }
+  }
+}
+
+/** The encoding of a byte string and the blob it references (a huge one), without a collector per row. */
+function encoded(b: Buffer, shas: string[]): string {
+  if (isHuge(b)) shas.push(blobRefOf(b).sha256);
+  return JSON.stringify(encodeBytes(b));
+}
+
+/** The row id of a member given as a Buffer: the same as memberId of its model form. */
+function memberIdOfBuffer(b: Buffer): Buffer {
+  if (isHuge(b)) return Buffer.concat([ONE, Buffer.from(blobRefOf(b).sha256, 'hex')]);
+  if (b.length < SHORT_ID) return Buffer.concat([ZERO, b]);
+  return Buffer.concat([ONE, createHash('sha256').update(b).digest()]);
+}
+
+/** Member rows of a snapshot value (the RDB decoder's form: Buffers, [field, value] and [member, score] pairs). */
+function* snapshotRows(
+  db: number,
+  key: Buffer,
+  type: RowType,
+  value: unknown,
+  fieldExpireAt: Array<[Buffer, number]> | undefined,
+  firstPos: number,
+  need: (shas: string[]) => void,
+): Generator<CopyValue[]> {
+  const ttl = new Map<string, number>();
+  for (const [f, ms] of fieldExpireAt ?? []) ttl.set(f.toString('latin1'), ms);
+  let pos = firstPos;
+  for (const item of value as unknown[]) {
+    const shas: string[] = [];
+    let row: CopyValue[];
+    if (type === 'list') row = [db, key, pos++, encoded(item as Buffer, shas)];
+    else {
+      const m = type === 'set' ? (item as Buffer) : (item as [Buffer, unknown])[0];
+      const head = [db, key, memberIdOfBuffer(m), isHuge(m) ? null : m, encoded(m, shas)];
+      if (type === 'set') row = head;
+      else if (type === 'zset')
+        row = [...head, scoreFromJson(scoreToJson(scoreFromJson((item as [Buffer, unknown])[1])))];
+      else {
+        const [f, x] = item as [Buffer, Buffer];
+        row = [...head, encoded(x, shas), ttl.size > 0 ? (ttl.get(f.toString('latin1')) ?? null) : null];
+      }
+    }
+    if (shas.length > 0) need(shas);
+    row.push(shas.length > 0 ? shas : null);
+    yield row;
   }
 }

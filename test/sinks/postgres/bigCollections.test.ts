@@ -4,8 +4,22 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../../sinks/postgres/migrations.js';
 import { verifyMirror } from '../../../sinks/postgres/verify.js';
+import type { ChangeEvent, SnapshotEvent } from '../../../src/events/ChangeEvent.js';
 import { useTestScope } from '../../harness/TestScope.js';
-import { describeDiffs, MirrorHarness, mirrorCaughtUp, mirrorRun, PG_URL, pgQuery, rng } from './helpers.js';
+import {
+  controlEvent,
+  describeDiffs,
+  dropSchema,
+  MirrorHarness,
+  mirrorCaughtUp,
+  mirrorRun,
+  PG_URL,
+  pgQuery,
+  rng,
+  sinkFor,
+  TEST_REPLID,
+  uniqueSchema,
+} from './helpers.js';
 
 /**
  * Big collections stored one row per member (docs/postgres.md, "Big collections"): real commands on a real master,
@@ -314,6 +328,100 @@ describe('big collections in member rows (bigCollectionMembers = 40)', () => {
     await h.run([['del', 'th', 'ts', 'tz', 'tl', 'tok']]);
     expect((await h.verify()).differences).toEqual([]);
     expect(await rowsConsistent(h.schema)).toEqual([]);
+  });
+});
+
+describe('snapshot collections in parts (values above the parser streamThreshold)', () => {
+  it('parts after the first append to member rows; a value reaching the threshold in its parts moves to rows', async () => {
+    const schema = uniqueSchema('bigparts');
+    scope.defer(() => dropSchema(schema));
+    const sink = sinkFor(schema, { bigCollectionMembers: BIG });
+    scope.defer(() => sink.close());
+    await sink.open();
+    const part = (key: string, type: string, value: unknown, n: number, last: boolean, seq: number) =>
+      ({
+        v: 1,
+        op: 'snapshot',
+        db: 0,
+        key: Buffer.from(key),
+        type,
+        value,
+        expireAt: null,
+        part: n,
+        last,
+        source: { replid: TEST_REPLID, offset: 0, seq, snapshot: true },
+        ts: Date.now(),
+      }) as SnapshotEvent;
+    const els = (p: string, from: number, to: number) =>
+      Array.from({ length: to - from }, (_, i) => Buffer.from(`${p}${from + i}`));
+    let seq = 1;
+    const batches: ChangeEvent[][] = [
+      [controlEvent('snapshot-begin', 0)],
+      // 50 members in part 0: rows at once; then parts of 30 appended.
+      [
+        part('ps', 'set', els('m', 0, 50), 0, false, seq++),
+        part('pl', 'list', els('e', 0, 50), 0, false, seq++),
+      ],
+      [
+        part('ps', 'set', els('m', 50, 80), 1, false, seq++),
+        part('pl', 'list', els('e', 50, 80), 1, false, seq++),
+      ],
+      [
+        part('ps', 'set', els('m', 80, 90), 2, true, seq++),
+        part('pl', 'list', els('e', 80, 90), 2, true, seq++),
+      ],
+      // 20 + 15 inline, then the third part takes it past 40 in the same transaction as a whole key.
+      [
+        part(
+          'ph',
+          'hash',
+          els('f', 0, 20).map((f) => [f, Buffer.from('v')]),
+          0,
+          false,
+          seq++,
+        ),
+        part(
+          'ph',
+          'hash',
+          els('f', 20, 35).map((f) => [f, Buffer.from('v')]),
+          1,
+          false,
+          seq++,
+        ),
+      ],
+      [
+        part(
+          'ph',
+          'hash',
+          els('f', 35, 45).map((f) => [f, Buffer.from('v')]),
+          2,
+          true,
+          seq++,
+        ),
+      ],
+      [controlEvent('snapshot-end', 0)],
+    ];
+    for (const events of batches) await sink.write({ events, checkpoint: null });
+    expect(await memberRows(schema, 'ps')).toBe(90);
+    expect(await memberRows(schema, 'pl')).toBe(90);
+    expect(await memberRows(schema, 'ph')).toBe(45);
+    expect(await rowsConsistent(schema)).toEqual([]);
+    const list = await pgQuery<{ v: string }>(
+      `SELECT value #>> '{}' AS v FROM "${schema}".live_list_items WHERE key_text = 'pl' ORDER BY idx`,
+    );
+    expect(list.map((r) => r.v)).toEqual(els('e', 0, 90).map(String));
+    const set = await pgQuery<{ v: unknown }>(
+      `SELECT value AS v FROM "${schema}".live_keys WHERE key_text = 'ps'`,
+    );
+    expect(set[0]!.v).toEqual(
+      els('m', 0, 90)
+        .map(String)
+        .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))),
+    );
+    const hash = await pgQuery<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "${schema}".live_hash_fields WHERE key_text = 'ph'`,
+    );
+    expect(hash).toEqual([{ n: 45 }]);
   });
 });
 
