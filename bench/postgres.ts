@@ -420,7 +420,9 @@ async function main(): Promise<void> {
 
 /** A bench/results.md section: when, machine, versions, load average at start and end, and the printed figures. */
 function appendResults(loadAtStart: string): void {
-  const pgVersion = execFileSync('psql', [PG, '-Atc', 'SHOW server_version'], { encoding: 'utf8' }).trim();
+  // Without the sink's own query parameters (e.g. bigCollectionMembers), which psql refuses.
+  const pgUrl = parsePostgresSpec(PG).connectionString;
+  const pgVersion = execFileSync('psql', [pgUrl, '-Atc', 'SHOW server_version'], { encoding: 'utf8' }).trim();
   const redis = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
   const section = [
     `## bench:postgres ${new Date().toISOString()} (REDTAIL_BENCH_MODE=${process.env.REDTAIL_BENCH_MODE ?? 'all'})`,
