@@ -59,8 +59,12 @@ describe('PostgresSink', () => {
     expect(() => parsePostgresSpec('postgres://h/db?schema=Bad-Name')).toThrow(/identifier/);
     expect(c.bigCollectionMembers).toBe(2_000);
     expect(parsePostgresSpec('postgres://h/db?bigCollectionMembers=500').bigCollectionMembers).toBe(500);
-    expect(parsePostgresSpec('postgres://h/db', { bigCollectionMembers: 10_000 }).bigCollectionMembers).toBe(10_000);
-    expect(() => parsePostgresSpec('postgres://h/db?bigCollectionMembers=lots')).toThrow(/bigCollectionMembers/);
+    expect(parsePostgresSpec('postgres://h/db', { bigCollectionMembers: 10_000 }).bigCollectionMembers).toBe(
+      10_000,
+    );
+    expect(() => parsePostgresSpec('postgres://h/db?bigCollectionMembers=lots')).toThrow(
+      /bigCollectionMembers/,
+    );
   });
 
   it('migrates idempotently, also when two sinks open at once', async () => {
