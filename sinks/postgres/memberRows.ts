@@ -191,12 +191,18 @@ export class MemberRows {
     }
     this.stats.partialLoads++;
     e.value =
-      r.type === 'list' ? await this.loadEnds(client, e, need) : await this.loadMembers(client, e, need);
+      r.type === 'list'
+        ? await this.loadEnds(client, e, r, need)
+        : await this.loadMembers(client, e, r, need);
     r.partial = e.value;
   }
 
-  private async loadMembers(client: PoolClient, e: KeyEntry, need: MemberNeed): Promise<RedisValue> {
-    const r = e.rows!;
+  private async loadMembers(
+    client: PoolClient,
+    e: KeyEntry,
+    r: RowState,
+    need: MemberNeed,
+  ): Promise<RedisValue> {
     const t = new MemberTracker(r.size);
     const wanted = [...need.members];
     for (const m of wanted) t.known.add(m);
@@ -252,8 +258,12 @@ export class MemberRows {
   }
 
   /** A list's first `need.left` and last `need.right` elements (positions are consecutive, see PartialList). */
-  private async loadEnds(client: PoolClient, e: KeyEntry, need: MemberNeed): Promise<RedisValue> {
-    const r = e.rows!;
+  private async loadEnds(
+    client: PoolClient,
+    e: KeyEntry,
+    r: RowState,
+    need: MemberNeed,
+  ): Promise<RedisValue> {
     const t = this.t('list');
     const { rows: b } = await client.query<{ head: string | null }>(
       `SELECT min(pos) AS head FROM ${t} WHERE db = $1 AND key = $2`,
@@ -357,20 +367,20 @@ export class MemberRows {
       }
       return x;
     };
-    const shrink: KeyEntry[] = [];
+    const shrink: Array<[KeyEntry, RowType]> = [];
     const rewrite: KeyEntry[] = [];
     for (const e of entries) {
       const r = e.rows;
       if (r && e.value !== null && e.value === r.partial) {
-        this.stageChanges(e, r, stage(r.type));
+        this.stageChanges(e, e.value, r, stage(r.type));
         e.memberRows = collectionSize(e.value);
-        if (e.memberRows < this.threshold / 2) shrink.push(e);
+        if (e.memberRows < this.threshold / 2) shrink.push([e, r.type]);
       } else rewrite.push(e);
     }
     for (const [type, x] of staged) await this.runStaged(client, type, x);
-    for (const e of shrink) {
+    for (const [e, type] of shrink) {
       // Small again: the rest of it is read (fewer than threshold / 2 rows) and stored inline.
-      e.value = await this.loadWhole(client, e.db, e.key, e.rows!.type);
+      e.value = await this.loadWhole(client, e.db, e.key, type);
       rewrite.push(e);
     }
     for (const e of rewrite) {
@@ -378,7 +388,8 @@ export class MemberRows {
       if (r) await this.deleteAll(client, e.db, e.key, r.type);
       const n = collectionSize(e.value);
       // Hysteresis: a value that was in rows stays there down to half the threshold.
-      const big = n >= this.threshold || (r != null && n >= this.threshold / 2 && shrink.indexOf(e) < 0);
+      const big =
+        n >= this.threshold || (r != null && n >= this.threshold / 2 && !shrink.some((x) => x[0] === e));
       if (big && e.value) {
         await this.copyAll(client, e.db, e.key, e.value);
         e.memberRows = n;
@@ -386,8 +397,7 @@ export class MemberRows {
     }
   }
 
-  private stageChanges(e: KeyEntry, r: RowState, x: Staged): void {
-    const v = e.value!;
+  private stageChanges(e: KeyEntry, v: RedisValue, r: RowState, x: Staged): void {
     if (v.type === 'list') {
       const list = v.v as unknown as PartialList;
       for (const [pos, el] of list.changed) {
@@ -435,7 +445,7 @@ export class MemberRows {
       )
       .join(', ');
     const unnest = names
-      .map((_, i) => `$${i + 1}::${i === last ? 'text[]' : ARRAY_TYPE[types[i]!]}`)
+      .map((_, i) => `$${i + 1}::${i === last ? 'text[]' : ARRAY_TYPE[types[i] ?? 'text']}`)
       .join(', ');
     const alias = names.map((_, i) => `c${i}`).join(', ');
     const set = names
@@ -482,7 +492,8 @@ export class MemberRows {
       }
       const members = v.type === 'set' ? v.v : (v as Extract<RedisValue, { type: 'hash' | 'zset' }>).v.keys();
       for (const m of members) {
-        const row = memberRow(db, key, m, v)!;
+        const row = memberRow(db, key, m, v);
+        if (row === null) continue;
         const shas = row[row.length - 1];
         if (Array.isArray(shas)) blobs.need(shas as string[]);
         yield row;

@@ -163,7 +163,7 @@ export class PartialList {
     headItems: Bytes[],
     tailItems: Bytes[],
   ) {
-    for (let i = headItems.length - 1; i >= 0; i--) this.front.push(headItems[i]!);
+    this.front.push(...headItems.slice().reverse());
     this.back.push(...tailItems);
   }
 
@@ -193,7 +193,7 @@ export class PartialList {
     let x = this.front.pop();
     if (x === undefined) {
       if (this.hidden > 0) throw new NotLoaded('internal: a pop reached the unloaded middle of a big list');
-      x = this.back.shift()!;
+      x = this.back.shift() ?? '';
     }
     this.changed.set(this.head, null);
     this.head++;
@@ -206,7 +206,7 @@ export class PartialList {
     let x = this.back.pop();
     if (x === undefined) {
       if (this.hidden > 0) throw new NotLoaded('internal: a pop reached the unloaded middle of a big list');
-      x = this.front.shift()!;
+      x = this.front.shift() ?? '';
     }
     this.changed.set(last, null);
     return x;
@@ -215,9 +215,9 @@ export class PartialList {
   /** Only removals at either end (LPOP/RPOP with a count): `splice(0, n)` or `splice(length - n, n)`. */
   splice(start: number, n: number): Bytes[] {
     const out: Bytes[] = [];
-    if (start === 0) for (let i = 0; i < n && this.length > 0; i++) out.push(this.shift()!);
+    if (start === 0) for (let i = 0; i < n && this.length > 0; i++) out.push(this.shift() ?? '');
     else if (start + n === this.length) {
-      for (let i = 0; i < n && this.length > 0; i++) out.push(this.pop()!);
+      for (let i = 0; i < n && this.length > 0; i++) out.push(this.pop() ?? '');
       out.reverse();
     } else throw new NotLoaded('internal: a splice inside a big list');
     return out;
