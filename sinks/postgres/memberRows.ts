@@ -185,8 +185,16 @@ export class MemberRows {
     if (!r) return;
     if (need.whole) {
       this.stats.wholeLoads++;
-      e.value = await this.loadWhole(client, e.db, e.key, r.type);
-      r.partial = null;
+      if (r.type === 'list') {
+        // Index ops (LSET, LINSERT, LREM, LTRIM) move elements: the list is rewritten with new positions.
+        e.value = await this.loadWhole(client, e.db, e.key, r.type);
+        r.partial = null;
+      } else {
+        // Every member, in a partial value that knows them all: ops may iterate it, and only the members they
+        // change are written back (ZPOPMIN on a million members writes one row).
+        e.value = await this.loadMembers(client, e, r, need, true);
+        r.partial = e.value;
+      }
       return;
     }
     this.stats.partialLoads++;
@@ -202,8 +210,9 @@ export class MemberRows {
     e: KeyEntry,
     r: RowState,
     need: MemberNeed,
+    all = false,
   ): Promise<RedisValue> {
-    const t = new MemberTracker(r.size);
+    const t = new MemberTracker(r.size, all);
     const wanted = [...need.members];
     for (const m of wanted) t.known.add(m);
     const cols =
@@ -212,8 +221,14 @@ export class MemberRows {
         : r.type === 'zset'
           ? 'member_j AS m, score AS x'
           : 'member_j AS m';
-    const rows =
-      wanted.length === 0
+    const rows = all
+      ? (
+          await client.query<{ m: unknown; x: unknown; t: string | null; blobs: string[] | null }>(
+            `SELECT ${cols}, blobs FROM ${this.t(r.type)} WHERE db = $1 AND key = $2`,
+            [e.db, e.key],
+          )
+        ).rows
+      : wanted.length === 0
         ? []
         : (
             await client.query<{ m: unknown; x: unknown; t: string | null; blobs: string[] | null }>(

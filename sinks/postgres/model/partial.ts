@@ -18,15 +18,25 @@ export class MemberTracker {
   readonly known = new Set<Bytes>();
   /** Members written or deleted since the load. */
   readonly dirty = new Set<Bytes>();
-  constructor(public size: number) {}
+  constructor(
+    public size: number,
+    /** Every member was loaded: any member's presence is known, and iterating is allowed. */
+    readonly complete = false,
+  ) {}
 
   check(m: Bytes): void {
-    if (!this.known.has(m)) throw new NotLoaded('internal: a member of a big collection was not loaded');
+    if (!this.complete && !this.known.has(m))
+      throw new NotLoaded('internal: a member of a big collection was not loaded');
+  }
+
+  iterable(): void {
+    if (!this.complete)
+      throw new NotLoaded('internal: an op iterated over a big collection loaded only in part');
   }
 }
 
 function whole(): never {
-  throw new NotLoaded('internal: an op iterated over a big collection loaded only in part');
+  throw new NotLoaded('internal: an op cleared a big collection in place');
 }
 
 /** A Map over the loaded members; `counts` is false for a hash's TTL map (the size is the value map's). */
@@ -65,7 +75,10 @@ export class PartialMap<V> extends Map<Bytes, V> {
     return true;
   }
   override get size(): number {
-    return this.counts ? this.t.size : whole();
+    // A TTL map does not count its members (the value map's size is the hash's); complete, its own size is right.
+    if (this.counts) return this.t.size;
+    this.t.iterable();
+    return super.size;
   }
   /** The loaded value of a member, without the check (the flush reads the changed members). */
   peek(m: Bytes): V | undefined {
@@ -74,20 +87,25 @@ export class PartialMap<V> extends Map<Bytes, V> {
   override clear(): void {
     whole();
   }
-  override forEach(): void {
-    whole();
+  override forEach(fn: (v: V, k: Bytes, map: Map<Bytes, V>) => void, thisArg?: unknown): void {
+    this.t.iterable();
+    super.forEach(fn, thisArg);
   }
   override entries(): MapIterator<[Bytes, V]> {
-    return whole();
+    this.t.iterable();
+    return super.entries();
   }
   override keys(): MapIterator<Bytes> {
-    return whole();
+    this.t.iterable();
+    return super.keys();
   }
   override values(): MapIterator<V> {
-    return whole();
+    this.t.iterable();
+    return super.values();
   }
   override [Symbol.iterator](): MapIterator<[Bytes, V]> {
-    return whole();
+    this.t.iterable();
+    return super[Symbol.iterator]();
   }
 }
 
@@ -127,20 +145,25 @@ export class PartialSet extends Set<Bytes> {
   override clear(): void {
     whole();
   }
-  override forEach(): void {
-    whole();
+  override forEach(fn: (v: Bytes, k: Bytes, set: Set<Bytes>) => void, thisArg?: unknown): void {
+    this.t.iterable();
+    super.forEach(fn, thisArg);
   }
   override entries(): SetIterator<[Bytes, Bytes]> {
-    return whole();
+    this.t.iterable();
+    return super.entries();
   }
   override keys(): SetIterator<Bytes> {
-    return whole();
+    this.t.iterable();
+    return super.keys();
   }
   override values(): SetIterator<Bytes> {
-    return whole();
+    this.t.iterable();
+    return super.values();
   }
   override [Symbol.iterator](): SetIterator<Bytes> {
-    return whole();
+    this.t.iterable();
+    return super[Symbol.iterator]();
   }
 }
 

@@ -198,6 +198,7 @@ describe('big collections in member rows (bigCollectionMembers = 40)', () => {
       ['zrem', 'z', 'm6', 'm7', 'zz'],
     ]);
     await agree('zset', 'z');
+    const before = { ...h.sink.stats.memberRows };
     await h.run([
       ['zpopmin', 'z'],
       ['zpopmax', 'z', 2],
@@ -205,6 +206,11 @@ describe('big collections in member rows (bigCollectionMembers = 40)', () => {
       ['zremrangebyscore', 'z', 3, 4],
     ]);
     await agree('zset', 'z');
+    // Loaded whole, but only the removed members' rows were written: nothing was copied again.
+    const after = h.sink.stats.memberRows;
+    expect(after?.wholeLoads).toBeGreaterThan(before.wholeLoads ?? 0);
+    expect(after?.rowsCopied).toBe(before.rowsCopied);
+    expect((after?.rowsDeleted ?? 0) - (before.rowsDeleted ?? 0)).toBeGreaterThanOrEqual(5);
     await h.run([['zremrangebyrank', 'z', 0, -10]]);
     expect(await memberRows(h.schema, 'z')).toBeNull();
     await agree('zset', 'z');
