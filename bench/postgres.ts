@@ -398,7 +398,7 @@ async function live(): Promise<LiveResult> {
     ? `big collections of ${bigMembers} members (hash, zset, list), -n ${n} of HSET, ZINCRBY and LMOVE each`
     : `redis-benchmark -P 32 -n ${n}${random ? ` -r ${random}` : ''} -t set,hset,lpush,sadd,zadd,incr`;
   say(
-    `live master (${what}): ${r.events} events, burst ${r.burstS.toFixed(2)} s; redtail ${Math.round(r.eventsPerSec)} events/s, caught up ${r.catchUpS.toFixed(2)} s after the burst; CPU s per million events: redtail ${r.redtailCpuPerM.toFixed(1)}, its Postgres backends ${r.pgCpuPerM.toFixed(1)}; verify ${r.verify}; load average ${load}`,
+    `live master (${what}): ${r.events} events, initial sync ${r.syncS.toFixed(1)} s, burst ${r.burstS.toFixed(2)} s; redtail ${Math.round(r.eventsPerSec)} events/s, caught up ${r.catchUpS.toFixed(2)} s after the burst; CPU s per million events: redtail ${r.redtailCpuPerM.toFixed(1)}, its Postgres backends ${r.pgCpuPerM.toFixed(1)}; verify ${r.verify}; load average ${load}`,
   );
   say(
     `  same-run reference: a plain binary COPY of these ${r.events} changes rows into a table like changes: ${Math.round(r.changesCeiling)} rows/s (sink/ceiling ${(r.eventsPerSec / r.changesCeiling).toFixed(2)})`,
@@ -420,7 +420,9 @@ async function main(): Promise<void> {
 
 /** A bench/results.md section: when, machine, versions, load average at start and end, and the printed figures. */
 function appendResults(loadAtStart: string): void {
-  const pgVersion = execFileSync('psql', [PG, '-Atc', 'SHOW server_version'], { encoding: 'utf8' }).trim();
+  // Without the sink's own query parameters (e.g. bigCollectionMembers), which psql refuses.
+  const pgUrl = parsePostgresSpec(PG).connectionString;
+  const pgVersion = execFileSync('psql', [pgUrl, '-Atc', 'SHOW server_version'], { encoding: 'utf8' }).trim();
   const redis = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
   const section = [
     `## bench:postgres ${new Date().toISOString()} (REDTAIL_BENCH_MODE=${process.env.REDTAIL_BENCH_MODE ?? 'all'})`,

@@ -2,14 +2,17 @@ import { isUtf8 } from 'node:buffer';
 import type { PoolClient } from 'pg';
 import type { ChangeEvent, SnapshotEvent, UnknownCommandEvent } from '../../src/events/ChangeEvent.js';
 import { BlobTransaction, eachHuge, StringParts } from './blobs.js';
+import { DEFAULT_BIG_COLLECTION_MEMBERS } from './config.js';
 import { type CopyType, type CopyValue, copyBinary } from './copy.js';
 import { MirrorError } from './errors.js';
 import type { FetchedValue, Fetcher } from './MasterFetcher.js';
+import { isRowType, MemberRows } from './memberRows.js';
 import { ident, KEYS_INDEX_NAMES, keysIndexes } from './migrations.js';
 import { BLOB_BYTES, blobJson, collectBlobs } from './model/blobRef.js';
 import { fieldTtlToJson, snapshotJson, valueFromJson, valueToJson } from './model/encoding.js';
+import { addNeed, emptyNeed, type MemberNeed } from './model/memberNeeds.js';
 import { applyEvent, isModelOp, isNoKeyOp, keysOf } from './model/RedisModel.js';
-import { type ApplyContext, Divergence, type KeyEntry, NeedsFetch } from './model/types.js';
+import { type ApplyContext, Divergence, type KeyEntry, NeedsFetch, type RowType } from './model/types.js';
 
 /** A value fetched from the master, to replace the mirror's when the stream passes `at`. */
 interface Pending extends FetchedValue {
@@ -38,10 +41,20 @@ export interface SinkState {
  */
 const STAGE = 'pg_temp.redtail_keys_stage';
 const STAGE_DDL = `CREATE TEMP TABLE IF NOT EXISTS redtail_keys_stage (
-  db integer NOT NULL, key bytea NOT NULL, key_text text, type text NOT NULL, value jsonb NOT NULL, expire_ms bigint,
-  field_expire_at jsonb, blobs text[]) ON COMMIT DELETE ROWS`;
-const STAGE_COLUMNS = ['db', 'key', 'key_text', 'type', 'value', 'expire_ms', 'field_expire_at', 'blobs'];
-const STAGE_TYPES: CopyType[] = ['int4', 'bytea', 'text', 'text', 'jsonb', 'int8', 'jsonb', 'text[]'];
+  db integer NOT NULL, key bytea NOT NULL, key_text text, type text NOT NULL, value jsonb, expire_ms bigint,
+  field_expire_at jsonb, blobs text[], member_rows bigint) ON COMMIT DELETE ROWS`;
+const STAGE_COLUMNS = [
+  'db',
+  'key',
+  'key_text',
+  'type',
+  'value',
+  'expire_ms',
+  'field_expire_at',
+  'blobs',
+  'member_rows',
+];
+const STAGE_TYPES: CopyType[] = ['int4', 'bytea', 'text', 'text', 'jsonb', 'int8', 'jsonb', 'text[]', 'int8'];
 
 /** Columns of `keys` a bulk snapshot load copies into (pending_offset stays NULL). */
 const KEYS_COLUMNS = [
@@ -49,10 +62,19 @@ const KEYS_COLUMNS = [
   'expire_at',
   'field_expire_at',
   'blobs',
+  'member_rows',
   'updated_offset',
   'snapshot_gen',
 ];
-const KEYS_TYPES: CopyType[] = [...STAGE_TYPES.slice(0, 5), 'timestamptz', 'jsonb', 'text[]', 'int8', 'int8'];
+const KEYS_TYPES: CopyType[] = [
+  ...STAGE_TYPES.slice(0, 5),
+  'timestamptz',
+  'jsonb',
+  'text[]',
+  'int8',
+  'int8',
+  'int8',
+];
 
 const GLOBAL_OPS = new Set(['flushdb', 'flushall', 'swapdb', 'snapshot-begin', 'snapshot-end']);
 
@@ -85,6 +107,8 @@ export class MirrorApplier {
   private stageUsed = false;
   /** Blobs of huge byte strings referenced and dropped by this transaction (blobs.ts); PostgresSink finishes it. */
   readonly blobs: BlobTransaction;
+  /** Big collections stored one row per member (memberRows.ts). */
+  readonly rows: MemberRows;
   readonly stats = {
     fetches: 0,
     fetchedKeys: 0,
@@ -100,9 +124,11 @@ export class MirrorApplier {
     private readonly fetcher: Fetcher | null,
     private readonly logger: ApplierLogger,
     private readonly snapshotChunkRows = 5_000,
+    bigCollectionMembers = DEFAULT_BIG_COLLECTION_MEMBERS,
   ) {
     this.s = ident(schema);
     this.blobs = new BlobTransaction(this.s);
+    this.rows = new MemberRows(this.s, bigCollectionMembers, this.blobs);
   }
 
   /** Loads the outstanding fetched values (after a restart, or after a failed transaction). */
@@ -164,6 +190,11 @@ export class MirrorApplier {
         i++;
         continue;
       }
+      if (isCollectionPart(ev)) {
+        await this.collectionPart(client, ev as SnapshotEvent);
+        i++;
+        continue;
+      }
       if (isWholeSnapshot(ev)) {
         let j = i;
         while (j < fresh.length && isWholeSnapshot(fresh[j]!)) j++;
@@ -176,7 +207,8 @@ export class MirrorApplier {
         j < fresh.length &&
         !GLOBAL_OPS.has(fresh[j]!.op) &&
         !isWholeSnapshot(fresh[j]!) &&
-        !isStringPart(fresh[j]!)
+        !isStringPart(fresh[j]!) &&
+        !isCollectionPart(fresh[j]!)
       )
         j++;
       await this.segment(client, fresh.slice(i, j), -1);
@@ -216,6 +248,7 @@ export class MirrorApplier {
     }
     for (const p of due) need.push([p.db, p.key]);
     await this.load(client, need);
+    await this.prepareRows(client, events, commandKeys);
     const ctx = this.context();
     for (const ev of events) {
       this.offset = ev.source.offset;
@@ -380,28 +413,63 @@ export class MirrorApplier {
       exp: string | null;
       field_expire_at: unknown;
       blobs: string[] | null;
+      member_rows: string | null;
     }>(
       `SELECT k.db, k.key, k.type, k.value, (extract(epoch FROM k.expire_at) * 1000)::bigint AS exp, k.field_expire_at,
-              k.blobs
+              k.blobs, k.member_rows
        FROM ${this.s}.keys k JOIN unnest($1::int[], $2::bytea[]) AS u(d, kk) ON k.db = u.d AND k.key = u.kk
        FOR UPDATE OF k`,
       [dbs, ks],
     );
     for (const r of rows) {
       const e = this.working.get(id(r.db, r.key))!;
-      e.value = valueFromJson(r.type, r.value, r.field_expire_at);
+      if (r.member_rows !== null && isRowType(r.type))
+        // The value is given by prepareRows once the segment's events say which members it needs.
+        e.rows = { type: r.type, size: Number(r.member_rows), partial: null, blobs: new Map() };
+      else e.value = valueFromJson(r.type, r.value, r.field_expire_at);
       e.expireAt = r.exp === null ? null : Number(r.exp);
       e.pendingOffset = this.pendings.find((p) => p.db === r.db && p.key.equals(r.key))?.at ?? null;
       e.blobs = r.blobs;
     }
   }
 
+  /**
+   * Gives each row-stored key just loaded the part of its value the segment's events need (model/memberNeeds.ts):
+   * the members they name, the ends of a list, or the whole collection when some op needs it.
+   */
+  private async prepareRows(
+    client: PoolClient,
+    events: ChangeEvent[],
+    commandKeys: Map<ChangeEvent, Buffer[]>,
+  ): Promise<void> {
+    const needs = new Map<KeyEntry, MemberNeed>();
+    for (const e of this.working.values()) if (e.rows && e.value === null) needs.set(e, emptyNeed());
+    if (needs.size === 0) return;
+    for (const ev of events) {
+      const keys =
+        ev.op === 'command'
+          ? (commandKeys.get(ev) ?? []).map((k) => [ev.db, k] as [number, Buffer])
+          : keysOf(ev);
+      for (const [db, k] of keys) {
+        const e = this.working.get(id(db, k));
+        const need = e && needs.get(e);
+        if (need) addNeed(need, ev, db, k);
+      }
+    }
+    for (const [e, need] of needs) await this.rows.prepare(client, e, need);
+  }
+
   /** Writes the changed keys of the working set: one DELETE and one upsert per chunk, whatever the event count. */
   private async flush(client: PoolClient): Promise<void> {
     const del: KeyEntry[] = [];
     const up: KeyEntry[] = [];
-    for (const e of this.working.values()) {
-      if (!e.dirty) continue;
+    const dirty = [...this.working.values()].filter((e) => e.dirty);
+    // Member rows first: they decide whether each big collection's `keys` row holds its value or `member_rows`.
+    await this.rows.write(
+      client,
+      dirty.filter((e) => this.rows.involves(e)),
+    );
+    for (const e of dirty) {
       // The row's old blobs may lose their last reference; the new value's are listed again below.
       this.blobs.drop(e.blobs);
       if (e.value === null) del.push(e);
@@ -419,20 +487,26 @@ export class MirrorApplier {
         client,
         up.slice(i, i + this.snapshotChunkRows).map((e) => {
           const v = e.value!;
-          const [[json, fttl], blobs] = collectBlobs(() => [
-            JSON.stringify(valueToJson(v)),
-            v.type === 'hash' ? JSON.stringify(fieldTtlToJson(v)) : null,
-          ]);
+          const inRows = e.memberRows ?? null;
+          const [[json, fttl], blobs] = collectBlobs(() =>
+            inRows !== null
+              ? [null, null]
+              : [
+                  JSON.stringify(valueToJson(v)),
+                  v.type === 'hash' ? JSON.stringify(fieldTtlToJson(v)) : null,
+                ],
+          );
           this.blobs.need(blobs);
           return {
             db: e.db,
             key: e.key,
             type: v.type,
-            json: json!,
+            json,
             exp: e.expireAt,
             fttl,
             pending: e.pendingOffset,
             blobs: blobs.length > 0 ? blobs.join(',') : null,
+            memberRows: inRows,
           };
         }),
       );
@@ -445,23 +519,26 @@ export class MirrorApplier {
       db: number;
       key: Buffer;
       type: string;
-      json: string;
+      /** The value's jsonb text; null for a value stored in member rows (memberRows.ts). */
+      json: string | null;
       exp: number | null;
       fttl: string | null;
       pending: number | null;
       /** SHA-256s of the blobs the value references, comma-separated (model/blobRef.ts), or null. */
       blobs: string | null;
+      memberRows?: number | null;
     }>,
   ): Promise<void> {
     if (rows.length === 0) return;
     await client.query(
-      `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset, blobs)
+      `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset, blobs, member_rows)
        SELECT d, k, kt, ty, v::jsonb, CASE WHEN x IS NULL THEN NULL ELSE timestamptz 'epoch' + x * interval '1 millisecond' END,
-              f::jsonb, $10, $11, p, string_to_array(bl, ',')
-       FROM unnest($1::int[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::text[]) AS u(d, k, kt, ty, v, x, f, p, bl)
+              f::jsonb, $10, $11, p, string_to_array(bl, ','), mr
+       FROM unnest($1::int[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::text[], $12::bigint[]) AS u(d, k, kt, ty, v, x, f, p, bl, mr)
        ON CONFLICT (db, key) DO UPDATE SET key_text = EXCLUDED.key_text, type = EXCLUDED.type, value = EXCLUDED.value,
          expire_at = EXCLUDED.expire_at, field_expire_at = EXCLUDED.field_expire_at, updated_offset = EXCLUDED.updated_offset,
-         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset, blobs = EXCLUDED.blobs`,
+         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset, blobs = EXCLUDED.blobs,
+         member_rows = EXCLUDED.member_rows`,
       [
         rows.map((r) => r.db),
         rows.map((r) => r.key),
@@ -474,6 +551,7 @@ export class MirrorApplier {
         rows.map((r) => r.blobs),
         this.offset,
         this.state.gen,
+        rows.map((r) => r.memberRows ?? null),
       ],
     );
   }
@@ -492,6 +570,9 @@ export class MirrorApplier {
     const tail: CopyValue[] = direct ? [this.offset, this.state.gen] : [];
     const logger = this.logger;
     const blobTx = this.blobs;
+    const threshold = this.rows.threshold;
+    /** Big collections: their `keys` row says `member_rows`, their members are copied into rows after it. */
+    const big: SnapshotEvent[] = [];
     function* rows(): Generator<CopyValue[]> {
       for (const ev of events) {
         if (ev.type === 'module') {
@@ -499,6 +580,13 @@ export class MirrorApplier {
             { db: ev.db, key: ev.key?.toString('latin1') },
             'module values cannot be mirrored; key skipped',
           );
+          continue;
+        }
+        const n = isRowType(ev.type as string) && Array.isArray(ev.value) ? ev.value.length : -1;
+        if (n >= threshold) {
+          big.push(ev);
+          const exp = (ev.expireAt as number | null) ?? null;
+          yield [ev.db, ev.key!, keyText(ev.key!), ev.type as string, null, exp, null, null, n, ...tail];
           continue;
         }
         const [v, blobs] = collectBlobs(() =>
@@ -514,6 +602,7 @@ export class MirrorApplier {
           (ev.expireAt as number | null) ?? null,
           v.fieldTtl,
           blobs.length > 0 ? blobs : null,
+          null,
           ...tail,
         ];
       }
@@ -526,16 +615,23 @@ export class MirrorApplier {
       this.stageUsed = true;
       n = await copyBinary(client, STAGE, STAGE_COLUMNS, STAGE_TYPES, rows());
       await client.query(
-        `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset, blobs)
+        `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset, blobs, member_rows)
        SELECT db, key, key_text, type, value,
               CASE WHEN expire_ms IS NULL THEN NULL ELSE timestamptz 'epoch' + expire_ms * interval '1 millisecond' END,
-              field_expire_at, $1, $2, NULL, blobs
+              field_expire_at, $1, $2, NULL, blobs, member_rows
        FROM ${STAGE}
        ON CONFLICT (db, key) DO UPDATE SET key_text = EXCLUDED.key_text, type = EXCLUDED.type, value = EXCLUDED.value,
          expire_at = EXCLUDED.expire_at, field_expire_at = EXCLUDED.field_expire_at, updated_offset = EXCLUDED.updated_offset,
-         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset, blobs = EXCLUDED.blobs`,
+         snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset, blobs = EXCLUDED.blobs,
+         member_rows = EXCLUDED.member_rows`,
         [this.offset, this.state.gen],
       );
+    }
+    for (const ev of big) {
+      // A full resync over an existing mirror may find the older generation's member rows of this key.
+      if (!direct) await this.rows.deleteAnyType(client, ev.db, ev.key!);
+      const fttl = ev.fieldExpireAt as Array<[Buffer, number]> | undefined;
+      await this.rows.copySnapshot(client, ev.db, ev.key!, ev.type as RowType, ev.value, fttl);
     }
     this.stats.rowsWritten += n;
     this.stats.copies++;
@@ -579,6 +675,31 @@ export class MirrorApplier {
   }
 
   /**
+   * A later part of a snapshot collection streamed in parts (above the parser's streamThreshold). When the parts so far
+   * are already in member rows, this part's members are new ones (a snapshot holds each member once) and are copied
+   * after them, the list's elements after its last position; otherwise the part goes through the model like any
+   * event, and the flush moves the value to rows when it reaches the threshold.
+   */
+  private async collectionPart(client: PoolClient, ev: SnapshotEvent): Promise<void> {
+    const type = ev.type as RowType;
+    const { rows } = await client.query<{ n: string | null; next: string | null }>(
+      `SELECT k.member_rows AS n, CASE WHEN k.type = 'list' THEN
+         (SELECT max(pos) + 1 FROM ${this.s}.list_items l WHERE l.db = k.db AND l.key = k.key) END AS next
+       FROM ${this.s}.keys k WHERE k.db = $1 AND k.key = $2 AND k.type = $3 FOR UPDATE`,
+      [ev.db, ev.key, type],
+    );
+    const row = rows[0];
+    if (row?.n == null || !Array.isArray(ev.value)) return this.segment(client, [ev], -1);
+    this.offset = ev.source.offset;
+    const fttl = ev.fieldExpireAt as Array<[Buffer, number]> | undefined;
+    await this.rows.copySnapshot(client, ev.db, ev.key, type, ev.value, fttl, Number(row.next ?? 0));
+    await client.query(
+      `UPDATE ${this.s}.keys SET member_rows = member_rows + $3, updated_offset = $4 WHERE db = $1 AND key = $2`,
+      [ev.db, ev.key, ev.value.length, this.offset],
+    );
+  }
+
+  /**
    * A snapshot into an empty mirror is a bulk load: its rows are copied straight into `keys`, and the secondary
    * indexes are dropped now and built once at `snapshot-end` (a sorted build of each index costs far less than an
    * insertion per row; the primary key stays, it guards the rows). Nobody can read a mirror that is not there yet;
@@ -600,10 +721,12 @@ export class MirrorApplier {
     switch (ev.op) {
       case 'flushdb':
         await client.query(`DELETE FROM ${k} WHERE db = $1`, [ev.db]);
+        await this.rows.flushDb(client, ev.db);
         this.blobs.sweep();
         break;
       case 'flushall':
         await client.query(`DELETE FROM ${k}`);
+        await this.rows.flushDb(client, null);
         this.blobs.sweep();
         break;
       case 'swapdb': {
@@ -614,6 +737,7 @@ export class MirrorApplier {
         await client.query(`UPDATE ${k} SET db = -1 WHERE db = $1`, [a]);
         await client.query(`UPDATE ${k} SET db = $1 WHERE db = $2`, [a, b]);
         await client.query(`UPDATE ${k} SET db = $1 WHERE db = -1`, [b]);
+        await this.rows.swapDb(client, a, b);
         break;
       }
       case 'snapshot-begin':
@@ -632,6 +756,8 @@ export class MirrorApplier {
         break;
       case 'snapshot-end': {
         const r = await client.query(`DELETE FROM ${k} WHERE snapshot_gen < $1`, [this.state.gen]);
+        // Member rows of keys that are gone, or that the new snapshot stores inline or as another type.
+        await this.rows.deleteOrphans(client);
         // Rows of the old generation are gone and others were overwritten by the load: their blobs may be orphans.
         this.blobs.sweep();
         // Always (not only after a bulk load): a load interrupted after dropping them left them missing.
@@ -655,6 +781,11 @@ export class MirrorApplier {
 /** A snapshot event that is a whole key (not one part of a huge value): these are copied in bulk. */
 function isWholeSnapshot(ev: ChangeEvent): boolean {
   return ev.op === 'snapshot' && ev.part === undefined;
+}
+
+/** A later part (not the first) of a hash, set, zset or list streamed in parts: see MirrorApplier.collectionPart. */
+function isCollectionPart(ev: ChangeEvent): boolean {
+  return ev.op === 'snapshot' && (ev.part ?? 0) > 0 && isRowType(ev.type as string);
 }
 
 /** One part of a snapshot string streamed in parts (a raw string above the parser's streamThreshold). */

@@ -10,6 +10,7 @@ import { type PostgresSinkConfig, pgConnectionString } from './config.js';
 import { describePgError, isTransient, PostgresSinkError } from './errors.js';
 import { type CurrentMaster, type Fetcher, fixedMaster, MasterFetcher } from './MasterFetcher.js';
 import { MirrorApplier } from './MirrorApplier.js';
+import type { MemberRowStats } from './memberRows.js';
 import { ident, migrate } from './migrations.js';
 
 export interface PostgresSinkDeps {
@@ -56,6 +57,8 @@ export interface PostgresSinkStats {
   retries: number;
   /** Total ms per phase of the committed writes (see WriteTiming): where the sink's time goes. */
   ms: { connect: number; lock: number; apply: number; changes: number; checkpoint: number; commit: number };
+  /** Big collections in member rows (memberRows.ts): loads, rows written, ms loading and writing them (part of apply). */
+  memberRows?: MemberRowStats;
 }
 
 interface StateRow {
@@ -133,7 +136,14 @@ export class PostgresSink implements Sink {
             })
           : null;
     this.onWrite = deps.onWrite;
-    this.applier = new MirrorApplier(config.schema, this.fetcher, this.logger, config.snapshotChunkRows);
+    this.applier = new MirrorApplier(
+      config.schema,
+      this.fetcher,
+      this.logger,
+      config.snapshotChunkRows,
+      config.bigCollectionMembers,
+    );
+    this.stats.memberRows = this.applier.rows.stats;
   }
 
   async open(): Promise<ReplicationPosition | null> {

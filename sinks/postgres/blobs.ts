@@ -5,13 +5,14 @@ import copyStreams from 'pg-copy-streams';
 import { type CopyValue, copyBinary } from './copy.js';
 import { CopyBinaryRows } from './copyOut.js';
 import { MirrorError } from './errors.js';
+import { MEMBER_TABLES } from './migrations.js';
 import { type BlobRef, blobRefOf, isHuge } from './model/blobRef.js';
 
 /**
  * Storage of huge byte strings (issue 16; docs/postgres.md, "Huge values"): content-addressed blobs. `blobs` has one
  * row per distinct value (SHA-256 hex, length), `blob_chunks` its bytes in rows of at most BLOB_CHUNK_BYTES, written
  * by binary COPY straight from the event's Buffer (no JSON, no base64, no copy of the whole value). Rows of `keys`,
- * `changes` and `pending_values` list the blobs their jsonb references in their `blobs` column; a blob none lists is
+ * `changes`, `pending_values` and the member tables of big collections (memberRows.ts) list the blobs their jsonb references in their `blobs` column; a blob none lists is
  * deleted in the transaction that dropped the last reference. Content addressing means a list element needs no
  * position, several keys (a COPY, a RENAME's destination) share one blob, and a value written again is not stored
  * twice.
@@ -139,7 +140,8 @@ export class BlobTransaction {
       `DELETE FROM ${this.s}.blobs b WHERE ($1 OR b.sha256 = ANY($2::text[]))
          AND NOT EXISTS (SELECT 1 FROM ${this.s}.keys k WHERE k.blobs @> ARRAY[b.sha256])
          AND NOT EXISTS (SELECT 1 FROM ${this.s}.changes c WHERE c.blobs @> ARRAY[b.sha256])
-         AND NOT EXISTS (SELECT 1 FROM ${this.s}.pending_values p WHERE p.blobs @> ARRAY[b.sha256])`,
+         AND NOT EXISTS (SELECT 1 FROM ${this.s}.pending_values p WHERE p.blobs @> ARRAY[b.sha256])
+         ${MEMBER_TABLES.map((t) => `AND NOT EXISTS (SELECT 1 FROM ${this.s}.${t} m WHERE m.blobs @> ARRAY[b.sha256])`).join('\n         ')}`,
       [this.sweepAll, [...this.dropped]],
     );
     this.stats.collected += r.rowCount ?? 0;

@@ -1,6 +1,12 @@
 import { displayEndpoint, secretsInEndpoint } from '../../src/observe/redact.js';
 import { PostgresConfigError } from './errors.js';
 
+/**
+ * Members from which a collection is stored one row per member (docs/postgres.md, "Big collections", where the
+ * measurement behind the figure is).
+ */
+export const DEFAULT_BIG_COLLECTION_MEMBERS = 2_000;
+
 export interface PostgresSinkConfig {
   /** Connection string handed to pg, without the sink's own query parameters. */
   connectionString: string;
@@ -25,6 +31,11 @@ export interface PostgresSinkConfig {
   snapshotChunkRows: number;
   /** At most this many events in one transaction when batches queue up behind a commit (group commit). */
   maxGroupEvents: number;
+  /**
+   * Hashes, sets, zsets and lists of this many members or more are stored one row per member (docs/postgres.md, "Big
+   * collections"); they go back inline below half of it.
+   */
+  bigCollectionMembers: number;
   /** Longest wait between retries while Postgres is unreachable. */
   retryMaxDelayMs: number;
   /** Give up (fatal error) after Postgres has been unreachable this long; 0 waits forever. */
@@ -40,6 +51,7 @@ const DEFAULTS: Omit<PostgresSinkConfig, 'connectionString'> = {
   master: null,
   snapshotChunkRows: 5_000,
   maxGroupEvents: 20_000,
+  bigCollectionMembers: DEFAULT_BIG_COLLECTION_MEMBERS,
   retryMaxDelayMs: 5_000,
   retryTimeoutMs: 0,
 };
@@ -54,6 +66,7 @@ const SINK_PARAMS = new Set([
   'master',
   'snapshotchunkrows',
   'maxgroupevents',
+  'bigcollectionmembers',
   'retrymaxdelayms',
   'retrytimeoutms',
 ]);
@@ -146,6 +159,8 @@ export function parsePostgresSpec(spec: string, options: Record<string, unknown>
     cfg.snapshotChunkRows = Math.max(1, positive(raw.snapshotchunkrows, 'snapshotChunkRows'));
   if (raw.maxgroupevents !== undefined)
     cfg.maxGroupEvents = Math.max(1, positive(raw.maxgroupevents, 'maxGroupEvents'));
+  if (raw.bigcollectionmembers !== undefined)
+    cfg.bigCollectionMembers = Math.max(2, positive(raw.bigcollectionmembers, 'bigCollectionMembers'));
   if (raw.retrymaxdelayms !== undefined)
     cfg.retryMaxDelayMs = positive(raw.retrymaxdelayms, 'retryMaxDelayMs');
   if (raw.retrytimeoutms !== undefined) cfg.retryTimeoutMs = positive(raw.retrytimeoutms, 'retryTimeoutMs');

@@ -8,7 +8,7 @@ import copyStreams from 'pg-copy-streams';
  * raw bytes, so no byte of a key or value (NUL, backslash, tab, newline, quotes, invalid UTF-8) is ever escaped or
  * interpreted, and bytea travels at its own size instead of as hex.
  */
-export type CopyType = 'int4' | 'int8' | 'bytea' | 'text' | 'jsonb' | 'timestamptz' | 'text[]';
+export type CopyType = 'int4' | 'int8' | 'float8' | 'bytea' | 'text' | 'jsonb' | 'timestamptz' | 'text[]';
 export type CopyValue = number | Buffer | string | readonly string[] | null;
 /** pg_type oid of text: the element type a binary text[] names (array_recv checks it). */
 const TEXT_OID = 25;
@@ -132,6 +132,15 @@ export function* encodeCopyBinary(
           if (typeof v !== 'number' || !Number.isSafeInteger(v))
             fail(`int8 column ${i}: ${String(v)} is not a safe integer`);
           int64(v as number);
+          break;
+        case 'float8':
+          // IEEE 754 big-endian (float8send); infinities are valid zset scores, NaN never is.
+          if (typeof v !== 'number' || Number.isNaN(v))
+            fail(`float8 column ${i}: ${String(v)} is not a number`);
+          room(12);
+          buf.writeInt32BE(8, pos);
+          buf.writeDoubleBE(v as number, pos + 4);
+          pos += 12;
           break;
         case 'timestamptz': {
           if (typeof v !== 'number' || !Number.isSafeInteger(v))

@@ -26,7 +26,28 @@ function keysIndexesV1(s: string): string[] {
 const KEYS_BLOBS_INDEX = (s: string) =>
   `CREATE INDEX IF NOT EXISTS keys_blobs ON ${s}.keys USING gin (blobs) WHERE blobs IS NOT NULL`;
 
+/** The tables of row-stored big collections (migration 3), by Redis type. */
+export const MEMBER_TABLE = {
+  hash: 'hash_fields',
+  set: 'set_members',
+  zset: 'zset_members',
+  list: 'list_items',
+} as const;
+export const MEMBER_TABLES: readonly string[] = Object.values(MEMBER_TABLE);
+
 export const KEYS_INDEX_NAMES = ['keys_key_text', 'keys_expire_at', 'keys_snapshot_gen', 'keys_blobs'];
+
+/**
+ * The select list `value, expire ms, field_expire_at` of a `keys` row (alias prefix `k`, e.g. 'k.' or ''), with a big
+ * collection's member rows aggregated into the same jsonb an inline value has (migration 3's functions): what
+ * `redtail verify` compares, as `live_keys` shows it.
+ */
+export function mirrorValueSql(s: string, k: string): string {
+  return `CASE WHEN ${k}member_rows IS NULL THEN ${k}value ELSE ${s}.redtail_rows_value(${k}db, ${k}key, ${k}type) END,
+    (extract(epoch FROM ${k}expire_at) * 1000)::bigint,
+    CASE WHEN ${k}member_rows IS NULL OR ${k}type <> 'hash' THEN ${k}field_expire_at
+         ELSE ${s}.redtail_rows_field_ttl(${k}db, ${k}key) END`;
+}
 
 /** One schema version; `sql` is run once, in order, inside the migration transaction. */
 interface Migration {
@@ -144,6 +165,100 @@ CREATE OR REPLACE FUNCTION ${s}.redtail_value(v jsonb) RETURNS bytea LANGUAGE sq
   $$ SELECT CASE WHEN v ? 'blob' THEN ${s}.redtail_blob(v->'blob'->>'sha256')
                  WHEN v ? 'base64' THEN decode(v->>'base64', 'base64')
                  WHEN jsonb_typeof(v) = 'string' THEN convert_to(v #>> '{}', 'UTF8') END $$;
+`,
+  },
+  {
+    version: 3,
+    description:
+      'big collections one row per member: hash_fields, set_members, zset_members, list_items, views',
+    // Collections of `bigCollectionMembers` or more (docs/postgres.md, "Big collections") keep their `keys` row
+    // (type, TTL, `member_rows` = their size, `value` NULL) and store each member as a row, so a member change is a
+    // row change. `h` identifies a member: 0x00 + its bytes below 32 bytes, else 0x01 + its SHA-256 (a huge member's
+    // blob SHA-256 is the same digest), so the primary key never holds a long member (a btree entry is limited to
+    // about 2.7 kB). `member`/`field` keep the bytes for ordering (NULL for a huge one), `*_j` the mirror's jsonb
+    // encoding of the byte string (docs above), `blobs` the blobs the row references (garbage collection).
+    sql: (s) => `
+ALTER TABLE ${s}.keys ALTER COLUMN value DROP NOT NULL;
+ALTER TABLE ${s}.keys ADD COLUMN IF NOT EXISTS member_rows bigint;
+CREATE TABLE IF NOT EXISTS ${s}.hash_fields (
+  db integer NOT NULL, key bytea NOT NULL, h bytea NOT NULL, field bytea, field_j jsonb NOT NULL,
+  value jsonb NOT NULL, expire_ms bigint, blobs text[], PRIMARY KEY (db, key, h)
+);
+CREATE TABLE IF NOT EXISTS ${s}.set_members (
+  db integer NOT NULL, key bytea NOT NULL, h bytea NOT NULL, member bytea, member_j jsonb NOT NULL,
+  blobs text[], PRIMARY KEY (db, key, h)
+);
+CREATE TABLE IF NOT EXISTS ${s}.zset_members (
+  db integer NOT NULL, key bytea NOT NULL, h bytea NOT NULL, member bytea, member_j jsonb NOT NULL,
+  score double precision NOT NULL, blobs text[], PRIMARY KEY (db, key, h)
+);
+CREATE INDEX IF NOT EXISTS zset_members_score ON ${s}.zset_members (db, key, score);
+CREATE TABLE IF NOT EXISTS ${s}.list_items (
+  db integer NOT NULL, key bytea NOT NULL, pos bigint NOT NULL, value jsonb NOT NULL, blobs text[],
+  PRIMARY KEY (db, key, pos)
+);
+${MEMBER_TABLES.map((t) => `CREATE INDEX IF NOT EXISTS ${t}_blobs ON ${s}.${t} USING gin (blobs) WHERE blobs IS NOT NULL`).join(';\n')};
+CREATE OR REPLACE FUNCTION ${s}.redtail_score(x double precision) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN x = 'Infinity' THEN '"inf"'::jsonb WHEN x = '-Infinity' THEN '"-inf"'::jsonb
+              ELSE to_jsonb(x) END $$;
+CREATE OR REPLACE FUNCTION ${s}.redtail_rows_value(d integer, k bytea, t text) RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT CASE t
+    WHEN 'hash' THEN (SELECT coalesce(jsonb_agg(jsonb_build_array(field_j, value) ORDER BY field IS NULL, field, h), '[]')
+                      FROM ${s}.hash_fields WHERE db = d AND key = k)
+    WHEN 'set' THEN (SELECT coalesce(jsonb_agg(member_j ORDER BY member IS NULL, member, h), '[]')
+                     FROM ${s}.set_members WHERE db = d AND key = k)
+    WHEN 'zset' THEN (SELECT coalesce(jsonb_agg(jsonb_build_array(member_j, ${s}.redtail_score(score))
+                                                ORDER BY score, member IS NULL, member, h), '[]')
+                      FROM ${s}.zset_members WHERE db = d AND key = k)
+    WHEN 'list' THEN (SELECT coalesce(jsonb_agg(value ORDER BY pos), '[]') FROM ${s}.list_items WHERE db = d AND key = k)
+  END $$;
+CREATE OR REPLACE FUNCTION ${s}.redtail_rows_field_ttl(d integer, k bytea) RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT jsonb_agg(jsonb_build_array(field_j, expire_ms) ORDER BY field IS NULL, field, h)
+  FROM ${s}.hash_fields WHERE db = d AND key = k AND expire_ms IS NOT NULL $$;
+CREATE OR REPLACE VIEW ${s}.live_keys AS
+  SELECT db, key, key_text, type,
+         CASE WHEN member_rows IS NULL THEN value ELSE ${s}.redtail_rows_value(db, key, type) END AS value,
+         expire_at,
+         CASE WHEN member_rows IS NULL OR type <> 'hash' THEN field_expire_at
+              ELSE ${s}.redtail_rows_field_ttl(db, key) END AS field_expire_at,
+         updated_offset, member_rows
+  FROM ${s}.keys
+  WHERE expire_at IS NULL OR expire_at > now();
+CREATE OR REPLACE VIEW ${s}.live_hash_fields AS
+  SELECT k.db, k.key, k.key_text, e->0 AS field, e->1 AS value,
+         (SELECT timestamptz 'epoch' + (t->>1)::bigint * interval '1 millisecond'
+          FROM jsonb_array_elements(k.field_expire_at) t WHERE t->0 = e->0) AS field_expire_at
+  FROM ${s}.keys k, jsonb_array_elements(k.value) e
+  WHERE k.type = 'hash' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
+  UNION ALL
+  SELECT k.db, k.key, k.key_text, f.field_j, f.value,
+         timestamptz 'epoch' + f.expire_ms * interval '1 millisecond'
+  FROM ${s}.keys k JOIN ${s}.hash_fields f ON f.db = k.db AND f.key = k.key
+  WHERE k.type = 'hash' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
+CREATE OR REPLACE VIEW ${s}.live_set_members AS
+  SELECT k.db, k.key, k.key_text, e AS member
+  FROM ${s}.keys k, jsonb_array_elements(k.value) e
+  WHERE k.type = 'set' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
+  UNION ALL
+  SELECT k.db, k.key, k.key_text, m.member_j
+  FROM ${s}.keys k JOIN ${s}.set_members m ON m.db = k.db AND m.key = k.key
+  WHERE k.type = 'set' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
+CREATE OR REPLACE VIEW ${s}.live_zset_members AS
+  SELECT k.db, k.key, k.key_text, e->0 AS member, (e->>1)::double precision AS score
+  FROM ${s}.keys k, jsonb_array_elements(k.value) e
+  WHERE k.type = 'zset' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
+  UNION ALL
+  SELECT k.db, k.key, k.key_text, m.member_j, m.score
+  FROM ${s}.keys k JOIN ${s}.zset_members m ON m.db = k.db AND m.key = k.key
+  WHERE k.type = 'zset' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
+CREATE OR REPLACE VIEW ${s}.live_list_items AS
+  SELECT k.db, k.key, k.key_text, e.i - 1 AS idx, e.v AS value
+  FROM ${s}.keys k, jsonb_array_elements(k.value) WITH ORDINALITY AS e(v, i)
+  WHERE k.type = 'list' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
+  UNION ALL
+  SELECT k.db, k.key, k.key_text, l.pos - min(l.pos) OVER (PARTITION BY l.db, l.key), l.value
+  FROM ${s}.keys k JOIN ${s}.list_items l ON l.db = k.db AND l.key = k.key
+  WHERE k.type = 'list' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
 `,
   },
 ];

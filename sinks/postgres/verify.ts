@@ -13,7 +13,7 @@ import { hashChunks, shaLiteral } from './blobs.js';
 import { parsePostgresSpec, pgConnectionString } from './config.js';
 import { CopiedRow, CopyBinaryRows, jsonb } from './copyOut.js';
 import { KeyHashes } from './KeyHashes.js';
-import { ident } from './migrations.js';
+import { ident, MEMBER_TABLES, mirrorValueSql } from './migrations.js';
 import type { BlobRef } from './model/blobRef.js';
 import { encodeBytes } from './model/encoding.js';
 import { latin1, ReplyError, RespPipe } from './RespPipe.js';
@@ -134,7 +134,7 @@ async function copyMirror(
 ): Promise<void> {
   const stream = client.query(
     copyTo(
-      `COPY (SELECT key, type, value, (extract(epoch FROM expire_at) * 1000)::bigint, field_expire_at FROM ${s}.keys
+      `COPY (SELECT key, type, ${mirrorValueSql(s, '')} FROM ${s}.keys
              WHERE db = ${Math.trunc(db)} AND (expire_at IS NULL OR expire_at > now())) TO STDOUT (FORMAT binary)`,
     ),
   );
@@ -183,6 +183,7 @@ async function checkBlobs(client: pg.Client, s: string): Promise<Map<string, Blo
   }
   const { rows: missing } = await client.query<{ sha256: string }>(
     `SELECT DISTINCT x AS sha256 FROM ${s}.keys, unnest(blobs) AS x WHERE blobs IS NOT NULL
+     ${MEMBER_TABLES.map((t) => `UNION SELECT x FROM ${s}.${t}, unnest(blobs) AS x WHERE blobs IS NOT NULL`).join('\n     ')}
      EXCEPT SELECT sha256 FROM ${s}.blobs`,
   );
   for (const m of missing) bad.set(m.sha256, { bytes: 0, sha256: 'missing' });

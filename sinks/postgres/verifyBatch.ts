@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import { mirrorValueSql } from './migrations.js';
 import { type BlobRef, blobFromJson, blobRefOf, isHuge, placeholder } from './model/blobRef.js';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
 import { type Command, latin1, type Reply, ReplyError, type RespPipe } from './RespPipe.js';
@@ -77,7 +78,7 @@ export interface BatchResult {
  */
 export async function mirrorBatch(c: BatchContext, keys: Buffer[]): Promise<Array<MirrorRow | undefined>> {
   const { rows } = await c.pg.query<[number, string, unknown, string | null, unknown]>({
-    text: `SELECT u.i::int, k.type, k.value, (extract(epoch FROM k.expire_at) * 1000)::bigint, k.field_expire_at
+    text: `SELECT u.i::int, k.type, ${mirrorValueSql(c.schema, 'k.')}
      FROM unnest($2::bytea[]) WITH ORDINALITY AS u(key, i)
      JOIN ${c.schema}.keys k ON k.db = $1 AND k.key = u.key
      WHERE k.expire_at IS NULL OR k.expire_at > now()`,

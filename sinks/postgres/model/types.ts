@@ -36,6 +36,20 @@ export type RedisValue =
 
 export type RedisTypeName = RedisValue['type'];
 
+/** The collection types a big value can be stored in member rows as (sinks/postgres/memberRows.ts). */
+export type RowType = 'hash' | 'set' | 'zset' | 'list';
+
+/** What the applier knows about a key stored one row per member (KeyEntry.rows). */
+export interface RowState {
+  type: RowType;
+  /** Members when loaded (keys.member_rows). */
+  size: number;
+  /** The partial value handed to the model; the entry's value is still it when only named members changed. */
+  partial: RedisValue | null;
+  /** Blobs the loaded member rows referenced, by member (or list position): a changed row may drop its last reference. */
+  blobs: Map<Bytes | number, string[]>;
+}
+
 /** One key of the working set of a batch. */
 export interface KeyEntry {
   db: number;
@@ -48,6 +62,10 @@ export interface KeyEntry {
   dirty: boolean;
   /** The blobs the row in `keys` referenced when loaded (sinks/postgres/blobs.ts); they may become orphans. */
   blobs?: string[] | null;
+  /** Set when the key's value is stored one row per member (sinks/postgres/memberRows.ts). */
+  rows?: RowState | null;
+  /** What the flush writes to `keys.member_rows`: the size of a row-stored value, else null. */
+  memberRows?: number | null;
 }
 
 /** What an op handler may do besides changing entries. */

@@ -159,7 +159,11 @@ async function mirrorHashes(schema: string): Promise<Map<string, string>> {
     value: Array<[string, string]>;
     fttl: Array<[string, number]> | null;
   }>(
-    `SELECT key_text AS key, value, field_expire_at AS fttl FROM "${schema}".keys WHERE db = 0 AND type = 'hash' ORDER BY key_text`,
+    // A hash stored one row per field (docs/postgres.md, "Big collections") has its fields aggregated as live_keys does.
+    `SELECT key_text AS key,
+            CASE WHEN member_rows IS NULL THEN value ELSE "${schema}".redtail_rows_value(db, key, type) END AS value,
+            CASE WHEN member_rows IS NULL THEN field_expire_at ELSE "${schema}".redtail_rows_field_ttl(db, key) END AS fttl
+     FROM "${schema}".keys WHERE db = 0 AND type = 'hash' ORDER BY key_text`,
   );
   const out = new Map<string, string>();
   for (const row of rows) {
@@ -185,7 +189,7 @@ async function masterSettled(c: Redis, after: number): Promise<void> {
 }
 
 /** An 8.0 master and `redtail run` mirroring it into a fresh schema (both stopped, the schema dropped, at teardown). */
-async function mirrored(): Promise<{
+async function mirrored(params = ''): Promise<{
   master: RedisServer;
   c: Redis;
   schema: string;
@@ -195,7 +199,7 @@ async function mirrored(): Promise<{
     binary: info.path!,
     config: { 'enable-debug-command': 'local', hz: '50' },
   });
-  const { schema, start } = mirrorRun(scope, master, 'hfe');
+  const { schema, start } = mirrorRun(scope, master, 'hfe', params);
   return { master, c: master.client(), schema, start };
 }
 
@@ -243,59 +247,74 @@ describe.skipIf(info.path === null)(
       await rt.stop('SIGTERM');
     });
 
-    it('a field-expiry workload with a snapshot, fields expiring actively and lazily, and a kill -9: the mirror equals the master', async () => {
-      const { master, c, schema, start } = await mirrored();
-      const w = workload(SEED);
+    // Twice: hashes inline, and every hash of 3 fields or more stored one row per field (field TTLs in `expire_ms`).
+    it.each([
+      ['inline', ''],
+      ['hashes in member rows', '&bigCollectionMembers=3'],
+    ])(
+      'a field-expiry workload with a snapshot, fields expiring actively and lazily, and a kill -9: the mirror equals the master (%s)',
+      async (_label, params) => {
+        const { master, c, schema, start } = await mirrored(params);
+        const w = workload(SEED);
 
-      // Hashes with field TTLs (far and near) before redtail starts arrive through the snapshot.
-      await runWorkload(c, w, 400);
-      let rt = start();
-      // Streaming from here on: the snapshot is in and the mirror follows the stream.
-      await mirrorCaughtUp(master, schema);
-      await runWorkload(c, w, 1500);
+        // Hashes with field TTLs (far and near) before redtail starts arrive through the snapshot.
+        await runWorkload(c, w, 400);
+        let rt = start();
+        // Streaming from here on: the snapshot is in and the mirror follows the stream.
+        await mirrorCaughtUp(master, schema);
+        await runWorkload(c, w, 1500);
 
-      // kill -9 while commands are in flight; the restart resumes from the mirror's checkpoint.
-      const burst = runWorkload(c, w, 300);
-      await sleep(20);
-      rt.proc.kill('SIGKILL');
-      await rt.exited;
-      await burst;
-      rt = start();
-      await mirrorCaughtUp(master, schema);
+        // kill -9 while commands are in flight; the restart resumes from the mirror's checkpoint.
+        const burst = runWorkload(c, w, 300);
+        await sleep(20);
+        rt.proc.kill('SIGKILL');
+        await rt.exited;
+        await burst;
+        rt = start();
+        await mirrorCaughtUp(master, schema);
 
-      // Lazy expiry: expired fields stay stored until a command touches them, which deletes them (HDEL).
-      await c.call('DEBUG', 'SET-ACTIVE-EXPIRE', '0');
-      await runWorkload(c, w, 1500);
-      await c.call('DEBUG', 'SET-ACTIVE-EXPIRE', '1');
-      await runWorkload(c, w, 500);
+        // Lazy expiry: expired fields stay stored until a command touches them, which deletes them (HDEL).
+        await c.call('DEBUG', 'SET-ACTIVE-EXPIRE', '0');
+        await runWorkload(c, w, 1500);
+        await c.call('DEBUG', 'SET-ACTIVE-EXPIRE', '1');
+        await runWorkload(c, w, 500);
 
-      await masterSettled(c, w.latestShort());
-      await mirrorCaughtUp(master, schema);
+        await masterSettled(c, w.latestShort());
+        await mirrorCaughtUp(master, schema);
 
-      const verify = await verifyMirror({
-        master: master.url(),
-        postgres: PG_URL,
-        schema,
-        timeoutMs: 60_000,
-      });
-      expect(verify.caughtUp).toBe(true);
-      expect(verify.differences.length, describeDiffs(verify)).toBe(0);
-      const { diffs, onMaster } = await compareHashes(c, schema);
-      expect(diffs).toEqual([]);
+        const verify = await verifyMirror({
+          master: master.url(),
+          postgres: PG_URL,
+          schema,
+          timeoutMs: 60_000,
+        });
+        expect(verify.caughtUp).toBe(true);
+        expect(verify.differences.length, describeDiffs(verify)).toBe(0);
+        const { diffs, onMaster } = await compareHashes(c, schema);
+        expect(diffs).toEqual([]);
+        const inRows = await pgQuery<{ n: number; ttls: number }>(
+          `SELECT count(DISTINCT (db, key))::int AS n, count(expire_ms)::int AS ttls FROM "${schema}".hash_fields`,
+        );
+        if (params) {
+          expect(inRows[0]!.n).toBeGreaterThan(KEYS / 4);
+          expect(inRows[0]!.ttls).toBeGreaterThan(0);
+        } else expect(inRows[0]!.n).toBe(0);
 
-      // The workload really exercised field TTLs: most hashes exist at the end, some fields still have a TTL, and the
-      // stream carried field expiries, persists and deletions.
-      expect(onMaster.size).toBeGreaterThan(KEYS / 2);
-      expect([...onMaster.values()].some((v) => /,\d{13}\]/.test(v))).toBe(true);
-      const ops = await pgQuery<{ op: string; n: string }>(
-        `SELECT op, count(*) AS n FROM "${schema}".changes GROUP BY op`,
-      );
-      const count = (op: string) => Number(ops.find((o) => o.op === op)?.n ?? 0);
-      for (const op of ['hset', 'hexpire', 'hpersist', 'hdel', 'hincrby'])
-        expect(count(op), op).toBeGreaterThan(10);
+        // The workload really exercised field TTLs: most hashes exist at the end, some fields still have a TTL, and the
+        // stream carried field expiries, persists and deletions.
+        expect(onMaster.size).toBeGreaterThan(KEYS / 2);
+        expect([...onMaster.values()].some((v) => /,\d{13}\]/.test(v))).toBe(true);
+        const ops = await pgQuery<{ op: string; n: string }>(
+          `SELECT op, count(*) AS n FROM "${schema}".changes GROUP BY op`,
+        );
+        const count = (op: string) => Number(ops.find((o) => o.op === op)?.n ?? 0);
+        for (const op of ['hset', 'hexpire', 'hpersist', 'hdel', 'hincrby'])
+          expect(count(op), op).toBeGreaterThan(10);
 
-      await rt.stop('SIGTERM');
-      expect(rt.stderr).not.toMatch(/"level":(50|60)/);
-    }, 600_000);
+        await rt.stop('SIGTERM');
+        expect(rt.stderr).not.toMatch(/"level":(50|60)/);
+      },
+      600_000,
+    );
   },
 );

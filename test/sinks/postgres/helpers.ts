@@ -62,6 +62,8 @@ export function mirrorRun(
   scope: TestScope,
   master: RedisServer,
   prefix: string,
+  /** More query parameters of the sink URL, e.g. `&bigCollectionMembers=500`. */
+  params = '',
 ): { schema: string; start: () => RedtailProcess } {
   const schema = uniqueSchema(prefix);
   scope.defer(() => dropSchema(schema));
@@ -73,7 +75,7 @@ export function mirrorRun(
     '--master',
     master.url(),
     '--sink',
-    `${PG_URL}?schema=${schema}`,
+    `${PG_URL}?schema=${schema}${params}`,
   ];
   return { schema, start: () => scope.redtail([...args, '--checkpoint', checkpoint]) };
 }
@@ -98,11 +100,20 @@ export class MirrorHarness {
     readonly tap: ReplicationTap,
   ) {}
 
-  static async start(server: RedisServerOptions = {}): Promise<MirrorHarness> {
+  /**
+   * `sinkOptions` are the sink's (e.g. `bigCollectionMembers`); `beforeOpen` runs after the master and the tap are up
+   * and before the sink opens (and migrates) its schema: tests build an older schema's mirror there.
+   */
+  static async start(
+    server: RedisServerOptions = {},
+    sinkOptions: Record<string, unknown> = {},
+    beforeOpen?: (h: MirrorHarness) => Promise<void>,
+  ): Promise<MirrorHarness> {
     const master = await RedisServer.start(server);
     const tap = await ReplicationTap.connect(master.port);
     const h = new MirrorHarness(master, tap);
-    h.sink = sinkFor(h.schema, { master: master.url() });
+    await beforeOpen?.(h);
+    h.sink = sinkFor(h.schema, { master: master.url(), ...sinkOptions });
     await h.sink.open();
     return h;
   }

@@ -57,6 +57,14 @@ describe('PostgresSink', () => {
     });
     expect(c.connectionString).toBe('postgres://u:p@h:5433/db?sslmode=disable');
     expect(() => parsePostgresSpec('postgres://h/db?schema=Bad-Name')).toThrow(/identifier/);
+    expect(c.bigCollectionMembers).toBe(2_000);
+    expect(parsePostgresSpec('postgres://h/db?bigCollectionMembers=500').bigCollectionMembers).toBe(500);
+    expect(parsePostgresSpec('postgres://h/db', { bigCollectionMembers: 10_000 }).bigCollectionMembers).toBe(
+      10_000,
+    );
+    expect(() => parsePostgresSpec('postgres://h/db?bigCollectionMembers=lots')).toThrow(
+      /bigCollectionMembers/,
+    );
   });
 
   it('migrates idempotently, also when two sinks open at once', async () => {
@@ -65,11 +73,18 @@ describe('PostgresSink', () => {
     expect(await Promise.all([sink.open(), other.open()])).toEqual([null, null]);
     expect(await sink.open()).toBeNull();
     const v = await pgQuery(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
-    expect(v).toEqual([{ version: 1 }, { version: 2 }]);
-    const views = await pgQuery(`SELECT table_name FROM information_schema.views WHERE table_schema = $1`, [
-      schema,
-    ]);
-    expect(views).toEqual([{ table_name: 'live_keys' }]);
+    expect(v).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+    const views = await pgQuery(
+      `SELECT table_name FROM information_schema.views WHERE table_schema = $1 ORDER BY table_name`,
+      [schema],
+    );
+    expect(views).toEqual(
+      ['live_hash_fields', 'live_keys', 'live_list_items', 'live_set_members', 'live_zset_members'].map(
+        (t) => ({
+          table_name: t,
+        }),
+      ),
+    );
   });
 
   it('commits a batch with its checkpoint, skips a replayed batch, and reopens at the checkpoint', async () => {
