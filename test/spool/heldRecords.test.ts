@@ -38,7 +38,7 @@ function setCommand(key: string, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from(head, 'latin1'), value, Buffer.from('\r\n')]);
 }
 
-function valueOf(seed: number, n: number): Buffer {
+function bytesOf(seed: number, n: number): Buffer {
   const b = Buffer.alloc(n);
   for (let i = 0; i < n; i++) b[i] = (i * 31 + seed * 7 + (i >> 11)) & 0xff;
   return b;
@@ -73,7 +73,7 @@ describe('SpoolReplayer: big records read into buffers of their own', () => {
     });
     spool.append(Kind.Continue, Buffer.from(REPLID, 'latin1'), 100, REPLID);
     const small = Buffer.from('*1\r\n$4\r\nPING\r\n');
-    const big = setCommand('k', valueOf(1, OWN_BUFFER_BYTES + 5));
+    const big = setCommand('k', bytesOf(1, OWN_BUFFER_BYTES + 5));
     spool.append(Kind.Commands, small, 114);
     spool.append(Kind.Commands, big, 114 + big.length);
     const got: Buffer[] = [];
@@ -105,7 +105,7 @@ describe('SpoolReplayer: big records read into buffers of their own', () => {
       logger: silentLogger,
     });
     spool.append(Kind.Continue, Buffer.from(REPLID, 'latin1'), 0, REPLID);
-    const cmd = setCommand('k', valueOf(2, OWN_BUFFER_BYTES - 40));
+    const cmd = setCommand('k', bytesOf(2, OWN_BUFFER_BYTES - 40));
     expect(cmd.length).toBeLessThan(OWN_BUFFER_BYTES);
     spool.append(Kind.Commands, cmd, cmd.length);
     const got: Buffer[] = [];
@@ -146,7 +146,7 @@ class RecordingSink implements Sink {
 
 describe('big records through the spool, the replicator and the pipeline', () => {
   it('every value arrives exact, and no two big records are held at once (each is freed before the next is read)', async () => {
-    const values = [valueOf(3, 3 * MB), valueOf(4, 2 * MB + 17), valueOf(5, 70 * MB)];
+    const values = [bytesOf(3, 3 * MB), bytesOf(4, 2 * MB + 17), bytesOf(5, 70 * MB)];
     const from: ReplicationPosition = { replid: REPLID, offset: 0, db: 0 };
     let stream: SpooledStream | null = null;
     const sink = new RecordingSink(() => stream?.replayer.heldBytes ?? -1);
