@@ -59,7 +59,7 @@ describe('SpoolReplayer: big records read into buffers of their own', () => {
     };
     return new SpoolReplayer(spool, {
       target,
-      logger: silentLogger,
+      logger: silentLogger(),
       onError: (e) => got.push(Buffer.from(e.message)),
     });
   }
@@ -69,7 +69,7 @@ describe('SpoolReplayer: big records read into buffers of their own', () => {
       dir: tempDir(),
       maxBytes: 1 << 30,
       segmentBytes: 64 * MB,
-      logger: silentLogger,
+      logger: silentLogger(),
     });
     spool.append(Kind.Continue, Buffer.from(REPLID, 'latin1'), 100, REPLID);
     const small = Buffer.from('*1\r\n$4\r\nPING\r\n');
@@ -102,7 +102,7 @@ describe('SpoolReplayer: big records read into buffers of their own', () => {
       dir: tempDir(),
       maxBytes: 1 << 30,
       segmentBytes: 64 * MB,
-      logger: silentLogger,
+      logger: silentLogger(),
     });
     spool.append(Kind.Continue, Buffer.from(REPLID, 'latin1'), 0, REPLID);
     const cmd = setCommand('k', bytesOf(2, OWN_BUFFER_BYTES - 40));
@@ -153,7 +153,7 @@ describe('big records through the spool, the replicator and the pipeline', () =>
     let replicator: Replicator | null = null;
     // Each big value above the pipeline's byte bound: it pauses replay until the value's batch is durable.
     const pipeline = new Pipeline([sink], {
-      logger: silentLogger,
+      logger: silentLogger(),
       highWaterBytes: 1 * MB,
       onBackpressure: (paused) => stream?.sinkBackpressure(paused),
       onDurable: (p) => stream?.durable(p),
@@ -165,7 +165,7 @@ describe('big records through the spool, the replicator and the pipeline', () =>
       snapshot: () => {
         throw new Error('no snapshot in this test');
       },
-      logger: silentLogger,
+      logger: silentLogger(),
       start: from,
     });
     stream = new SpooledStream({
@@ -179,7 +179,7 @@ describe('big records through the spool, the replicator and the pipeline', () =>
       durableOffset: () => pipeline.durableOffset,
       linkBackpressure: () => {},
       ackAdvanced: () => {},
-      logger: silentLogger,
+      logger: silentLogger(),
     });
     // What the link does: +CONTINUE, then each big command in parts as it arrives, with a small one between.
     stream.target.partialResync(REPLID, 0);
