@@ -29,7 +29,11 @@ export interface Sink {
   readonly pipelined?: boolean;
   /** Connects and prepares; returns the last durably committed position, or null when there is none. */
   open(): Promise<ReplicationPosition | null>;
-  /** Durably writes the events and the checkpoint as one unit. */
+  /**
+   * Durably writes the events and the checkpoint as one unit. The events' Buffers are valid until the returned
+   * promise resolves, not after: the spool replayer then frees a big record's buffer, which empties every view of it
+   * (src/spool/SpoolReplayer.ts, `HeldRecord`). Copy what you keep.
+   */
   write(batch: EventBatch): Promise<void>;
   /** Flushes and releases resources; no write follows. */
   close(): Promise<void>;

@@ -21,6 +21,27 @@ export interface SpoolReplayerOptions {
 const WINDOW = 64 * 1024;
 /** How long one turn of replay may hold the event loop before it lets the socket and the sinks run. */
 const TURN_MS = 20;
+/**
+ * A COMMANDS record this large is read into a buffer of its own, whose memory is given back as soon as a durable
+ * checkpoint passes the record (`HeldRecord`). The framer's threshold for writing a command in parts (1 MB), so
+ * every big command is one; smaller records share 64 KB windows and are left to the GC.
+ */
+export const OWN_BUFFER_BYTES = 1 << 20;
+
+/**
+ * A big record's buffer, handed to the replicator (its events hold views of it: the value, the key), and the
+ * position the record ends at. Issue 16: left to the GC, a 500 MB value's buffer was still in memory when the next
+ * huge record was read (V8 collects external memory only once the next allocation has pushed it past a limit set
+ * at the previous collection), so two values' buffers were resident at once (bench/NOTES.md, branch hugestream).
+ * Once a durable checkpoint is at or past the record's end, every sink has written the events made from it
+ * (Sink.write resolves only then) and nothing reads it again: the buffer is detached, which frees its memory at
+ * once, before the pipeline lets replay go on (it reports durability before it resumes).
+ */
+interface HeldRecord {
+  buffer: ArrayBuffer;
+  replid: string;
+  offset: number;
+}
 
 /** A spool segment's start as the replicator stood there: what a durable checkpoint must reach to release it. */
 interface SegmentMark {
@@ -52,7 +73,8 @@ export class SpoolReplayer {
   private replid = '';
   private offset = -1;
   private marks: SegmentMark[] = [];
-  readonly stats = { records: 0, bytes: 0 };
+  private held: HeldRecord[] = [];
+  readonly stats = { records: 0, bytes: 0, releasedBytes: 0 };
 
   constructor(
     private readonly spool: Spool,
@@ -121,6 +143,7 @@ export class SpoolReplayer {
 
   /** A checkpoint became durable in every sink: segments wholly before it are no longer needed for a restart. */
   durable(position: ReplicationPosition): void {
+    this.releaseHeld(position);
     let release = -1;
     let i = 0;
     for (let j = 0; j < this.marks.length; j++) {
@@ -133,6 +156,28 @@ export class SpoolReplayer {
     if (release < 0) return;
     this.marks.splice(0, i);
     if (this.spool.releaseBefore(release) > 0) this.opts.progressed?.(this.caughtUp);
+  }
+
+  /** Detaches the buffers of big records that `position` has passed (and of any held before them). */
+  private releaseHeld(position: ReplicationPosition): void {
+    let last = -1;
+    for (let j = 0; j < this.held.length; j++) {
+      const r = this.held[j]!;
+      if (r.replid === position.replid && r.offset <= position.offset) last = j;
+    }
+    if (last < 0) return;
+    for (const r of this.held.splice(0, last + 1)) {
+      this.stats.releasedBytes += r.buffer.byteLength;
+      // transfer(0) detaches the buffer: its views (the event's value, the key) become empty, its memory is freed.
+      r.buffer.transfer(0);
+    }
+  }
+
+  /** Bytes of big records' buffers not yet released. */
+  get heldBytes(): number {
+    let n = 0;
+    for (const r of this.held) n += r.buffer.byteLength;
+    return n;
   }
 
   private schedule(): void {
@@ -178,13 +223,17 @@ export class SpoolReplayer {
     const header = this.read(this.pos, HEADER_BYTES, seg);
     const h = decodeHeader(header);
     if (!h) throw this.corrupt(seg.path, 'invalid record header');
-    const payload = this.read(this.pos + HEADER_BYTES, h.length, seg);
+    const at = this.pos + HEADER_BYTES;
+    const own =
+      h.kind === Kind.Commands && h.length >= OWN_BUFFER_BYTES ? this.readOwn(at, h.length, seg.path) : null;
+    const payload = own ?? this.read(at, h.length, seg);
     if (!checksumOk(header, 0, payload, h.crc))
       throw this.corrupt(seg.path, `${kindName(h.kind)} record fails its checksum`);
     this.pos += HEADER_BYTES + h.length;
     this.stats.records++;
     this.stats.bytes += HEADER_BYTES + h.length;
     this.dispatch(h.kind, payload, h.offset);
+    if (own) this.held.push({ buffer: own.buffer, replid: this.replid, offset: h.offset });
     return true;
   }
 
@@ -274,6 +323,26 @@ export class SpoolReplayer {
     this.window = buf.subarray(0, got);
     this.windowPos = pos;
     return this.window.subarray(0, length);
+  }
+
+  /** A big record's payload in a buffer of exactly its size, not kept as the window (see `HeldRecord`). */
+  private readOwn(pos: number, length: number, path: string): Buffer<ArrayBuffer> {
+    const fd = this.openFd(path);
+    // Not allocUnsafe's pool (it serves only small sizes), so the buffer's ArrayBuffer is this payload alone.
+    const buf = Buffer.allocUnsafeSlow(length);
+    let got = 0;
+    try {
+      while (got < length) {
+        const n = readSync(fd, buf, got, length - got, pos + got);
+        if (n === 0) break;
+        got += n;
+      }
+    } catch (err) {
+      throw spoolFsError(err, `reading spool segment ${path}`);
+    }
+    if (got < length)
+      throw this.corrupt(path, `record ends past the end of the file (${got} of ${length} bytes)`);
+    return buf;
   }
 
   private openFd(path: string): number {
