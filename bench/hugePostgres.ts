@@ -102,6 +102,7 @@ export class PostgresTarget {
         events: [],
         lineSha256: [],
         lineBytes: [],
+        lineWithTs: [],
         lineValueSha256: [sha256],
         lineValueBytes: [bytes],
       });

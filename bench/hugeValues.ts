@@ -217,6 +217,13 @@ export interface KeyDigest {
   /** Each line's SHA-256 and length (without the newline): what a Kafka truncation marker describes. */
   lineSha256: string[];
   lineBytes: number[];
+  /**
+   * Each line's SHA-256 and length as they would be with another `ts`: a Kafka record committed before a kill -9 and
+   * the file's line written after the restart describe the same event received twice, at two times (`ts` is when
+   * redtail received the command, docs/events.md), so a marker's line facts are those of the file's line with the
+   * marker's `ts`. Read from the file when called.
+   */
+  lineWithTs: Array<(ts: number) => { sha256: string; bytes: number }>;
   /** Each line's own value bytes (a snapshot part's, say): SHA-256 and length, what a Kafka reference describes. */
   lineValueSha256: string[];
   lineValueBytes: number[];
@@ -246,6 +253,7 @@ export function digestFile(path: string, keys: readonly string[]): Map<string, K
         events: [],
         lineSha256: [],
         lineBytes: [],
+        lineWithTs: [],
         lineValueSha256: [],
         lineValueBytes: [],
       },
@@ -266,6 +274,7 @@ export function digestFile(path: string, keys: readonly string[]): Map<string, K
       d.events.push(ev);
       d.lineSha256.push(rangeSha256(fd, start, end));
       d.lineBytes.push(end - start);
+      d.lineWithTs.push(withTs(path, start, end));
       const own = createHash('sha256');
       let ownBytes = 0;
       for (const item of valueItems(ev))
@@ -302,8 +311,33 @@ export function* fileEvents(path: string): Generator<Record<string, unknown>> {
   }
 }
 
+/** The line [start, end) of the file with its final `"ts":N}` replaced by `"ts":<ts>}` (see KeyDigest.lineWithTs). */
+function withTs(path: string, start: number, end: number): (ts: number) => { sha256: string; bytes: number } {
+  return (ts) => {
+    const fd = openSync(path, 'r');
+    try {
+      const tailAt = Math.max(start, end - 64);
+      const tail = readRange(fd, tailAt, end).toString('latin1');
+      const at = tail.lastIndexOf('"ts":');
+      if (at < 0 || !tail.endsWith('}')) throw new Error(`the line at ${start} does not end with "ts":N}`);
+      const h = createHash('sha256');
+      hashRange(fd, start, tailAt + at, h);
+      const last = Buffer.from(`"ts":${ts}}`, 'latin1');
+      h.update(last);
+      return { sha256: h.digest('hex'), bytes: tailAt + at - start + last.length };
+    } finally {
+      closeSync(fd);
+    }
+  };
+}
+
 function rangeSha256(fd: number, start: number, end: number): string {
   const h = createHash('sha256');
+  hashRange(fd, start, end, h);
+  return h.digest('hex');
+}
+
+function hashRange(fd: number, start: number, end: number, h: ReturnType<typeof createHash>): void {
   const buf = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(1, end - start)));
   for (let pos = start; pos < end; ) {
     const n = readSync(fd, buf, 0, Math.min(buf.length, end - pos), pos);
@@ -311,7 +345,6 @@ function rangeSha256(fd: number, start: number, end: number): string {
     h.update(buf.subarray(0, n));
     pos += n;
   }
-  return h.digest('hex');
 }
 
 const HUGE_MARK = /^@@huge:(\d+)@@$/;
