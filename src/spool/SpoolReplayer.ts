@@ -305,21 +305,8 @@ export class SpoolReplayer {
       this.fdSeq === this.seq
     )
       return this.window.subarray(pos - this.windowPos, pos - this.windowPos + length);
-    const fd = this.openFd(path);
-    const size = Math.max(length, Math.min(WINDOW, seg.size - pos));
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    try {
-      while (got < size) {
-        const n = readSync(fd, buf, got, size - got, pos + got);
-        if (n === 0) break;
-        got += n;
-      }
-    } catch (err) {
-      throw spoolFsError(err, `reading spool segment ${path}`);
-    }
-    if (got < length)
-      throw this.corrupt(path, `record ends past the end of the file (${got} of ${length} bytes)`);
+    const buf = Buffer.allocUnsafe(Math.max(length, Math.min(WINDOW, seg.size - pos)));
+    const got = this.readInto(buf, pos, length, path);
     this.window = buf.subarray(0, got);
     this.windowPos = pos;
     return this.window.subarray(0, length);
@@ -327,13 +314,19 @@ export class SpoolReplayer {
 
   /** A big record's payload in a buffer of exactly its size, not kept as the window (see `HeldRecord`). */
   private readOwn(pos: number, length: number, path: string): Buffer<ArrayBuffer> {
-    const fd = this.openFd(path);
     // Not allocUnsafe's pool (it serves only small sizes), so the buffer's ArrayBuffer is this payload alone.
     const buf = Buffer.allocUnsafeSlow(length);
+    this.readInto(buf, pos, length, path);
+    return buf;
+  }
+
+  /** Fills `buf` from `pos` of the segment (less at the file's end); throws unless at least `length` bytes came. */
+  private readInto(buf: Buffer, pos: number, length: number, path: string): number {
+    const fd = this.openFd(path);
     let got = 0;
     try {
-      while (got < length) {
-        const n = readSync(fd, buf, got, length - got, pos + got);
+      while (got < buf.length) {
+        const n = readSync(fd, buf, got, buf.length - got, pos + got);
         if (n === 0) break;
         got += n;
       }
@@ -342,7 +335,7 @@ export class SpoolReplayer {
     }
     if (got < length)
       throw this.corrupt(path, `record ends past the end of the file (${got} of ${length} bytes)`);
-    return buf;
+    return got;
   }
 
   private openFd(path: string): number {
