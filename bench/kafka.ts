@@ -753,6 +753,28 @@ function runReferenceChild(args: ChildArgs): Promise<ChildResult> {
   });
 }
 
+/** The topics a reference loop writes: its data topics (3 partitions each) and its compacted offsets topic. */
+async function createReferenceTopics(kafka: KafkaClient, topics: string[], offsetsTopic: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        ...topics.map((topic) => ({ topic, numPartitions: 3, replicationFactor: 1 })),
+        {
+          topic: offsetsTopic,
+          numPartitions: 1,
+          replicationFactor: 1,
+          configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+        },
+      ],
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 async function benchReference(
   kafka: KafkaClient,
   brokersList: string[],
@@ -761,21 +783,7 @@ async function benchReference(
 ): Promise<Figures> {
   const topic = `bench-${id}-ref`;
   const offsetsTopic = `bench-${id}-ref.offsets`;
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [
-      { topic, numPartitions: 3, replicationFactor: 1 },
-      {
-        topic: offsetsTopic,
-        numPartitions: 1,
-        replicationFactor: 1,
-        configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
-      },
-    ],
-  });
-  await admin.disconnect();
+  await createReferenceTopics(kafka, [topic], offsetsTopic);
   const base = { brokers: brokersList, id, topic, offsetsTopic, rate };
   const tput = await runReferenceChild({ ...base, mode: 'throughput', seconds: SECONDS });
   const throughput = {
@@ -824,22 +832,7 @@ async function benchSnapshotRefs(
   const topic = `bench-${id}-snapref`;
   const javaTopic = `bench-${id}-snapjava`;
   const offsetsTopic = `bench-${id}-snapref.offsets`;
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [
-      { topic, numPartitions: 3, replicationFactor: 1 },
-      { topic: javaTopic, numPartitions: 3, replicationFactor: 1 },
-      {
-        topic: offsetsTopic,
-        numPartitions: 1,
-        replicationFactor: 1,
-        configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
-      },
-    ],
-  });
-  await admin.disconnect();
+  await createReferenceTopics(kafka, [topic, javaTopic], offsetsTopic);
   const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-snapref-'));
   try {
     const samplesFile = join(dir, 'samples.json');
