@@ -754,7 +754,11 @@ function runReferenceChild(args: ChildArgs): Promise<ChildResult> {
 }
 
 /** The topics a reference loop writes: its data topics (3 partitions each) and its compacted offsets topic. */
-async function createReferenceTopics(kafka: KafkaClient, topics: string[], offsetsTopic: string): Promise<void> {
+async function createReferenceTopics(
+  kafka: KafkaClient,
+  topics: string[],
+  offsetsTopic: string,
+): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
