@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setImmediate as tick } from 'node:timers/promises';
+import { setTimeout as sleep, setImmediate as tick } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { normalizeCommand } from '../../src/commands/normalize.js';
 import type { ChangeEvent, ReplicationPosition } from '../../src/events/ChangeEvent.js';
@@ -196,7 +196,10 @@ describe('big records through the spool, the replicator and the pipeline', () =>
       offset += small.length;
       stream.target.commands(small, offset);
     }
-    for (let i = 0; i < 2000 && pipeline.durableOffset < offset; i++) await tick();
+    // Until everything is durable: reading and hashing 78 MB takes a varying number of turns (2,000 immediates were
+    // not always enough), so wait on the condition, with a generous limit instead of a count.
+    const deadline = Date.now() + 60_000;
+    while (pipeline.durableOffset < offset && Date.now() < deadline) await sleep(5);
     await pipeline.flush();
     expect(pipeline.durableOffset).toBe(offset);
     const bigSeen = sink.seen.filter((s) => s.key.startsWith('big'));
