@@ -1,15 +1,16 @@
+import { RedtailError } from '../../src/errors.js';
+
 /**
  * Typed errors of the Kafka sink. kafkajs reports failures as a chain of wrappers (NumberOfRetriesExceeded around
  * a ProtocolError around ...); `classifyKafkaError` walks that chain once so callers decide on one readable class:
  * `fatal` errors need an operator (credentials, ACLs, configuration), the others are retried.
  */
 
-export class KafkaSinkError extends Error {
+export class KafkaSinkError extends RedtailError {
   override readonly name: string = 'KafkaSinkError';
-  /** Retrying cannot help; the pipeline should stop and report. */
-  readonly fatal: boolean = false;
+  /** Retried unless a subclass says otherwise (`fatal`: retrying cannot help; the pipeline stops and reports). */
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(message, { fatal: false, cause: options?.cause });
   }
 }
 

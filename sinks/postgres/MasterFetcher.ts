@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import { RedtailError } from '../../src/errors.js';
 import { describeMaster, type MasterAddress, parseMasterUrl } from '../../src/link/MasterAddress.js';
 import { connectionCause, explainTlsError, ioredisTarget, type MasterTls } from '../../src/link/tls.js';
 import { type Logger, silentLogger } from '../../src/observe/logger.js';
@@ -51,18 +52,22 @@ export interface Fetcher {
  * waits for a master instead of using them.
  */
 /** A value the master returns that redtail cannot decode: fatal, since asking again returns the same bytes. */
-export class UnreadableValueError extends Error {
+export class UnreadableValueError extends RedtailError {
   override readonly name = 'UnreadableValueError';
+  constructor(message: string) {
+    super(message, { fatal: true });
+  }
 }
 
-class NotAMasterError extends Error {
+/** Not fatal: after a failover the configured address may be a replica until the new master is found. */
+class NotAMasterError extends RedtailError {
   override readonly name = 'NotAMasterError';
 
   constructor(
     readonly server: string,
     readonly role: string,
   ) {
-    super(`${server} is not a master (ROLE ${role})`);
+    super(`${server} is not a master (ROLE ${role})`, { fatal: false });
   }
 }
 

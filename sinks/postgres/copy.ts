@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { PoolClient } from 'pg';
 import copyStreams from 'pg-copy-streams';
+import { RedtailError } from '../../src/errors.js';
 
 /**
  * Column types the binary `COPY` encoder writes. Binary format rather than text or CSV: every field is a length and
@@ -30,8 +31,12 @@ const CHUNK = 1 << 20;
  */
 const FLUSH = 64 << 10;
 
-export class CopyEncodeError extends Error {
+/** A row the binary encoder cannot write (a field of the wrong type, NUL in text): the same batch fails again. */
+export class CopyEncodeError extends RedtailError {
   override readonly name = 'CopyEncodeError';
+  constructor(message: string) {
+    super(message, { fatal: true });
+  }
 }
 
 function fail(msg: string): never {

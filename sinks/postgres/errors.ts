@@ -1,15 +1,16 @@
+import { RedtailError } from '../../src/errors.js';
+
 /**
  * Typed failures of the Postgres sink. `fatal` errors stop redtail without advancing the checkpoint: retrying the
  * same batch would fail the same way, and skipping it would lose events.
  */
-export class PostgresSinkError extends Error {
+export class PostgresSinkError extends RedtailError {
   override readonly name: string = 'PostgresSinkError';
-  readonly fatal: boolean = true;
   /** SQLSTATE of the underlying Postgres error, when there is one. */
   readonly code: string | undefined;
 
   constructor(message: string, code?: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(message, { fatal: true, cause: options?.cause });
     this.code = code;
   }
 }

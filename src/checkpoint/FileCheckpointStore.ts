@@ -1,10 +1,14 @@
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { RedtailError } from '../errors.js';
 import type { Checkpoint, CheckpointStore } from './CheckpointStore.js';
 
-export class CheckpointFileError extends Error {
+/** The checkpoint file cannot be read, parsed or replaced: a human must look at the file or its directory. */
+export class CheckpointFileError extends RedtailError {
   override readonly name = 'CheckpointFileError';
-  readonly fatal = true;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { fatal: true, cause: options?.cause });
+  }
 }
 
 /**

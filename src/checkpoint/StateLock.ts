@@ -4,6 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
+import { RedtailError } from '../errors.js';
 
 /**
  * Exclusive locks on local state (a checkpoint file, a file sink's output, a spool directory), so that two redtails
@@ -54,15 +55,14 @@ export interface LockHolder {
 }
 
 /** A lock another process holds, or one that cannot be taken at all. Retrying cannot help without a change. */
-export class StateLockError extends Error {
+export class StateLockError extends RedtailError {
   override readonly name = 'StateLockError';
-  readonly fatal = true;
   constructor(
     message: string,
     readonly path: string,
     readonly holder: LockHolder | null,
   ) {
-    super(message);
+    super(message, { fatal: true });
   }
 }
 

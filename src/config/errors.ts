@@ -1,5 +1,8 @@
+import { RedtailError } from '../errors.js';
 /** A setting redtail cannot use: the CLI prints its message as one line and exits with status 2. */
-export class ConfigError extends Error {
+export class ConfigError extends RedtailError {
   override readonly name = 'ConfigError';
-  readonly fatal = true;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { fatal: true, cause: options?.cause });
+  }
 }

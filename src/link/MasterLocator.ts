@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { RedtailError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { FatalLinkError } from './errors.js';
 import { describeMaster, type MasterAddress } from './MasterAddress.js';
@@ -34,8 +35,12 @@ export class StaticMaster implements MasterLocator {
   }
 }
 
-export class NoMasterError extends Error {
+/** No address answered as a master. Not fatal: Sentinel or an operator may promote one, so the link retries. */
+export class NoMasterError extends RedtailError {
   override readonly name = 'NoMasterError';
+  constructor(message: string) {
+    super(message, { fatal: false });
+  }
 }
 
 interface ReplicationInfo {
