@@ -55,156 +55,177 @@ export function* encodeCopyBinary(
   types: readonly CopyType[],
   rows: Iterable<readonly CopyValue[]>,
 ): Generator<Buffer> {
-  let buf = Buffer.allocUnsafe(FLUSH);
-  let pos = 0;
-  HEADER.copy(buf, 0);
-  pos = HEADER.length;
-  const ready: Buffer[] = [];
-  let readyBytes = 0;
+  const w = new CopyWriter();
+  w.bytes(HEADER);
+  for (const row of rows) {
+    if (row.length !== types.length)
+      fail(`a row has ${row.length} fields, the COPY has ${types.length} columns`);
+    w.int16(types.length);
+    for (let i = 0; i < types.length; i++) w.field(types[i] as CopyType, row[i], i);
+    if (w.readyBytes >= FLUSH) yield* slices(w.take());
+  }
+  w.bytes(TRAILER);
+  yield* slices(w.finish());
+}
+
+/**
+ * The growing output of `encodeCopyBinary`: a current buffer and the filled ones before it. One method per column
+ * type, each checking that the value fits the type, so a bad row fails with the column it is in.
+ */
+class CopyWriter {
+  private buf = Buffer.allocUnsafe(FLUSH);
+  private pos = 0;
+  private ready: Buffer[] = [];
+  readyBytes = 0;
+
+  /** Hands over the filled buffers (the current one stays to be filled). */
+  take(): Buffer[] {
+    const out = this.ready;
+    this.ready = [];
+    this.readyBytes = 0;
+    return out;
+  }
+
+  /** Everything written, the current buffer's filled part last. */
+  finish(): Buffer[] {
+    this.ready.push(this.buf.subarray(0, this.pos));
+    return this.take();
+  }
+
+  field(t: CopyType, v: CopyValue | undefined, col: number): void {
+    if (v === null || v === undefined) this.int32(-1);
+    else if (t === 'int4') this.int4(v, col);
+    else if (t === 'int8') this.int8(v, col);
+    else if (t === 'float8') this.float8(v, col);
+    else if (t === 'timestamptz') this.timestamptz(v, col);
+    else if (t === 'bytea') this.bytea(v, col);
+    else if (t === 'text[]') this.textArray(v, col);
+    else this.text(v, t, col);
+  }
+
   /** Makes room for `n` more bytes, moving the filled part of the current buffer to `ready`. */
-  const room = (n: number): void => {
-    if (pos + n <= buf.length) return;
-    if (pos > 0) {
-      ready.push(buf.subarray(0, pos));
-      readyBytes += pos;
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    if (this.pos > 0) {
+      this.ready.push(this.buf.subarray(0, this.pos));
+      this.readyBytes += this.pos;
     }
-    buf = Buffer.allocUnsafe(Math.max(FLUSH, n));
-    pos = 0;
-  };
-  const int32 = (v: number): void => {
-    room(4);
-    buf.writeInt32BE(v, pos);
-    pos += 4;
-  };
-  /** int64 big-endian from a safe integer, without a BigInt (this runs for every row). */
-  const int64 = (n: number): void => {
+    this.buf = Buffer.allocUnsafe(Math.max(FLUSH, n));
+    this.pos = 0;
+  }
+
+  bytes(b: Buffer): void {
+    this.room(b.length);
+    b.copy(this.buf, this.pos);
+    this.pos += b.length;
+  }
+
+  int16(v: number): void {
+    this.room(2);
+    this.buf.writeInt16BE(v, this.pos);
+    this.pos += 2;
+  }
+
+  private int32(v: number): void {
+    this.room(4);
+    this.buf.writeInt32BE(v, this.pos);
+    this.pos += 4;
+  }
+
+  private int4(v: CopyValue, col: number): void {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
+      fail(`int4 column ${col}: ${String(v)} is not a 32-bit integer`);
+    this.int32(4);
+    this.int32(v);
+  }
+
+  private int8(v: CopyValue, col: number): void {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v))
+      fail(`int8 column ${col}: ${String(v)} is not a safe integer`);
+    this.int64(v);
+  }
+
+  private bytea(v: CopyValue, col: number): void {
+    if (!Buffer.isBuffer(v)) fail(`bytea column ${col}: not a Buffer`);
+    this.int32(v.length);
+    this.bytes(v);
+  }
+
+  /** A length-prefixed int64 big-endian from a safe integer, without a BigInt (this runs for every row). */
+  private int64(n: number): void {
     const hi = Math.floor(n / 0x1_0000_0000);
-    room(12);
-    buf.writeInt32BE(8, pos);
-    buf.writeInt32BE(hi, pos + 4);
-    buf.writeUInt32BE(n - hi * 0x1_0000_0000, pos + 8);
-    pos += 12;
-  };
+    this.room(12);
+    this.buf.writeInt32BE(8, this.pos);
+    this.buf.writeInt32BE(hi, this.pos + 4);
+    this.buf.writeUInt32BE(n - hi * 0x1_0000_0000, this.pos + 8);
+    this.pos += 12;
+  }
+
+  /** IEEE 754 big-endian (float8send); infinities are valid zset scores, NaN never is. */
+  private float8(v: CopyValue, col: number): void {
+    if (typeof v !== 'number' || Number.isNaN(v)) fail(`float8 column ${col}: ${String(v)} is not a number`);
+    this.room(12);
+    this.buf.writeInt32BE(8, this.pos);
+    this.buf.writeDoubleBE(v, this.pos + 4);
+    this.pos += 12;
+  }
+
+  private timestamptz(v: CopyValue, col: number): void {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v))
+      fail(`timestamptz column ${col}: ${String(v)} is not a time in ms`);
+    const us = (v - PG_EPOCH_MS) * 1000;
+    if (Number.isSafeInteger(us)) {
+      this.int64(us);
+      return;
+    }
+    // |ms| < 2^53 keeps the product within int64; Postgres itself rejects times outside its range.
+    this.room(12);
+    this.buf.writeInt32BE(8, this.pos);
+    this.buf.writeBigInt64BE(BigInt(v - PG_EPOCH_MS) * 1000n, this.pos + 4);
+    this.pos += 12;
+  }
+
   /**
    * A one-dimensional text[] without NULLs in array_send's layout: ndim, has-nulls flag, element type oid, then per
    * dimension its length and lower bound (1), then each element as a length and its UTF-8 bytes.
    */
-  const textArray = (a: readonly string[], col: number): void => {
+  private textArray(v: CopyValue, col: number): void {
+    if (!Array.isArray(v)) fail(`text[] column ${col}: not an array`);
+    const a = v as readonly string[];
     const bytes = a.map((x) => {
       if (typeof x !== 'string' || x.includes('\0')) fail(`text[] column ${col}: an element is not text`);
       return Buffer.from(x, 'utf8');
     });
     const header = a.length === 0 ? 12 : 20;
-    const len = header + bytes.reduce((n, x) => n + 4 + x.length, 0);
-    room(4 + len);
-    buf.writeInt32BE(len, pos);
-    buf.writeInt32BE(a.length === 0 ? 0 : 1, pos + 4);
-    buf.writeInt32BE(0, pos + 8);
-    buf.writeInt32BE(TEXT_OID, pos + 12);
-    pos += 16;
+    this.int32(header + bytes.reduce((n, x) => n + 4 + x.length, 0));
+    this.int32(a.length === 0 ? 0 : 1);
+    this.int32(0);
+    this.int32(TEXT_OID);
     if (a.length > 0) {
-      buf.writeInt32BE(a.length, pos);
-      buf.writeInt32BE(1, pos + 4);
-      pos += 8;
+      this.int32(a.length);
+      this.int32(1);
     }
     for (const x of bytes) {
-      buf.writeInt32BE(x.length, pos);
-      x.copy(buf, pos + 4);
-      pos += 4 + x.length;
-    }
-  };
-  for (const row of rows) {
-    if (row.length !== types.length)
-      fail(`a row has ${row.length} fields, the COPY has ${types.length} columns`);
-    room(2);
-    buf.writeInt16BE(types.length, pos);
-    pos += 2;
-    for (let i = 0; i < types.length; i++) {
-      const v = row[i];
-      const t = types[i]!;
-      if (v === null || v === undefined) {
-        int32(-1);
-        continue;
-      }
-      switch (t) {
-        case 'int4':
-          if (typeof v !== 'number' || !Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
-            fail(`int4 column ${i}: ${String(v)} is not a 32-bit integer`);
-          int32(4);
-          int32(v as number);
-          break;
-        case 'int8':
-          if (typeof v !== 'number' || !Number.isSafeInteger(v))
-            fail(`int8 column ${i}: ${String(v)} is not a safe integer`);
-          int64(v as number);
-          break;
-        case 'float8':
-          // IEEE 754 big-endian (float8send); infinities are valid zset scores, NaN never is.
-          if (typeof v !== 'number' || Number.isNaN(v))
-            fail(`float8 column ${i}: ${String(v)} is not a number`);
-          room(12);
-          buf.writeInt32BE(8, pos);
-          buf.writeDoubleBE(v as number, pos + 4);
-          pos += 12;
-          break;
-        case 'timestamptz': {
-          if (typeof v !== 'number' || !Number.isSafeInteger(v))
-            fail(`timestamptz column ${i}: ${String(v)} is not a time in ms`);
-          const us = ((v as number) - PG_EPOCH_MS) * 1000;
-          if (Number.isSafeInteger(us)) int64(us);
-          else {
-            // |ms| < 2^53 keeps the product within int64; Postgres itself rejects times outside its range.
-            room(12);
-            buf.writeInt32BE(8, pos);
-            buf.writeBigInt64BE(BigInt((v as number) - PG_EPOCH_MS) * 1000n, pos + 4);
-            pos += 12;
-          }
-          break;
-        }
-        case 'bytea': {
-          if (!Buffer.isBuffer(v)) fail(`bytea column ${i}: not a Buffer`);
-          const b = v as Buffer;
-          int32(b.length);
-          room(b.length);
-          b.copy(buf, pos);
-          pos += b.length;
-          break;
-        }
-        case 'text[]':
-          if (!Array.isArray(v)) fail(`text[] column ${i}: not an array`);
-          textArray(v as readonly string[], i);
-          break;
-        case 'text':
-        case 'jsonb': {
-          if (typeof v !== 'string') fail(`${t} column ${i}: not a string`);
-          const s = v as string;
-          if (s.includes('\0')) fail(`${t} column ${i}: Postgres text cannot contain NUL`);
-          const extra = t === 'jsonb' ? 1 : 0;
-          // At most 3 bytes per UTF-16 unit: short strings get that much room and are written without being
-          // measured first; long ones are measured, so no buffer is three times their size.
-          const len = s.length <= 4096 ? -1 : Buffer.byteLength(s, 'utf8');
-          room(4 + extra + (len < 0 ? s.length * 3 : len));
-          const lenAt = pos;
-          pos += 4 + extra;
-          if (extra) buf[pos - 1] = JSONB_VERSION;
-          const written = buf.write(s, pos, 'utf8');
-          buf.writeInt32BE(written + extra, lenAt);
-          pos += written;
-          break;
-        }
-      }
-    }
-    if (readyBytes >= FLUSH) {
-      yield* slices(ready);
-      ready.length = 0;
-      readyBytes = 0;
+      this.int32(x.length);
+      this.bytes(x);
     }
   }
-  room(2);
-  TRAILER.copy(buf, pos);
-  pos += 2;
-  ready.push(buf.subarray(0, pos));
-  yield* slices(ready);
+
+  private text(v: CopyValue, t: 'text' | 'jsonb', col: number): void {
+    if (typeof v !== 'string') fail(`${t} column ${col}: not a string`);
+    if (v.includes('\0')) fail(`${t} column ${col}: Postgres text cannot contain NUL`);
+    const extra = t === 'jsonb' ? 1 : 0;
+    // At most 3 bytes per UTF-16 unit: short strings get that much room and are written without being measured
+    // first; long ones are measured, so no buffer is three times their size.
+    const len = v.length <= 4096 ? -1 : Buffer.byteLength(v, 'utf8');
+    this.room(4 + extra + (len < 0 ? v.length * 3 : len));
+    const lenAt = this.pos;
+    this.pos += 4 + extra;
+    if (extra) this.buf[this.pos - 1] = JSONB_VERSION;
+    const written = this.buf.write(v, this.pos, 'utf8');
+    this.buf.writeInt32BE(written + extra, lenAt);
+    this.pos += written;
+  }
 }
 
 function* slices(bufs: Buffer[]): Generator<Buffer> {
