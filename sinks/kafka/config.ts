@@ -1,5 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { SASLOptions } from 'kafkajs';
+import { sinkDefaults } from '../../src/config/defaults.js';
 import { displayEndpoint } from '../../src/observe/redact.js';
 import { KafkaConfigError } from './errors.js';
 import { OVERSIZE_POLICIES, type OversizePolicy } from './oversize.js';
@@ -99,29 +100,8 @@ export type ResolvedKafkaSinkConfig = Required<
   replicationFactor: number;
 };
 
-const DEFAULTS = {
-  name: 'kafka',
-  clientId: 'redtail',
-  topic: 'redtail.<db>',
-  offsetsTopic: 'redtail.offsets',
-  exactlyOnce: true,
-  compression: 'gzip' as Compression,
-  gzipLevel: 6,
-  partitions: 3,
-  createTopics: true,
-  maxBatchBytes: 900_000,
-  maxTransactionBytes: 16_000_000,
-  maxTransactionMs: 100,
-  maxMessageBytes: 1_000_000,
-  oversize: 'truncate' as OversizePolicy,
-  transactionTimeoutMs: 60_000,
-  connectTimeoutMs: 30_000,
-  requestTimeoutMs: 30_000,
-  retryInitialMs: 200,
-  retryMaxMs: 10_000,
-  writeTimeoutMs: 0,
-  groupIdPrefix: 'redtail.offsets-reader.',
-};
+/** The sink's defaults live with every other default (src/config/defaults.ts). */
+const DEFAULTS = sinkDefaults.kafka;
 
 function bool(name: string, v: string): boolean {
   if (/^(1|true|yes|on)$/i.test(v)) return true;
@@ -150,17 +130,31 @@ export function parseKafkaSpec(spec: string): KafkaSinkOptions {
     );
   const out: KafkaSinkOptions = {};
   if (m[1] === 'kafkas') out.ssl = true;
-  let hosts = m[2]!;
-  let user: string | undefined;
-  let pass: string | undefined;
-  const at = hosts.lastIndexOf('@');
-  if (at >= 0) {
-    const info = hosts.slice(0, at);
-    hosts = hosts.slice(at + 1);
-    const colon = info.indexOf(':');
-    user = decodeURIComponent(colon >= 0 ? info.slice(0, colon) : info);
-    pass = decodeURIComponent(colon >= 0 ? info.slice(colon + 1) : '');
+  const { hosts, user, pass } = splitUserInfo(m[2] ?? '');
+  out.brokers = parseBrokers(hosts, spec);
+  let mechanism: string | undefined;
+  for (const [k, v] of new URLSearchParams(m[3] ?? '')) {
+    if (k === 'sasl') mechanism = v.toLowerCase();
+    else applyParam(out, k, v);
   }
+  if (user !== undefined || mechanism !== undefined) out.sasl = saslOptions(mechanism ?? 'plain', user, pass);
+  return out;
+}
+
+/** `user:pass@hosts` (both parts percent-decoded) or just `hosts`; the last `@` splits, as a password may hold one. */
+function splitUserInfo(authority: string): { hosts: string; user?: string; pass?: string } {
+  const at = authority.lastIndexOf('@');
+  if (at < 0) return { hosts: authority };
+  const info = authority.slice(0, at);
+  const colon = info.indexOf(':');
+  return {
+    hosts: authority.slice(at + 1),
+    user: decodeURIComponent(colon >= 0 ? info.slice(0, colon) : info),
+    pass: decodeURIComponent(colon >= 0 ? info.slice(colon + 1) : ''),
+  };
+}
+
+function parseBrokers(hosts: string, spec: string): string[] {
   const brokers = hosts
     .split(',')
     .map((h) => h.trim())
@@ -171,76 +165,57 @@ export function parseKafkaSpec(spec: string): KafkaSinkOptions {
     if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):\d{1,5}$/.test(b))
       throw new KafkaConfigError(`kafka sink: broker "${b}" is not host:port`);
   }
-  out.brokers = brokers;
-  let mechanism: string | undefined;
-  for (const [k, v] of new URLSearchParams(m[3] ?? '')) {
-    switch (k) {
-      case 'name':
-      case 'clientId':
-      case 'topic':
-      case 'offsetsTopic':
-      case 'transactionalId':
-      case 'groupIdPrefix':
-        out[k] = v;
-        break;
-      case 'stateTopic':
-        out.stateTopic = /^(0|false|off|no)$/i.test(v) ? false : v;
-        break;
-      case 'exactlyOnce':
-      case 'createTopics':
-        out[k] = bool(k, v);
-        break;
-      case 'ssl':
-      case 'tls':
-        out.ssl = bool(k, v);
-        break;
-      case 'oversize':
-        if (!OVERSIZE_POLICIES.includes(v as OversizePolicy))
-          throw new KafkaConfigError(`kafka sink: oversize=${v} is not a policy (truncate or reference)`);
-        out.oversize = v as OversizePolicy;
-        break;
-      case 'compression':
-        out.compression = compression(v);
-        break;
-      case 'partitions':
-      case 'replicationFactor':
-        out[k] = int(k, v, 1);
-        break;
-      case 'gzipLevel':
-        out.gzipLevel = gzipLevel(int(k, v, 1));
-        break;
-      case 'maxBatchBytes':
-      case 'maxMessageBytes':
-      case 'maxTransactionBytes':
-        out[k] = int(k, v, 1024);
-        break;
-      case 'transactionTimeoutMs':
-      case 'connectTimeoutMs':
-      case 'requestTimeoutMs':
-      case 'retryInitialMs':
-      case 'retryMaxMs':
-        out[k] = int(k, v, 1);
-        break;
-      case 'writeTimeoutMs':
-      case 'maxTransactionMs':
-        out[k] = int(k, v, 0);
-        break;
-      case 'sasl':
-        mechanism = v.toLowerCase();
-        break;
-      default:
-        throw new KafkaConfigError(`kafka sink: unknown parameter ${k}`);
-    }
-  }
-  if (user !== undefined || mechanism !== undefined) {
-    const mech = mechanism ?? 'plain';
-    if (!SASL_MECHANISMS.has(mech))
-      throw new KafkaConfigError(`kafka sink: sasl=${mech} is not one of ${[...SASL_MECHANISMS].join(', ')}`);
-    if (user === undefined)
-      throw new KafkaConfigError(`kafka sink: sasl=${mech} needs user:password@ in the spec`);
-    out.sasl = { mechanism: mech, username: user, password: pass ?? '' } as SASLOptions;
-  }
-  return out;
+  return brokers;
+}
+
+/** Query parameters that are plain strings, booleans, and integers with their smallest allowed value. */
+const STRING_PARAMS = [
+  'name',
+  'clientId',
+  'topic',
+  'offsetsTopic',
+  'transactionalId',
+  'groupIdPrefix',
+] as const;
+const BOOLEAN_PARAMS = ['exactlyOnce', 'createTopics'] as const;
+const INT_PARAMS: Record<string, number> = {
+  partitions: 1,
+  replicationFactor: 1,
+  maxBatchBytes: 1024,
+  maxMessageBytes: 1024,
+  maxTransactionBytes: 1024,
+  transactionTimeoutMs: 1,
+  connectTimeoutMs: 1,
+  requestTimeoutMs: 1,
+  retryInitialMs: 1,
+  retryMaxMs: 1,
+  writeTimeoutMs: 0,
+  maxTransactionMs: 0,
+};
+
+/** One `?k=v` of the spec into `out`; an unknown `k` is an error (a typo must not be ignored silently). */
+function applyParam(out: KafkaSinkOptions, k: string, v: string): void {
+  const o = out as Record<string, unknown>;
+  if ((STRING_PARAMS as readonly string[]).includes(k)) o[k] = v;
+  else if ((BOOLEAN_PARAMS as readonly string[]).includes(k)) o[k] = bool(k, v);
+  else if (Object.hasOwn(INT_PARAMS, k)) o[k] = int(k, v, INT_PARAMS[k] ?? 0);
+  else if (k === 'stateTopic') out.stateTopic = /^(0|false|off|no)$/i.test(v) ? false : v;
+  else if (k === 'ssl' || k === 'tls') out.ssl = bool(k, v);
+  else if (k === 'compression') out.compression = compression(v);
+  else if (k === 'gzipLevel') out.gzipLevel = gzipLevel(int(k, v, 1));
+  else if (k === 'oversize') {
+    if (!OVERSIZE_POLICIES.includes(v as OversizePolicy))
+      throw new KafkaConfigError(`kafka sink: oversize=${v} is not a policy (truncate or reference)`);
+    out.oversize = v as OversizePolicy;
+  } else throw new KafkaConfigError(`kafka sink: unknown parameter ${k}`);
+}
+
+function saslOptions(mech: string, user: string | undefined, pass: string | undefined): SASLOptions {
+  if (!SASL_MECHANISMS.has(mech))
+    throw new KafkaConfigError(`kafka sink: sasl=${mech} is not one of ${[...SASL_MECHANISMS].join(', ')}`);
+  if (user === undefined)
+    throw new KafkaConfigError(`kafka sink: sasl=${mech} needs user:password@ in the spec`);
+  return { mechanism: mech, username: user, password: pass ?? '' } as SASLOptions;
 }
 
 /** Spec first, then options on top (options are how routes, TLS material and loggers are given). */

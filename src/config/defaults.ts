@@ -59,3 +59,33 @@ export const fixed = {
     producerRetry: { retries: 5, initialRetryTime: 20, maxRetryTime: 1000 },
   },
 } as const;
+
+/**
+ * Defaults of the sinks' own options (their spec parameters and `sinkOptions`; docs/kafka.md and docs/postgres.md
+ * list them). The sinks resolve their options against these objects and nothing else.
+ */
+export const sinkDefaults = {
+  kafka: {
+    name: 'kafka',
+    clientId: 'redtail',
+    topic: 'redtail.<db>',
+    offsetsTopic: 'redtail.offsets',
+    exactlyOnce: true,
+    compression: 'gzip' as 'gzip' | 'lz4' | 'snappy' | 'zstd' | 'none',
+    gzipLevel: 6,
+    partitions: 3,
+    createTopics: true,
+    maxBatchBytes: 900_000,
+    maxTransactionBytes: 16_000_000,
+    maxTransactionMs: 100,
+    maxMessageBytes: 1_000_000,
+    oversize: 'truncate' as 'truncate' | 'reference',
+    transactionTimeoutMs: 60_000,
+    connectTimeoutMs: 30_000,
+    requestTimeoutMs: 30_000,
+    retryInitialMs: 200,
+    retryMaxMs: 10_000,
+    writeTimeoutMs: 0,
+    groupIdPrefix: 'redtail.offsets-reader.',
+  },
+};

@@ -183,6 +183,59 @@ describe('KafkaSink errors and policies', () => {
     );
     expect(() => createKafkaSink('kafka://a:1', { stateTopic: 's.<op>' })).toThrow(/may only use <db>/);
   });
+
+  it('parses every kind of spec parameter and names the one it rejects', () => {
+    expect(
+      parseKafkaSpec(
+        'kafka://[::1]:9092?name=n&clientId=c&offsetsTopic=o&transactionalId=t&groupIdPrefix=g.&stateTopic=s.<db>' +
+          '&createTopics=no&tls=1&oversize=reference&compression=zstd&gzipLevel=9&replicationFactor=2' +
+          '&maxBatchBytes=2048&maxMessageBytes=4096&maxTransactionBytes=8192&transactionTimeoutMs=5&connectTimeoutMs=6' +
+          '&requestTimeoutMs=7&retryInitialMs=8&retryMaxMs=9&writeTimeoutMs=0&maxTransactionMs=0',
+      ),
+    ).toEqual({
+      brokers: ['[::1]:9092'],
+      name: 'n',
+      clientId: 'c',
+      offsetsTopic: 'o',
+      transactionalId: 't',
+      groupIdPrefix: 'g.',
+      stateTopic: 's.<db>',
+      createTopics: false,
+      ssl: true,
+      oversize: 'reference',
+      compression: 'zstd',
+      gzipLevel: 9,
+      replicationFactor: 2,
+      maxBatchBytes: 2048,
+      maxMessageBytes: 4096,
+      maxTransactionBytes: 8192,
+      transactionTimeoutMs: 5,
+      connectTimeoutMs: 6,
+      requestTimeoutMs: 7,
+      retryInitialMs: 8,
+      retryMaxMs: 9,
+      writeTimeoutMs: 0,
+      maxTransactionMs: 0,
+    });
+    expect(parseKafkaSpec('kafka://a:1?stateTopic=off').stateTopic).toBe(false);
+    expect(parseKafkaSpec('kafka://u@a:1').sasl).toEqual({ mechanism: 'plain', username: 'u', password: '' });
+    const rejects: [string, RegExp][] = [
+      ['kafka://a:1?maxBatchBytes=1023', /maxBatchBytes=1023 must be an integer >= 1024/],
+      ['kafka://a:1?partitions=0', /partitions=0 must be an integer >= 1/],
+      ['kafka://a:1?retryMaxMs=1.5', /retryMaxMs=1.5 must be an integer/],
+      ['kafka://a:1?exactlyOnce=maybe', /exactlyOnce=maybe is not a boolean/],
+      ['kafka://a:1?gzipLevel=10', /gzipLevel=10 must be an integer from 1/],
+      ['kafka://a:1?compression=brotli', /compression=brotli is not supported/],
+      ['kafka://a:1?oversize=drop', /oversize=drop is not a policy/],
+      ['kafka://a:1?sasl=gssapi', /sasl=gssapi is not one of/],
+      ['kafka://a:1?sasl=plain', /sasl=plain needs user:password@/],
+      // An Object.prototype name is no parameter either.
+      ['kafka://a:1?toString=1', /unknown parameter toString/],
+      ['kafka://,?topic=x', /names no broker/],
+      ['kafka://a?topic=x', /broker "a" is not host:port/],
+    ];
+    for (const [spec, message] of rejects) expect(() => parseKafkaSpec(spec), spec).toThrow(message);
+  });
 });
 
 describe('KafkaSink with SASL and ACLs', () => {
