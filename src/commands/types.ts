@@ -75,7 +75,7 @@ export class Emitter {
    * Appends an event a spec built as one object literal, in `emit`'s field order (envelope, key, type, payload,
    * `source: e.source()`, `ts: e.ts`), with no undefined member. For the ops of the stream's hot path: `emit` builds
    * every event member by member in one shared function, whose stores see every op's shape (megamorphic) and walk
-   * the payload with for-in, a fifth of normalizing a command (bench/NOTES.md, streamfile).
+   * the payload with for-in: 10-15 % of normalizing the stream's mix (bench/NOTES.md, streamfile).
    */
   put(ev: CommandEvent): void {
     this.out.push(ev);
