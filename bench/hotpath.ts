@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { setImmediate as turn } from 'node:timers/promises';
+import { getHeapStatistics } from 'node:v8';
 import { NullSink } from '../sinks/null/NullSink.js';
 import { NdjsonSink } from '../sinks/stdout/NdjsonSink.js';
 import { FileCheckpointStore } from '../src/checkpoint/FileCheckpointStore.js';
@@ -166,12 +167,15 @@ async function time<T>(what: string, commands: number, f: () => T | Promise<T>):
   if (!what.includes(ONLY)) return undefined;
   const c0 = cpuS();
   const gc0 = gcMs;
+  // Bytes allocated on the JS heap: what the GC has to scavenge, per command.
+  const a0 = getHeapStatistics().total_allocated_bytes;
   const t0 = performance.now();
   const r = await f();
   const ms = performance.now() - t0;
   const cpu = cpuS() - c0;
+  const alloc = (getHeapStatistics().total_allocated_bytes - a0) / commands;
   process.stdout.write(
-    `${what.padEnd(30)} ${((ms * 1e6) / commands).toFixed(0).padStart(5)} ns/command  ${(cpu / (commands / 1e6)).toFixed(2)} CPU s/M  GC ${((100 * (gcMs - gc0)) / ms).toFixed(0)} %\n`,
+    `${what.padEnd(30)} ${((ms * 1e6) / commands).toFixed(0).padStart(5)} ns/command  ${(cpu / (commands / 1e6)).toFixed(2)} CPU s/M  GC ${((100 * (gcMs - gc0)) / ms).toFixed(0)} %  ${alloc.toFixed(0)} B/command allocated\n`,
   );
   return r;
 }

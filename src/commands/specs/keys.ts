@@ -26,7 +26,12 @@ function expire(name: string, unitMs: number, relative: boolean): CommandSpec {
         if (c !== 'nx' && c !== 'xx' && c !== 'gt' && c !== 'lt') throw new ArgError(`unknown option ${c}`);
       }
       a.end();
-      e.emit('expire', key, undefined, expiryFields(at(t * unitMs, relative, e.ts)));
+      // What expiryFields gives, as one literal (PEXPIREAT is on the hot path: Emitter.put).
+      const { expireAt, approx } = at(t * unitMs, relative, e.ts);
+      const { db } = e.ctx;
+      if (approx)
+        e.put({ v: 1, op: 'expire', db, key, expireAt, expireApprox: true, source: e.source(), ts: e.ts });
+      else e.put({ v: 1, op: 'expire', db, key, expireAt, source: e.source(), ts: e.ts });
     },
     name === 'pexpireat' ? undefined : 'PEXPIREAT key ms',
   );

@@ -15,7 +15,17 @@ function push(name: string, s: Side): CommandSpec {
     const key = a.next('key');
     const elements = a.rest();
     if (elements.length === 0) throw new ArgError('missing element');
-    e.emit('push', key, 'list', { side: s, elements });
+    e.put({
+      v: 1,
+      op: 'push',
+      db: e.ctx.db,
+      key,
+      type: 'list',
+      side: s,
+      elements,
+      source: e.source(),
+      ts: e.ts,
+    });
   });
 }
 

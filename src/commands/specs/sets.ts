@@ -8,7 +8,7 @@ function members(name: string, op: 'sadd' | 'srem'): CommandSpec {
     const key = a.next('key');
     const list = a.rest();
     if (list.length === 0) throw new ArgError('missing member');
-    e.emit(op, key, 'set', { members: list });
+    e.put({ v: 1, op, db: e.ctx.db, key, type: 'set', members: list, source: e.source(), ts: e.ts });
   });
 }
 

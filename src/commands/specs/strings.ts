@@ -23,13 +23,35 @@ function setOptions(a: Args, ts: number, initial: Expiry): Expiry {
 }
 
 function emitSet(e: Emitter, key: Buffer, value: Buffer, x: Expiry): void {
-  // expiryFields' shape written out: one payload object per SET instead of two and a spread (the hot path).
-  e.emit(
-    'set',
-    key,
-    'string',
-    x.approx ? { value, expireAt: x.expireAt, expireApprox: true } : { value, expireAt: x.expireAt },
-  );
+  const expireAt = x.expireAt;
+  // The hot path: the event as one literal (Emitter.put). KEEPTTL leaves expireAt out.
+  if (expireAt === undefined) e.emit('set', key, 'string', { value });
+  else if (x.approx) {
+    const { db } = e.ctx;
+    e.put({
+      v: 1,
+      op: 'set',
+      db,
+      key,
+      type: 'string',
+      value,
+      expireAt,
+      expireApprox: true,
+      source: e.source(),
+      ts: e.ts,
+    });
+  } else
+    e.put({
+      v: 1,
+      op: 'set',
+      db: e.ctx.db,
+      key,
+      type: 'string',
+      value,
+      expireAt,
+      source: e.source(),
+      ts: e.ts,
+    });
 }
 
 function negate(n: number | string): number | string {
@@ -42,7 +64,8 @@ function incr(name: string, sign: 1 | -1, withArg: boolean): CommandSpec {
     const key = a.next('key');
     const by = withArg ? a.int64('increment') : 1;
     a.end();
-    e.emit('incrby', key, 'string', { delta: sign < 0 ? negate(by) : by });
+    const delta = sign < 0 ? negate(by) : by;
+    e.put({ v: 1, op: 'incrby', db: e.ctx.db, key, type: 'string', delta, source: e.source(), ts: e.ts });
   });
 }
 

@@ -28,7 +28,7 @@ function zadd(a: Args, e: Emitter): void {
     const s = score(a.float('score'));
     members.push([a.next('member'), s]);
   }
-  e.emit('zadd', key, 'zset', { members, flags });
+  e.put({ v: 1, op: 'zadd', db: e.ctx.db, key, type: 'zset', members, flags, source: e.source(), ts: e.ts });
 }
 
 function zpop(name: string, side: 'min' | 'max'): CommandSpec {
