@@ -392,13 +392,25 @@ async function live(): Promise<LiveResult> {
     .join(' ');
   // REDTAIL_BENCH_BIG=members: issue 13's big-collection load (a hash, a zset and a list of that many members each).
   const bigMembers = Number(process.env.REDTAIL_BENCH_BIG ?? 0) || undefined;
-  const r = await liveBench({ pg: PG, n, random, bigMembers, profileDir: process.env.REDTAIL_BENCH_PROFILE });
+  // REDTAIL_BENCH_DRAIN=1: redtail stopped during the burst, its rate measured on the backlog (postgresLive.ts).
+  const drain = process.env.REDTAIL_BENCH_DRAIN === '1';
+  const r = await liveBench({
+    pg: PG,
+    n,
+    random,
+    bigMembers,
+    drain,
+    profileDir: process.env.REDTAIL_BENCH_PROFILE,
+  });
   r.load = load;
   const what = bigMembers
     ? `big collections of ${bigMembers} members (hash, zset, list), -n ${n} of HSET, ZINCRBY and LMOVE each`
     : `redis-benchmark -P 32 -n ${n}${random ? ` -r ${random}` : ''} -t set,hset,lpush,sadd,zadd,incr`;
   say(
     `live master (${what}): ${r.events} events, initial sync ${r.syncS.toFixed(1)} s, burst ${r.burstS.toFixed(2)} s; redtail ${Math.round(r.eventsPerSec)} events/s, caught up ${r.catchUpS.toFixed(2)} s after the burst; CPU s per million events: redtail ${r.redtailCpuPerM.toFixed(1)}, its Postgres backends ${r.pgCpuPerM.toFixed(1)}; verify ${r.verify}; load average ${load}`,
+  );
+  say(
+    `  redtail's own window (${r.drain ? 'drain: SIGCONT after the burst' : 'first commit past the burst start'} → caught up): ${r.ownS.toFixed(2)} s, ${Math.round(r.ownRate)} ${bigMembers ? 'member updates' : 'events'}/s`,
   );
   say(
     `  same-run reference: a plain binary COPY of these ${r.events} changes rows into a table like changes: ${Math.round(r.changesCeiling)} rows/s (sink/ceiling ${(r.eventsPerSec / r.changesCeiling).toFixed(2)})`,
