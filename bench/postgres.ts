@@ -410,7 +410,7 @@ async function live(): Promise<LiveResult> {
     `live master (${what}): ${r.events} events, initial sync ${r.syncS.toFixed(1)} s, burst ${r.burstS.toFixed(2)} s; redtail ${Math.round(r.eventsPerSec)} events/s, caught up ${r.catchUpS.toFixed(2)} s after the burst; CPU s per million events: redtail ${r.redtailCpuPerM.toFixed(1)}, its Postgres backends ${r.pgCpuPerM.toFixed(1)}; verify ${r.verify}; load average ${load}`,
   );
   say(
-    `  redtail's own window (${r.drain ? 'drain: SIGCONT after the burst' : 'first commit past the burst start'} → caught up): ${r.ownS.toFixed(2)} s, ${Math.round(r.ownRate)} ${bigMembers ? 'member updates' : 'events'}/s`,
+    `  redtail's own window (${r.drain ? 'drain: SIGCONT after the burst' : 'first commit past the burst start'} → caught up): ${r.ownS.toFixed(2)} s, ${Math.round(r.ownRate)} ${bigMembers ? 'member updates' : 'events'}/s; Postgres WAL ${Math.round(r.walPerEvent)} bytes per event`,
   );
   say(
     `  same-run reference: a plain binary COPY of these ${r.events} changes rows into a table like changes: ${Math.round(r.changesCeiling)} rows/s (sink/ceiling ${(r.eventsPerSec / r.changesCeiling).toFixed(2)})`,

@@ -62,6 +62,8 @@ export interface LiveResult {
   /** Seconds of that window. */
   ownS: number;
   drain: boolean;
+  /** WAL bytes Postgres wrote per event from the burst's start until caught up (the whole server's: others' too). */
+  walPerEvent: number;
 }
 
 export interface LiveOptions {
@@ -203,6 +205,9 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
       pg: backends.reduce((a, p) => a + cpuSeconds(p), 0),
     });
     const changes0 = Number((await admin.query(`SELECT count(*) AS n FROM "${schema}".changes`)).rows[0].n);
+    const wal = async () =>
+      (await admin.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+    const wal0 = await wal();
     const cpu0 = cpu();
     const offset0 = masterOffset();
     // The first commit past the pre-burst offset (live mode: when redtail's own window starts).
@@ -235,6 +240,10 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
     watching = false;
     await watcher;
     const cpu1 = cpu();
+    const walBytes = Number(
+      (await admin.query<{ n: string }>('SELECT pg_wal_lsn_diff($1, $2) AS n', [await wal(), wal0])).rows[0]!
+        .n,
+    );
     const events =
       Number((await admin.query(`SELECT count(*) AS n FROM "${schema}".changes`)).rows[0].n) - changes0;
     const verify = await verifyMirror(master.port, url);
@@ -264,6 +273,7 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
       ownRate: events / ((t2 - (firstApplied || t0)) / 1000),
       ownS: (t2 - (firstApplied || t0)) / 1000,
       drain: opts.drain === true,
+      walPerEvent: walBytes / events,
     };
   } finally {
     if (redtail && redtail.exitCode === null && redtail.signalCode === null) {
