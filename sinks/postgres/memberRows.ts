@@ -122,18 +122,6 @@ function listRow(db: number, key: Buffer, pos: number, x: Bytes): CopyValue[] {
   return [db, key, pos, j, shas.length > 0 ? shas : null];
 }
 
-/**
- * `z.score + EXCLUDED.score` with IEEE semantics (C's `double` addition, as in zsetAdd): Postgres raises "value out
- * of range" where the sum of two finite float8 overflows, Redis gets ±inf. Below 1e300 in magnitude (or with an
- * infinite operand) the plain sum cannot overflow; otherwise it is computed as 2 × (a/2 + b/2), which rounds exactly
- * as a + b (halving is exact at these magnitudes, and the other operand's halving error is far below the big one's
- * ulp), and is ±inf when the half-sum exceeds MAX/2 ($7).
- */
-const SCORE_SUM = `CASE WHEN (abs(z.score) < 1e300 AND abs(EXCLUDED.score) < 1e300)
-    OR abs(z.score) = 'Infinity'::float8 OR abs(EXCLUDED.score) = 'Infinity'::float8 THEN z.score + EXCLUDED.score
-  WHEN abs(z.score / 2 + EXCLUDED.score / 2) > $7::float8 THEN sign(z.score / 2 + EXCLUDED.score / 2) * 'Infinity'::float8
-  ELSE 2 * (z.score / 2 + EXCLUDED.score / 2) END`;
-
 export interface MemberRowStats {
   /** Keys loaded in part (named members, list ends) and whole. */
   partialLoads: number;
@@ -152,8 +140,6 @@ export interface MemberRowStats {
 class Staged {
   readonly up: CopyValue[][] = [];
   readonly del: Array<[number, Buffer, Buffer | number]> = [];
-  /** Blind zset members' increments (PartialMap.deltas), with their entry (whose size the write completes). */
-  readonly incr: Array<{ e: KeyEntry; m: Bytes; deltas: number[] }> = [];
 }
 
 export class MemberRows {
@@ -246,14 +232,7 @@ export class MemberRows {
     all = false,
   ): Promise<RedisValue> {
     const t = new MemberTracker(r.size, all);
-    // Incremented members no other event names go unread (blind) when the zset cannot empty in this segment: its
-    // known size stays above zero however many named members are removed, so no handler decides on a wrong size.
-    const blind = !all && r.type === 'zset' && r.size > need.members.size;
-    for (const m of need.incr) if (blind && !need.members.has(m)) t.blind.add(m);
-    const wanted = [
-      ...need.members,
-      ...[...need.incr].filter((m) => !t.blind.has(m) && !need.members.has(m)),
-    ];
+    const wanted = [...need.members];
     for (const m of wanted) t.known.add(m);
     const cols =
       r.type === 'hash'
@@ -430,20 +409,15 @@ export class MemberRows {
     };
     const shrink: Array<[KeyEntry, RowType]> = [];
     const rewrite: KeyEntry[] = [];
-    const partial: KeyEntry[] = [];
     for (const e of entries) {
       const r = e.rows;
       if (r && e.value !== null && e.value === r.partial) {
         this.stageChanges(e, e.value, r, stage(r.type));
-        partial.push(e);
+        e.memberRows = collectionSize(e.value);
+        if (e.memberRows < this.threshold / 2) shrink.push([e, r.type]);
       } else rewrite.push(e);
     }
     for (const [type, x] of staged) await this.runStaged(client, type, x);
-    // After the writes: a zset's blind increments count only once the upsert said which members it inserted.
-    for (const e of partial) {
-      e.memberRows = collectionSize(e.value);
-      if (e.memberRows < this.threshold / 2) shrink.push([e, e.rows!.type]);
-    }
     for (const [e, type] of shrink) {
       // Small again: the rest of it is read (fewer than threshold / 2 rows) and stored inline.
       e.value = await this.loadWhole(client, e.db, e.key, type);
@@ -474,8 +448,6 @@ export class MemberRows {
       return;
     }
     const t = (v.v as PartialMap<unknown> | PartialSet).t;
-    if (v.v instanceof PartialMap)
-      for (const [m, deltas] of (v.v as PartialMap<unknown>).deltas) x.incr.push({ e, m, deltas });
     for (const m of t.dirty) {
       this.blobs.drop(r.blobs.get(m));
       const row = memberRow(e.db, e.key, m, v);
@@ -501,7 +473,6 @@ export class MemberRows {
       );
       this.stats.rowsDeleted += rowCount ?? 0;
     }
-    await this.runIncrements(client, x);
     if (x.up.length === 0) return;
     const { names, types } = COLUMNS[type];
     const last = names.length - 1;
@@ -531,46 +502,6 @@ export class MemberRows {
       ),
     );
     this.stats.rowsUpserted += x.up.length;
-  }
-
-  /**
-   * Blind zset increments without reading the scores: `INSERT ... ON CONFLICT DO UPDATE SET score = score + delta`, a
-   * new member inserted with the delta as its score (zsetAdd sets an absent member's score to the increment). A member
-   * incremented k times in the batch takes k rounds, the i-th delta in the i-th, so the additions happen in Redis's
-   * order (float addition does not reassociate). Each round reports the members it inserted (`xmax = 0`: the row
-   * was not updated), which completes the zset's size.
-   */
-  private async runIncrements(client: PoolClient, x: Staged): Promise<void> {
-    for (let round = 0; ; round++) {
-      const now = x.incr.filter((d) => d.deltas.length > round);
-      if (now.length === 0) return;
-      const { rows } = await this.timed('zset incr', () =>
-        client.query<{ db: number; key: Buffer; n: string }>(
-          `WITH w AS (
-             INSERT INTO ${this.t('zset')} AS z (db, key, h, member, member_j, score)
-             SELECT d, k, h, m, j::jsonb, s FROM unnest($1::int[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], $6::float8[])
-               AS u(d, k, h, m, j, s)
-             ON CONFLICT (db, key, h) DO UPDATE SET score = ${SCORE_SUM}
-             RETURNING db, key, xmax = 0 AS inserted)
-           SELECT db, key, count(*) FILTER (WHERE inserted) AS n FROM w GROUP BY db, key`,
-          [
-            now.map((d) => d.e.db),
-            now.map((d) => d.e.key),
-            now.map((d) => memberId(d.m)),
-            now.map((d) => memberBytes(d.m)),
-            now.map((d) => enc(d.m)),
-            now.map((d) => d.deltas[round]!),
-            Number.MAX_VALUE / 2,
-          ],
-        ),
-      );
-      this.stats.rowsUpserted += now.length;
-      for (const r of rows) {
-        const d = now.find((y) => y.e.db === r.db && y.e.key.equals(r.key));
-        const v = d?.e.value;
-        if (v?.type === 'zset' && v.v instanceof PartialMap) v.v.t.size += Number(r.n);
-      }
-    }
   }
 
   /** Deletes every member row of a key, dropping the blobs they referenced (they may have lost their last reference). */

@@ -1,5 +1,4 @@
 import type { ChangeEvent } from '../../../src/events/ChangeEvent.js';
-import { isHuge } from './blobRef.js';
 import { type Bytes, b } from './types.js';
 
 /**
@@ -15,21 +14,10 @@ export interface MemberNeed {
   /** List elements to load from the head and from the tail. */
   left: number;
   right: number;
-  /**
-   * Zset members named by ZINCRBY (ZADD INCR without NX/XX/GT/LT, one member). Those no other event names are not
-   * read at all: their increments are written as `score = score + delta` (memberRows.ts), the member inserted when
-   * absent.
-   */
-  incr: Set<Bytes>;
 }
 
 export function emptyNeed(): MemberNeed {
-  return { whole: false, members: new Set(), left: 0, right: 0, incr: new Set() };
-}
-
-/** ZADD flags of a plain increment: INCR, and CH (which changes only the reply). */
-function incrOnly(flags: string[]): boolean {
-  return flags.includes('incr') && flags.every((f) => f === 'incr' || f === 'ch');
+  return { whole: false, members: new Set(), left: 0, right: 0 };
 }
 
 /** Ops that change only the key's row, or whose handler asks the master (a fetch replaces the whole value). */
@@ -59,14 +47,9 @@ export function addNeed(need: MemberNeed, ev: ChangeEvent, db: number, key: Buff
     case 'zrem':
       add(ev.members as Buffer[]);
       return;
-    case 'zadd': {
-      const ms = ev.members as Array<[Buffer, unknown]>;
-      const m = ms[0]?.[0];
-      // A huge member's row carries its blob: it takes the ordinary path.
-      if (ms.length === 1 && m && !isHuge(m) && incrOnly(ev.flags as string[])) need.incr.add(b(m));
-      else add(ms.map((x) => x[0]));
+    case 'zadd':
+      add((ev.members as Array<[Buffer, unknown]>).map((m) => m[0]));
       return;
-    }
     case 'smove':
       add([ev.member as Buffer]);
       return;

@@ -18,11 +18,6 @@ export class MemberTracker {
   readonly known = new Set<Bytes>();
   /** Members written or deleted since the load. */
   readonly dirty = new Set<Bytes>();
-  /**
-   * Zset members only incremented (memberNeeds `incr`): never loaded, so whether they exist is unknown; `size` counts
-   * none of them until the write reports how many it inserted.
-   */
-  readonly blind = new Set<Bytes>();
   constructor(
     public size: number,
     /** Every member was loaded: any member's presence is known, and iterating is allowed. */
@@ -53,23 +48,9 @@ export class PartialMap<V> extends Map<Bytes, V> {
     super();
   }
 
-  /** Score increments of blind members (MemberTracker.blind), in order: the write adds them to the stored score. */
-  readonly deltas = new Map<Bytes, number[]>();
-
   /** A member read from its row (not a change). */
   load(m: Bytes, v: V): void {
     super.set(m, v);
-  }
-
-  /** Whether `m` is a blind member: the zset handler then records its increment with addDelta. */
-  isBlind(m: Bytes): boolean {
-    return this.t.blind.has(m);
-  }
-
-  addDelta(m: Bytes, d: number): void {
-    const ds = this.deltas.get(m);
-    if (ds) ds.push(d);
-    else this.deltas.set(m, [d]);
   }
 
   override get(m: Bytes): V | undefined {

@@ -1,7 +1,6 @@
 import type { StoreEvent } from '../../../src/events/ChangeEvent.js';
 import { isPlaceholder } from './blobRef.js';
 import { scoreFromJson, sortedZset } from './encoding.js';
-import { PartialMap } from './partial.js';
 import {
   type ApplyContext,
   type Bytes,
@@ -28,11 +27,6 @@ const zadd: OpHandler<'zadd'> = (ev, ctx) => {
   for (const [mb, s] of ev.members as Array<[Buffer, number | string]>) {
     const m = b(mb);
     let score = scoreFromJson(s);
-    if (z instanceof PartialMap && z.isBlind(m)) {
-      // A ZINCRBY of a member not loaded (memberNeeds `incr`): the write adds it to the stored score.
-      z.addDelta(m, score);
-      continue;
-    }
     const cur = z.get(m);
     if (cur === undefined) {
       if (flags.has('xx')) continue;

@@ -216,10 +216,9 @@ describe('big collections in member rows (bigCollectionMembers = 40)', () => {
     await agree('zset', 'z');
   });
 
-  it('zset: ZINCRBY of members not read (present, absent, repeated in one batch) adds in order, counts inserts', async () => {
+  it('zset: ZINCRBY on rows (present, absent, repeated in one batch, overflow to inf) adds in order, counts inserts', async () => {
     await h.run([['zadd', 'zi', ...range(0, 50, (i) => [i, `m${i}`]).flat()]]);
     expect(await memberRows(h.schema, 'zi')).toBe(50);
-    const before = { ...h.sink.stats.memberRows };
     await h.run([
       // Present, three times: ((1 + 0.1) + 0.2) + 0.7 is 2.0000000000000004, 1 + (0.1 + 0.2 + 0.7) would be 2.
       ['zincrby', 'zi', 0.1, 'm1'],
@@ -232,18 +231,15 @@ describe('big collections in member rows (bigCollectionMembers = 40)', () => {
       ['zincrby', 'zi', 1e308, 'm2'],
       ['zincrby', 'zi', 1e308, 'm2'],
       ['zadd', 'zi', 'incr', 'ch', 5, 'm4'],
-      // Named by another op too: read and applied by the model as before.
       ['zincrby', 'zi', 1, 'm3'],
       ['zrem', 'zi', 'm3'],
       ['zadd', 'zi', 'xx', 'incr', 5, 'm5'],
     ]);
-    const after = h.sink.stats.memberRows!;
-    // Only m3 and m5 were read (ZREM and ZADD XX need their presence).
-    expect(after.membersLoaded - (before.membersLoaded ?? 0)).toBe(2);
-    expect(after.statementMs['zset incr']).toBeGreaterThan(0);
     expect(await memberRows(h.schema, 'zi')).toBe(51);
+    // Where the batch's member-row time went, per kind of statement (the bench prints it).
+    expect(h.sink.stats.memberRows?.statementMs['zset members']).toBeGreaterThan(0);
     await agree('zset', 'zi');
-    // Blind increments are not used when the batch could empty the zset: its named removals are read.
+    // Incremented and emptied in one batch.
     await h.run([
       ['zincrby', 'zi', 1, 'm6'],
       ['zrem', 'zi', ...range(0, 60, (i) => [`m${i}`]).flat(), 'new1', 'new2'],
