@@ -3,6 +3,10 @@
  * and streaming throughput with end-to-end latency through the real Pipeline, with where the time of the slowest
  * batches goes (connection, lock, apply, changes, checkpoint, commit), event-loop delay and GC pauses. Needs PostgreSQL on
  * REDTAIL_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test); uses and drops its own schemas.
+ *
+ * Live mode (REDTAIL_BENCH_MODE=live, postgresLive.ts): REDTAIL_BENCH_LIVE_N commands per test, REDTAIL_BENCH_BIG=n
+ * for issue 13's big-collection load (a hash, a zset and a list of n members), REDTAIL_BENCH_DRAIN=1 to stop redtail
+ * during the burst and time its own rate on the backlog, REDTAIL_BENCH_PROFILE=dir for `--cpu-prof`.
  */
 
 import { execFileSync } from 'node:child_process';
