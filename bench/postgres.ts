@@ -3,6 +3,10 @@
  * and streaming throughput with end-to-end latency through the real Pipeline, with where the time of the slowest
  * batches goes (connection, lock, apply, changes, checkpoint, commit), event-loop delay and GC pauses. Needs PostgreSQL on
  * REDTAIL_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test); uses and drops its own schemas.
+ *
+ * Live mode (REDTAIL_BENCH_MODE=live, postgresLive.ts): REDTAIL_BENCH_LIVE_N commands per test, REDTAIL_BENCH_BIG=n
+ * for issue 13's big-collection load (a hash, a zset and a list of n members), REDTAIL_BENCH_DRAIN=1 to stop redtail
+ * during the burst and time its own rate on the backlog, REDTAIL_BENCH_PROFILE=dir for `--cpu-prof`.
  */
 
 import { execFileSync } from 'node:child_process';
@@ -392,13 +396,25 @@ async function live(): Promise<LiveResult> {
     .join(' ');
   // REDTAIL_BENCH_BIG=members: issue 13's big-collection load (a hash, a zset and a list of that many members each).
   const bigMembers = Number(process.env.REDTAIL_BENCH_BIG ?? 0) || undefined;
-  const r = await liveBench({ pg: PG, n, random, bigMembers, profileDir: process.env.REDTAIL_BENCH_PROFILE });
+  // REDTAIL_BENCH_DRAIN=1: redtail stopped during the burst, its rate measured on the backlog (postgresLive.ts).
+  const drain = process.env.REDTAIL_BENCH_DRAIN === '1';
+  const r = await liveBench({
+    pg: PG,
+    n,
+    random,
+    bigMembers,
+    drain,
+    profileDir: process.env.REDTAIL_BENCH_PROFILE,
+  });
   r.load = load;
   const what = bigMembers
     ? `big collections of ${bigMembers} members (hash, zset, list), -n ${n} of HSET, ZINCRBY and LMOVE each`
     : `redis-benchmark -P 32 -n ${n}${random ? ` -r ${random}` : ''} -t set,hset,lpush,sadd,zadd,incr`;
   say(
     `live master (${what}): ${r.events} events, initial sync ${r.syncS.toFixed(1)} s, burst ${r.burstS.toFixed(2)} s; redtail ${Math.round(r.eventsPerSec)} events/s, caught up ${r.catchUpS.toFixed(2)} s after the burst; CPU s per million events: redtail ${r.redtailCpuPerM.toFixed(1)}, its Postgres backends ${r.pgCpuPerM.toFixed(1)}; verify ${r.verify}; load average ${load}`,
+  );
+  say(
+    `  redtail's own window (${r.drain ? 'drain: SIGCONT after the burst' : 'first commit past the burst start'} → caught up): ${r.ownS.toFixed(2)} s, ${Math.round(r.ownRate)} ${bigMembers ? 'member updates' : 'events'}/s; Postgres WAL ${Math.round(r.walPerEvent)} bytes per event`,
   );
   say(
     `  same-run reference: a plain binary COPY of these ${r.events} changes rows into a table like changes: ${Math.round(r.changesCeiling)} rows/s (sink/ceiling ${(r.eventsPerSec / r.changesCeiling).toFixed(2)})`,

@@ -54,6 +54,16 @@ export interface LiveResult {
   changesCeiling: number;
   /** The sink's stats from redtail's `stopped` log line (batches, ms per phase). */
   sinkStats: string;
+  /**
+   * Events/s over redtail's own window: drain mode, from SIGCONT until the checkpoint reached the master's offset;
+   * live mode, from the first committed checkpoint past the pre-burst offset until the last.
+   */
+  ownRate: number;
+  /** Seconds of that window. */
+  ownS: number;
+  drain: boolean;
+  /** WAL bytes Postgres wrote per event from the burst's start until caught up (the whole server's: others' too). */
+  walPerEvent: number;
 }
 
 export interface LiveOptions {
@@ -70,6 +80,11 @@ export interface LiveOptions {
    * snapshot), then `n` member updates of each at full speed (`bigCollectionLoad`).
    */
   bigMembers?: number;
+  /**
+   * Drain mode (as bench/stream.ts): redtail is SIGSTOPped during the burst and SIGCONTed after it, so the rate is
+   * redtail's own, from a backlog, and not the master's burst (which under load can take longer than redtail's apply).
+   */
+  drain?: boolean;
 }
 
 const TESTS = 'set,hset,lpush,sadd,zadd,incr';
@@ -190,7 +205,24 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
       pg: backends.reduce((a, p) => a + cpuSeconds(p), 0),
     });
     const changes0 = Number((await admin.query(`SELECT count(*) AS n FROM "${schema}".changes`)).rows[0].n);
+    const wal = async () =>
+      (await admin.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+    const wal0 = await wal();
     const cpu0 = cpu();
+    const offset0 = masterOffset();
+    // The first commit past the pre-burst offset (live mode: when redtail's own window starts).
+    let firstApplied = 0;
+    let watching = !opts.drain;
+    const watcher = (async () => {
+      while (watching) {
+        if ((await checkpoint()) > offset0) {
+          firstApplied = performance.now();
+          return;
+        }
+        await sleep(2);
+      }
+    })();
+    if (opts.drain) process.kill(redtail.pid!, 'SIGSTOP');
     const t0 = performance.now();
     const rnd = opts.random > 0 ? ['-r', String(opts.random)] : [];
     const base = ['-p', String(master.port), '-P', '32', '-q', '-n', String(opts.n)];
@@ -200,8 +232,18 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
       await Promise.all(BIG_UPDATES.map((cmd) => run('redis-benchmark', [...base, ...r, ...cmd])));
     } else await run('redis-benchmark', [...base, ...rnd, '-t', TESTS]);
     const t1 = performance.now();
+    if (opts.drain) {
+      process.kill(redtail.pid!, 'SIGCONT');
+      firstApplied = performance.now();
+    }
     const t2 = await waitCaughtUp('redtail to catch up', 600_000);
+    watching = false;
+    await watcher;
     const cpu1 = cpu();
+    const walBytes = Number(
+      (await admin.query<{ n: string }>('SELECT pg_wal_lsn_diff($1, $2) AS n', [await wal(), wal0])).rows[0]!
+        .n,
+    );
     const events =
       Number((await admin.query(`SELECT count(*) AS n FROM "${schema}".changes`)).rows[0].n) - changes0;
     const verify = await verifyMirror(master.port, url);
@@ -228,9 +270,16 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
       verify,
       sinkStats,
       changesCeiling: ceiling,
+      ownRate: events / ((t2 - (firstApplied || t0)) / 1000),
+      ownS: (t2 - (firstApplied || t0)) / 1000,
+      drain: opts.drain === true,
+      walPerEvent: walBytes / events,
     };
   } finally {
-    if (redtail && redtail.exitCode === null && redtail.signalCode === null) redtail.kill('SIGKILL');
+    if (redtail && redtail.exitCode === null && redtail.signalCode === null) {
+      if (opts.drain) redtail.kill('SIGCONT');
+      redtail.kill('SIGKILL');
+    }
     await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
     await admin.end();
     master.proc.kill('SIGKILL');

@@ -173,9 +173,11 @@ export class MirrorApplier {
     this.deletedPendingIds = [];
     this.stageUsed = false;
     this.blobs.begin();
+    const tHuge = performance.now();
     const fresh = events.filter((e) => e.source.snapshot || e.source.offset > this.state.appliedOffset);
     // The bytes of every huge byte string the batch carries, by SHA-256, for the rows that end up referencing them.
     for (const ev of fresh) eachHuge(ev, this.blobs.keep);
+    this.rows.note('eachHuge', tHuge);
     let i = 0;
     while (i < fresh.length) {
       const ev = fresh[i]!;
@@ -247,8 +249,13 @@ export class MirrorApplier {
       } else if (ev.key) need.push(...keysOf(ev));
     }
     for (const p of due) need.push([p.db, p.key]);
+    const tLoad = performance.now();
     await this.load(client, need);
+    this.rows.note('keys load', tLoad);
+    const tPrep = performance.now();
     await this.prepareRows(client, events, commandKeys);
+    this.rows.note('prepareRows', tPrep);
+    const tModel = performance.now();
     const ctx = this.context();
     for (const ev of events) {
       this.offset = ev.source.offset;
@@ -285,8 +292,11 @@ export class MirrorApplier {
       }
     }
     if (drainThrough >= 0) this.applyDue(drainThrough, true);
+    this.rows.note('model (JS)', tModel);
+    const tFlush = performance.now();
     await this.runFetches(client);
     await this.flush(client);
+    this.rows.note('fetch+flush', tFlush);
   }
 
   private applyDue(offset: number, inclusive: boolean): void {

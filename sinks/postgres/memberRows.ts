@@ -132,6 +132,8 @@ export interface MemberRowStats {
   rowsCopied: number;
   loadMs: number;
   writeMs: number;
+  /** Wall ms per kind of streaming statement (e.g. `zset upsert`), parameter encoding included: where a batch waits. */
+  statementMs: Record<string, number>;
 }
 
 /** Changed rows of one table in one transaction: written by one DELETE and one upsert. */
@@ -150,7 +152,24 @@ export class MemberRows {
     rowsCopied: 0,
     loadMs: 0,
     writeMs: 0,
+    statementMs: {},
   };
+
+  /** Adds the wall time since `t0` to `statementMs[label]` (the applier's own steps are listed there too). */
+  note(label: string, t0: number): void {
+    const m = this.stats.statementMs;
+    m[label] = (m[label] ?? 0) + performance.now() - t0;
+  }
+
+  /** Runs one statement, adding its wall time to `statementMs[label]`. */
+  private async timed<T>(label: string, run: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    try {
+      return await run();
+    } finally {
+      this.note(label, t0);
+    }
+  }
 
   constructor(
     private readonly s: string,
@@ -231,12 +250,14 @@ export class MemberRows {
       : wanted.length === 0
         ? []
         : (
-            await client.query<{ m: unknown; x: unknown; t: string | null; blobs: string[] | null }>(
-              // Joined from unnest, not `h = ANY(...)`: one primary-key probe per member whatever the statistics say
-              // (right after a COPY, without ANALYZE, Postgres may plan `ANY` as a scan of the whole collection).
-              `SELECT ${cols}, blobs FROM unnest($3::bytea[]) AS u(h)
-               JOIN ${this.t(r.type)} t ON t.db = $1 AND t.key = $2 AND t.h = u.h`,
-              [e.db, e.key, wanted.map(memberId)],
+            await this.timed(`${r.type} members`, () =>
+              client.query<{ m: unknown; x: unknown; t: string | null; blobs: string[] | null }>(
+                // Joined from unnest, not `h = ANY(...)`: one primary-key probe per member whatever the statistics
+                // say (right after a COPY, without ANALYZE, Postgres may plan `ANY` as a scan of the whole collection).
+                `SELECT ${cols}, blobs FROM unnest($3::bytea[]) AS u(h)
+                 JOIN ${this.t(r.type)} t ON t.db = $1 AND t.key = $2 AND t.h = u.h`,
+                [e.db, e.key, wanted.map(memberId)],
+              ),
             )
           ).rows;
     this.stats.membersLoaded += rows.length;
@@ -280,18 +301,22 @@ export class MemberRows {
     need: MemberNeed,
   ): Promise<RedisValue> {
     const t = this.t('list');
-    const { rows: b } = await client.query<{ head: string | null }>(
-      `SELECT min(pos) AS head FROM ${t} WHERE db = $1 AND key = $2`,
-      [e.db, e.key],
+    const { rows: b } = await this.timed('list head', () =>
+      client.query<{ head: string | null }>(`SELECT min(pos) AS head FROM ${t} WHERE db = $1 AND key = $2`, [
+        e.db,
+        e.key,
+      ]),
     );
     const head = Number(b[0]?.head ?? 0);
     const left = Math.min(need.left, r.size);
     const right = Math.min(need.right, r.size - left);
     const read = async (order: string, n: number) => {
       if (n === 0) return [];
-      const { rows } = await client.query<{ pos: string; value: unknown; blobs: string[] | null }>(
-        `SELECT pos, value, blobs FROM ${t} WHERE db = $1 AND key = $2 ORDER BY pos ${order} LIMIT $3`,
-        [e.db, e.key, n],
+      const { rows } = await this.timed(`list ends ${order}`, () =>
+        client.query<{ pos: string; value: unknown; blobs: string[] | null }>(
+          `SELECT pos, value, blobs FROM ${t} WHERE db = $1 AND key = $2 ORDER BY pos ${order} LIMIT $3`,
+          [e.db, e.key, n],
+        ),
       );
       return rows.map((row) => {
         if (row.blobs) r.blobs.set(Number(row.pos), row.blobs);
@@ -439,10 +464,12 @@ export class MemberRows {
     const t = this.t(type);
     const idCol = type === 'list' ? 'pos' : 'h';
     if (x.del.length > 0) {
-      const { rowCount } = await client.query(
-        `DELETE FROM ${t} m USING unnest($1::int[], $2::bytea[], $3::${type === 'list' ? 'bigint[]' : 'bytea[]'}) AS u(d, k, i)
-         WHERE m.db = u.d AND m.key = u.k AND m.${idCol} = u.i`,
-        [x.del.map((d) => d[0]), x.del.map((d) => d[1]), x.del.map((d) => d[2])],
+      const { rowCount } = await this.timed(`${type} delete`, () =>
+        client.query(
+          `DELETE FROM ${t} m USING unnest($1::int[], $2::bytea[], $3::${type === 'list' ? 'bigint[]' : 'bytea[]'}) AS u(d, k, i)
+           WHERE m.db = u.d AND m.key = u.k AND m.${idCol} = u.i`,
+          [x.del.map((d) => d[0]), x.del.map((d) => d[1]), x.del.map((d) => d[2])],
+        ),
       );
       this.stats.rowsDeleted += rowCount ?? 0;
     }
@@ -467,10 +494,12 @@ export class MemberRows {
       .slice(3)
       .map((n) => `${n} = EXCLUDED.${n}`)
       .join(', ');
-    await client.query(
-      `INSERT INTO ${t} (${names.join(', ')}) SELECT ${select} FROM unnest(${unnest}) AS u(${alias})
-       ON CONFLICT (db, key, ${idCol}) DO UPDATE SET ${set}`,
-      params,
+    await this.timed(`${type} upsert`, () =>
+      client.query(
+        `INSERT INTO ${t} (${names.join(', ')}) SELECT ${select} FROM unnest(${unnest}) AS u(${alias})
+         ON CONFLICT (db, key, ${idCol}) DO UPDATE SET ${set}`,
+        params,
+      ),
     );
     this.stats.rowsUpserted += x.up.length;
   }

@@ -216,6 +216,38 @@ describe('big collections in member rows (bigCollectionMembers = 40)', () => {
     await agree('zset', 'z');
   });
 
+  it('zset: ZINCRBY on rows (present, absent, repeated in one batch, overflow to inf) adds in order, counts inserts', async () => {
+    await h.run([['zadd', 'zi', ...range(0, 50, (i) => [i, `m${i}`]).flat()]]);
+    expect(await memberRows(h.schema, 'zi')).toBe(50);
+    await h.run([
+      // Present, three times: ((1 + 0.1) + 0.2) + 0.7 is 2.0000000000000004, 1 + (0.1 + 0.2 + 0.7) would be 2.
+      ['zincrby', 'zi', 0.1, 'm1'],
+      ['zincrby', 'zi', 0.2, 'm1'],
+      ['zincrby', 'zi', 0.7, 'm1'],
+      // Absent, then incremented again in the same batch: inserted by the first round, updated by the second.
+      ['zincrby', 'zi', 2.5, 'new1'],
+      ['zincrby', 'zi', -1, 'new1'],
+      ['zincrby', 'zi', '-inf', 'new2'],
+      ['zincrby', 'zi', 1e308, 'm2'],
+      ['zincrby', 'zi', 1e308, 'm2'],
+      ['zadd', 'zi', 'incr', 'ch', 5, 'm4'],
+      ['zincrby', 'zi', 1, 'm3'],
+      ['zrem', 'zi', 'm3'],
+      ['zadd', 'zi', 'xx', 'incr', 5, 'm5'],
+    ]);
+    expect(await memberRows(h.schema, 'zi')).toBe(51);
+    // Where the batch's member-row time went, per kind of statement (the bench prints it).
+    expect(h.sink.stats.memberRows?.statementMs['zset members']).toBeGreaterThan(0);
+    await agree('zset', 'zi');
+    // Incremented and emptied in one batch.
+    await h.run([
+      ['zincrby', 'zi', 1, 'm6'],
+      ['zrem', 'zi', ...range(0, 60, (i) => [`m${i}`]).flat(), 'new1', 'new2'],
+    ]);
+    expect(await memberRows(h.schema, 'zi')).toBeUndefined();
+    expect(await rowsConsistent(h.schema)).toEqual([]);
+  });
+
   it('list: pushes, pops and moves at the ends on rows; index ops load the whole list', async () => {
     await h.run([['rpush', 'l', ...range(0, 50, (i) => [`e${i}`]).flat()]]);
     expect(await memberRows(h.schema, 'l')).toBe(50);
