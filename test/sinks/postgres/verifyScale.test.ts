@@ -10,7 +10,7 @@ import {
   ReplyParser,
   RespPipe,
 } from '../../../sinks/postgres/RespPipe.js';
-import { describeDifference } from '../../../sinks/postgres/verify.js';
+import { describeDifference, writeMark } from '../../../sinks/postgres/verify.js';
 import { BIG_MEMBERS, compareBatch } from '../../../sinks/postgres/verifyBatch.js';
 import { parseMasterUrl } from '../../../src/link/MasterAddress.js';
 import { describeDiffs, MirrorHarness, PG_URL, pgQuery } from './helpers.js';
@@ -86,9 +86,16 @@ describe('verify at scale against a real mirror', () => {
     await h?.stop();
   });
 
+  /** SCAN calls the master has served (INFO commandstats). */
+  const scans = async () =>
+    Number(/cmdstat_scan:calls=(\d+)/.exec((await h.redis.info('commandstats')) as string)?.[1] ?? 0);
+
   it('an intact mirror of 3,500 keys and four big collections has no difference', async () => {
+    const scansBefore = await scans();
     const r = await h.verify();
     expect(r.differences.length, describeDiffs(r)).toBe(0);
+    // No write during verify and every master key found in the mirror: the master was not SCANned.
+    expect(await scans()).toBe(scansBefore);
     // Every small key, the stream and the four big collections.
     expect(r.keys).toBe(SMALL_KEYS + 1 + 4);
     const sizes = await pgQuery<{ key: string; n: number }>(
@@ -125,7 +132,10 @@ describe('verify at scale against a real mirror', () => {
       `INSERT INTO ${s} (db, key, key_text, type, value, updated_offset, snapshot_gen) VALUES (0, 'extra', 'extra', 'string', '"x"', 0, 0)`,
     );
     await tamper(`DELETE FROM ${s} WHERE key = 's:6'`);
+    const scansBefore = await scans();
     const r = await h.verify();
+    // The mirror's keys account for one key fewer than the master has: SCAN found which.
+    expect(await scans()).toBeGreaterThan(scansBefore);
     const keys = r.differences.map((d) => d.key.toString()).sort();
     expect(keys, describeDiffs(r)).toEqual(
       ['bighash', 'biglist', 'bigset', 'bigzset', 'extra', 'h:1', 'n:11', 'n:5', 's:6', 't:3'].sort(),
@@ -212,6 +222,21 @@ describe('verify of a db without TTLs (no PEXPIRETIME: INFO keyspace in each MUL
       pipe.close();
       await c.end();
     }
+  });
+});
+
+describe('writeMark', () => {
+  const info = (dirty: number, saves = 3, expired = 0) =>
+    `# Persistence\r\nrdb_changes_since_last_save:${dirty}\r\nrdb_last_save_time:1796038000\r\nrdb_saves:${saves}\r\n# Stats\r\nexpired_keys:${expired}\r\nevicted_keys:0\r\nmaster_repl_offset:140\r\n`;
+
+  it('changes with a write, a save and an expired key, and not with the replication offset alone', () => {
+    const base = writeMark(info(5));
+    expect(writeMark(info(5))).toBe(base);
+    expect(writeMark(info(6))).not.toBe(base);
+    // A save resets the dirty counter: the save count tells.
+    expect(writeMark(info(5, 4))).not.toBe(base);
+    expect(writeMark(info(5, 3, 1))).not.toBe(base);
+    expect(writeMark(info(5).replace('master_repl_offset:140', 'master_repl_offset:154'))).toBe(base);
   });
 });
 
