@@ -467,7 +467,7 @@ const comma = (json: Buffer, pos: number) => json[pos] === 0x2c && json[pos + 1]
  * the master's reply in the mirror's order (sets and hash fields sorted by bytes) when every member is printable
  * ASCII. Most collections are so settled without parsing either side; false only means "not shown this way".
  */
-function sameText(type: string, json: Buffer, r: Buffer[]): boolean {
+export function sameText(type: string, json: Buffer, r: Buffer[]): boolean {
   if (json[1] !== 0x5b || (type !== 'list' && type !== 'set' && type !== 'hash')) return false;
   let pos = 2;
   if (type === 'hash') {

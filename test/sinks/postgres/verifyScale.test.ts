@@ -11,7 +11,7 @@ import {
   RespPipe,
 } from '../../../sinks/postgres/RespPipe.js';
 import { describeDifference, writeMark } from '../../../sinks/postgres/verify.js';
-import { BIG_MEMBERS, compareBatch } from '../../../sinks/postgres/verifyBatch.js';
+import { BIG_MEMBERS, compareBatch, sameText } from '../../../sinks/postgres/verifyBatch.js';
 import { parseMasterUrl } from '../../../src/link/MasterAddress.js';
 import { describeDiffs, MirrorHarness, PG_URL, pgQuery } from './helpers.js';
 
@@ -222,6 +222,29 @@ describe('verify of a db without TTLs (no PEXPIRETIME: INFO keyspace in each MUL
       pipe.close();
       await c.end();
     }
+  });
+});
+
+describe('sameText (collections settled on the JSON text Postgres printed)', () => {
+  const field = (text: string) => Buffer.concat([Buffer.from([1]), Buffer.from(text, 'utf8')]);
+  const reply = (...xs: string[]) => xs.map((x) => Buffer.from(x, 'utf8'));
+
+  it('matches the mirror order of a set and a hash whatever order the master replied in', () => {
+    expect(sameText('list', field('["b", "a", "b"]'), reply('b', 'a', 'b'))).toBe(true);
+    expect(sameText('set', field('["1", "a", "m1"]'), reply('m1', '1', 'a'))).toBe(true);
+    expect(sameText('hash', field('[["a", "1"], ["b", "x y"]]'), reply('b', 'x y', 'a', '1'))).toBe(true);
+    expect(sameText('list', field('[]'), [])).toBe(true);
+  });
+
+  it('is false for any other text, and for members it does not judge (escapes, non-ASCII)', () => {
+    expect(sameText('list', field('["b", "a"]'), reply('a', 'b'))).toBe(false);
+    expect(sameText('list', field('["a", "b"]'), reply('a'))).toBe(false);
+    expect(sameText('list', field('["a"]'), reply('a', 'b'))).toBe(false);
+    expect(sameText('set', field('["a", "tampered"]'), reply('a', 'b'))).toBe(false);
+    expect(sameText('hash', field('[["a", "1"]]'), reply('a', '2'))).toBe(false);
+    expect(sameText('list', field('["a\\"b"]'), reply('a"b'))).toBe(false);
+    expect(sameText('list', field('["é"]'), reply('é'))).toBe(false);
+    expect(sameText('zset', field('[["a", 1]]'), reply('a', '1'))).toBe(false);
   });
 });
 
