@@ -245,6 +245,12 @@ class MasterScan {
     private readonly start: string,
   ) {
     this.timer = setInterval(() => void this.poll(), 1_000);
+    this.timer.unref();
+  }
+
+  /** Stops polling (the db's comparison failed; finish() stops it otherwise). */
+  stop(): void {
+    clearInterval(this.timer);
   }
 
   private async poll(): Promise<void> {
@@ -326,9 +332,10 @@ class Limiter {
 }
 
 /**
- * Compares every key of every database. The mirror is first allowed to reach the master's offset. Each db is
- * walked with SCAN and compared in batches (verifyBatch.ts); the mirror's live keys the SCAN did not return are then
- * read with one COPY and compared too (extra keys). Keys that differ are compared again after the mirror has caught
+ * Compares every key of every database. The mirror is first allowed to reach the master's offset. Each db's live
+ * mirror rows are read with one COPY and compared in batches (verifyBatch.ts; a key the master lacks is an extra
+ * key); the master's keys the mirror lacks are found by SCAN when the counts and writeMark do not rule them out
+ * (MasterScan). Keys that differ are compared again after the mirror has caught
  * up with the master once more (a key can change between the two reads on a busy master), up to three times, and
  * only then reported.
  */
@@ -382,8 +389,9 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
       badBlobs,
       ...(settle ? { settle } : {}),
     });
+    // The default INFO: its keyspace section, and what MasterScan compares with (writeMark).
     const start = (await redis.info()) as string;
-    const keyspace = start.slice(start.indexOf('# Keyspace'));
+    const keyspace = start;
     const dbs = new Set<number>([...keyspace.matchAll(/^db(\d+):/gm)].map((m) => Number(m[1])));
     const masterKeys = [...keyspace.matchAll(/^db\d+:keys=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     // The dbs the mirror has, by a walk of the primary key's index (DISTINCT would read every row).
@@ -408,17 +416,22 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
       const onMirror = new KeyHashes();
       const scan = new MasterScan(scanPipe, redis, start);
       let present = 0;
-      await copyMirror(copyClient, s, d, (keys, rows) => {
-        for (const k of keys) onMirror.add(k);
-        return limiter.run(async () => {
-          const found = (await compareBatch(ctx, keys, rows)).differences;
-          diffs.push(...found);
-          present += keys.length - found.filter((x) => x.redis === null).length;
-          compared += keys.length;
-          o.onProgress?.(compared, masterKeys);
+      try {
+        await copyMirror(copyClient, s, d, (keys, rows) => {
+          for (const k of keys) onMirror.add(k);
+          return limiter.run(async () => {
+            const found = (await compareBatch(ctx, keys, rows)).differences;
+            diffs.push(...found);
+            present += keys.length - found.filter((x) => x.redis === null).length;
+            compared += keys.length;
+            o.onProgress?.(compared, masterKeys);
+          });
         });
-      });
-      await limiter.drain();
+        await limiter.drain();
+      } catch (err) {
+        scan.stop();
+        throw err;
+      }
       onMirror.seal();
       const onMaster = await scan.finish(d, present);
       if (!onMaster) {

@@ -23,10 +23,10 @@ import {
 } from './verifyKey.js';
 
 /*
- * The batched path of `redtail verify`: a batch of keys (from SCAN) is read from the mirror with one query and from
- * the master with one pipelined MULTI/EXEC whose reads are chosen by the mirror's type of each key (MGET for all
- * strings, LRANGE/SMEMBERS/ZRANGE/HGETALL per collection, PEXPIRETIME per key), so a correct mirror costs about one
- * Redis command per key and no TYPE: a key of another type on the master answers WRONGTYPE, which is a difference.
+ * The batched path of `redtail verify`: a batch of keys (from the mirror's COPY, or from SCAN) with their mirror rows
+ * is read from the master with one pipelined write (in one MULTI/EXEC when a key takes two reads) whose reads are
+ * chosen by the mirror's type of each key (MGET for all strings, LRANGE/SMEMBERS/ZRANGE/HGETALL per collection,
+ * PEXPIRETIME per key where the db has TTLs), so a correct mirror costs about one Redis command per key and no TYPE: a key of another type on the master answers WRONGTYPE, which is a difference.
  * Keys the batch cannot settle (no mirror row, streams, hashes with field TTLs, a type mismatch) are read on their
  * own, atomically, by readRedisKeyAt; collections above BIG_MEMBERS are compared in chunks (compareBig).
  */
