@@ -170,6 +170,28 @@ describe('verify of a db without TTLs (no PEXPIRETIME: INFO keyspace in each MUL
     await h?.stop();
   });
 
+  it('a write to the master during verify makes it SCAN for keys the mirror lacks, and the key converges', async () => {
+    const scans = async () =>
+      Number(/cmdstat_scan:calls=(\d+)/.exec((await h.redis.info('commandstats')) as string)?.[1] ?? 0);
+    const before = await scans();
+    let wrote = false;
+    const r = await h.verify({
+      onProgress: () => {
+        if (wrote) return;
+        wrote = true;
+        // Synchronous (redis-cli), so the master has it before verify's last INFO. Applied to the mirror by the
+        // harness while verify runs, as redtail run would: no difference at the end.
+        h.master.cli(['SET', 'written-during-verify', 'x']);
+      },
+    });
+    expect(wrote).toBe(true);
+    expect(r.differences, describeDiffs(r)).toEqual([]);
+    expect(await scans()).toBeGreaterThan(before);
+    expect(r.keys).toBe(Number(/keys=(\d+)/.exec((await h.redis.info('keyspace')) as string)?.[1]));
+    await h.redis.del('written-during-verify');
+    await h.sync();
+  });
+
   it('reports extra keys of both kinds, a TTL only the mirror has and a tampered list, and no more', async () => {
     expect((await h.verify()).differences).toEqual([]);
     const s = `"${h.schema}".keys`;
