@@ -181,13 +181,21 @@ export function encodeCommands(cmds: Command[]): Buffer {
   }
   const out = Buffer.allocUnsafe(size);
   let o = 0;
-  const head = (mark: string, n: number) => {
-    o += out.write(`${mark}${n}\r\n`, o, 'latin1');
+  // Headers written digit by digit: a template string and Buffer.write per argument cost more than the key's copy.
+  const head = (mark: number, n: number) => {
+    out[o++] = mark;
+    if (n < 10) out[o++] = 48 + n;
+    else if (n < 100) {
+      out[o++] = 48 + Math.trunc(n / 10);
+      out[o++] = 48 + (n % 10);
+    } else o += out.write(String(n), o, 'latin1');
+    out[o++] = 13;
+    out[o++] = 10;
   };
   for (const cmd of cmds) {
-    head('*', cmd.length);
+    head(0x2a, cmd.length);
     for (const a of cmd) {
-      head('$', a.length);
+      head(0x24, a.length);
       o += typeof a === 'string' ? out.write(a, o, 'latin1') : a.copy(out, o);
       out[o++] = 13;
       out[o++] = 10;

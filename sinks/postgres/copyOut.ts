@@ -126,6 +126,11 @@ export class CopiedRow {
       this.stringBase64 = json.toString('latin1', BASE64_HEAD.length + 1, json.length - 2);
   }
 
+  /** The jsonb field as COPY sent it: a version byte, then the JSON text Postgres prints for the value. */
+  get jsonField(): Buffer {
+    return this.json;
+  }
+
   get value(): unknown {
     if (this.parsed === NOT_PARSED) this.parsed = jsonb(this.json);
     return this.parsed;

@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import { CopiedRow } from './copyOut.js';
 import { mirrorValueSql } from './migrations.js';
 import { type BlobRef, blobFromJson, blobRefOf, isHuge, placeholder } from './model/blobRef.js';
 import { decodeToBuffer, encodeBytes } from './model/encoding.js';
@@ -22,10 +23,10 @@ import {
 } from './verifyKey.js';
 
 /*
- * The batched path of `redtail verify`: a batch of keys (from SCAN) is read from the mirror with one query and from
- * the master with one pipelined MULTI/EXEC whose reads are chosen by the mirror's type of each key (MGET for all
- * strings, LRANGE/SMEMBERS/ZRANGE/HGETALL per collection, PEXPIRETIME per key), so a correct mirror costs about one
- * Redis command per key and no TYPE: a key of another type on the master answers WRONGTYPE, which is a difference.
+ * The batched path of `redtail verify`: a batch of keys (from the mirror's COPY, or from SCAN) with their mirror rows
+ * is read from the master with one pipelined write (in one MULTI/EXEC when a key takes two reads) whose reads are
+ * chosen by the mirror's type of each key (MGET for all strings, LRANGE/SMEMBERS/ZRANGE/HGETALL per collection,
+ * PEXPIRETIME per key where the db has TTLs), so a correct mirror costs about one Redis command per key and no TYPE: a key of another type on the master answers WRONGTYPE, which is a difference.
  * Keys the batch cannot settle (no mirror row, streams, hashes with field TTLs, a type mismatch) are read on their
  * own, atomically, by readRedisKeyAt; collections above BIG_MEMBERS are compared in chunks (compareBig).
  */
@@ -159,6 +160,8 @@ const hasFieldTtls = (row: MirrorRow) =>
   Array.isArray(row.field_expire_at) && (row.field_expire_at as unknown[]).length > 0;
 
 function isBig(row: MirrorRow): boolean {
+  // Every member takes at least 4 bytes of JSON text ('""' and ', '): a short text is not big, and is not parsed.
+  if (row instanceof CopiedRow && row.jsonField.length <= 4 * BIG_MEMBERS) return false;
   return row.type !== 'string' && Array.isArray(row.value) && (row.value as unknown[]).length > BIG_MEMBERS;
 }
 
@@ -256,9 +259,18 @@ export async function compareBatch(
   const big: number[] = [];
   const huge: Array<[number, BlobRef]> = [];
   const strings: Buffer[] = [];
-  // Without keys with a TTL in the db, no PEXPIRETIME: INFO keyspace in the same MULTI proves there were none.
+  // Without keys with a TTL in the db, no PEXPIRETIME: INFO keyspace after the reads proves there were none.
   const withTtl = c.volatile.value;
-  const inner: Command[] = withTtl ? [['MULTI']] : [['MULTI'], ['INFO', 'keyspace']];
+  // A key read by more than one command (PEXPIRETIME or HPEXPIRETIME beside its value) needs them in one MULTI, so
+  // both see the same version of the key. Otherwise every key is read by one command, atomic for that key, and the
+  // batch's reads are only pipelined: MULTI cost the master a queued copy and a +QUEUED reply per command. INFO
+  // keyspace then comes after the reads: a key that had a TTL at its read but none at the INFO was written during
+  // verify (compared as it was read, like any key written after its read); a TTL still there shows, and the batch
+  // is read again with PEXPIRETIME.
+  const atomic = withTtl || c.read.fieldTtl === true;
+  const inner: Command[] = atomic ? [['MULTI']] : [];
+  // Index in the reads' replies (EXEC's array has no entry for MULTI) of the command pushed last.
+  const at = () => inner.length - (atomic ? 2 : 1);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as Buffer;
     const row = rows[i];
@@ -271,11 +283,16 @@ export async function compareBatch(
     else if (isBig(row)) big.push(i);
     else if (hugeString(row)) huge.push([i, hugeString(row)!]);
     else {
-      // EXEC's reply has one entry per command after MULTI.
       const p: Planned = { i, key, row, ttlAt: -1, readAt: -1, mget: -1, ttlCommands: 0 };
-      if (withTtl) p.ttlAt = inner.push(ttlCommand(c, key)) - 2;
+      if (withTtl) {
+        inner.push(ttlCommand(c, key));
+        p.ttlAt = at();
+      }
       if (row.type === 'string') p.mget = strings.push(key) - 1;
-      else p.readAt = inner.push(readCommand(row.type, key) as Command) - 2;
+      else {
+        inner.push(readCommand(row.type, key) as Command);
+        p.readAt = at();
+      }
       if (row.type === 'hash' && c.read.fieldTtl) {
         const fields = mirrorFields(row) ?? [];
         for (let j = 0; j < fields.length; j += FIELDS_PER_HPEXPIRETIME) {
@@ -292,22 +309,27 @@ export async function compareBatch(
   let mget: Reply[] = [];
   const now = Date.now();
   if (planned.length > 0) {
-    const mgetAt = inner.length - 1;
     if (strings.length > 0) inner.push(['MGET', ...strings]);
-    inner.push(['EXEC']);
+    const mgetAt = at();
+    inner.push(atomic ? ['EXEC'] : ['INFO', 'keyspace']);
     const replies = await c.pipe.send(inner);
     const last = replies[replies.length - 1];
-    if (!Array.isArray(last))
+    if (atomic && !Array.isArray(last))
       throw new Error(
         `the master refused the batched reads: ${last instanceof ReplyError ? last.message : String(last)}`,
       );
-    exec = last;
-    if (!withTtl && volatileIn(exec[0], c.db)) {
+    exec = atomic ? (last as Reply[]) : replies;
+    if (!withTtl && volatileIn(last, c.db)) {
       // A key got a TTL since the last batch: this one again, with PEXPIRETIME from now on.
       c.volatile.value = true;
       return compareBatch(c, keys, rows);
     }
-    mget = (strings.length > 0 ? exec[mgetAt] : []) as Reply[];
+    if (strings.length > 0) {
+      const r = exec[mgetAt];
+      if (!Array.isArray(r))
+        throw new Error(`the master refused MGET: ${r instanceof ReplyError ? r.message : String(r)}`);
+      mget = r;
+    }
   }
   for (const i of big) if (await bigDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow)) alone.push(i);
   for (const [i, ref] of huge)
@@ -366,8 +388,8 @@ function existence(p: Planned, exec: Reply[], mget: Reply[]): null | undefined {
 
 /** Whether `INFO keyspace` counts keys with a TTL ("expires=") in db `db`. */
 export function volatileIn(info: Reply | undefined, db: number): boolean {
-  // No INFO reply (a MULTI that lost it) proves nothing: read TTLs as if the db had some.
-  if (info === undefined) return true;
+  // No INFO reply (a MULTI that lost it, an error) proves nothing: read TTLs as if the db had some.
+  if (!Buffer.isBuffer(info) && typeof info !== 'string') return true;
   const text = Buffer.isBuffer(info) ? info.toString('latin1') : String(info);
   const m = new RegExp(`^db${db}:keys=\\d+,expires=(\\d+)`, 'm').exec(text);
   return m !== null && Number(m[1]) > 0;
@@ -402,9 +424,16 @@ function judge(
     // A field TTL the mirror lacks (or an error): the one-key read states the key with every field's TTL.
     if (!Array.isArray(ttls) || ttls.some((t) => typeof t !== 'number' || t >= 0)) return 'alone';
   }
+  const mirrorExpire = p.row.expire_ms === null ? null : Number(p.row.expire_ms);
+  // Most collections agree: settled on the JSON text, without parsing it or building the master's side.
+  if (
+    expireAt === mirrorExpire &&
+    p.row instanceof CopiedRow &&
+    sameText(p.row.type, p.row.jsonField, r as Buffer[])
+  )
+    return null;
   const value = replyValue(p.row.type, r as Buffer[]);
   // The mirror's row here has no field TTLs (hashes with some are read alone), so its value is what it shows.
-  const mirrorExpire = p.row.expire_ms === null ? null : Number(p.row.expire_ms);
   if (expireAt === mirrorExpire && sameJson(value, p.row.value)) return null;
   const mirror = comparableFromRow(p.row, now);
   const redis: ComparableKey = { type: p.row.type, value, expireAt };
@@ -414,6 +443,58 @@ function judge(
   // one-key read, which asks for the master's own fields.
   if (d && p.row.type === 'hash' && c.read.fieldTtl) return 'alone';
   return d;
+}
+
+/**
+ * Where the member `b` ends in `json` if the text at `pos` is `"b"` and `b` is printable ASCII without '"' or '\\'
+ * (Postgres prints such a string verbatim between quotes, and the mirror keeps it as a JSON string); else -1.
+ */
+function quoted(json: Buffer, pos: number, b: Buffer): number {
+  const end = pos + 1 + b.length;
+  if (json[pos] !== 0x22 || json[end] !== 0x22 || json.compare(b, 0, b.length, pos + 1, end) !== 0) return -1;
+  for (let i = 0; i < b.length; i++) {
+    const x = b[i] as number;
+    if (x < 0x20 || x > 0x7e || x === 0x22 || x === 0x5c) return -1;
+  }
+  return end + 1;
+}
+
+/** `json[pos]` is ', ' (between the elements of a jsonb array as Postgres prints it). */
+const comma = (json: Buffer, pos: number) => json[pos] === 0x2c && json[pos + 1] === 0x20;
+
+/**
+ * Whether a list, set or hash row's JSON text (a jsonb field: version byte, text) is exactly what Postgres prints for
+ * the master's reply in the mirror's order (sets and hash fields sorted by bytes) when every member is printable
+ * ASCII. Most collections are so settled without parsing either side; false only means "not shown this way".
+ */
+export function sameText(type: string, json: Buffer, r: Buffer[]): boolean {
+  if (json[1] !== 0x5b || (type !== 'list' && type !== 'set' && type !== 'hash')) return false;
+  let pos = 2;
+  if (type === 'hash') {
+    const order: number[] = [];
+    for (let i = 0; i + 1 < r.length; i += 2) order.push(i);
+    order.sort((x, y) => cmpBuf(r[x] as Buffer, r[y] as Buffer));
+    for (let n = 0; n < order.length; n++) {
+      const i = order[n] as number;
+      if (n > 0 && !comma(json, pos)) return false;
+      if (n > 0) pos += 2;
+      if (json[pos] !== 0x5b) return false;
+      pos = quoted(json, pos + 1, r[i] as Buffer);
+      if (pos < 0 || !comma(json, pos)) return false;
+      pos = quoted(json, pos + 2, r[i + 1] as Buffer);
+      if (pos < 0 || json[pos] !== 0x5d) return false;
+      pos++;
+    }
+  } else {
+    const members = type === 'set' ? [...r].sort(cmpBuf) : r;
+    for (let n = 0; n < members.length; n++) {
+      if (n > 0 && !comma(json, pos)) return false;
+      if (n > 0) pos += 2;
+      pos = quoted(json, pos, members[n] as Buffer);
+      if (pos < 0) return false;
+    }
+  }
+  return json[pos] === 0x5d && pos + 1 === json.length;
 }
 
 /**

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { parsePostgresSpec } from '../../../sinks/postgres/config.js';
 import { PostgresSink } from '../../../sinks/postgres/PostgresSink.js';
-import { type VerifyResult, verifyMirror } from '../../../sinks/postgres/verify.js';
+import { type VerifyOptions, type VerifyResult, verifyMirror } from '../../../sinks/postgres/verify.js';
 import { normalizeCommand } from '../../../src/commands/normalize.js';
 import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../../../src/events/ChangeEvent.js';
 import { silentLogger } from '../../../src/observe/logger.js';
@@ -157,13 +157,33 @@ export class MirrorHarness {
     });
   }
 
-  async verify(): Promise<VerifyResult> {
-    return verifyMirror({
-      master: this.master.url(),
-      postgres: PG_URL,
-      schema: this.schema,
-      timeoutMs: 10_000,
-    });
+  async verify(extra: Pick<VerifyOptions, 'onProgress'> = {}): Promise<VerifyResult> {
+    // The master PINGs its replicas every 10 s, which moves its offset past the mirror's checkpoint until the tap's
+    // stream is applied: verify's catch-up waits (10 s, then 15 s per re-read round) would then time out and a test
+    // ran past its 60 s. The harness applies what the tap received while verify runs, as `redtail run` would.
+    let syncing = false;
+    const timer = setInterval(() => {
+      if (syncing) return;
+      syncing = true;
+      this.sync()
+        .catch(() => {})
+        .finally(() => {
+          syncing = false;
+        });
+    }, 200);
+    try {
+      await this.sync();
+      return await verifyMirror({
+        master: this.master.url(),
+        postgres: PG_URL,
+        schema: this.schema,
+        timeoutMs: 10_000,
+        ...extra,
+      });
+    } finally {
+      clearInterval(timer);
+      while (syncing) await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   async stop(): Promise<void> {

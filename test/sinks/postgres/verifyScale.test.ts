@@ -10,8 +10,8 @@ import {
   ReplyParser,
   RespPipe,
 } from '../../../sinks/postgres/RespPipe.js';
-import { describeDifference } from '../../../sinks/postgres/verify.js';
-import { BIG_MEMBERS, compareBatch } from '../../../sinks/postgres/verifyBatch.js';
+import { describeDifference, writeMark } from '../../../sinks/postgres/verify.js';
+import { BIG_MEMBERS, compareBatch, sameText } from '../../../sinks/postgres/verifyBatch.js';
 import { parseMasterUrl } from '../../../src/link/MasterAddress.js';
 import { describeDiffs, MirrorHarness, PG_URL, pgQuery } from './helpers.js';
 
@@ -86,9 +86,16 @@ describe('verify at scale against a real mirror', () => {
     await h?.stop();
   });
 
+  /** SCAN calls the master has served (INFO commandstats). */
+  const scans = async () =>
+    Number(/cmdstat_scan:calls=(\d+)/.exec((await h.redis.info('commandstats')) as string)?.[1] ?? 0);
+
   it('an intact mirror of 3,500 keys and four big collections has no difference', async () => {
+    const scansBefore = await scans();
     const r = await h.verify();
     expect(r.differences.length, describeDiffs(r)).toBe(0);
+    // No write during verify and every master key found in the mirror: the master was not SCANned.
+    expect(await scans()).toBe(scansBefore);
     // Every small key, the stream and the four big collections.
     expect(r.keys).toBe(SMALL_KEYS + 1 + 4);
     const sizes = await pgQuery<{ key: string; n: number }>(
@@ -125,7 +132,10 @@ describe('verify at scale against a real mirror', () => {
       `INSERT INTO ${s} (db, key, key_text, type, value, updated_offset, snapshot_gen) VALUES (0, 'extra', 'extra', 'string', '"x"', 0, 0)`,
     );
     await tamper(`DELETE FROM ${s} WHERE key = 's:6'`);
+    const scansBefore = await scans();
     const r = await h.verify();
+    // The mirror's keys account for one key fewer than the master has: SCAN found which.
+    expect(await scans()).toBeGreaterThan(scansBefore);
     const keys = r.differences.map((d) => d.key.toString()).sort();
     expect(keys, describeDiffs(r)).toEqual(
       ['bighash', 'biglist', 'bigset', 'bigzset', 'extra', 'h:1', 'n:11', 'n:5', 's:6', 't:3'].sort(),
@@ -158,6 +168,28 @@ describe('verify of a db without TTLs (no PEXPIRETIME: INFO keyspace in each MUL
   }, 120_000);
   afterAll(async () => {
     await h?.stop();
+  });
+
+  it('a write to the master during verify makes it SCAN for keys the mirror lacks, and the key converges', async () => {
+    const scans = async () =>
+      Number(/cmdstat_scan:calls=(\d+)/.exec((await h.redis.info('commandstats')) as string)?.[1] ?? 0);
+    const before = await scans();
+    let wrote = false;
+    const r = await h.verify({
+      onProgress: () => {
+        if (wrote) return;
+        wrote = true;
+        // Synchronous (redis-cli), so the master has it before verify's last INFO. Applied to the mirror by the
+        // harness while verify runs, as redtail run would: no difference at the end.
+        h.master.cli(['SET', 'written-during-verify', 'x']);
+      },
+    });
+    expect(wrote).toBe(true);
+    expect(r.differences, describeDiffs(r)).toEqual([]);
+    expect(await scans()).toBeGreaterThan(before);
+    expect(r.keys).toBe(Number(/keys=(\d+)/.exec((await h.redis.info('keyspace')) as string)?.[1]));
+    await h.redis.del('written-during-verify');
+    await h.sync();
   });
 
   it('reports extra keys of both kinds, a TTL only the mirror has and a tampered list, and no more', async () => {
@@ -212,6 +244,44 @@ describe('verify of a db without TTLs (no PEXPIRETIME: INFO keyspace in each MUL
       pipe.close();
       await c.end();
     }
+  });
+});
+
+describe('sameText (collections settled on the JSON text Postgres printed)', () => {
+  const field = (text: string) => Buffer.concat([Buffer.from([1]), Buffer.from(text, 'utf8')]);
+  const reply = (...xs: string[]) => xs.map((x) => Buffer.from(x, 'utf8'));
+
+  it('matches the mirror order of a set and a hash whatever order the master replied in', () => {
+    expect(sameText('list', field('["b", "a", "b"]'), reply('b', 'a', 'b'))).toBe(true);
+    expect(sameText('set', field('["1", "a", "m1"]'), reply('m1', '1', 'a'))).toBe(true);
+    expect(sameText('hash', field('[["a", "1"], ["b", "x y"]]'), reply('b', 'x y', 'a', '1'))).toBe(true);
+    expect(sameText('list', field('[]'), [])).toBe(true);
+  });
+
+  it('is false for any other text, and for members it does not judge (escapes, non-ASCII)', () => {
+    expect(sameText('list', field('["b", "a"]'), reply('a', 'b'))).toBe(false);
+    expect(sameText('list', field('["a", "b"]'), reply('a'))).toBe(false);
+    expect(sameText('list', field('["a"]'), reply('a', 'b'))).toBe(false);
+    expect(sameText('set', field('["a", "tampered"]'), reply('a', 'b'))).toBe(false);
+    expect(sameText('hash', field('[["a", "1"]]'), reply('a', '2'))).toBe(false);
+    expect(sameText('list', field('["a\\"b"]'), reply('a"b'))).toBe(false);
+    expect(sameText('list', field('["é"]'), reply('é'))).toBe(false);
+    expect(sameText('zset', field('[["a", 1]]'), reply('a', '1'))).toBe(false);
+  });
+});
+
+describe('writeMark', () => {
+  const info = (dirty: number, saves = 3, expired = 0) =>
+    `# Persistence\r\nrdb_changes_since_last_save:${dirty}\r\nrdb_last_save_time:1796038000\r\nrdb_saves:${saves}\r\n# Stats\r\nexpired_keys:${expired}\r\nevicted_keys:0\r\nmaster_repl_offset:140\r\n`;
+
+  it('changes with a write, a save and an expired key, and not with the replication offset alone', () => {
+    const base = writeMark(info(5));
+    expect(writeMark(info(5))).toBe(base);
+    expect(writeMark(info(6))).not.toBe(base);
+    // A save resets the dirty counter: the save count tells.
+    expect(writeMark(info(5, 4))).not.toBe(base);
+    expect(writeMark(info(5, 3, 1))).not.toBe(base);
+    expect(writeMark(info(5).replace('master_repl_offset:140', 'master_repl_offset:154'))).toBe(base);
   });
 });
 
