@@ -1,8 +1,8 @@
 import { isUtf8 } from 'node:buffer';
 import type { PoolClient } from 'pg';
+import { sinkDefaults } from '../../src/config/defaults.js';
 import type { ChangeEvent, SnapshotEvent, UnknownCommandEvent } from '../../src/events/ChangeEvent.js';
 import { BlobTransaction, eachHuge, StringParts } from './blobs.js';
-import { DEFAULT_BIG_COLLECTION_MEMBERS } from './config.js';
 import { type CopyType, type CopyValue, copyBinary } from './copy.js';
 import { MirrorError } from './errors.js';
 import type { FetchedValue, Fetcher } from './MasterFetcher.js';
@@ -124,7 +124,7 @@ export class MirrorApplier {
     private readonly fetcher: Fetcher | null,
     private readonly logger: ApplierLogger,
     private readonly snapshotChunkRows = 5_000,
-    bigCollectionMembers = DEFAULT_BIG_COLLECTION_MEMBERS,
+    bigCollectionMembers = sinkDefaults.postgres.bigCollectionMembers,
   ) {
     this.s = ident(schema);
     this.blobs = new BlobTransaction(this.s);

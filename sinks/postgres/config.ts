@@ -1,11 +1,6 @@
+import { sinkDefaults } from '../../src/config/defaults.js';
 import { displayEndpoint, secretsInEndpoint } from '../../src/observe/redact.js';
 import { PostgresConfigError } from './errors.js';
-
-/**
- * Members from which a collection is stored one row per member (docs/postgres.md, "Big collections", where the
- * measurement behind the figure is).
- */
-export const DEFAULT_BIG_COLLECTION_MEMBERS = 2_000;
 
 export interface PostgresSinkConfig {
   /** Connection string handed to pg, without the sink's own query parameters. */
@@ -42,19 +37,8 @@ export interface PostgresSinkConfig {
   retryTimeoutMs: number;
 }
 
-const DEFAULTS: Omit<PostgresSinkConfig, 'connectionString'> = {
-  schema: 'redtail',
-  name: 'postgres',
-  changes: true,
-  changesRetentionMs: 0,
-  changesSnapshot: false,
-  master: null,
-  snapshotChunkRows: 5_000,
-  maxGroupEvents: 20_000,
-  bigCollectionMembers: DEFAULT_BIG_COLLECTION_MEMBERS,
-  retryMaxDelayMs: 5_000,
-  retryTimeoutMs: 0,
-};
+/** The sink's defaults live with every other default (src/config/defaults.ts). */
+const DEFAULTS: Omit<PostgresSinkConfig, 'connectionString'> = sinkDefaults.postgres;
 
 /** Query parameters that configure the sink rather than the connection; they are removed before pg sees the URL. */
 const SINK_PARAMS = new Set([

@@ -88,4 +88,21 @@ export const sinkDefaults = {
     writeTimeoutMs: 0,
     groupIdPrefix: 'redtail.offsets-reader.',
   },
+  postgres: {
+    schema: 'redtail',
+    name: 'postgres',
+    changes: true,
+    changesRetentionMs: 0,
+    changesSnapshot: false,
+    master: null as string | null,
+    snapshotChunkRows: 5_000,
+    maxGroupEvents: 20_000,
+    /**
+     * Members from which a collection is stored one row per member (docs/postgres.md, "Big collections", where the
+     * measurement behind the figure is).
+     */
+    bigCollectionMembers: 2_000,
+    retryMaxDelayMs: 5_000,
+    retryTimeoutMs: 0,
+  },
 };
