@@ -603,11 +603,12 @@ export function describeDifference(d: KeyDifference): string {
   return lines.join('\n');
 }
 
-/** `redtail verify`: returns the exit status (0 agree, 1 differ, 2 usage/connection error). */
-export async function verifyCommand(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+type VerifyArgs = Record<string, string | boolean | undefined>;
+
+/** The command line's options, or exit status 2 after reporting a usage error. */
+function parseVerifyArgs(argv: string[]): VerifyArgs | 2 {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: argv,
       options: {
         master: { type: 'string' },
@@ -624,11 +625,83 @@ export async function verifyCommand(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
-    }));
+    }).values;
   } catch (err) {
     process.stderr.write(`redtail verify: ${(err as Error).message}\n\n${verifyUsage}`);
     return 2;
   }
+}
+
+/**
+ * What to verify, from the options and the environment: the URLs with the passwords given apart from them, and the
+ * master's TLS settings. Throws when a password is given twice or a TLS file cannot be read (exit status 2).
+ */
+function verifyOptionsFrom(values: VerifyArgs, master: string, postgres: string): VerifyOptions {
+  const urls = withPasswordsFromEnv(master, postgres, process.env);
+  const tls = loadTls(
+    tlsSettingsFrom(process.env, {
+      caFile: values['tls-ca'] as string | undefined,
+      certFile: values['tls-cert'] as string | undefined,
+      keyFile: values['tls-key'] as string | undefined,
+      servername: values['tls-servername'] as string | undefined,
+      insecure: values['tls-insecure'] as boolean | undefined,
+    }),
+  );
+  return {
+    tls,
+    master: urls.master,
+    postgres: urls.postgres,
+    schema: values.schema as string | undefined,
+    sink: values.sink as string | undefined,
+    timeoutMs: Number(values.timeout ?? 60) * 1000,
+  };
+}
+
+/** verifyMirror with a progress line on stderr; null after reporting a failure (its message without passwords). */
+async function verifyWithProgress(o: VerifyOptions): Promise<VerifyResult | null> {
+  let compared = 0;
+  let totalKeys: number | null = null;
+  const startedAt = Date.now();
+  const progress = new ProgressLine('verify', () => ({
+    keys: compared,
+    bytes: null,
+    totalBytes: null,
+    totalKeys,
+    startedAt,
+  })).start();
+  try {
+    return await verifyMirror({
+      ...o,
+      onProgress: (n, t) => {
+        compared = n;
+        totalKeys = t;
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`redtail verify: ${scrubbedMessage(err)}\n`);
+    return null;
+  } finally {
+    progress.stop();
+  }
+}
+
+/** The report printed on stdout: a lag warning, the first `maxDiffs` differences, and the counts. */
+function verifyReport(result: VerifyResult, maxDiffs: number): string {
+  const out: string[] = [];
+  if (!result.caughtUp)
+    out.push(
+      "warning: the mirror did not reach the master's offset before the timeout; differences may be lag",
+    );
+  for (const d of result.differences.slice(0, maxDiffs)) out.push(describeDifference(d));
+  if (result.differences.length > maxDiffs) out.push(`... and ${result.differences.length - maxDiffs} more`);
+  out.push(`verify: ${result.keys} keys on the master, ${result.differences.length} differences`);
+  return `${out.join('\n')}\n`;
+}
+
+/** `redtail verify`: returns the exit status (0 agree, 1 differ, 2 usage/connection error). */
+export async function verifyCommand(argv: string[]): Promise<number> {
+  const values = parseVerifyArgs(argv);
+  if (values === 2) return 2;
   if (values.help) {
     process.stdout.write(verifyUsage);
     return 0;
@@ -641,68 +714,16 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   }
   // Whatever pg or ioredis quote in an error, the passwords of these URLs are not printed.
   for (const url of [master, postgres]) for (const pw of secretsInEndpoint(url)) registerSecret(pw);
-  let urls: { master: string; postgres: string };
+  let o: VerifyOptions;
   try {
-    urls = withPasswordsFromEnv(master, postgres, process.env);
+    o = verifyOptionsFrom(values, master, postgres);
   } catch (err) {
     process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
     return 2;
   }
-  const maxDiffs = Number(values['max-diffs'] ?? 20);
-  let tls: MasterTls;
-  try {
-    tls = loadTls(
-      tlsSettingsFrom(process.env, {
-        caFile: values['tls-ca'] as string | undefined,
-        certFile: values['tls-cert'] as string | undefined,
-        keyFile: values['tls-key'] as string | undefined,
-        servername: values['tls-servername'] as string | undefined,
-        insecure: values['tls-insecure'] as boolean | undefined,
-      }),
-    );
-  } catch (err) {
-    process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
-    return 2;
-  }
-  let result: VerifyResult;
-  let compared = 0;
-  let totalKeys: number | null = null;
-  const startedAt = Date.now();
-  const progress = new ProgressLine('verify', () => ({
-    keys: compared,
-    bytes: null,
-    totalBytes: null,
-    totalKeys,
-    startedAt,
-  })).start();
-  try {
-    result = await verifyMirror({
-      onProgress: (n, t) => {
-        compared = n;
-        totalKeys = t;
-      },
-      tls,
-      master: urls.master,
-      postgres: urls.postgres,
-      schema: values.schema as string | undefined,
-      sink: values.sink as string | undefined,
-      timeoutMs: Number(values.timeout ?? 60) * 1000,
-    });
-  } catch (err) {
-    process.stderr.write(`redtail verify: ${scrubbedMessage(err)}\n`);
-    return 2;
-  } finally {
-    progress.stop();
-  }
-  const out: string[] = [];
-  if (!result.caughtUp)
-    out.push(
-      "warning: the mirror did not reach the master's offset before the timeout; differences may be lag",
-    );
-  for (const d of result.differences.slice(0, maxDiffs)) out.push(describeDifference(d));
-  if (result.differences.length > maxDiffs) out.push(`... and ${result.differences.length - maxDiffs} more`);
-  out.push(`verify: ${result.keys} keys on the master, ${result.differences.length} differences`);
-  process.stdout.write(`${out.join('\n')}\n`);
+  const result = await verifyWithProgress(o);
+  if (!result) return 2;
+  process.stdout.write(verifyReport(result, Number(values['max-diffs'] ?? 20)));
   return result.differences.length === 0 ? 0 : 1;
 }
 
