@@ -97,6 +97,23 @@ function kafkajsLogCreator(logger: SinkLogger) {
     };
 }
 
+/** What commitGroup carries from one attempt at a transaction to the next. */
+interface CommitAttempts {
+  /** Written in the checkpoint record: tells an ambiguous commit's outcome. */
+  readonly batchId: string;
+  readonly started: number;
+  /** Request and record limits, halved each time the broker finds a batch too large. */
+  limits: { maxMessageBytes: number; maxBatchBytes: number };
+  /** Kafka was unreachable at an attempt: fencing afterwards is most likely our own transaction's timeout. */
+  outage: boolean;
+  /** The producer is restarted before the next attempt. */
+  restart: boolean;
+  /** The last attempt failed while committing (exactly-once): the checkpoint record tells whether it committed. */
+  ambiguous: boolean;
+  /** The state topic's keys read by the reconciler, kept across attempts. */
+  readonly loaded: { base?: LiveState };
+}
+
 /**
  * Writes change events to Kafka with exactly-once delivery to read_committed consumers: each Kafka transaction holds
  * the event records and state records of one or more consecutive batches and the sink's checkpoint record in the
@@ -500,77 +517,109 @@ export class KafkaSink implements Sink {
    * the caller's settling cover them too.
    */
   private async commitGroup(group: PendingBatch[]): Promise<void> {
-    const batchId = randomUUID();
-    const limits = { maxMessageBytes: this.config.maxMessageBytes, maxBatchBytes: this.config.maxBatchBytes };
-    const started = Date.now();
-    let outage = false;
-    let restart = false;
-    let ambiguous = false;
-    const loaded: { base?: LiveState } = {};
+    const t: CommitAttempts = {
+      batchId: randomUUID(),
+      started: Date.now(),
+      limits: { maxMessageBytes: this.config.maxMessageBytes, maxBatchBytes: this.config.maxBatchBytes },
+      outage: false,
+      restart: false,
+      ambiguous: false,
+      loaded: {},
+    };
     for (let attempt = 0; ; attempt++) {
       const state = { committing: false };
       try {
-        if (restart) {
-          await this.restartProducer();
-          restart = false;
-        }
-        const plan: ReconcilePlan = this.reconciler
-          ? await this.reconciler.plan(eventsOf(group), () => this.readStateKeys(), loaded)
-          : { next: null, tombstones: [], completed: false };
-        if (ambiguous) {
-          // The commit's outcome was unknown. The restart above finished it either way (InitProducerId waits for
-          // the coordinator), and the checkpoint record tells which way.
-          ambiguous = false;
-          const record = await this.readCheckpoint();
-          if (record?.batch === batchId) {
-            this.committed(group, plan);
-            return;
-          }
-        }
-        await this.sendGroup(group, plan, batchId, limits.maxBatchBytes, state);
-        this.committed(group, plan);
+        await this.attemptCommit(group, t, state);
         return;
       } catch (raw) {
-        const err = classifyKafkaError(raw, this.ctx(`write ${countEvents(group)} events`));
-        this.stats.retries++;
-        this.stats.lastError = err.message;
-        restart = true;
-        ambiguous = state.committing && this.mode === 'exactly-once';
-        if (err instanceof KafkaMessageTooLargeError) {
-          // The topic's max.message.bytes is below our estimate: halve the request and the per-record limit.
-          if (limits.maxBatchBytes <= 4096) throw err;
-          limits.maxBatchBytes = Math.max(4096, Math.floor(limits.maxBatchBytes / 2));
-          limits.maxMessageBytes = Math.min(limits.maxMessageBytes, limits.maxBatchBytes);
-          for (const p of group) p.built = this.build(p.batch.events, limits.maxMessageBytes);
-          this.logger.warn(
-            limits,
-            'kafka sink: broker rejected a batch as too large; retrying with smaller requests',
-          );
-          continue;
-        }
-        if (err instanceof KafkaUnreachableError) outage = true;
-        // Fencing after our own outage is most likely the coordinator aborting our transaction on
-        // transaction.timeout.ms; a fresh InitProducerId recovers. Without an outage it means a second instance.
-        const selfFenced = err instanceof KafkaProducerFencedError && outage;
-        if (err.fatal && !selfFenced) {
-          await this.producer?.disconnect().catch(() => {});
-          throw err;
-        }
-        if (this.config.writeTimeoutMs > 0 && Date.now() - started > this.config.writeTimeoutMs) throw err;
-        const delay = this.backoff(attempt);
-        this.logger.warn(
-          {
-            err: err.message,
-            errorClass: err.name,
-            attempt,
-            retryInMs: Math.round(delay),
-            events: countEvents(group),
-          },
-          'kafka sink: write failed; retrying the whole transaction',
-        );
-        await sleep(delay);
+        await this.afterFailedAttempt(group, t, raw, state.committing, attempt);
       }
     }
+  }
+
+  /** One attempt at committing `group`: restarts the producer after a failure, plans the state topic, sends. */
+  private async attemptCommit(
+    group: PendingBatch[],
+    t: CommitAttempts,
+    state: { committing: boolean },
+  ): Promise<void> {
+    if (t.restart) {
+      await this.restartProducer();
+      t.restart = false;
+    }
+    const plan: ReconcilePlan = this.reconciler
+      ? await this.reconciler.plan(eventsOf(group), () => this.readStateKeys(), t.loaded)
+      : { next: null, tombstones: [], completed: false };
+    if (t.ambiguous) {
+      // The commit's outcome was unknown. The restart above finished it either way (InitProducerId waits for
+      // the coordinator), and the checkpoint record tells which way.
+      t.ambiguous = false;
+      const record = await this.readCheckpoint();
+      if (record?.batch === t.batchId) {
+        this.committed(group, plan);
+        return;
+      }
+    }
+    await this.sendGroup(group, plan, t.batchId, t.limits.maxBatchBytes, state);
+    this.committed(group, plan);
+  }
+
+  /**
+   * After a failed attempt (`committing`: it failed during the commit): throws when the failure is final, else
+   * prepares the next attempt, with smaller requests or after a backoff.
+   */
+  private async afterFailedAttempt(
+    group: PendingBatch[],
+    t: CommitAttempts,
+    raw: unknown,
+    committing: boolean,
+    attempt: number,
+  ): Promise<void> {
+    const err = classifyKafkaError(raw, this.ctx(`write ${countEvents(group)} events`));
+    this.stats.retries++;
+    this.stats.lastError = err.message;
+    t.restart = true;
+    t.ambiguous = committing && this.mode === 'exactly-once';
+    if (err instanceof KafkaMessageTooLargeError) {
+      this.shrinkRequests(group, t.limits, err);
+      return;
+    }
+    if (err instanceof KafkaUnreachableError) t.outage = true;
+    // Fencing after our own outage is most likely the coordinator aborting our transaction on
+    // transaction.timeout.ms; a fresh InitProducerId recovers. Without an outage it means a second instance.
+    const selfFenced = err instanceof KafkaProducerFencedError && t.outage;
+    if (err.fatal && !selfFenced) {
+      await this.producer?.disconnect().catch(() => {});
+      throw err;
+    }
+    if (this.config.writeTimeoutMs > 0 && Date.now() - t.started > this.config.writeTimeoutMs) throw err;
+    const delay = this.backoff(attempt);
+    this.logger.warn(
+      {
+        err: err.message,
+        errorClass: err.name,
+        attempt,
+        retryInMs: Math.round(delay),
+        events: countEvents(group),
+      },
+      'kafka sink: write failed; retrying the whole transaction',
+    );
+    await sleep(delay);
+  }
+
+  /**
+   * The topic's max.message.bytes is below our estimate: halves the request and the per-record limit and rebuilds
+   * the group's records with them; throws `err` when the requests are as small as they go.
+   */
+  private shrinkRequests(group: PendingBatch[], limits: CommitAttempts['limits'], err: KafkaSinkError): void {
+    if (limits.maxBatchBytes <= 4096) throw err;
+    limits.maxBatchBytes = Math.max(4096, Math.floor(limits.maxBatchBytes / 2));
+    limits.maxMessageBytes = Math.min(limits.maxMessageBytes, limits.maxBatchBytes);
+    for (const p of group) p.built = this.build(p.batch.events, limits.maxMessageBytes);
+    this.logger.warn(
+      limits,
+      'kafka sink: broker rejected a batch as too large; retrying with smaller requests',
+    );
   }
 
   /** Records of `parts` in requests (chunkMessages), topics created first, the checkpoint record last. */

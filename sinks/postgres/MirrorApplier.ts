@@ -577,13 +577,32 @@ export class MirrorApplier {
   private async snapshotRows(client: PoolClient, events: SnapshotEvent[]): Promise<void> {
     this.offset = events[0]!.source.offset;
     const direct = this.bulkLoad;
-    const tail: CopyValue[] = direct ? [this.offset, this.state.gen] : [];
+    /** Big collections: their `keys` row says `member_rows`, their members are copied into rows after it. */
+    const big: SnapshotEvent[] = [];
+    const rows = this.snapshotKeyRows(events, direct ? [this.offset, this.state.gen] : [], big);
+    const n = direct
+      ? await copyBinary(client, `${this.s}.keys`, KEYS_COLUMNS, KEYS_TYPES, rows)
+      : await this.upsertStaged(client, rows);
+    await this.copyBigMembers(client, big, direct);
+    this.stats.rowsWritten += n;
+    this.stats.copies++;
+    this.stats.copiedRows += n;
+  }
+
+  /**
+   * The `keys` rows of snapshot events, made as the COPY pulls them (not all in memory at once), each ended by `tail`
+   * (the direct COPY's offset and generation). A big collection's row has no value and goes to `big` for its member
+   * rows; module values are skipped with a warning.
+   */
+  private snapshotKeyRows(
+    events: SnapshotEvent[],
+    tail: CopyValue[],
+    big: SnapshotEvent[],
+  ): Generator<CopyValue[]> {
     const logger = this.logger;
     const blobTx = this.blobs;
     const threshold = this.rows.threshold;
-    /** Big collections: their `keys` row says `member_rows`, their members are copied into rows after it. */
-    const big: SnapshotEvent[] = [];
-    function* rows(): Generator<CopyValue[]> {
+    return (function* () {
       for (const ev of events) {
         if (ev.type === 'module') {
           logger.warn(
@@ -599,33 +618,22 @@ export class MirrorApplier {
           yield [ev.db, ev.key!, keyText(ev.key!), ev.type as string, null, exp, null, null, n, ...tail];
           continue;
         }
-        const [v, blobs] = collectBlobs(() =>
-          snapshotJson(ev.type as string, ev.value, ev.fieldExpireAt as Array<[Buffer, number]> | undefined),
-        );
-        blobTx.need(blobs);
-        yield [
-          ev.db,
-          ev.key!,
-          keyText(ev.key!),
-          v.type,
-          v.json,
-          (ev.expireAt as number | null) ?? null,
-          v.fieldTtl,
-          blobs.length > 0 ? blobs : null,
-          null,
-          ...tail,
-        ];
+        yield snapshotKeyRow(ev, blobTx, tail);
       }
-    }
-    let n: number;
-    if (direct) n = await copyBinary(client, `${this.s}.keys`, KEYS_COLUMNS, KEYS_TYPES, rows());
-    else {
-      await client.query(STAGE_DDL);
-      if (this.stageUsed) await client.query(`TRUNCATE ${STAGE}`);
-      this.stageUsed = true;
-      n = await copyBinary(client, STAGE, STAGE_COLUMNS, STAGE_TYPES, rows());
-      await client.query(
-        `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset, blobs, member_rows)
+    })();
+  }
+
+  /**
+   * Copies `rows` into the session's staging table and upserts them into `keys` (COPY cannot upsert, and a full
+   * resync finds the previous generation's rows there); returns how many rows were copied.
+   */
+  private async upsertStaged(client: PoolClient, rows: Iterable<CopyValue[]>): Promise<number> {
+    await client.query(STAGE_DDL);
+    if (this.stageUsed) await client.query(`TRUNCATE ${STAGE}`);
+    this.stageUsed = true;
+    const n = await copyBinary(client, STAGE, STAGE_COLUMNS, STAGE_TYPES, rows);
+    await client.query(
+      `INSERT INTO ${this.s}.keys AS t (db, key, key_text, type, value, expire_at, field_expire_at, updated_offset, snapshot_gen, pending_offset, blobs, member_rows)
        SELECT db, key, key_text, type, value,
               CASE WHEN expire_ms IS NULL THEN NULL ELSE timestamptz 'epoch' + expire_ms * interval '1 millisecond' END,
               field_expire_at, $1, $2, NULL, blobs, member_rows
@@ -634,18 +642,19 @@ export class MirrorApplier {
          expire_at = EXCLUDED.expire_at, field_expire_at = EXCLUDED.field_expire_at, updated_offset = EXCLUDED.updated_offset,
          snapshot_gen = EXCLUDED.snapshot_gen, pending_offset = EXCLUDED.pending_offset, blobs = EXCLUDED.blobs,
          member_rows = EXCLUDED.member_rows`,
-        [this.offset, this.state.gen],
-      );
-    }
+      [this.offset, this.state.gen],
+    );
+    return n;
+  }
+
+  /** Copies the member rows of the snapshot's big collections, after their `keys` rows. */
+  private async copyBigMembers(client: PoolClient, big: SnapshotEvent[], direct: boolean): Promise<void> {
     for (const ev of big) {
       // A full resync over an existing mirror may find the older generation's member rows of this key.
       if (!direct) await this.rows.deleteAnyType(client, ev.db, ev.key!);
       const fttl = ev.fieldExpireAt as Array<[Buffer, number]> | undefined;
       await this.rows.copySnapshot(client, ev.db, ev.key!, ev.type as RowType, ev.value, fttl);
     }
-    this.stats.rowsWritten += n;
-    this.stats.copies++;
-    this.stats.copiedRows += n;
   }
 
   /**
@@ -801,4 +810,24 @@ function isCollectionPart(ev: ChangeEvent): boolean {
 /** One part of a snapshot string streamed in parts (a raw string above the parser's streamThreshold). */
 function isStringPart(ev: ChangeEvent): boolean {
   return ev.op === 'snapshot' && ev.part !== undefined && ev.type === 'string';
+}
+
+/** The `keys` row of a snapshot key whose value is stored in it, as JSON; the value's huge parts' blobs go to `blobTx`. */
+function snapshotKeyRow(ev: SnapshotEvent, blobTx: BlobTransaction, tail: CopyValue[]): CopyValue[] {
+  const [v, blobs] = collectBlobs(() =>
+    snapshotJson(ev.type as string, ev.value, ev.fieldExpireAt as Array<[Buffer, number]> | undefined),
+  );
+  blobTx.need(blobs);
+  return [
+    ev.db,
+    ev.key!,
+    keyText(ev.key!),
+    v.type,
+    v.json,
+    (ev.expireAt as number | null) ?? null,
+    v.fieldTtl,
+    blobs.length > 0 ? blobs : null,
+    null,
+    ...tail,
+  ];
 }

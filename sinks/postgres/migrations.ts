@@ -61,6 +61,105 @@ interface Migration {
  * idempotent, so a half-applied manual run or two sinks starting at once cannot break the schema. Never edit a
  * released migration: append a new one.
  */
+/** Migration 3's tables of the members of big collections, and the GIN indexes of the blobs their rows reference. */
+function bigCollectionTables(s: string): string {
+  return `ALTER TABLE ${s}.keys ALTER COLUMN value DROP NOT NULL;
+ALTER TABLE ${s}.keys ADD COLUMN IF NOT EXISTS member_rows bigint;
+CREATE TABLE IF NOT EXISTS ${s}.hash_fields (
+  db integer NOT NULL, key bytea NOT NULL, h bytea NOT NULL, field bytea, field_j jsonb NOT NULL,
+  value jsonb NOT NULL, expire_ms bigint, blobs text[], PRIMARY KEY (db, key, h)
+);
+CREATE TABLE IF NOT EXISTS ${s}.set_members (
+  db integer NOT NULL, key bytea NOT NULL, h bytea NOT NULL, member bytea, member_j jsonb NOT NULL,
+  blobs text[], PRIMARY KEY (db, key, h)
+);
+CREATE TABLE IF NOT EXISTS ${s}.zset_members (
+  db integer NOT NULL, key bytea NOT NULL, h bytea NOT NULL, member bytea, member_j jsonb NOT NULL,
+  score double precision NOT NULL, blobs text[], PRIMARY KEY (db, key, h)
+);
+CREATE INDEX IF NOT EXISTS zset_members_score ON ${s}.zset_members (db, key, score);
+CREATE TABLE IF NOT EXISTS ${s}.list_items (
+  db integer NOT NULL, key bytea NOT NULL, pos bigint NOT NULL, value jsonb NOT NULL, blobs text[],
+  PRIMARY KEY (db, key, pos)
+);
+${MEMBER_TABLES.map((t) => `CREATE INDEX IF NOT EXISTS ${t}_blobs ON ${s}.${t} USING gin (blobs) WHERE blobs IS NOT NULL`).join(';\n')};
+`;
+}
+
+/** Migration 3's SQL functions that rebuild a big collection's value and field TTLs, as `keys` holds them, from its rows. */
+function bigCollectionFunctions(s: string): string {
+  return `CREATE OR REPLACE FUNCTION ${s}.redtail_score(x double precision) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN x = 'Infinity' THEN '"inf"'::jsonb WHEN x = '-Infinity' THEN '"-inf"'::jsonb
+              ELSE to_jsonb(x) END $$;
+CREATE OR REPLACE FUNCTION ${s}.redtail_rows_value(d integer, k bytea, t text) RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT CASE t
+    WHEN 'hash' THEN (SELECT coalesce(jsonb_agg(jsonb_build_array(field_j, value) ORDER BY field IS NULL, field, h), '[]')
+                      FROM ${s}.hash_fields WHERE db = d AND key = k)
+    WHEN 'set' THEN (SELECT coalesce(jsonb_agg(member_j ORDER BY member IS NULL, member, h), '[]')
+                     FROM ${s}.set_members WHERE db = d AND key = k)
+    WHEN 'zset' THEN (SELECT coalesce(jsonb_agg(jsonb_build_array(member_j, ${s}.redtail_score(score))
+                                                ORDER BY score, member IS NULL, member, h), '[]')
+                      FROM ${s}.zset_members WHERE db = d AND key = k)
+    WHEN 'list' THEN (SELECT coalesce(jsonb_agg(value ORDER BY pos), '[]') FROM ${s}.list_items WHERE db = d AND key = k)
+  END $$;
+CREATE OR REPLACE FUNCTION ${s}.redtail_rows_field_ttl(d integer, k bytea) RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT jsonb_agg(jsonb_build_array(field_j, expire_ms) ORDER BY field IS NULL, field, h)
+  FROM ${s}.hash_fields WHERE db = d AND key = k AND expire_ms IS NOT NULL $$;
+`;
+}
+
+/**
+ * Migration 3's views of the live keys and members, whichever way a collection is stored (in `keys.value` or as
+ * member rows), so a reader need not know which.
+ */
+function liveViews(s: string): string {
+  return `CREATE OR REPLACE VIEW ${s}.live_keys AS
+  SELECT db, key, key_text, type,
+         CASE WHEN member_rows IS NULL THEN value ELSE ${s}.redtail_rows_value(db, key, type) END AS value,
+         expire_at,
+         CASE WHEN member_rows IS NULL OR type <> 'hash' THEN field_expire_at
+              ELSE ${s}.redtail_rows_field_ttl(db, key) END AS field_expire_at,
+         updated_offset, member_rows
+  FROM ${s}.keys
+  WHERE expire_at IS NULL OR expire_at > now();
+CREATE OR REPLACE VIEW ${s}.live_hash_fields AS
+  SELECT k.db, k.key, k.key_text, e->0 AS field, e->1 AS value,
+         (SELECT timestamptz 'epoch' + (t->>1)::bigint * interval '1 millisecond'
+          FROM jsonb_array_elements(k.field_expire_at) t WHERE t->0 = e->0) AS field_expire_at
+  FROM ${s}.keys k, jsonb_array_elements(k.value) e
+  WHERE k.type = 'hash' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
+  UNION ALL
+  SELECT k.db, k.key, k.key_text, f.field_j, f.value,
+         timestamptz 'epoch' + f.expire_ms * interval '1 millisecond'
+  FROM ${s}.keys k JOIN ${s}.hash_fields f ON f.db = k.db AND f.key = k.key
+  WHERE k.type = 'hash' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
+CREATE OR REPLACE VIEW ${s}.live_set_members AS
+  SELECT k.db, k.key, k.key_text, e AS member
+  FROM ${s}.keys k, jsonb_array_elements(k.value) e
+  WHERE k.type = 'set' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
+  UNION ALL
+  SELECT k.db, k.key, k.key_text, m.member_j
+  FROM ${s}.keys k JOIN ${s}.set_members m ON m.db = k.db AND m.key = k.key
+  WHERE k.type = 'set' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
+CREATE OR REPLACE VIEW ${s}.live_zset_members AS
+  SELECT k.db, k.key, k.key_text, e->0 AS member, (e->>1)::double precision AS score
+  FROM ${s}.keys k, jsonb_array_elements(k.value) e
+  WHERE k.type = 'zset' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
+  UNION ALL
+  SELECT k.db, k.key, k.key_text, m.member_j, m.score
+  FROM ${s}.keys k JOIN ${s}.zset_members m ON m.db = k.db AND m.key = k.key
+  WHERE k.type = 'zset' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
+CREATE OR REPLACE VIEW ${s}.live_list_items AS
+  SELECT k.db, k.key, k.key_text, e.i - 1 AS idx, e.v AS value
+  FROM ${s}.keys k, jsonb_array_elements(k.value) WITH ORDINALITY AS e(v, i)
+  WHERE k.type = 'list' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
+  UNION ALL
+  SELECT k.db, k.key, k.key_text, l.pos - min(l.pos) OVER (PARTITION BY l.db, l.key), l.value
+  FROM ${s}.keys k JOIN ${s}.list_items l ON l.db = k.db AND l.key = k.key
+  WHERE k.type = 'list' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
+`;
+}
+
 const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -178,88 +277,7 @@ CREATE OR REPLACE FUNCTION ${s}.redtail_value(v jsonb) RETURNS bytea LANGUAGE sq
     // about 2.7 kB). `member`/`field` keep the bytes for ordering (NULL for a huge one), `*_j` the mirror's jsonb
     // encoding of the byte string (docs above), `blobs` the blobs the row references (garbage collection).
     sql: (s) => `
-ALTER TABLE ${s}.keys ALTER COLUMN value DROP NOT NULL;
-ALTER TABLE ${s}.keys ADD COLUMN IF NOT EXISTS member_rows bigint;
-CREATE TABLE IF NOT EXISTS ${s}.hash_fields (
-  db integer NOT NULL, key bytea NOT NULL, h bytea NOT NULL, field bytea, field_j jsonb NOT NULL,
-  value jsonb NOT NULL, expire_ms bigint, blobs text[], PRIMARY KEY (db, key, h)
-);
-CREATE TABLE IF NOT EXISTS ${s}.set_members (
-  db integer NOT NULL, key bytea NOT NULL, h bytea NOT NULL, member bytea, member_j jsonb NOT NULL,
-  blobs text[], PRIMARY KEY (db, key, h)
-);
-CREATE TABLE IF NOT EXISTS ${s}.zset_members (
-  db integer NOT NULL, key bytea NOT NULL, h bytea NOT NULL, member bytea, member_j jsonb NOT NULL,
-  score double precision NOT NULL, blobs text[], PRIMARY KEY (db, key, h)
-);
-CREATE INDEX IF NOT EXISTS zset_members_score ON ${s}.zset_members (db, key, score);
-CREATE TABLE IF NOT EXISTS ${s}.list_items (
-  db integer NOT NULL, key bytea NOT NULL, pos bigint NOT NULL, value jsonb NOT NULL, blobs text[],
-  PRIMARY KEY (db, key, pos)
-);
-${MEMBER_TABLES.map((t) => `CREATE INDEX IF NOT EXISTS ${t}_blobs ON ${s}.${t} USING gin (blobs) WHERE blobs IS NOT NULL`).join(';\n')};
-CREATE OR REPLACE FUNCTION ${s}.redtail_score(x double precision) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
-  SELECT CASE WHEN x = 'Infinity' THEN '"inf"'::jsonb WHEN x = '-Infinity' THEN '"-inf"'::jsonb
-              ELSE to_jsonb(x) END $$;
-CREATE OR REPLACE FUNCTION ${s}.redtail_rows_value(d integer, k bytea, t text) RETURNS jsonb LANGUAGE sql STABLE AS $$
-  SELECT CASE t
-    WHEN 'hash' THEN (SELECT coalesce(jsonb_agg(jsonb_build_array(field_j, value) ORDER BY field IS NULL, field, h), '[]')
-                      FROM ${s}.hash_fields WHERE db = d AND key = k)
-    WHEN 'set' THEN (SELECT coalesce(jsonb_agg(member_j ORDER BY member IS NULL, member, h), '[]')
-                     FROM ${s}.set_members WHERE db = d AND key = k)
-    WHEN 'zset' THEN (SELECT coalesce(jsonb_agg(jsonb_build_array(member_j, ${s}.redtail_score(score))
-                                                ORDER BY score, member IS NULL, member, h), '[]')
-                      FROM ${s}.zset_members WHERE db = d AND key = k)
-    WHEN 'list' THEN (SELECT coalesce(jsonb_agg(value ORDER BY pos), '[]') FROM ${s}.list_items WHERE db = d AND key = k)
-  END $$;
-CREATE OR REPLACE FUNCTION ${s}.redtail_rows_field_ttl(d integer, k bytea) RETURNS jsonb LANGUAGE sql STABLE AS $$
-  SELECT jsonb_agg(jsonb_build_array(field_j, expire_ms) ORDER BY field IS NULL, field, h)
-  FROM ${s}.hash_fields WHERE db = d AND key = k AND expire_ms IS NOT NULL $$;
-CREATE OR REPLACE VIEW ${s}.live_keys AS
-  SELECT db, key, key_text, type,
-         CASE WHEN member_rows IS NULL THEN value ELSE ${s}.redtail_rows_value(db, key, type) END AS value,
-         expire_at,
-         CASE WHEN member_rows IS NULL OR type <> 'hash' THEN field_expire_at
-              ELSE ${s}.redtail_rows_field_ttl(db, key) END AS field_expire_at,
-         updated_offset, member_rows
-  FROM ${s}.keys
-  WHERE expire_at IS NULL OR expire_at > now();
-CREATE OR REPLACE VIEW ${s}.live_hash_fields AS
-  SELECT k.db, k.key, k.key_text, e->0 AS field, e->1 AS value,
-         (SELECT timestamptz 'epoch' + (t->>1)::bigint * interval '1 millisecond'
-          FROM jsonb_array_elements(k.field_expire_at) t WHERE t->0 = e->0) AS field_expire_at
-  FROM ${s}.keys k, jsonb_array_elements(k.value) e
-  WHERE k.type = 'hash' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
-  UNION ALL
-  SELECT k.db, k.key, k.key_text, f.field_j, f.value,
-         timestamptz 'epoch' + f.expire_ms * interval '1 millisecond'
-  FROM ${s}.keys k JOIN ${s}.hash_fields f ON f.db = k.db AND f.key = k.key
-  WHERE k.type = 'hash' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
-CREATE OR REPLACE VIEW ${s}.live_set_members AS
-  SELECT k.db, k.key, k.key_text, e AS member
-  FROM ${s}.keys k, jsonb_array_elements(k.value) e
-  WHERE k.type = 'set' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
-  UNION ALL
-  SELECT k.db, k.key, k.key_text, m.member_j
-  FROM ${s}.keys k JOIN ${s}.set_members m ON m.db = k.db AND m.key = k.key
-  WHERE k.type = 'set' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
-CREATE OR REPLACE VIEW ${s}.live_zset_members AS
-  SELECT k.db, k.key, k.key_text, e->0 AS member, (e->>1)::double precision AS score
-  FROM ${s}.keys k, jsonb_array_elements(k.value) e
-  WHERE k.type = 'zset' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
-  UNION ALL
-  SELECT k.db, k.key, k.key_text, m.member_j, m.score
-  FROM ${s}.keys k JOIN ${s}.zset_members m ON m.db = k.db AND m.key = k.key
-  WHERE k.type = 'zset' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
-CREATE OR REPLACE VIEW ${s}.live_list_items AS
-  SELECT k.db, k.key, k.key_text, e.i - 1 AS idx, e.v AS value
-  FROM ${s}.keys k, jsonb_array_elements(k.value) WITH ORDINALITY AS e(v, i)
-  WHERE k.type = 'list' AND k.member_rows IS NULL AND (k.expire_at IS NULL OR k.expire_at > now())
-  UNION ALL
-  SELECT k.db, k.key, k.key_text, l.pos - min(l.pos) OVER (PARTITION BY l.db, l.key), l.value
-  FROM ${s}.keys k JOIN ${s}.list_items l ON l.db = k.db AND l.key = k.key
-  WHERE k.type = 'list' AND k.member_rows IS NOT NULL AND (k.expire_at IS NULL OR k.expire_at > now());
-`,
+${bigCollectionTables(s)}${bigCollectionFunctions(s)}${liveViews(s)}`,
   },
 ];
 

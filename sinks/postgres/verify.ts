@@ -5,7 +5,7 @@ import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { tlsSettingsFrom } from '../../src/config/Config.js';
 import { rejectSecondPassword, resolveSecret } from '../../src/config/secrets.js';
-import { parseMasterUrl } from '../../src/link/MasterAddress.js';
+import { type MasterAddress, parseMasterUrl } from '../../src/link/MasterAddress.js';
 import { ioredisTarget, loadTls, type MasterTls } from '../../src/link/tls.js';
 import { ProgressLine } from '../../src/observe/progress.js';
 import { registerSecret, scrubbedMessage, secretsInEndpoint } from '../../src/observe/redact.js';
@@ -331,6 +331,203 @@ class Limiter {
   }
 }
 
+/** Everything verify holds open, closed in one place whatever failed; the RESP pipes exist once connected. */
+interface Clients {
+  redis: Redis;
+  db: pg.Client;
+  copyClient: pg.Client;
+  pool: pg.Pool;
+  pipe: RespPipe | null;
+  scanPipe: RespPipe | null;
+}
+
+/** Creates (does not connect) the clients of one verify run. */
+function createClients(a: MasterAddress, pgUrl: string): Clients {
+  const redis = new Redis({
+    ...ioredisTarget(a),
+    lazyConnect: true,
+    maxRetriesPerRequest: 2,
+    // ioredis's ready check (an INFO) fails on a master that wants a password none was given for, and ioredis then
+    // reconnects for ever: without it the first command fails with the master's NOAUTH, which verify reports.
+    enableReadyCheck: false,
+  });
+  redis.on('error', () => {});
+  const db = new pg.Client({ connectionString: pgUrl });
+  // The mirror's rows stream through a COPY on a connection of its own while batches query on the pool.
+  const copyClient = new pg.Client({ connectionString: pgUrl });
+  copyClient.on('error', () => {});
+  // Batches in flight each query on a connection of their own: Postgres runs them on both cores.
+  const pool = new pg.Pool({ connectionString: pgUrl, max: BATCHES_IN_FLIGHT });
+  pool.on('error', () => {});
+  return { redis, db, copyClient, pool, pipe: null, scanPipe: null };
+}
+
+/** Connects the clients; returns how to read the master's keys, and the RESP pipes (also kept in `c` to close). */
+async function connectClients(
+  c: Clients,
+  a: MasterAddress,
+): Promise<{ read: ReadOptions; pipe: RespPipe; scanPipe: RespPipe }> {
+  await c.redis.connect();
+  await c.db.connect();
+  const info = (await c.redis.info('server')) as string;
+  const read: ReadOptions = {
+    pexpiretime: Number(/redis_version:(\d+)/.exec(info)?.[1] ?? 0) >= 7,
+    fieldTtl: await masterHasFieldTtl(c.redis),
+  };
+  const pipe = await RespPipe.connect(a);
+  c.pipe = pipe;
+  const scanPipe = await RespPipe.connect(a, { name: 'redtail-verify-scan' });
+  c.scanPipe = scanPipe;
+  await c.copyClient.connect();
+  return { read, pipe, scanPipe };
+}
+
+async function closeClients(c: Clients): Promise<void> {
+  c.pipe?.close();
+  c.scanPipe?.close();
+  c.redis.disconnect();
+  await c.db.end();
+  await c.copyClient.end().catch(() => {});
+  await c.pool.end();
+}
+
+/** One verify run once connected: what every db's comparison and the rechecks share. */
+interface Run {
+  redis: Redis;
+  db: pg.Client;
+  copyClient: pg.Client;
+  pipe: RespPipe;
+  scanPipe: RespPipe;
+  /** The sink's schema (quoted) and checkpoint name, to wait for the mirror (catchUp). */
+  s: string;
+  sink: string;
+  deadline: number;
+  /** The default INFO at the start: its keyspace section, and what MasterScan compares with (writeMark). */
+  start: string;
+  /** The master's key count at the start, for onProgress. */
+  masterKeys: number;
+  compared: number;
+  onProgress: VerifyOptions['onProgress'];
+  /** What a batch of db `d` compares with; `volatile` starts true (every key may expire) until the caller knows. */
+  contextFor: (d: number, settle?: () => Promise<void>) => BatchContext;
+}
+
+/** The dbs to compare: those the master's keyspace lists and those the mirror has, in ascending order. */
+async function dbsToCompare(db: pg.Client, s: string, keyspace: string): Promise<number[]> {
+  const dbs = new Set<number>([...keyspace.matchAll(/^db(\d+):/gm)].map((m) => Number(m[1])));
+  // The dbs the mirror has, by a walk of the primary key's index (DISTINCT would read every row).
+  const { rows } = await db.query<{ db: number }>(
+    `WITH RECURSIVE d AS (SELECT min(db) AS db FROM ${s}.keys
+       UNION ALL SELECT (SELECT min(db) FROM ${s}.keys WHERE db > d.db) FROM d WHERE d.db IS NOT NULL)
+     SELECT db FROM d WHERE db IS NOT NULL`,
+  );
+  for (const r of rows) dbs.add(r.db);
+  return [...dbs].sort((x, y) => x - y);
+}
+
+/** Compares `keys` of one db BATCH_KEYS at a time, one batch after the other (rare paths: lost keys, rechecks). */
+async function compareKeys(ctx: BatchContext, keys: Buffer[]): Promise<KeyDifference[]> {
+  const diffs: KeyDifference[] = [];
+  for (let i = 0; i < keys.length; i += BATCH_KEYS)
+    diffs.push(...(await compareBatch(ctx, keys.slice(i, i + BATCH_KEYS))).differences);
+  return diffs;
+}
+
+/**
+ * Compares the mirror's live rows of db `ctx.db` with the master, BATCHES_IN_FLIGHT batches at once, adding every
+ * mirror key to `onMirror` and the differences to `diffs`; returns how many of the mirror's keys the master has.
+ * Keys only the mirror has show here (the master answers -2).
+ */
+async function compareMirrorRows(
+  run: Run,
+  ctx: BatchContext,
+  onMirror: KeyHashes,
+  diffs: KeyDifference[],
+): Promise<number> {
+  const limiter = new Limiter(BATCHES_IN_FLIGHT);
+  let present = 0;
+  await copyMirror(run.copyClient, run.s, ctx.db, (keys, rows) => {
+    for (const k of keys) onMirror.add(k);
+    return limiter.run(async () => {
+      const found = (await compareBatch(ctx, keys, rows)).differences;
+      diffs.push(...found);
+      present += keys.length - found.filter((x) => x.redis === null).length;
+      run.compared += keys.length;
+      run.onProgress?.(run.compared, run.masterKeys);
+    });
+  });
+  await limiter.drain();
+  return present;
+}
+
+/**
+ * Compares db `d`: the mirror's rows, then the master's keys the mirror lacks, which come from SCAN only when the
+ * counts and writeMark do not rule them out (MasterScan). Returns the db's key count and its differences.
+ */
+async function compareDb(run: Run, d: number): Promise<{ keys: number; differences: KeyDifference[] }> {
+  await run.redis.select(d);
+  await run.pipe.call('SELECT', String(d));
+  await run.scanPipe.call('SELECT', String(d));
+  const ctx = run.contextFor(d);
+  ctx.volatile.value = volatileIn(run.start, d);
+  const onMirror = new KeyHashes();
+  const scan = new MasterScan(run.scanPipe, run.redis, run.start);
+  const diffs: KeyDifference[] = [];
+  let present: number;
+  try {
+    present = await compareMirrorRows(run, ctx, onMirror, diffs);
+  } catch (err) {
+    scan.stop();
+    throw err;
+  }
+  onMirror.seal();
+  const onMaster = await scan.finish(d, present);
+  if (!onMaster) return { keys: present, differences: diffs };
+  const missing = onMaster.notIn(onMirror);
+  if (missing.size > 0) {
+    // Rare (a mirror that lost keys, or keys written during verify): SCAN again for the keys behind the hashes.
+    const lost: Buffer[] = [];
+    await scanKeys(run.scanPipe, (k) => {
+      if (missing.has(k)) lost.push(k);
+    });
+    diffs.push(...(await compareKeys(ctx, lost)));
+  }
+  return { keys: onMaster.distinct, differences: diffs };
+}
+
+/** The keys of `diffs` by db, each db in the order of its first difference. */
+function keysByDb(diffs: KeyDifference[]): Map<number, Buffer[]> {
+  const byDb = new Map<number, Buffer[]>();
+  for (const dd of diffs) {
+    const keys = byDb.get(dd.db);
+    if (keys) keys.push(dd.key);
+    else byDb.set(dd.db, [dd.key]);
+  }
+  return byDb;
+}
+
+/**
+ * Compares the keys that differ again after the mirror has caught up with the master once more (a key can change
+ * between the two reads on a busy master), up to three times; what still differs is reported.
+ */
+async function recheck(run: Run, first: KeyDifference[]): Promise<KeyDifference[]> {
+  let diffs = first;
+  for (let round = 0; round < 3 && diffs.length > 0; round++) {
+    await catchUp(run.redis, run.db, run.s, run.sink, Math.max(run.deadline, Date.now() + 15_000));
+    const still: KeyDifference[] = [];
+    for (const [d, keys] of keysByDb(diffs)) {
+      await run.redis.select(d);
+      await run.pipe.call('SELECT', String(d));
+      const ctx = run.contextFor(d, async () => {
+        await catchUp(run.redis, run.db, run.s, run.sink, Date.now() + 15_000);
+      });
+      still.push(...(await compareKeys(ctx, keys)));
+    }
+    diffs = still;
+  }
+  return diffs;
+}
+
 /**
  * Compares every key of every database. The mirror is first allowed to reach the master's offset. Each db's live
  * mirror rows are read with one COPY and compared in batches (verifyBatch.ts; a key the master lacks is an extra
@@ -344,42 +541,15 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
   const s = ident(cfg.schema);
   const sink = o.sink ?? cfg.name;
   const a = parseMasterUrl(o.master, o.tls);
-  const redis = new Redis({
-    ...ioredisTarget(a),
-    lazyConnect: true,
-    maxRetriesPerRequest: 2,
-    // ioredis's ready check (an INFO) fails on a master that wants a password none was given for, and ioredis then
-    // reconnects for ever: without it the first command fails with the master's NOAUTH, which verify reports.
-    enableReadyCheck: false,
-  });
-  redis.on('error', () => {});
-  const db = new pg.Client({ connectionString: pgConnectionString(cfg) });
-  let pipe: RespPipe | null = null;
-  let scanPipe: RespPipe | null = null;
-  // The mirror's rows stream through a COPY on a connection of its own while batches query on the pool.
-  const copyClient = new pg.Client({ connectionString: pgConnectionString(cfg) });
-  copyClient.on('error', () => {});
-  // Batches in flight each query on a connection of their own: Postgres runs them on both cores.
-  const pool = new pg.Pool({ connectionString: pgConnectionString(cfg), max: BATCHES_IN_FLIGHT });
-  pool.on('error', () => {});
+  const c = createClients(a, pgConnectionString(cfg));
   try {
-    await redis.connect();
-    await db.connect();
-    const info = (await redis.info('server')) as string;
-    const read: ReadOptions = {
-      pexpiretime: Number(/redis_version:(\d+)/.exec(info)?.[1] ?? 0) >= 7,
-      fieldTtl: await masterHasFieldTtl(redis),
-    };
-    pipe = await RespPipe.connect(a);
-    scanPipe = await RespPipe.connect(a, { name: 'redtail-verify-scan' });
-    await copyClient.connect();
+    const { read, pipe, scanPipe } = await connectClients(c, a);
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
-    const caughtUp = await catchUp(redis, db, s, sink, deadline);
-    const badBlobs = await checkBlobs(db, s);
-    const batchPipe = pipe;
-    /** What a batch of db `d` compares with; `volatile` starts true (every key may expire) until the caller knows. */
+    const caughtUp = await catchUp(c.redis, c.db, s, sink, deadline);
+    const badBlobs = await checkBlobs(c.db, s);
+    const { redis, db, copyClient, pool } = c;
     const contextFor = (d: number, settle?: () => Promise<void>): BatchContext => ({
-      pipe: batchPipe,
+      pipe,
       redis,
       pg: pool,
       schema: s,
@@ -389,96 +559,23 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
       badBlobs,
       ...(settle ? { settle } : {}),
     });
-    // The default INFO: its keyspace section, and what MasterScan compares with (writeMark).
     const start = (await redis.info()) as string;
-    const keyspace = start;
-    const dbs = new Set<number>([...keyspace.matchAll(/^db(\d+):/gm)].map((m) => Number(m[1])));
-    const masterKeys = [...keyspace.matchAll(/^db\d+:keys=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
-    // The dbs the mirror has, by a walk of the primary key's index (DISTINCT would read every row).
-    const { rows } = await db.query<{ db: number }>(
-      `WITH RECURSIVE d AS (SELECT min(db) AS db FROM ${s}.keys
-         UNION ALL SELECT (SELECT min(db) FROM ${s}.keys WHERE db > d.db) FROM d WHERE d.db IS NOT NULL)
-       SELECT db FROM d WHERE db IS NOT NULL`,
-    );
-    for (const r of rows) dbs.add(r.db);
+    const masterKeys = [...start.matchAll(/^db\d+:keys=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    const run: Run = {
+      ...{ redis, db, copyClient, pipe, scanPipe, s, sink, deadline, start, masterKeys, contextFor },
+      compared: 0,
+      onProgress: o.onProgress,
+    };
     let total = 0;
-    let compared = 0;
-    let diffs: KeyDifference[] = [];
-    for (const d of [...dbs].sort((x, y) => x - y)) {
-      await redis.select(d);
-      await pipe.call('SELECT', String(d));
-      await scanPipe.call('SELECT', String(d));
-      const ctx = contextFor(d);
-      ctx.volatile.value = volatileIn(keyspace, d);
-      const limiter = new Limiter(BATCHES_IN_FLIGHT);
-      // The mirror's keys, to find the keys only the master has. Keys only the mirror has show in the batches (the
-      // master answers -2). The master's keys come from SCAN only when needed (MasterScan).
-      const onMirror = new KeyHashes();
-      const scan = new MasterScan(scanPipe, redis, start);
-      let present = 0;
-      try {
-        await copyMirror(copyClient, s, d, (keys, rows) => {
-          for (const k of keys) onMirror.add(k);
-          return limiter.run(async () => {
-            const found = (await compareBatch(ctx, keys, rows)).differences;
-            diffs.push(...found);
-            present += keys.length - found.filter((x) => x.redis === null).length;
-            compared += keys.length;
-            o.onProgress?.(compared, masterKeys);
-          });
-        });
-        await limiter.drain();
-      } catch (err) {
-        scan.stop();
-        throw err;
-      }
-      onMirror.seal();
-      const onMaster = await scan.finish(d, present);
-      if (!onMaster) {
-        total += present;
-        continue;
-      }
-      total += onMaster.distinct;
-      const missing = onMaster.notIn(onMirror);
-      if (missing.size > 0) {
-        // Rare (a mirror that lost keys, or keys written during verify): SCAN again for the keys behind the hashes.
-        const lost: Buffer[] = [];
-        await scanKeys(scanPipe, (k) => {
-          if (missing.has(k)) lost.push(k);
-        });
-        for (let i = 0; i < lost.length; i += BATCH_KEYS)
-          diffs.push(...(await compareBatch(ctx, lost.slice(i, i + BATCH_KEYS))).differences);
-      }
+    const diffs: KeyDifference[] = [];
+    for (const d of await dbsToCompare(db, s, start)) {
+      const r = await compareDb(run, d);
+      total += r.keys;
+      diffs.push(...r.differences);
     }
-    diffs = once(diffs);
-    for (let round = 0; round < 3 && diffs.length > 0; round++) {
-      await catchUp(redis, db, s, sink, Math.max(deadline, Date.now() + 15_000));
-      const still: KeyDifference[] = [];
-      const byDb = new Map<number, Buffer[]>();
-      for (const dd of diffs) {
-        const keys = byDb.get(dd.db);
-        if (keys) keys.push(dd.key);
-        else byDb.set(dd.db, [dd.key]);
-      }
-      for (const [d, keys] of byDb) {
-        await redis.select(d);
-        await pipe.call('SELECT', String(d));
-        const ctx = contextFor(d, async () => {
-          await catchUp(redis, db, s, sink, Date.now() + 15_000);
-        });
-        for (let i = 0; i < keys.length; i += BATCH_KEYS)
-          still.push(...(await compareBatch(ctx, keys.slice(i, i + BATCH_KEYS))).differences);
-      }
-      diffs = still;
-    }
-    return { keys: total, differences: diffs, caughtUp };
+    return { keys: total, differences: await recheck(run, once(diffs)), caughtUp };
   } finally {
-    pipe?.close();
-    scanPipe?.close();
-    redis.disconnect();
-    await db.end();
-    await copyClient.end().catch(() => {});
-    await pool.end();
+    await closeClients(c);
   }
 }
 
@@ -506,11 +603,12 @@ export function describeDifference(d: KeyDifference): string {
   return lines.join('\n');
 }
 
-/** `redtail verify`: returns the exit status (0 agree, 1 differ, 2 usage/connection error). */
-export async function verifyCommand(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+type VerifyArgs = Record<string, string | boolean | undefined>;
+
+/** The command line's options, or exit status 2 after reporting a usage error. */
+function parseVerifyArgs(argv: string[]): VerifyArgs | 2 {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: argv,
       options: {
         master: { type: 'string' },
@@ -527,11 +625,83 @@ export async function verifyCommand(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
-    }));
+    }).values;
   } catch (err) {
     process.stderr.write(`redtail verify: ${(err as Error).message}\n\n${verifyUsage}`);
     return 2;
   }
+}
+
+/**
+ * What to verify, from the options and the environment: the URLs with the passwords given apart from them, and the
+ * master's TLS settings. Throws when a password is given twice or a TLS file cannot be read (exit status 2).
+ */
+function verifyOptionsFrom(values: VerifyArgs, master: string, postgres: string): VerifyOptions {
+  const urls = withPasswordsFromEnv(master, postgres, process.env);
+  const tls = loadTls(
+    tlsSettingsFrom(process.env, {
+      caFile: values['tls-ca'] as string | undefined,
+      certFile: values['tls-cert'] as string | undefined,
+      keyFile: values['tls-key'] as string | undefined,
+      servername: values['tls-servername'] as string | undefined,
+      insecure: values['tls-insecure'] as boolean | undefined,
+    }),
+  );
+  return {
+    tls,
+    master: urls.master,
+    postgres: urls.postgres,
+    schema: values.schema as string | undefined,
+    sink: values.sink as string | undefined,
+    timeoutMs: Number(values.timeout ?? 60) * 1000,
+  };
+}
+
+/** verifyMirror with a progress line on stderr; null after reporting a failure (its message without passwords). */
+async function verifyWithProgress(o: VerifyOptions): Promise<VerifyResult | null> {
+  let compared = 0;
+  let totalKeys: number | null = null;
+  const startedAt = Date.now();
+  const progress = new ProgressLine('verify', () => ({
+    keys: compared,
+    bytes: null,
+    totalBytes: null,
+    totalKeys,
+    startedAt,
+  })).start();
+  try {
+    return await verifyMirror({
+      ...o,
+      onProgress: (n, t) => {
+        compared = n;
+        totalKeys = t;
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`redtail verify: ${scrubbedMessage(err)}\n`);
+    return null;
+  } finally {
+    progress.stop();
+  }
+}
+
+/** The report printed on stdout: a lag warning, the first `maxDiffs` differences, and the counts. */
+function verifyReport(result: VerifyResult, maxDiffs: number): string {
+  const out: string[] = [];
+  if (!result.caughtUp)
+    out.push(
+      "warning: the mirror did not reach the master's offset before the timeout; differences may be lag",
+    );
+  for (const d of result.differences.slice(0, maxDiffs)) out.push(describeDifference(d));
+  if (result.differences.length > maxDiffs) out.push(`... and ${result.differences.length - maxDiffs} more`);
+  out.push(`verify: ${result.keys} keys on the master, ${result.differences.length} differences`);
+  return `${out.join('\n')}\n`;
+}
+
+/** `redtail verify`: returns the exit status (0 agree, 1 differ, 2 usage/connection error). */
+export async function verifyCommand(argv: string[]): Promise<number> {
+  const values = parseVerifyArgs(argv);
+  if (values === 2) return 2;
   if (values.help) {
     process.stdout.write(verifyUsage);
     return 0;
@@ -544,68 +714,16 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   }
   // Whatever pg or ioredis quote in an error, the passwords of these URLs are not printed.
   for (const url of [master, postgres]) for (const pw of secretsInEndpoint(url)) registerSecret(pw);
-  let urls: { master: string; postgres: string };
+  let o: VerifyOptions;
   try {
-    urls = withPasswordsFromEnv(master, postgres, process.env);
+    o = verifyOptionsFrom(values, master, postgres);
   } catch (err) {
     process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
     return 2;
   }
-  const maxDiffs = Number(values['max-diffs'] ?? 20);
-  let tls: MasterTls;
-  try {
-    tls = loadTls(
-      tlsSettingsFrom(process.env, {
-        caFile: values['tls-ca'] as string | undefined,
-        certFile: values['tls-cert'] as string | undefined,
-        keyFile: values['tls-key'] as string | undefined,
-        servername: values['tls-servername'] as string | undefined,
-        insecure: values['tls-insecure'] as boolean | undefined,
-      }),
-    );
-  } catch (err) {
-    process.stderr.write(`redtail verify: ${(err as Error).message}\n`);
-    return 2;
-  }
-  let result: VerifyResult;
-  let compared = 0;
-  let totalKeys: number | null = null;
-  const startedAt = Date.now();
-  const progress = new ProgressLine('verify', () => ({
-    keys: compared,
-    bytes: null,
-    totalBytes: null,
-    totalKeys,
-    startedAt,
-  })).start();
-  try {
-    result = await verifyMirror({
-      onProgress: (n, t) => {
-        compared = n;
-        totalKeys = t;
-      },
-      tls,
-      master: urls.master,
-      postgres: urls.postgres,
-      schema: values.schema as string | undefined,
-      sink: values.sink as string | undefined,
-      timeoutMs: Number(values.timeout ?? 60) * 1000,
-    });
-  } catch (err) {
-    process.stderr.write(`redtail verify: ${scrubbedMessage(err)}\n`);
-    return 2;
-  } finally {
-    progress.stop();
-  }
-  const out: string[] = [];
-  if (!result.caughtUp)
-    out.push(
-      "warning: the mirror did not reach the master's offset before the timeout; differences may be lag",
-    );
-  for (const d of result.differences.slice(0, maxDiffs)) out.push(describeDifference(d));
-  if (result.differences.length > maxDiffs) out.push(`... and ${result.differences.length - maxDiffs} more`);
-  out.push(`verify: ${result.keys} keys on the master, ${result.differences.length} differences`);
-  process.stdout.write(`${out.join('\n')}\n`);
+  const result = await verifyWithProgress(o);
+  if (!result) return 2;
+  process.stdout.write(verifyReport(result, Number(values['max-diffs'] ?? 20)));
   return result.differences.length === 0 ? 0 : 1;
 }
 

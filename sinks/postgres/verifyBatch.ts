@@ -242,6 +242,189 @@ interface Planned {
   ttlCommands: number;
 }
 
+/** A key as read on its own (readRedisKeyAt), with the master's clock at the read. */
+type KeyRead = Awaited<ReturnType<typeof readRedisKeyAt>>;
+
+/** How a batch is read from the master: its pipelined commands, and the keys the pipeline cannot settle. */
+interface BatchPlan {
+  /** The reads, between MULTI and EXEC when `atomic`. */
+  inner: Command[];
+  atomic: boolean;
+  /** Whether the keys' PEXPIRETIMEs are read (BatchContext.volatile at the start of the batch). */
+  withTtl: boolean;
+  planned: Planned[];
+  // Positions in `keys` of the keys read on their own, of the big collections, and of strings stored as blobs.
+  alone: number[];
+  big: number[];
+  huge: Array<[number, BlobRef]>;
+  /** The string keys, read by one MGET. */
+  strings: Buffer[];
+}
+
+/** Index in the reads' replies (EXEC's array has no entry for MULTI) of the command pushed last. */
+const lastAt = (plan: BatchPlan): number => plan.inner.length - (plan.atomic ? 2 : 1);
+
+/** Chooses each key's reads by its mirror row's type, or sets the key aside for a read of its own. */
+function planBatch(c: BatchContext, keys: Buffer[], rows: Array<MirrorRow | undefined>): BatchPlan {
+  // Without keys with a TTL in the db, no PEXPIRETIME: INFO keyspace after the reads proves there were none.
+  const withTtl = c.volatile.value;
+  // A key read by more than one command (PEXPIRETIME or HPEXPIRETIME beside its value) needs them in one MULTI, so
+  // both see the same version of the key. Otherwise every key is read by one command, atomic for that key, and the
+  // batch's reads are only pipelined: MULTI cost the master a queued copy and a +QUEUED reply per command. INFO
+  // keyspace then comes after the reads: a key that had a TTL at its read but none at the INFO was written during
+  // verify (compared as it was read, like any key written after its read); a TTL still there shows, and the batch
+  // is read again with PEXPIRETIME.
+  const atomic = withTtl || c.read.fieldTtl === true;
+  const inner: Command[] = atomic ? [['MULTI']] : [];
+  const plan: BatchPlan = { inner, atomic, withTtl, planned: [], alone: [], big: [], huge: [], strings: [] };
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as Buffer;
+    const row = rows[i];
+    if (
+      !row ||
+      (row.type === 'hash' && hasFieldTtls(row)) ||
+      !(row.type === 'string' || readCommand(row.type, key))
+    )
+      plan.alone.push(i);
+    else if (isBig(row)) plan.big.push(i);
+    else if (hugeString(row)) plan.huge.push([i, hugeString(row)!]);
+    else plan.planned.push(planKey(c, plan, i, key, row));
+  }
+  return plan;
+}
+
+/** Adds a key's reads to the pipeline: its PEXPIRETIME, its value (strings by the batch's MGET), field TTLs. */
+function planKey(c: BatchContext, plan: BatchPlan, i: number, key: Buffer, row: MirrorRow): Planned {
+  const p: Planned = { i, key, row, ttlAt: -1, readAt: -1, mget: -1, ttlCommands: 0 };
+  if (plan.withTtl) {
+    plan.inner.push(ttlCommand(c, key));
+    p.ttlAt = lastAt(plan);
+  }
+  if (row.type === 'string') p.mget = plan.strings.push(key) - 1;
+  else {
+    plan.inner.push(readCommand(row.type, key) as Command);
+    p.readAt = lastAt(plan);
+  }
+  if (row.type === 'hash' && c.read.fieldTtl) {
+    const fields = mirrorFields(row) ?? [];
+    for (let j = 0; j < fields.length; j += FIELDS_PER_HPEXPIRETIME) {
+      const chunk = fields.slice(j, j + FIELDS_PER_HPEXPIRETIME);
+      plan.inner.push(['HPEXPIRETIME', key, 'FIELDS', String(chunk.length), ...chunk]);
+      p.ttlCommands++;
+    }
+  }
+  return p;
+}
+
+/** The replies of a batch's pipelined reads: the reads' (EXEC's when atomic) and MGET's. */
+interface BatchReplies {
+  exec: Reply[];
+  mget: Reply[];
+}
+
+/**
+ * Sends the planned reads with one pipelined write. Null when a key got a TTL since the last batch and the batch read
+ * no PEXPIRETIME: it must be read again, with them from now on.
+ */
+async function sendPlan(c: BatchContext, plan: BatchPlan): Promise<BatchReplies | null> {
+  const got: BatchReplies = { exec: [], mget: [] };
+  if (plan.planned.length === 0) return got;
+  const { inner, atomic } = plan;
+  if (plan.strings.length > 0) inner.push(['MGET', ...plan.strings]);
+  const mgetAt = lastAt(plan);
+  inner.push(atomic ? ['EXEC'] : ['INFO', 'keyspace']);
+  const replies = await c.pipe.send(inner);
+  const last = replies[replies.length - 1];
+  if (atomic && !Array.isArray(last))
+    throw new Error(
+      `the master refused the batched reads: ${last instanceof ReplyError ? last.message : String(last)}`,
+    );
+  got.exec = atomic ? (last as Reply[]) : replies;
+  if (!plan.withTtl && volatileIn(last, c.db)) {
+    c.volatile.value = true;
+    return null;
+  }
+  if (plan.strings.length > 0) {
+    const r = got.exec[mgetAt];
+    if (!Array.isArray(r))
+      throw new Error(`the master refused MGET: ${r instanceof ReplyError ? r.message : String(r)}`);
+    got.mget = r;
+  }
+  return got;
+}
+
+/**
+ * Starts the reads of the keys the pipeline did not settle, each on its own and atomic: the `alone` keys, and the big
+ * collections and huge strings whose chunked comparison found a difference (added to `plan.alone`).
+ */
+async function readUnsettled(
+  c: BatchContext,
+  keys: Buffer[],
+  rows: Array<MirrorRow | undefined>,
+  plan: BatchPlan,
+): Promise<Array<KeyRead | null>> {
+  for (const i of plan.big)
+    if (await bigDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow)) plan.alone.push(i);
+  for (const [i, ref] of plan.huge)
+    if (await hugeStringDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow, ref)) plan.alone.push(i);
+  return Promise.all(
+    plan.alone.map((i) =>
+      readRedisKeyAt(c.redis, keys[i] as Buffer, { ...c.read, hashFields: mirrorFields(rows[i]) }),
+    ),
+  );
+}
+
+/** Adds the differences between the keys at `positions`, read on their own (`reads`), and their `judged` rows. */
+function pushDifferences(
+  c: BatchContext,
+  keys: Buffer[],
+  judged: Array<MirrorRow | undefined>,
+  positions: number[],
+  reads: Array<KeyRead | null | undefined>,
+  differences: KeyDifference[],
+): void {
+  positions.forEach((i, n) => {
+    const r = reads[n];
+    if (!r) return;
+    const row = judged[i];
+    const d = difference(c.db, keys[i] as Buffer, r.key, row ? comparableFromRow(row, r.at) : null);
+    if (d) differences.push(d);
+  });
+}
+
+/**
+ * Judges the planned keys by the pipeline's replies against their `judged` rows. A key whose mirror row changed type
+ * meanwhile (or went) is read again on its own: the reads chosen for the old type tell nothing.
+ */
+async function judgePlanned(
+  c: BatchContext,
+  keys: Buffer[],
+  judged: Array<MirrorRow | undefined>,
+  plan: BatchPlan,
+  got: BatchReplies,
+  now: number,
+): Promise<KeyDifference[]> {
+  const differences: KeyDifference[] = [];
+  const late: number[] = [];
+  for (const p of plan.planned) {
+    const row = judged[p.i];
+    const verdict =
+      row?.type === p.row.type
+        ? judge(c, row === p.row ? p : { ...p, row }, got.exec, got.mget, now)
+        : 'alone';
+    if (verdict === 'alone') late.push(p.i);
+    else if (verdict) differences.push(verdict);
+  }
+  // Read together, not one round trip after another (a mirror of a flushed master has only such keys).
+  const lateRead = await Promise.all(
+    late.map((i) =>
+      readRedisKeyAt(c.redis, keys[i] as Buffer, { ...c.read, hashFields: mirrorFields(judged[i]) }),
+    ),
+  );
+  pushDifferences(c, keys, judged, late, lateRead, differences);
+  return differences;
+}
+
 /**
  * Compares a batch of distinct keys with the mirror: their rows as `given` (read by the caller, by position) or read
  * here. Differences found here are real at the moment of the
@@ -253,125 +436,20 @@ export async function compareBatch(
   given?: Array<MirrorRow | undefined>,
 ): Promise<BatchResult> {
   const rows = given ? patchBadBlobs(c, given) : await mirrorBatch(c, keys);
-  const planned: Planned[] = [];
-  // Positions in `keys` of the keys read on their own, of the big collections, and of strings stored as blobs.
-  const alone: number[] = [];
-  const big: number[] = [];
-  const huge: Array<[number, BlobRef]> = [];
-  const strings: Buffer[] = [];
-  // Without keys with a TTL in the db, no PEXPIRETIME: INFO keyspace after the reads proves there were none.
-  const withTtl = c.volatile.value;
-  // A key read by more than one command (PEXPIRETIME or HPEXPIRETIME beside its value) needs them in one MULTI, so
-  // both see the same version of the key. Otherwise every key is read by one command, atomic for that key, and the
-  // batch's reads are only pipelined: MULTI cost the master a queued copy and a +QUEUED reply per command. INFO
-  // keyspace then comes after the reads: a key that had a TTL at its read but none at the INFO was written during
-  // verify (compared as it was read, like any key written after its read); a TTL still there shows, and the batch
-  // is read again with PEXPIRETIME.
-  const atomic = withTtl || c.read.fieldTtl === true;
-  const inner: Command[] = atomic ? [['MULTI']] : [];
-  // Index in the reads' replies (EXEC's array has no entry for MULTI) of the command pushed last.
-  const at = () => inner.length - (atomic ? 2 : 1);
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i] as Buffer;
-    const row = rows[i];
-    if (
-      !row ||
-      (row.type === 'hash' && hasFieldTtls(row)) ||
-      !(row.type === 'string' || readCommand(row.type, key))
-    )
-      alone.push(i);
-    else if (isBig(row)) big.push(i);
-    else if (hugeString(row)) huge.push([i, hugeString(row)!]);
-    else {
-      const p: Planned = { i, key, row, ttlAt: -1, readAt: -1, mget: -1, ttlCommands: 0 };
-      if (withTtl) {
-        inner.push(ttlCommand(c, key));
-        p.ttlAt = at();
-      }
-      if (row.type === 'string') p.mget = strings.push(key) - 1;
-      else {
-        inner.push(readCommand(row.type, key) as Command);
-        p.readAt = at();
-      }
-      if (row.type === 'hash' && c.read.fieldTtl) {
-        const fields = mirrorFields(row) ?? [];
-        for (let j = 0; j < fields.length; j += FIELDS_PER_HPEXPIRETIME) {
-          const chunk = fields.slice(j, j + FIELDS_PER_HPEXPIRETIME);
-          inner.push(['HPEXPIRETIME', key, 'FIELDS', String(chunk.length), ...chunk]);
-          p.ttlCommands++;
-        }
-      }
-      planned.push(p);
-    }
-  }
-  const differences: KeyDifference[] = [];
-  let exec: Reply[] = [];
-  let mget: Reply[] = [];
+  const plan = planBatch(c, keys, rows);
   const now = Date.now();
-  if (planned.length > 0) {
-    if (strings.length > 0) inner.push(['MGET', ...strings]);
-    const mgetAt = at();
-    inner.push(atomic ? ['EXEC'] : ['INFO', 'keyspace']);
-    const replies = await c.pipe.send(inner);
-    const last = replies[replies.length - 1];
-    if (atomic && !Array.isArray(last))
-      throw new Error(
-        `the master refused the batched reads: ${last instanceof ReplyError ? last.message : String(last)}`,
-      );
-    exec = atomic ? (last as Reply[]) : replies;
-    if (!withTtl && volatileIn(last, c.db)) {
-      // A key got a TTL since the last batch: this one again, with PEXPIRETIME from now on.
-      c.volatile.value = true;
-      return compareBatch(c, keys, rows);
-    }
-    if (strings.length > 0) {
-      const r = exec[mgetAt];
-      if (!Array.isArray(r))
-        throw new Error(`the master refused MGET: ${r instanceof ReplyError ? r.message : String(r)}`);
-      mget = r;
-    }
-  }
-  for (const i of big) if (await bigDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow)) alone.push(i);
-  for (const [i, ref] of huge)
-    if (await hugeStringDiffers(c, keys[i] as Buffer, rows[i] as MirrorRow, ref)) alone.push(i);
-  const read = await Promise.all(
-    alone.map((i) =>
-      readRedisKeyAt(c.redis, keys[i] as Buffer, { ...c.read, hashFields: mirrorFields(rows[i]) }),
-    ),
-  );
+  const got = await sendPlan(c, plan);
+  // A key got a TTL since the last batch: this one again, with PEXPIRETIME from now on (sendPlan set volatile).
+  if (!got) return compareBatch(c, keys, rows);
+  const read = await readUnsettled(c, keys, rows, plan);
+  // The re-read rounds judge the reads against the rows read again once the mirror caught up (BatchContext.settle).
   let judged = rows;
   if (c.settle) {
     await c.settle();
     judged = await mirrorBatch(c, keys);
   }
-  const late: number[] = [];
-  for (const p of planned) {
-    const row = judged[p.i];
-    // The mirror changed type meanwhile (or lost the key): the reads chosen for the old type tell nothing.
-    const verdict =
-      row?.type === p.row.type ? judge(c, row === p.row ? p : { ...p, row }, exec, mget, now) : 'alone';
-    if (verdict === 'alone') late.push(p.i);
-    else if (verdict) differences.push(verdict);
-  }
-  // Read together, not one round trip after another (a mirror of a flushed master has only such keys).
-  const lateRead = await Promise.all(
-    late.map((i) =>
-      readRedisKeyAt(c.redis, keys[i] as Buffer, { ...c.read, hashFields: mirrorFields(judged[i]) }),
-    ),
-  );
-  late.forEach((i, n) => {
-    const r = lateRead[n];
-    const row = judged[i];
-    const d = r && difference(c.db, keys[i] as Buffer, r.key, row ? comparableFromRow(row, r.at) : null);
-    if (d) differences.push(d);
-  });
-  alone.forEach((i, n) => {
-    const r = read[n];
-    if (!r) return;
-    const row = judged[i];
-    const d = difference(c.db, keys[i] as Buffer, r.key, row ? comparableFromRow(row, r.at) : null);
-    if (d) differences.push(d);
-  });
+  const differences = await judgePlanned(c, keys, judged, plan, got, now);
+  pushDifferences(c, keys, judged, plan.alone, read, differences);
   return { differences };
 }
 
