@@ -237,14 +237,20 @@ function keysIn(info: string, db: number): number {
 class MasterScan {
   private scanning: Promise<KeyHashes> | null = null;
   private readonly timer: NodeJS.Timeout;
-  private polling = false;
+  /** The poll whose INFO is on its way, so finish() waits for it rather than racing it. */
+  private polling: Promise<void> | null = null;
+  /** writeMark of the INFO at verify's start. */
+  private readonly startMark: string;
 
   constructor(
     private readonly pipe: RespPipe,
     private readonly redis: Redis,
     private readonly start: string,
   ) {
-    this.timer = setInterval(() => void this.poll(), 1_000);
+    this.startMark = writeMark(start);
+    this.timer = setInterval(() => {
+      if (!this.scanning && !this.polling) this.polling = this.poll().finally(() => (this.polling = null));
+    }, 1_000);
     this.timer.unref();
   }
 
@@ -254,14 +260,10 @@ class MasterScan {
   }
 
   private async poll(): Promise<void> {
-    if (this.scanning || this.polling) return;
-    this.polling = true;
     try {
-      if (writeMark((await this.redis.info()) as string) !== writeMark(this.start)) this.begin();
+      if (writeMark((await this.redis.info()) as string) !== this.startMark) this.begin();
     } catch {
       // finish() asks again and scans when in doubt.
-    } finally {
-      this.polling = false;
     }
   }
 
@@ -282,11 +284,11 @@ class MasterScan {
    */
   async finish(db: number, present: number): Promise<KeyHashes | null> {
     clearInterval(this.timer);
-    while (this.polling) await sleep(10);
+    await this.polling;
     if (!this.scanning) {
       const now = (await this.redis.info()) as string;
       if (
-        writeMark(now) === writeMark(this.start) &&
+        writeMark(now) === this.startMark &&
         keysIn(now, db) === present &&
         keysIn(this.start, db) === present
       )
@@ -562,7 +564,17 @@ export async function verifyMirror(o: VerifyOptions): Promise<VerifyResult> {
     const start = (await redis.info()) as string;
     const masterKeys = [...start.matchAll(/^db\d+:keys=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     const run: Run = {
-      ...{ redis, db, copyClient, pipe, scanPipe, s, sink, deadline, start, masterKeys, contextFor },
+      redis,
+      db,
+      copyClient,
+      pipe,
+      scanPipe,
+      s,
+      sink,
+      deadline,
+      start,
+      masterKeys,
+      contextFor,
       compared: 0,
       onProgress: o.onProgress,
     };

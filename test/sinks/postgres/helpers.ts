@@ -161,14 +161,12 @@ export class MirrorHarness {
     // The master PINGs its replicas every 10 s, which moves its offset past the mirror's checkpoint until the tap's
     // stream is applied: verify's catch-up waits (10 s, then 15 s per re-read round) would then time out and a test
     // ran past its 60 s. The harness applies what the tap received while verify runs, as `redtail run` would.
-    let syncing = false;
+    let syncing: Promise<void> | null = null;
     const timer = setInterval(() => {
-      if (syncing) return;
-      syncing = true;
-      this.sync()
+      syncing ??= this.sync()
         .catch(() => {})
         .finally(() => {
-          syncing = false;
+          syncing = null;
         });
     }, 200);
     try {
@@ -182,7 +180,7 @@ export class MirrorHarness {
       });
     } finally {
       clearInterval(timer);
-      while (syncing) await new Promise((r) => setTimeout(r, 20));
+      await syncing;
     }
   }
 

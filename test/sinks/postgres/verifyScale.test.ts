@@ -28,6 +28,11 @@ const SMALL_KEYS = 3_500;
 const FUTURE_MS = 4_102_444_800_000;
 const NUL_VALUE = Buffer.from([0x61, 0x00, 0x62, 0xff]);
 
+/** SCAN calls the harness's master has served (INFO commandstats). */
+async function scanCalls(h: MirrorHarness): Promise<number> {
+  return Number(/cmdstat_scan:calls=(\d+)/.exec((await h.redis.info('commandstats')) as string)?.[1] ?? 0);
+}
+
 describe('verify at scale against a real mirror', () => {
   let h: MirrorHarness;
   beforeAll(async () => {
@@ -86,16 +91,12 @@ describe('verify at scale against a real mirror', () => {
     await h?.stop();
   });
 
-  /** SCAN calls the master has served (INFO commandstats). */
-  const scans = async () =>
-    Number(/cmdstat_scan:calls=(\d+)/.exec((await h.redis.info('commandstats')) as string)?.[1] ?? 0);
-
   it('an intact mirror of 3,500 keys and four big collections has no difference', async () => {
-    const scansBefore = await scans();
+    const scansBefore = await scanCalls(h);
     const r = await h.verify();
     expect(r.differences.length, describeDiffs(r)).toBe(0);
     // No write during verify and every master key found in the mirror: the master was not SCANned.
-    expect(await scans()).toBe(scansBefore);
+    expect(await scanCalls(h)).toBe(scansBefore);
     // Every small key, the stream and the four big collections.
     expect(r.keys).toBe(SMALL_KEYS + 1 + 4);
     const sizes = await pgQuery<{ key: string; n: number }>(
@@ -132,10 +133,10 @@ describe('verify at scale against a real mirror', () => {
       `INSERT INTO ${s} (db, key, key_text, type, value, updated_offset, snapshot_gen) VALUES (0, 'extra', 'extra', 'string', '"x"', 0, 0)`,
     );
     await tamper(`DELETE FROM ${s} WHERE key = 's:6'`);
-    const scansBefore = await scans();
+    const scansBefore = await scanCalls(h);
     const r = await h.verify();
     // The mirror's keys account for one key fewer than the master has: SCAN found which.
-    expect(await scans()).toBeGreaterThan(scansBefore);
+    expect(await scanCalls(h)).toBeGreaterThan(scansBefore);
     const keys = r.differences.map((d) => d.key.toString()).sort();
     expect(keys, describeDiffs(r)).toEqual(
       ['bighash', 'biglist', 'bigset', 'bigzset', 'extra', 'h:1', 'n:11', 'n:5', 's:6', 't:3'].sort(),
@@ -171,9 +172,7 @@ describe('verify of a db without TTLs (no PEXPIRETIME: INFO keyspace in each MUL
   });
 
   it('a write to the master during verify makes it SCAN for keys the mirror lacks, and the key converges', async () => {
-    const scans = async () =>
-      Number(/cmdstat_scan:calls=(\d+)/.exec((await h.redis.info('commandstats')) as string)?.[1] ?? 0);
-    const before = await scans();
+    const before = await scanCalls(h);
     let wrote = false;
     const r = await h.verify({
       onProgress: () => {
@@ -186,7 +185,7 @@ describe('verify of a db without TTLs (no PEXPIRETIME: INFO keyspace in each MUL
     });
     expect(wrote).toBe(true);
     expect(r.differences, describeDiffs(r)).toEqual([]);
-    expect(await scans()).toBeGreaterThan(before);
+    expect(await scanCalls(h)).toBeGreaterThan(before);
     expect(r.keys).toBe(Number(/keys=(\d+)/.exec((await h.redis.info('keyspace')) as string)?.[1]));
     await h.redis.del('written-during-verify');
     await h.sync();
