@@ -32,8 +32,9 @@ import { runJava } from './kafkaClients.js';
  *    its own process like redtail, commits transactions of 2,000 records (redtail's default batch) for as long.
  * 2. Latency, open loop at BENCH_RATE events/s (default: half of redtail's throughput) for BENCH_LATENCY_SECONDS,
  *    both sides at the same rate: every value carries the time it was written (on the master, or generated in the
- *    reference loop); a read_committed consumer in this process computes visible time minus write time for every
- *    event; p50/p99. The reference queues records as they are generated and each transaction takes what is
+ *    reference loop); a read_committed consumer computes visible time minus write time for every event; p50/p99.
+ *    The consumer is Kafka's own Java consumer in a process of its own (bench/LatencyConsumer.java;
+ *    BENCH_LATENCY_CONSUMER=kafkajs: a kafkajs consumer in this process, as before). The reference queues records as they are generated and each transaction takes what is
  *    queued, like redtail's pipeline while the previous batch is in flight.
  *
  * Uses KAFKA_BROKERS, else the scripts/kafka.sh broker (started, and stopped at the end, when not running).
@@ -200,6 +201,83 @@ async function latencyConsumer(
 
 /** Counts the records of a topic as a read_committed consumer sees them, with the time of the last one. */
 /** A record as the snapshot reference replays it (bytes of one redtail wrote). */
+/** What a latency probe reports: the delays (ms) of every stamped record made visible after `begin`. */
+interface LatencyProbe {
+  begin(): void;
+  stop(): Promise<{ samples: number; p50: number; p90: number; p99: number; p999: number; max: number }>;
+}
+
+/**
+ * BENCH_LATENCY_CONSUMER: `java` (default) measures with Kafka's own Java consumer in a process of its own
+ * (bench/LatencyConsumer.java, run from source against the broker's jars); `kafkajs` with a kafkajs consumer on this
+ * process's event loop, as before. kafkajs decodes every record in JS here, beside the open-loop writer: at 27k
+ * records/s its own queueing was part of the figure (NOTES K11).
+ */
+const LATENCY_CONSUMER = process.env.BENCH_LATENCY_CONSUMER ?? 'java';
+
+async function latencyProbe(kafka: KafkaClient, list: string[], topics: string[]): Promise<LatencyProbe> {
+  if (LATENCY_CONSUMER === 'kafkajs') {
+    const c = await latencyConsumer(kafka, topics, (j) => j.value);
+    return {
+      begin: () => c.begin(),
+      async stop() {
+        await c.stop();
+        const sorted = c.samples.sort((a, b) => a - b);
+        const at = (p: number) => percentile(sorted, p);
+        return {
+          samples: sorted.length,
+          p50: at(50),
+          p90: at(90),
+          p99: at(99),
+          p999: at(99.9),
+          max: sorted.at(-1) ?? Number.NaN,
+        };
+      },
+    };
+  }
+  if (LATENCY_CONSUMER !== 'java')
+    throw new Error(`BENCH_LATENCY_CONSUMER must be java or kafkajs, not ${LATENCY_CONSUMER}`);
+  return javaLatencyConsumer(list, topics);
+}
+
+async function javaLatencyConsumer(list: string[], topics: string[]): Promise<LatencyProbe> {
+  const libs = execFileSync(kafkaScript, ['libs'], { encoding: 'utf8' }).trim();
+  const source = join(repoRoot, 'bench', 'LatencyConsumer.java');
+  const proc = spawn('java', ['-cp', `${libs}/*`, '-Xmx256m', source, list.join(','), topics.join(',')], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (d: Buffer) => {
+    out += d.toString('utf8');
+  });
+  proc.stderr.on('data', (d: Buffer) => {
+    err = (err + d.toString('utf8')).slice(-4000);
+  });
+  const exited = new Promise<number | null>((r) => proc.on('exit', r));
+  for (let i = 0; i < 1200 && !out.includes('ready\n'); i++) {
+    if (proc.exitCode !== null) break;
+    await sleep(50);
+  }
+  if (!out.includes('ready\n')) {
+    proc.kill('SIGKILL');
+    throw new Error(
+      `bench/LatencyConsumer.java did not get ready: ${err.trim().split('\n').slice(-5).join(' | ')}`,
+    );
+  }
+  return {
+    begin: () => proc.stdin.write('begin\n'),
+    async stop() {
+      proc.stdin.end('stop\n');
+      const code = await exited;
+      const last = out.trim().split('\n').at(-1) ?? '';
+      if (code !== 0 || !last.startsWith('{'))
+        throw new Error(`bench/LatencyConsumer.java exited ${code}: ${err.trim()}`);
+      return JSON.parse(last.replaceAll('NaN', 'null')) as Awaited<ReturnType<LatencyProbe['stop']>>;
+    },
+  };
+}
+
 interface SampleRecord {
   key: string | null;
   value: string;
@@ -436,7 +514,7 @@ async function benchRedtail(
 
     // 2. Open-loop latency.
     const rate = rateFor(eventsPerSec);
-    const consumer = await latencyConsumer(kafka, [topic.replace('<db>', '0')], (j) => j.value);
+    const consumer = await latencyProbe(kafka, list, [topic0]);
     consumer.begin();
     const lc = client();
     const tick = 10;
@@ -454,19 +532,17 @@ async function benchRedtail(
     }
     await lc.call('WAIT', '1', '0');
     await sleep(1000);
-    await consumer.stop();
-    const sorted = consumer.samples.sort((a, b) => a - b);
+    const l = await consumer.stop();
     console.log(
-      `redtail latency at ${fmt(rate)} events/s: ${fmt(sorted.length)} samples, p50 ${percentile(sorted, 50).toFixed(1)} ` +
-        `p90 ${percentile(sorted, 90).toFixed(1)} p99 ${percentile(sorted, 99).toFixed(1)} ` +
-        `p99.9 ${percentile(sorted, 99.9).toFixed(1)} max ${(sorted.at(-1) ?? Number.NaN).toFixed(1)} ms ` +
-        `(load average ${loadavg()[0]?.toFixed(2)})`,
+      `redtail latency at ${fmt(rate)} events/s (${LATENCY_CONSUMER} consumer): ${fmt(l.samples)} samples, ` +
+        `p50 ${l.p50.toFixed(1)} p90 ${l.p90.toFixed(1)} p99 ${l.p99.toFixed(1)} p99.9 ${l.p999.toFixed(1)} ` +
+        `max ${l.max.toFixed(1)} ms (load average ${loadavg()[0]?.toFixed(2)})`,
     );
     return {
       ...base,
-      p50: percentile(sorted, 50),
-      p99: percentile(sorted, 99),
-      samples: sorted.length,
+      p50: l.p50,
+      p99: l.p99,
+      samples: l.samples,
       rate,
     };
   } finally {
@@ -798,7 +874,7 @@ async function benchReference(
     seconds: tput.seconds,
   };
   if (LATENCY_SECONDS === 0) return { ...throughput, p50: Number.NaN, p99: Number.NaN, samples: 0, rate };
-  const consumer = await latencyConsumer(kafka, [topic], (j) => j.value);
+  const consumer = await latencyProbe(kafka, brokersList, [topic]);
   consumer.begin();
   const lat = await runReferenceChild({ ...base, mode: 'latency', seconds: LATENCY_SECONDS });
   console.log(
@@ -806,15 +882,8 @@ async function benchReference(
       `${tput.txnMs.toFixed(1)} ms each; latency phase ${fmt(lat.events / lat.txns)} records, ${lat.txnMs.toFixed(1)} ms each`,
   );
   await sleep(1000);
-  await consumer.stop();
-  const sorted = consumer.samples.sort((a, b) => a - b);
-  return {
-    ...throughput,
-    p50: percentile(sorted, 50),
-    p99: percentile(sorted, 99),
-    samples: sorted.length,
-    rate,
-  };
+  const l = await consumer.stop();
+  return { ...throughput, p50: l.p50, p99: l.p99, samples: l.samples, rate };
 }
 
 interface SnapshotRefs {
