@@ -423,63 +423,28 @@ export class RdbParser {
         this.db = c.readLen();
         this.user(() => this.opts.onDb?.(this.db));
         break;
-      case Opcode.RESIZEDB: {
-        const keys = c.readLen();
-        const expires = c.readLen();
-        this.user(() => this.opts.onResizeDb?.(this.db, keys, expires));
+      case Opcode.RESIZEDB:
+        this.parseResizeDb();
         break;
-      }
-      case Opcode.AUX: {
-        const name = c.readString();
-        const value = c.readString();
-        const n = name.toString('utf8');
-        this.aux[n] = value.toString('utf8');
-        this.user(() => this.opts.onAux?.(n, value));
-        if (n === 'slot-info') this.slotInfoAux(value);
+      case Opcode.AUX:
+        this.parseAux();
         break;
-      }
       case Opcode.IDLE:
         this.idle = c.readLen();
         break;
       case Opcode.FREQ:
         this.freq = c.u8();
         break;
-      case Opcode.SLOT_INFO: {
-        const slot = c.readLen();
-        const keys = c.readLen();
-        const expires = c.readLen();
-        this.user(() => this.opts.onSlotInfo?.(slot, keys, expires));
+      case Opcode.SLOT_INFO:
+        this.parseSlotInfo();
         break;
-      }
-      case Opcode.FUNCTION2: {
-        const code = c.readString();
-        this.functions++;
-        this.user(() => this.opts.onFunction?.(code));
+      case Opcode.FUNCTION2:
+      case Opcode.FUNCTION_PRE_GA:
+        this.parseFunction(t === Opcode.FUNCTION_PRE_GA);
         break;
-      }
-      case Opcode.FUNCTION_PRE_GA: {
-        // Redis 7.0 RC1/RC2: name, engine, optional description, code.
-        const name = c.readString();
-        const engine = c.readString();
-        if (c.readLen() !== 0) c.skipString();
-        const code = c.readString();
-        this.functions++;
-        this.user(() => this.opts.onFunction?.(code, { name, engine }));
+      case Opcode.MODULE_AUX:
+        this.parseModuleAux();
         break;
-      }
-      case Opcode.MODULE_AUX: {
-        const id = c.readLenBig();
-        const whenAt = c.pos;
-        const whenOp = c.readLen();
-        if (whenOp !== 2)
-          throw c.fail(`module aux "when" is not an unsigned integer opcode (${whenOp})`, whenAt);
-        const when = c.readLen();
-        const vstart = c.pos;
-        skipModuleValue(c);
-        const raw = c.buf.subarray(vstart, c.pos);
-        this.user(() => this.opts.onModuleAux?.({ module: moduleInfo(id), when, raw }));
-        break;
-      }
       case Opcode.KEY_META_OR_SLOT_IMPORT:
         if (this.flavor === 'valkey') this.parseSlotImport();
         else this.parseKeyMeta(start);
@@ -494,6 +459,63 @@ export class RdbParser {
         throw c.fail(`unknown opcode ${t} (${this.flavor} RDB version ${this.version})`, start);
     }
     this.commit = c.pos;
+  }
+
+  /** RDB_OPCODE_RESIZEDB: the sizes of the db's main and expires dicts (a hint for the loader). */
+  private parseResizeDb(): void {
+    const keys = this.c.readLen();
+    const expires = this.c.readLen();
+    this.user(() => this.opts.onResizeDb?.(this.db, keys, expires));
+  }
+
+  /** RDB_OPCODE_AUX: a name and a value (redis-ver, repl-id, slot-info on Valkey, ...). */
+  private parseAux(): void {
+    const name = this.c.readString().toString('utf8');
+    const raw = this.c.readString();
+    this.aux[name] = raw.toString('utf8');
+    this.user(() => this.opts.onAux?.(name, raw));
+    if (name === 'slot-info') this.slotInfoAux(raw);
+  }
+
+  /** RDB_OPCODE_SLOT_INFO (Redis 7.2+ cluster): a slot's key and expiring-key counts. */
+  private parseSlotInfo(): void {
+    const c = this.c;
+    const slot = c.readLen();
+    const keys = c.readLen();
+    const expires = c.readLen();
+    this.user(() => this.opts.onSlotInfo?.(slot, keys, expires));
+  }
+
+  /** RDB_OPCODE_FUNCTION2 (the library's code), or Redis 7.0 RC1/RC2's name, engine, optional description, code. */
+  private parseFunction(preGa: boolean): void {
+    const c = this.c;
+    // Count only once the whole record is read: a record cut by the chunk's end is parsed again from its start.
+    if (!preGa) {
+      const code = c.readString();
+      this.functions++;
+      this.user(() => this.opts.onFunction?.(code));
+      return;
+    }
+    const name = c.readString();
+    const engine = c.readString();
+    if (c.readLen() !== 0) c.skipString();
+    const code = c.readString();
+    this.functions++;
+    this.user(() => this.opts.onFunction?.(code, { name, engine }));
+  }
+
+  /** RDB_OPCODE_MODULE_AUX: module id, "when" (an RDB_MODULE_OPCODE_UINT and its value), then the module's value. */
+  private parseModuleAux(): void {
+    const c = this.c;
+    const id = c.readLenBig();
+    const whenAt = c.pos;
+    const whenOp = c.readLen();
+    if (whenOp !== 2) throw c.fail(`module aux "when" is not an unsigned integer opcode (${whenOp})`, whenAt);
+    const when = c.readLen();
+    const vstart = c.pos;
+    skipModuleValue(c);
+    const raw = c.buf.subarray(vstart, c.pos);
+    this.user(() => this.opts.onModuleAux?.({ module: moduleInfo(id), when, raw }));
   }
 
   /**
