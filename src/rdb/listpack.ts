@@ -36,12 +36,7 @@ export function walkListpack(
   base: number,
   v: PackedVisitor,
 ): number {
-  const size = end - start;
-  if (size < 7) throw new RdbFormatError(base, `listpack of ${size} bytes is shorter than its header`);
-  const total =
-    (buf[start]! | (buf[start + 1]! << 8) | (buf[start + 2]! << 16) | (buf[start + 3]! << 24)) >>> 0;
-  if (total !== size) throw new RdbFormatError(base, `listpack header says ${total} bytes, blob has ${size}`);
-  if (buf[end - 1] !== 0xff) throw new RdbFormatError(base + size - 1, 'listpack does not end with 0xFF');
+  checkListpackHeader(buf, start, end, base);
   const declared = buf[start + 4]! | (buf[start + 5]! << 8);
   let count = 0;
   let p = start + 6;
@@ -70,39 +65,7 @@ export function walkListpack(
       v.str(buf, p + 2, p + 2 + len);
       entryLen = 2 + len;
     } else {
-      switch (enc) {
-        case 0xf0: {
-          if (p + 5 > last) throw lpError(base, start, p, 'str32 header runs past the end');
-          const len = (buf[p + 1]! | (buf[p + 2]! << 8) | (buf[p + 3]! << 16) | (buf[p + 4]! << 24)) >>> 0;
-          if (p + 5 + len > last) throw lpError(base, start, p, 'string entry runs past the end');
-          v.str(buf, p + 5, p + 5 + len);
-          entryLen = 5 + len;
-          break;
-        }
-        case 0xf1:
-          if (p + 3 > last) throw lpError(base, start, p, 'int16 entry runs past the end');
-          v.int(buf.readInt16LE(p + 1));
-          entryLen = 3;
-          break;
-        case 0xf2: {
-          if (p + 4 > last) throw lpError(base, start, p, 'int24 entry runs past the end');
-          v.int(buf.readIntLE(p + 1, 3));
-          entryLen = 4;
-          break;
-        }
-        case 0xf3:
-          if (p + 5 > last) throw lpError(base, start, p, 'int32 entry runs past the end');
-          v.int(buf.readInt32LE(p + 1));
-          entryLen = 5;
-          break;
-        case 0xf4:
-          if (p + 9 > last) throw lpError(base, start, p, 'int64 entry runs past the end');
-          v.int(readInt64LE(buf, p + 1));
-          entryLen = 9;
-          break;
-        default:
-          throw lpError(base, start, p, `invalid entry encoding 0x${enc.toString(16)}`);
-      }
+      entryLen = wideEntry(buf, p, last, base, start, v);
     }
     count++;
     // The backlen field stores entryLen in 7-bit groups; its size is implied by entryLen.
@@ -114,6 +77,48 @@ export function walkListpack(
   if (declared !== 0xffff && declared !== count)
     throw new RdbFormatError(base + 4, `listpack header says ${declared} elements, found ${count}`);
   return count;
+}
+
+/**
+ * The listpack encodings from 0xF0 up: a string with a 32-bit length, or an integer of 16, 24, 32 or 64 bits. Hands
+ * the element to `v`; returns the entry's length without its back-length.
+ */
+function wideEntry(
+  buf: Buffer,
+  p: number,
+  last: number,
+  base: number,
+  start: number,
+  v: PackedVisitor,
+): number {
+  const enc = buf[p]!;
+  switch (enc) {
+    case 0xf0: {
+      if (p + 5 > last) throw lpError(base, start, p, 'str32 header runs past the end');
+      const len = (buf[p + 1]! | (buf[p + 2]! << 8) | (buf[p + 3]! << 16) | (buf[p + 4]! << 24)) >>> 0;
+      if (p + 5 + len > last) throw lpError(base, start, p, 'string entry runs past the end');
+      v.str(buf, p + 5, p + 5 + len);
+      return 5 + len;
+    }
+    case 0xf1:
+      if (p + 3 > last) throw lpError(base, start, p, 'int16 entry runs past the end');
+      v.int(buf.readInt16LE(p + 1));
+      return 3;
+    case 0xf2:
+      if (p + 4 > last) throw lpError(base, start, p, 'int24 entry runs past the end');
+      v.int(buf.readIntLE(p + 1, 3));
+      return 4;
+    case 0xf3:
+      if (p + 5 > last) throw lpError(base, start, p, 'int32 entry runs past the end');
+      v.int(buf.readInt32LE(p + 1));
+      return 5;
+    case 0xf4:
+      if (p + 9 > last) throw lpError(base, start, p, 'int64 entry runs past the end');
+      v.int(readInt64LE(buf, p + 1));
+      return 9;
+    default:
+      throw lpError(base, start, p, `invalid entry encoding 0x${enc.toString(16)}`);
+  }
 }
 
 /** Only the shallow check Redis does on load (header size and terminator), for lazy decoding. */
