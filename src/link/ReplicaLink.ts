@@ -440,50 +440,17 @@ export class ReplicaLink {
 
   /** TCP, or TLS for rediss://; TLS failures that retrying cannot fix reject with a FatalLinkError that says why. */
   private connect(address: MasterAddress): Promise<net.Socket> {
-    const { host, port, tls: t } = address;
+    const t = address.tls;
     const timeoutMs = this.opts.connectTimeoutMs ?? defaults.link.connectTimeoutMs;
     return new Promise((resolve, reject) => {
-      const socket: net.Socket = t
-        ? tls.connect({ host, port, ...tlsOptionsFor(host, t) })
-        : this.opts.targetCopies
-          ? net.connect({
-              host,
-              port,
-              onread: {
-                buffer: () => {
-                  this.readBuffer ??= Buffer.allocUnsafe(256 * 1024);
-                  return this.readBuffer;
-                },
-                callback: (n: number, buf: Uint8Array) => {
-                  this.onChunk(Buffer.from(buf.buffer, buf.byteOffset, n));
-                  return true;
-                },
-              },
-            })
-          : net.connect({ host, port });
-      if (t || !this.opts.targetCopies) socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
-      socket.setNoDelay(true);
-      socket.setKeepAlive(true, 10_000);
+      const socket = this.openSocket(address);
       let tcpConnected = false;
       socket.once('connect', () => {
         tcpConnected = true;
       });
       const timer = setTimeout(() => {
         socket.destroy();
-        if (!t || !tcpConnected) {
-          reject(new Error(`connecting to master ${this.master} timed out`));
-          return;
-        }
-        // A plaintext Redis port takes the TLS ClientHello for the start of a command and waits for the rest.
-        answersPlaintext(host, port).then((plaintext) =>
-          reject(
-            plaintext
-              ? new FatalLinkError(plaintextPortMessage('master', this.master))
-              : new Error(
-                  `the TLS handshake with master ${this.master} did not complete within ${timeoutMs} ms`,
-                ),
-          ),
-        );
+        void this.connectTimeoutError(address, tcpConnected, timeoutMs).then(reject);
       }, timeoutMs);
       socket.once('error', (err) => {
         clearTimeout(timer);
@@ -510,6 +477,48 @@ export class ReplicaLink {
         resolve(socket);
       });
     });
+  }
+
+  /**
+   * The socket to the master, reading into one reused buffer (`onread`) when TCP copies are targeted; TLS sockets
+   * cannot take `onread`, so they and plain sockets without the target read through 'data' events.
+   */
+  private openSocket({ host, port, tls: t }: MasterAddress): net.Socket {
+    const socket: net.Socket = t
+      ? tls.connect({ host, port, ...tlsOptionsFor(host, t) })
+      : this.opts.targetCopies
+        ? net.connect({
+            host,
+            port,
+            onread: {
+              buffer: () => {
+                this.readBuffer ??= Buffer.allocUnsafe(256 * 1024);
+                return this.readBuffer;
+              },
+              callback: (n: number, buf: Uint8Array) => {
+                this.onChunk(Buffer.from(buf.buffer, buf.byteOffset, n));
+                return true;
+              },
+            },
+          })
+        : net.connect({ host, port });
+    if (t || !this.opts.targetCopies) socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    return socket;
+  }
+
+  /** Why connecting timed out: no TCP connection, a TLS handshake that stalled, or TLS sent to a plaintext port. */
+  private async connectTimeoutError(
+    { host, port, tls: t }: MasterAddress,
+    tcpConnected: boolean,
+    timeoutMs: number,
+  ): Promise<Error> {
+    if (!t || !tcpConnected) return new Error(`connecting to master ${this.master} timed out`);
+    // A plaintext Redis port takes the TLS ClientHello for the start of a command and waits for the rest.
+    return (await answersPlaintext(host, port))
+      ? new FatalLinkError(plaintextPortMessage('master', this.master))
+      : new Error(`the TLS handshake with master ${this.master} did not complete within ${timeoutMs} ms`);
   }
 
   private checkTimeout(protocol: ReplicationProtocol): void {
