@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -15,6 +15,7 @@ import { createJavaCompatiblePartitioner } from '../sinks/kafka/partitioner.js';
 import { freePort } from '../test/harness/ports.js';
 import { redtailArgv } from './benchProcs.js';
 import { runJava } from './kafkaClients.js';
+import { mixedRdb } from './rdbFixture.js';
 
 /**
  * `npm run bench:kafka`: a live redis-server master → `redtail run --sink kafka://...` (the real binary, a child
@@ -58,6 +59,11 @@ const MAX_LAG = Number(process.env.BENCH_MAX_LAG ?? 20_000);
 const KEYS = 10_000;
 /** Keys the master holds when redtail connects (its snapshot phase); 0 skips it. */
 const SNAPSHOT_KEYS = Number(process.env.BENCH_SNAPSHOT_KEYS ?? 300_000);
+/**
+ * BENCH_SNAPSHOT_RDB=1: the snapshot is bench:rdb's RDB (2.25M keys of mixed types, rdbFixture.ts) loaded by the
+ * master, the file issue 12's snapshot target names, instead of BENCH_SNAPSHOT_KEYS keys of DEBUG POPULATE.
+ */
+const SNAPSHOT_RDB = process.env.BENCH_SNAPSHOT_RDB === '1';
 /** Snapshot records redtail wrote that the snapshot references replay (cycling; their keys spread the partitions). */
 const SNAPSHOT_SAMPLES = 2_000;
 /** The sink's defaults the snapshot reference copies: maxTransactionBytes, maxBatchBytes (sinks/kafka/config.ts). */
@@ -107,8 +113,10 @@ function brokers(): { brokers: string[]; started: boolean } {
   return { brokers: [address], started: !running };
 }
 
-async function startMaster(): Promise<{ port: number; proc: ChildProcess; dir: string }> {
+async function startMaster(rdb?: string): Promise<{ port: number; proc: ChildProcess; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-kafka-'));
+  // Redis loads dump.rdb from its dir at start (save '' only stops it writing one).
+  if (rdb) copyFileSync(rdb, join(dir, 'dump.rdb'));
   const port = await freePort();
   const proc = spawn(
     'redis-server',
@@ -136,7 +144,8 @@ async function startMaster(): Promise<{ port: number; proc: ChildProcess; dir: s
     ],
     { stdio: 'ignore' },
   );
-  for (let i = 0; i < 200; i++) {
+  // Up to 5 s to start, 120 s when it loads an RDB (it answers LOADING until done).
+  for (let i = 0; i < (rdb ? 4800 : 200); i++) {
     const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
     c.on('error', () => {});
     try {
@@ -199,8 +208,6 @@ async function latencyConsumer(
   };
 }
 
-/** Counts the records of a topic as a read_committed consumer sees them, with the time of the last one. */
-/** A record as the snapshot reference replays it (bytes of one redtail wrote). */
 /** What a latency probe reports: the delays (ms) of every stamped record made visible after `begin`. */
 interface LatencyProbe {
   begin(): void;
@@ -278,12 +285,14 @@ async function javaLatencyConsumer(list: string[], topics: string[]): Promise<La
   };
 }
 
+/** A record as the snapshot reference replays it (bytes of one redtail wrote). */
 interface SampleRecord {
   key: string | null;
   value: string;
   headers: Record<string, string>;
 }
 
+/** Counts the records of a topic as a read_committed consumer sees them, with the time of the last one. */
 async function countingConsumer(kafka: KafkaClient, topic: string, fromBeginning = false, keep = 0) {
   const consumer = kafka.consumer({
     groupId: `bench-count-${randomBytes(4).toString('hex')}`,
@@ -348,6 +357,7 @@ interface Figures {
   /** Snapshot: keys of the populated master per second, from redtail's start to the last one visible. */
   snapshotKeysPerSec?: number;
   snapshotCpuPerM?: number;
+  snapshotKeys?: number;
   /** Records of redtail's snapshot, for the references (not printed). */
   snapshotSamples?: SampleRecord[];
   cpuPerM?: number;
@@ -368,7 +378,7 @@ async function benchRedtail(
   id: string,
   rateFor: (tput: number) => number,
 ): Promise<Figures> {
-  const master = await startMaster();
+  const master = await startMaster(SNAPSHOT_RDB ? await mixedRdb() : undefined);
   const dir = mkdtempSync(join(tmpdir(), 'redtail-bench-cfg-'));
   const config = join(dir, 'redtail.json');
   const topic = `bench-${id}.<db>`;
@@ -391,12 +401,13 @@ async function benchRedtail(
       ...(IN_FLIGHT ? { pipeline: { maxInFlightBatches: IN_FLIGHT } } : {}),
     }),
   );
-  // The snapshot: SNAPSHOT_KEYS keys made by DEBUG POPULATE before redtail connects; the event topic made here (as
-  // redtail would: 3 partitions) so a counting consumer can follow it from its first record.
-  let snapCounter: Awaited<ReturnType<typeof countingConsumer>>;
+  // The snapshot: SNAPSHOT_KEYS keys made by DEBUG POPULATE before redtail connects (or the loaded RDB's keys); the
+  // event topic made here (as redtail would: 3 partitions) so a counting consumer can read it from its first record.
+  let snapshotKeys = SNAPSHOT_KEYS;
   try {
     const pop = new Redis({ port: master.port, host: '127.0.0.1' });
-    if (SNAPSHOT_KEYS > 0) await pop.call('DEBUG', 'POPULATE', String(SNAPSHOT_KEYS), 'snap', '100');
+    if (SNAPSHOT_RDB) snapshotKeys = await pop.dbsize();
+    else if (SNAPSHOT_KEYS > 0) await pop.call('DEBUG', 'POPULATE', String(SNAPSHOT_KEYS), 'snap', '100');
     pop.disconnect();
     const admin = kafka.admin();
     await admin.connect();
@@ -405,7 +416,6 @@ async function benchRedtail(
       topics: [{ topic: topic0, numPartitions: 3, replicationFactor: 1 }],
     });
     await admin.disconnect();
-    snapCounter = await countingConsumer(kafka, topic0, true, SNAPSHOT_SAMPLES);
   } catch (err) {
     master.proc.kill('SIGKILL');
     throw err;
@@ -438,21 +448,20 @@ async function benchRedtail(
   try {
     let snapshotKeysPerSec: number | undefined;
     let snapshotCpuPerM: number | undefined;
-    if (SNAPSHOT_KEYS > 0) {
-      for (let i = 0; i < 60_000 && snapCounter.state.count < SNAPSHOT_KEYS; i++) {
-        if (redtail.exitCode !== null) throw new Error('redtail exited during the snapshot');
-        await sleep(10);
-      }
-      if (snapCounter.state.count < SNAPSHOT_KEYS)
-        throw new Error(`snapshot: ${snapCounter.state.count} of ${SNAPSHOT_KEYS} keys visible after 600 s`);
-      snapshotKeysPerSec = SNAPSHOT_KEYS / ((snapCounter.state.lastAt - spawnedAt) / 1000);
-      snapshotCpuPerM = (cpuSeconds(redtail.pid ?? 0) / SNAPSHOT_KEYS) * 1e6;
-      console.log(
-        `redtail snapshot: ${fmt(SNAPSHOT_KEYS)} keys, ${fmt(snapshotKeysPerSec)} keys/s from its start, ` +
-          `${snapshotCpuPerM.toFixed(2)} CPU s per million keys (incl. start-up)`,
-      );
+    let snapshotSamples: SampleRecord[] = [];
+    if (snapshotKeys > 0) {
+      const s = await snapshotPhase(master.port, redtail, spawnedAt, snapshotKeys);
+      snapshotKeysPerSec = s.keysPerSec;
+      snapshotCpuPerM = s.cpuPerM;
+      // Afterwards, not beside it: a kafkajs consumer decoding every record competes for the two cores. It checks
+      // that every key is there and keeps records for the references.
+      const counter = await countingConsumer(kafka, topic0, true, SNAPSHOT_SAMPLES);
+      for (let i = 0; i < 60_000 && counter.state.count < snapshotKeys; i++) await sleep(10);
+      await counter.stop();
+      if (counter.state.count < snapshotKeys)
+        throw new Error(`snapshot: ${counter.state.count} of ${snapshotKeys} keys visible after 600 s`);
+      snapshotSamples = counter.state.samples;
     }
-    await snapCounter.stop();
     const ctl = client();
     // Ready when a write comes back acknowledged, i.e. committed in Kafka.
     for (let i = 0; ; i++) {
@@ -503,7 +512,8 @@ async function benchRedtail(
       burst,
       snapshotKeysPerSec,
       snapshotCpuPerM,
-      snapshotSamples: snapCounter.state.samples,
+      snapshotKeys: snapshotKeys > 0 ? snapshotKeys : undefined,
+      snapshotSamples,
       cpuPerM,
       eventsPerTxn,
       eventsPerSec,
@@ -565,6 +575,43 @@ async function benchRedtail(
  * ACK: with ack=durable, what Kafka has committed; sent as the durable position moves) reaches the master's offset
  * at the burst's end. Prints events/s from the burst's start, the catch-up after its end and CPU per million.
  */
+/**
+ * Times redtail's snapshot into Kafka from its start to the moment the master sees it acknowledge a write made just
+ * after the fork of its sync: with ack=durable it acknowledges an offset only once Kafka committed every event up to
+ * it, and the snapshot's events come first. (The write must follow the fork, or it would be in the snapshot itself.)
+ */
+async function snapshotPhase(
+  port: number,
+  redtail: ChildProcess,
+  spawnedAt: number,
+  keys: number,
+): Promise<{ keysPerSec: number; cpuPerM: number }> {
+  const info = () => execFileSync('redis-cli', ['-p', String(port), 'INFO'], { encoding: 'utf8' });
+  const forked = (text: string) =>
+    /rdb_bgsave_in_progress:1/.test(text) || /slave\d+:[^\r\n]*state=online/.test(text);
+  for (let i = 0; !forked(info()); i++) {
+    if (redtail.exitCode !== null) throw new Error('redtail exited before its sync started');
+    if (i > 12_000) throw new Error('snapshot: the master did not start a sync for redtail within 60 s');
+    await sleep(5);
+  }
+  execFileSync('redis-cli', ['-p', String(port), 'SET', 'bench:snapshot-marker', '1'], { stdio: 'ignore' });
+  const target = Number(/master_repl_offset:(\d+)/.exec(info())?.[1] ?? -1);
+  const acked = (text: string) =>
+    Math.max(-1, ...[...text.matchAll(/slave\d+:[^\r\n]*offset=(\d+)/g)].map((m) => Number(m[1])));
+  while (acked(info()) < target) {
+    if (redtail.exitCode !== null) throw new Error('redtail exited during the snapshot');
+    if (performance.now() - spawnedAt > 600_000) throw new Error('snapshot: not committed within 600 s');
+    await sleep(5);
+  }
+  const keysPerSec = keys / ((performance.now() - spawnedAt) / 1000);
+  const cpuPerM = (cpuSeconds(redtail.pid ?? 0) / keys) * 1e6;
+  console.log(
+    `redtail snapshot${SNAPSHOT_RDB ? " (bench:rdb's RDB)" : ''}: ${fmt(keys)} keys, ${fmt(keysPerSec)} keys/s from ` +
+      `its start to committed, ${cpuPerM.toFixed(2)} CPU s per million keys (incl. start-up)`,
+  );
+  return { keysPerSec, cpuPerM };
+}
+
 async function burstPhase(port: number, pid: number): Promise<BurstFigures> {
   const info = () =>
     execFileSync('redis-cli', ['-p', String(port), 'INFO', 'replication'], { encoding: 'utf8' });
@@ -959,7 +1006,7 @@ async function main(): Promise<void> {
   try {
     console.log(
       `bench:kafka  brokers ${list.join(',')}  ${WRITERS} writers x ${PIPELINE}-SET pipelines, ${VALUE_BYTES}-byte values, ` +
-        `${SECONDS} s throughput + ${LATENCY_SECONDS} s latency per side, snapshot ${fmt(SNAPSHOT_KEYS)} keys, ` +
+        `${SECONDS} s throughput + ${LATENCY_SECONDS} s latency per side, snapshot ${SNAPSHOT_RDB ? "bench:rdb's RDB" : `${fmt(SNAPSHOT_KEYS)} keys`}, ` +
         `compression ${COMPRESSION}${COMPRESSION === 'gzip' ? ` (level ${GZIP_LEVEL})` : ''}; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
     );
     let latencyRate = Number(process.env.BENCH_RATE ?? 0);
@@ -1034,9 +1081,9 @@ async function main(): Promise<void> {
           ]
         : []),
       [
-        'redtail run → Kafka, snapshot',
+        `redtail run → Kafka, snapshot${SNAPSHOT_RDB ? ' (RDB)' : ''}`,
         rt.snapshotKeysPerSec === undefined ? '-' : fmt(rt.snapshotKeysPerSec),
-        fmt(SNAPSHOT_KEYS),
+        rt.snapshotKeys === undefined ? '-' : fmt(rt.snapshotKeys),
         cpu(rt.snapshotCpuPerM),
         '',
         '',
