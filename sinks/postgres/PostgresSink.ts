@@ -89,8 +89,9 @@ interface Ahead {
   group: Queued[];
   /** Null when it was rolled back (or never connected): the group is then written the ordinary way. */
   client: pg.PoolClient | null;
-  /** The events whose rows were copied, in order (the group's events). */
+  /** The events whose rows were copied, in order (the group's events), and the last of their offsets. */
   events: ChangeEvent[];
+  last: number;
   rows: number;
   /** Blobs the copied rows reference, reported to the transaction's blob bookkeeping once it applies. */
   refs: string[][];
@@ -119,6 +120,9 @@ function merged(batches: EventBatch[]): EventBatch {
   for (const b of batches) for (const e of b.events) events.push(e);
   return { events, checkpoint: batches[batches.length - 1]!.checkpoint };
 }
+
+/** The 'error' listener of an ahead connection (see copyAhead): the failure surfaces in its next query. */
+function noteAheadError(): void {}
 
 /** The highest stream offset among `events`, or `none` when there are none. */
 function lastOffset(events: readonly ChangeEvent[], none: number): number {
@@ -324,6 +328,7 @@ export class PostgresSink implements Sink {
       group: [],
       client: null,
       events: [],
+      last: -1,
       rows: 0,
       refs: [],
       ms: 0,
@@ -364,6 +369,9 @@ export class PostgresSink implements Sink {
     const t0 = performance.now();
     try {
       a.client = await this.pool.connect();
+      // A checked-out pg client has no 'error' listener (the pool's is for idle ones), and this one can sit idle for
+      // a whole commit: a lost connection would otherwise be an uncaught 'error' event. Its next query fails anyway.
+      a.client.on('error', noteAheadError);
       await a.client.query('BEGIN');
       for (let more = this.takeAhead(a, after); more.length > 0; more = this.takeAhead(a, after)) {
         a.rows += await writeChanges(a.client, `${this.s}.changes`, this.changeRows(more), (refs) =>
@@ -382,13 +390,14 @@ export class PostgresSink implements Sink {
     const taken: ChangeEvent[] = [];
     while (this.queue.length > 0) {
       const next = this.queue[0]!.batch;
-      if (!aheadable(next, lastOffset(a.events, after))) break;
+      if (!aheadable(next, Math.max(after, a.last))) break;
       if (a.events.length > 0 && a.events.length + next.events.length > this.config.maxGroupEvents) break;
       a.group.push(this.queue.shift()!);
       for (const e of next.events) {
         a.events.push(e);
         taken.push(e);
       }
+      a.last = lastOffset(next.events, a.last);
     }
     return taken;
   }
@@ -412,6 +421,7 @@ export class PostgresSink implements Sink {
       () => true,
       () => false,
     );
+    client.removeListener('error', noteAheadError);
     client.release(ok && !a.error ? undefined : true);
   }
 
@@ -442,6 +452,7 @@ export class PostgresSink implements Sink {
     ahead.client = null;
     try {
       const timing = await this.transact(client, batch, ahead, t0);
+      client.removeListener('error', noteAheadError);
       client.release();
       if (timing) {
         this.stats.ahead++;
@@ -449,6 +460,7 @@ export class PostgresSink implements Sink {
       } else this.stats.aheadDropped++;
       return timing;
     } catch (err) {
+      client.removeListener('error', noteAheadError);
       client.release(true);
       this.stats.aheadDropped++;
       // A fatal error fails the same way on the ordinary path; anything else is retried there, as always.
