@@ -147,6 +147,9 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
       }),
     );
     const url = `${opts.pg}${opts.pg.includes('?') ? '&' : '?'}schema=${schema}`;
+    // REDTAIL_BENCH_SINK_PARAMS: more of the sink's query parameters (e.g. changesAhead=false), for A/B runs of one build.
+    const more = process.env.REDTAIL_BENCH_SINK_PARAMS;
+    const sinkUrl = more ? `${url}&${more}` : url;
     const env = { ...process.env, REDTAIL_LOG_FORMAT: 'json' };
     const stderr: string[] = [];
     redtail = spawn(
@@ -157,7 +160,7 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
           '--master',
           `redis://127.0.0.1:${master.port}`,
           '--sink',
-          url,
+          sinkUrl,
           '--checkpoint',
           join(dir, 'checkpoint.json'),
           '--config',

@@ -55,10 +55,6 @@ export interface PostgresSinkStats {
   events: number;
   changeRows: number;
   retries: number;
-  /** Transactions whose `changes` rows were copied ahead, while the transaction before them committed. */
-  ahead: number;
-  /** Ahead transactions rolled back and written the ordinary way (a replay, an error, or patience run out). */
-  aheadDropped: number;
   /** Total ms per phase of the committed writes (see WriteTiming): where the sink's time goes. */
   ms: { connect: number; lock: number; apply: number; changes: number; checkpoint: number; commit: number };
   /** Big collections in member rows (memberRows.ts): loads, rows written, ms loading and writing them (part of apply). */
@@ -77,71 +73,11 @@ interface Queued {
   reject: (err: unknown) => void;
 }
 
-/**
- * The next group's transaction, opened on the pool's second connection while the current group commits: it copies
- * the group's `changes` rows (half of a transaction's serial time on the mixed load, bench/NOTES.md) and then waits;
- * once the current group committed, the same transaction locks `sink_state`, applies, checkpoints and commits, so
- * commits stay in batch order and each group is still one transaction. It holds only rows it inserted, all of events
- * past the current group's last offset, so the current group's statements never wait on it (no deadlock); and it
- * never touches `keys`, member rows, blobs or `sink_state` before the group before it committed.
- */
-interface Ahead {
-  group: Queued[];
-  /** Null when it was rolled back (or never connected): the group is then written the ordinary way. */
-  client: pg.PoolClient | null;
-  /** The events whose rows were copied, in order (the group's events), and the last of their offsets. */
-  events: ChangeEvent[];
-  last: number;
-  rows: number;
-  /** Blobs the copied rows reference, reported to the transaction's blob bookkeeping once it applies. */
-  refs: string[][];
-  ms: number;
-  error: unknown;
-  /** Set when it is being rolled back: copy no more batches. */
-  stop: boolean;
-  /** Settles when the copying ended (it never rejects: a failure is kept in `error`). */
-  copied: Promise<void>;
-}
-
-/** Behind a running commit: where the next group's ahead transaction is opened when batches arrive. */
-interface Slot {
-  /** The running group's last offset: batches copied ahead must be past it. */
-  after: number;
-  /** The running group's commit has not settled yet. */
-  busy: boolean;
-  /** No ahead transaction may open (anymore) behind this commit. */
-  closed: boolean;
-  ahead: Ahead | null;
-}
-
 /** Batches of one group as one: their events in order, the last one's checkpoint (all have one or none has). */
 function merged(batches: EventBatch[]): EventBatch {
   const events: ChangeEvent[] = [];
   for (const b of batches) for (const e of b.events) events.push(e);
   return { events, checkpoint: batches[batches.length - 1]!.checkpoint };
-}
-
-/** The 'error' listener of an ahead connection (see copyAhead): the failure surfaces in its next query. */
-function noteAheadError(): void {}
-
-/** The highest stream offset among `events`, or `none` when there are none. */
-function lastOffset(events: readonly ChangeEvent[], none: number): number {
-  let max = none;
-  for (const e of events) if (e.source.offset > max) max = e.source.offset;
-  return max;
-}
-
-/**
- * Whether a queued batch may be copied ahead behind a group whose last offset is `after`: a stream batch (a
- * checkpoint, no snapshot event) whose events are all past it, so no row it inserts can be one the group before
- * inserts, in any attempt (a duplicate would make that group wait on this transaction, which waits for it).
- */
-function aheadable(b: EventBatch, after: number): boolean {
-  return (
-    b.checkpoint !== null &&
-    b.events.length > 0 &&
-    b.events.every((e) => !e.source.snapshot && e.source.offset > after)
-  );
 }
 
 /**
@@ -159,8 +95,6 @@ export class PostgresSink implements Sink {
     events: 0,
     changeRows: 0,
     retries: 0,
-    ahead: 0,
-    aheadDropped: 0,
     ms: { connect: 0, lock: 0, apply: 0, changes: 0, checkpoint: 0, commit: 0 },
   };
   private readonly pool: pg.Pool;
@@ -175,8 +109,6 @@ export class PostgresSink implements Sink {
   private draining: Promise<void> | null = null;
   private failed: Error | null = null;
   private readonly onWrite: ((timing: WriteTiming) => void) | undefined;
-  /** The running commit's place for the next group's ahead transaction (drain). */
-  private slot: Slot | null = null;
 
   constructor(
     readonly config: PostgresSinkConfig,
@@ -248,96 +180,22 @@ export class PostgresSink implements Sink {
     return new Promise((resolve, reject) => {
       this.queue.push({ batch, resolve, reject });
       if (!this.draining) this.draining = this.drain();
-      else this.fillSlot();
     });
   }
 
   private async drain(): Promise<void> {
-    let ahead: Ahead | null = null;
-    while (this.queue.length > 0 || ahead) {
-      const group = ahead ? ahead.group : this.takeGroup();
-      if (ahead) this.stats.batches += group.length;
-      const batch = group.length === 1 ? group[0]!.batch : merged(group.map((q) => q.batch));
-      const slot: Slot = {
-        after: lastOffset(batch.events, -1),
-        busy: true,
-        closed: !this.aheadFor(batch),
-        ahead: null,
-      };
-      this.slot = slot;
-      const committing = this.commit(batch, ahead).finally(() => {
-        slot.busy = false;
-      });
-      this.fillSlot();
+    while (this.queue.length > 0) {
+      const group = this.takeGroup();
       try {
-        await this.awaitCommit(committing, slot);
+        await this.commit(group.length === 1 ? group[0]!.batch : merged(group.map((q) => q.batch)));
         for (const q of group) q.resolve();
       } catch (err) {
         // Nothing after a failed batch may commit: that would leave a gap behind the checkpoint.
         this.failed = err as Error;
-        slot.closed = true;
-        if (slot.ahead) await this.dropAhead(slot.ahead);
-        for (const q of [...group, ...(slot.ahead?.group ?? []), ...this.queue.splice(0)]) q.reject(err);
-      } finally {
-        slot.closed = true;
-        this.slot = null;
+        for (const q of [...group, ...this.queue.splice(0)]) q.reject(err);
       }
-      ahead = !this.failed && slot.ahead ? await this.readyAhead(slot.ahead) : null;
     }
     this.draining = null;
-  }
-
-  /**
-   * Waits for the current group's commit. If it takes longer than the patience, the next group's transaction (which
-   * sits idle once copied) is rolled back and no other opens behind this commit: a second redtail writing the same
-   * schema could be waiting on its rows while holding the `sink_state` lock this commit waits for, a cycle Postgres
-   * cannot see (one edge of it is ours: the ahead transaction waits for this commit in redtail, not in Postgres).
-   */
-  private async awaitCommit(committing: Promise<void>, slot: Slot): Promise<void> {
-    if (slot.closed) return committing;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), this.config.changesAheadPatienceMs);
-    });
-    const settled = committing.then(
-      () => false,
-      () => false,
-    );
-    const tooLong = await Promise.race([settled, late]);
-    clearTimeout(timer);
-    if (tooLong) {
-      slot.closed = true;
-      if (slot.ahead) await this.dropAhead(slot.ahead);
-    }
-    return committing;
-  }
-
-  /** Whether a group behind `current` may be copied ahead: the change log is on and `current` is a stream group. */
-  private aheadFor(current: EventBatch): boolean {
-    // A snapshot load's groups (no checkpoint) drop and rebuild indexes and swap tables: nothing runs beside them.
-    return this.config.changes && this.config.changesAhead && current.checkpoint !== null;
-  }
-
-  /** Opens the ahead transaction behind the running commit once a batch that may go in it is queued. */
-  private fillSlot(): void {
-    const slot = this.slot;
-    if (!slot || slot.closed || slot.ahead) return;
-    const first = this.queue[0];
-    if (!first || !aheadable(first.batch, slot.after)) return;
-    const ahead: Ahead = {
-      group: [],
-      client: null,
-      events: [],
-      last: -1,
-      rows: 0,
-      refs: [],
-      ms: 0,
-      error: null,
-      stop: false,
-      copied: Promise.resolve(),
-    };
-    ahead.copied = this.copyAhead(ahead, slot.after, () => slot.busy);
-    slot.ahead = ahead;
   }
 
   /**
@@ -361,77 +219,47 @@ export class PostgresSink implements Sink {
     return group;
   }
 
-  /**
-   * BEGIN, then the change rows of the queued batches that may join the group, while the group before it is still
-   * committing (more batches arrive meanwhile: they are copied too, up to `maxGroupEvents`).
-   */
-  private async copyAhead(a: Ahead, after: number, busy: () => boolean): Promise<void> {
+  private async commit(batch: EventBatch): Promise<void> {
     const t0 = performance.now();
-    try {
-      a.client = await this.pool.connect();
-      // A checked-out pg client has no 'error' listener (the pool's is for idle ones), and this one can sit idle for
-      // a whole commit: a lost connection would otherwise be an uncaught 'error' event. Its next query fails anyway.
-      a.client.on('error', noteAheadError);
-      await a.client.query('BEGIN');
-      for (let more = this.takeAhead(a, after); more.length > 0; more = this.takeAhead(a, after)) {
-        a.rows += await writeChanges(a.client, `${this.s}.changes`, this.changeRows(more), (refs) =>
-          a.refs.push([...refs]),
-        );
-        if (!busy() || a.stop) break;
+    let timing: WriteTiming | undefined;
+    await this.withRetry('write', async (client) => {
+      const t1 = performance.now();
+      let begun = false;
+      try {
+        await this.beginLocked(client);
+        begun = true;
+        if (this.stale) await this.applier.loadPendings(client);
+        const t2 = performance.now();
+        const applied = await this.applier.apply(client, batch.events, batch.checkpoint?.offset ?? null);
+        const t3 = performance.now();
+        if (this.config.changes) await this.insertChanges(client, applied);
+        const t4 = performance.now();
+        await this.retention(client);
+        // Blobs of huge values: the new ones stored, those no row references anymore deleted (blobs.ts).
+        await this.applier.blobs.finish(client);
+        const t5 = performance.now();
+        await this.saveAndCommit(client, batch.checkpoint);
+        const t6 = performance.now();
+        this.stale = false;
+        timing = {
+          events: batch.events.length,
+          connectMs: t1 - t0,
+          lockMs: t2 - t1,
+          applyMs: t3 - t2,
+          changesMs: t4 - t3,
+          checkpointMs: t5 - t4,
+          commitMs: t6 - t5,
+          totalMs: t6 - t0,
+        };
+      } catch (err) {
+        this.stale = true;
+        if (begun) await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      } finally {
+        // The kept bytes of the batch's huge values are not needed past its transaction.
+        this.applier.blobs.release();
       }
-    } catch (err) {
-      a.error = err;
-    }
-    a.ms = performance.now() - t0;
-  }
-
-  /** Moves the queued batches that may join the ahead group (see openAhead) into it; returns their events. */
-  private takeAhead(a: Ahead, after: number): ChangeEvent[] {
-    const taken: ChangeEvent[] = [];
-    while (this.queue.length > 0) {
-      const next = this.queue[0]!.batch;
-      if (!aheadable(next, Math.max(after, a.last))) break;
-      if (a.events.length > 0 && a.events.length + next.events.length > this.config.maxGroupEvents) break;
-      a.group.push(this.queue.shift()!);
-      for (const e of next.events) {
-        a.events.push(e);
-        taken.push(e);
-      }
-      a.last = lastOffset(next.events, a.last);
-    }
-    return taken;
-  }
-
-  /** The ahead group once its copying ended: null when it took no batch; without its client when that failed. */
-  private async readyAhead(a: Ahead): Promise<Ahead | null> {
-    await a.copied;
-    if (a.error || a.group.length === 0) await this.dropAhead(a);
-    return a.group.length > 0 ? a : null;
-  }
-
-  /** Rolls an ahead transaction back (its group, if any, is then written the ordinary way). */
-  private async dropAhead(a: Ahead): Promise<void> {
-    a.stop = true;
-    await a.copied;
-    const client = a.client;
-    if (!client) return;
-    a.client = null;
-    if (a.group.length > 0) this.stats.aheadDropped++;
-    const ok = await client.query('ROLLBACK').then(
-      () => true,
-      () => false,
-    );
-    client.removeListener('error', noteAheadError);
-    client.release(ok && !a.error ? undefined : true);
-  }
-
-  private async commit(batch: EventBatch, ahead: Ahead | null): Promise<void> {
-    const t0 = performance.now();
-    let timing = ahead?.client ? await this.commitAhead(ahead, batch, t0) : null;
-    if (!timing)
-      await this.withRetry('write', async (client) => {
-        timing = await this.transact(client, batch, null, t0);
-      });
+    });
     this.stats.transactions++;
     this.stats.events += batch.events.length;
     if (timing) {
@@ -443,85 +271,6 @@ export class PostgresSink implements Sink {
       m.checkpoint += timing.checkpointMs;
       m.commit += timing.commitMs;
       this.onWrite?.(timing);
-    }
-  }
-
-  /** The group's transaction on its ahead connection; null when it must be written the ordinary way instead. */
-  private async commitAhead(ahead: Ahead, batch: EventBatch, t0: number): Promise<WriteTiming | null> {
-    const client = ahead.client!;
-    ahead.client = null;
-    try {
-      const timing = await this.transact(client, batch, ahead, t0);
-      client.removeListener('error', noteAheadError);
-      client.release();
-      if (timing) {
-        this.stats.ahead++;
-        this.stats.changeRows += ahead.rows;
-      } else this.stats.aheadDropped++;
-      return timing;
-    } catch (err) {
-      client.removeListener('error', noteAheadError);
-      client.release(true);
-      this.stats.aheadDropped++;
-      // A fatal error fails the same way on the ordinary path; anything else is retried there, as always.
-      if (err instanceof PostgresSinkError) throw err;
-      return null;
-    }
-  }
-
-  /**
-   * One attempt at a group's transaction. With `ahead`, `client` is its connection, inside its transaction, with the
-   * change rows of all the group's events copied: that is right only if none of them is a replay (all past the
-   * applied offset read under the lock, as they are after the group before committed); otherwise it rolls back and
-   * returns null, and the group is written the ordinary way.
-   */
-  private async transact(
-    client: pg.PoolClient,
-    batch: EventBatch,
-    ahead: Ahead | null,
-    t0: number,
-  ): Promise<WriteTiming | null> {
-    const t1 = performance.now();
-    let begun = ahead !== null;
-    try {
-      await this.beginLocked(client, ahead === null);
-      begun = true;
-      if (ahead && !ahead.events.every((e) => e.source.offset > this.applier.state.appliedOffset)) {
-        await client.query('ROLLBACK');
-        return null;
-      }
-      if (this.stale) await this.applier.loadPendings(client);
-      const t2 = performance.now();
-      const applied = await this.applier.apply(client, batch.events, batch.checkpoint?.offset ?? null);
-      const t3 = performance.now();
-      if (ahead) for (const refs of ahead.refs) this.applier.blobs.need(refs);
-      else if (this.config.changes) await this.insertChanges(client, applied);
-      const t4 = performance.now();
-      await this.retention(client);
-      // Blobs of huge values: the new ones stored, those no row references anymore deleted (blobs.ts).
-      await this.applier.blobs.finish(client);
-      const t5 = performance.now();
-      await this.saveAndCommit(client, batch.checkpoint);
-      const t6 = performance.now();
-      this.stale = false;
-      return {
-        events: batch.events.length,
-        connectMs: t1 - t0,
-        lockMs: t2 - t1,
-        applyMs: t3 - t2,
-        // Copied ahead: the copy's own time, which overlapped the transaction before.
-        changesMs: ahead ? ahead.ms : t4 - t3,
-        checkpointMs: t5 - t4,
-        commitMs: t6 - t5,
-        totalMs: t6 - t0,
-      };
-    } catch (err) {
-      this.stale = true;
-      if (begun) await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      // The kept bytes of the batch's huge values are not needed past its transaction.
-      this.applier.blobs.release();
     }
   }
 
@@ -544,13 +293,10 @@ export class PostgresSink implements Sink {
    * simple-protocol query may hold several statements, and the round trips of a transaction, not its statements,
    * are what a loaded machine makes slow. The sink name is sent as an escaped literal.
    */
-  private async beginLocked(client: pg.PoolClient, begin = true): Promise<void> {
-    const lock = `SELECT snapshot_gen, snapshot_loading, applied_offset FROM ${this.s}.sink_state WHERE sink = ${client.escapeLiteral(this.name)} FOR UPDATE`;
-    if (!begin) {
-      this.setState((await client.query<StateRow>(lock)).rows[0]);
-      return;
-    }
-    const res = (await client.query(`BEGIN; ${lock}`)) as unknown as Array<pg.QueryResult<StateRow>>;
+  private async beginLocked(client: pg.PoolClient): Promise<void> {
+    const res = (await client.query(
+      `BEGIN; SELECT snapshot_gen, snapshot_loading, applied_offset FROM ${this.s}.sink_state WHERE sink = ${client.escapeLiteral(this.name)} FOR UPDATE`,
+    )) as unknown as Array<pg.QueryResult<StateRow>>;
     this.setState(res[1]?.rows[0]);
   }
 
@@ -583,16 +329,11 @@ export class PostgresSink implements Sink {
 
   /** One row per event; the primary key (replid, offset, seq) makes a replayed batch insert nothing. */
   private async insertChanges(client: pg.PoolClient, events: ChangeEvent[]): Promise<void> {
-    const rows = this.changeRows(events);
+    const rows = events.filter(
+      (e) => !e.op.startsWith('snapshot') || (e.op === 'snapshot' && this.config.changesSnapshot),
+    );
     this.stats.changeRows += await writeChanges(client, `${this.s}.changes`, rows, (refs) =>
       this.applier.blobs.need(refs),
-    );
-  }
-
-  /** The events that get a `changes` row: snapshot events only with `changesSnapshot`. */
-  private changeRows(events: ChangeEvent[]): ChangeEvent[] {
-    return events.filter(
-      (e) => !e.op.startsWith('snapshot') || (e.op === 'snapshot' && this.config.changesSnapshot),
     );
   }
 

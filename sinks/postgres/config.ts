@@ -26,10 +26,6 @@ export interface PostgresSinkConfig {
   snapshotChunkRows: number;
   /** At most this many events in one transaction when batches queue up behind a commit (group commit). */
   maxGroupEvents: number;
-  /** Copy the next group's `changes` rows on a second connection while the current group commits. */
-  changesAhead: boolean;
-  /** Roll back an ahead transaction that waited this long, idle, for the commit before it. */
-  changesAheadPatienceMs: number;
   /**
    * Hashes, sets, zsets and lists of this many members or more are stored one row per member (docs/postgres.md, "Big
    * collections"); they go back inline below half of it.
@@ -54,8 +50,6 @@ const SINK_PARAMS = new Set([
   'master',
   'snapshotchunkrows',
   'maxgroupevents',
-  'changesahead',
-  'changesaheadpatiencems',
   'bigcollectionmembers',
   'retrymaxdelayms',
   'retrytimeoutms',
@@ -149,9 +143,6 @@ export function parsePostgresSpec(spec: string, options: Record<string, unknown>
     cfg.snapshotChunkRows = Math.max(1, positive(raw.snapshotchunkrows, 'snapshotChunkRows'));
   if (raw.maxgroupevents !== undefined)
     cfg.maxGroupEvents = Math.max(1, positive(raw.maxgroupevents, 'maxGroupEvents'));
-  if (raw.changesahead !== undefined) cfg.changesAhead = bool(raw.changesahead, 'changesAhead');
-  if (raw.changesaheadpatiencems !== undefined)
-    cfg.changesAheadPatienceMs = positive(raw.changesaheadpatiencems, 'changesAheadPatienceMs');
   if (raw.bigcollectionmembers !== undefined)
     cfg.bigCollectionMembers = Math.max(2, positive(raw.bigcollectionmembers, 'bigCollectionMembers'));
   if (raw.retrymaxdelayms !== undefined)

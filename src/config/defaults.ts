@@ -98,16 +98,6 @@ export const sinkDefaults = {
     snapshotChunkRows: 5_000,
     maxGroupEvents: 20_000,
     /**
-     * Copy the next group's `changes` rows on a second connection while the current group commits (PostgresSink.ts,
-     * "ahead"); off writes each transaction's change log inside it, after its apply.
-     */
-    changesAhead: true,
-    /**
-     * An ahead transaction left idle this long behind a commit that does not finish is rolled back (its rows written
-     * again the ordinary way): another writer of the same schema could be waiting on its rows (PostgresSink.ts).
-     */
-    changesAheadPatienceMs: 5_000,
-    /**
      * Members from which a collection is stored one row per member (docs/postgres.md, "Big collections", where the
      * measurement behind the figure is).
      */
