@@ -12,10 +12,14 @@ export const repoRoot =
   [resolve(here, '..', '..'), resolve(here, '..')].find((r) => existsSync(join(r, 'bin', 'redtail.js'))) ??
   resolve(here, '..', '..');
 
-/** Node's arguments to run the real binary with `args`, under `--cpu-prof` into `profileDir` when one is given. */
+/**
+ * Node's arguments to run the real binary with `args`, under `--cpu-prof` into `profileDir` when one is given, and
+ * with the V8/Node flags in REDTAIL_BENCH_NODE_FLAGS (space-separated; e.g. GC flags NODE_OPTIONS does not accept).
+ */
 export function redtailArgv(args: string[], profileDir?: string): string[] {
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  return [...profile, join(repoRoot, 'bin', 'redtail.js'), ...args];
+  const flags = (process.env.REDTAIL_BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
+  return [...flags, ...profile, join(repoRoot, 'bin', 'redtail.js'), ...args];
 }
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number };

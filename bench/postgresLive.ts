@@ -147,6 +147,9 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
       }),
     );
     const url = `${opts.pg}${opts.pg.includes('?') ? '&' : '?'}schema=${schema}`;
+    // REDTAIL_BENCH_SINK_PARAMS: more of the sink's query parameters (e.g. changesAhead=false), for A/B runs of one build.
+    const more = process.env.REDTAIL_BENCH_SINK_PARAMS;
+    const sinkUrl = more ? `${url}&${more}` : url;
     const env = { ...process.env, REDTAIL_LOG_FORMAT: 'json' };
     const stderr: string[] = [];
     redtail = spawn(
@@ -157,7 +160,7 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
           '--master',
           `redis://127.0.0.1:${master.port}`,
           '--sink',
-          url,
+          sinkUrl,
           '--checkpoint',
           join(dir, 'checkpoint.json'),
           '--config',
@@ -195,20 +198,24 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
     const syncStart = performance.now();
     await waitCaughtUp('redtail to sync', 600_000);
     const syncS = (performance.now() - syncStart) / 1000;
-    const backends = (
-      await admin.query<{ pid: number }>(
-        `SELECT pid FROM pg_stat_activity WHERE application_name = 'redtail' AND datname = current_database()`,
-      )
-    ).rows.map((r) => r.pid);
-    const cpu = () => ({
+    // redtail's pooled backends: those open now, and (read again at the end) any opened during the window, such
+    // as the second connection that copies the next group's change rows ahead (counted from 0).
+    const redtailBackends = async () =>
+      (
+        await admin.query<{ pid: number }>(
+          `SELECT pid FROM pg_stat_activity WHERE application_name = 'redtail' AND datname = current_database()`,
+        )
+      ).rows.map((r) => r.pid);
+    const backends = await redtailBackends();
+    const cpu = (pids: number[]) => ({
       redtail: cpuSeconds(redtail!.pid!),
-      pg: backends.reduce((a, p) => a + cpuSeconds(p), 0),
+      pg: pids.reduce((a, p) => a + cpuSeconds(p), 0),
     });
     const changes0 = Number((await admin.query(`SELECT count(*) AS n FROM "${schema}".changes`)).rows[0].n);
     const wal = async () =>
       (await admin.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
     const wal0 = await wal();
-    const cpu0 = cpu();
+    const cpu0 = cpu(backends);
     const offset0 = masterOffset();
     // The first commit past the pre-burst offset (live mode: when redtail's own window starts).
     let firstApplied = 0;
@@ -239,7 +246,7 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
     const t2 = await waitCaughtUp('redtail to catch up', 600_000);
     watching = false;
     await watcher;
-    const cpu1 = cpu();
+    const cpu1 = cpu([...new Set([...backends, ...(await redtailBackends())])]);
     const walBytes = Number(
       (await admin.query<{ n: string }>('SELECT pg_wal_lsn_diff($1, $2) AS n', [await wal(), wal0])).rows[0]!
         .n,

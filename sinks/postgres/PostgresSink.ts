@@ -332,7 +332,9 @@ export class PostgresSink implements Sink {
     const rows = events.filter(
       (e) => !e.op.startsWith('snapshot') || (e.op === 'snapshot' && this.config.changesSnapshot),
     );
-    this.stats.changeRows += await writeChanges(client, `${this.s}.changes`, rows, this.applier.blobs);
+    this.stats.changeRows += await writeChanges(client, `${this.s}.changes`, rows, (refs) =>
+      this.applier.blobs.need(refs),
+    );
   }
 
   /** Retention runs inside a write transaction at most once a minute. */
