@@ -236,10 +236,7 @@ export class NdjsonWriter {
       const buf = this.buf;
       let p = this.pos;
       buf[p++] = 0x22;
-      if (n > 64) {
-        b.copy(buf, p, start, end);
-        p += n;
-      } else for (let k = start; k < end; k++) buf[p++] = b[k]!;
+      p = copyBytes(b, start, end, buf, p);
       buf[p++] = 0x22;
       this.pos = p;
       return;
@@ -256,9 +253,17 @@ export class NdjsonWriter {
     const buf = this.buf;
     let p = this.pos;
     buf[p++] = 0x22;
-    for (let k = start; k < i; k++) buf[p++] = b[k]!;
+    p = copyBytes(b, start, i, buf, p);
     for (let k = i; k < end; k++) {
       const c = b[k]!;
+      if (PLAIN[c] === 1) {
+        // A run of plain bytes between special ones (random printable values hold a `\` every ~75 bytes): found
+        // four bytes at a time and copied at once.
+        const e = plainEnd(b, k, end);
+        p = copyBytes(b, k, e, buf, p);
+        k = e - 1;
+        continue;
+      }
       if (c >= 0x80) {
         const len = utf8SequenceLength(b, k, end);
         if (len === 0) {
@@ -563,6 +568,13 @@ function plainEnd(b: Uint8Array, start: number, end: number): number {
   }
   while (i < end && PLAIN[b[i]!] === 1) i++;
   return i;
+}
+
+/** Copies b[start, end) to `to` at `p` and returns the position after it (native copy for long runs). */
+function copyBytes(b: Buffer, start: number, end: number, to: Buffer, p: number): number {
+  if (end - start > 64) return p + b.copy(to, p, start, end);
+  for (let k = start; k < end; k++) to[p++] = b[k]!;
+  return p;
 }
 
 /** JSON.stringify's escape of each byte below 0x80 that needs one (2 or 6 bytes at ESC[c * 6]), length in ESC_LEN. */
