@@ -37,9 +37,6 @@ interface SinkState {
   skipThrough: ReplicationPosition | null;
 }
 
-/** Full batches kept queued while every slot of a pipelined sink is in flight (`Pipeline.saturated`). */
-const QUEUED_BATCHES_WHEN_SATURATED = 2;
-
 /** Events queued together: a run of `push` calls, so it ends at a position the caller gave (a safe boundary). */
 interface Segment {
   events: ChangeEvent[];
@@ -164,8 +161,7 @@ export class Pipeline {
     if (
       !this.paused &&
       (this.queuedEvents + this.inFlightCount >= this.high ||
-        this.queuedBytes + this.inFlightBytes >= this.highBytes ||
-        this.saturated())
+        this.queuedBytes + this.inFlightBytes >= this.highBytes)
     ) {
       this.paused = true;
       this.opts.onBackpressure?.(true);
@@ -192,22 +188,6 @@ export class Pipeline {
       if (this.timer) clearTimeout(this.timer);
       for (const s of this.sinks) await s.sink.close();
     }
-  }
-
-  /**
-   * Every batch slot of a pipelined sink is taken and the batches that follow are queued already: reading on would
-   * only make events wait. Events that wait outlive the young generation's scavenges (the file sink's 16 batches wait
-   * for fdatasync and checkpoint saves while up to the high-water mark queued behind them), are copied and promoted,
-   * and that was most of redtail's GC time draining into a file (bench/NOTES.md "filedrain"). Reading resumes when
-   * a batch is durable (`written`), one batch later than it would with a long queue, which the batches in flight
-   * cover.
-   */
-  private saturated(): boolean {
-    return (
-      this.maxInFlight > 1 &&
-      this.inFlight >= this.maxInFlight &&
-      this.queuedEvents >= QUEUED_BATCHES_WHEN_SATURATED * this.maxBatch
-    );
   }
 
   private schedule(): void {

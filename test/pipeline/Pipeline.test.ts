@@ -207,58 +207,6 @@ describe('Pipeline', () => {
     expect(signals).toEqual([true, false]);
   });
 
-  it('stops reading while every slot of a pipelined sink is taken and two batches wait, far below the high-water mark', async () => {
-    // Events that wait behind a full pipeline outlive the young generation (GC time); a queue of two batches is
-    // all the next writes need.
-    const sink = new PipelinedSink();
-    const signals: boolean[] = [];
-    const p = new Pipeline([sink], {
-      logger: silentLogger(),
-      maxBatchEvents: 2,
-      lingerMs: 1,
-      maxInFlightBatches: 2,
-      highWaterEvents: 1000,
-      onBackpressure: (paused) => signals.push(paused),
-    });
-    await p.open();
-    for (let o = 1; o <= 7; o++) p.push([ev(o)], pos(o));
-    // Two batches in flight, three events queued: not yet.
-    expect(sink.batches).toHaveLength(2);
-    expect(signals).toEqual([]);
-    p.push([ev(8)], pos(8));
-    expect(signals).toEqual([true]);
-    // A slot frees: reading resumes, and the next batch goes out.
-    sink.releases[0]!();
-    await sleep(5);
-    expect(signals).toEqual([true, false]);
-    expect(sink.batches).toHaveLength(3);
-    const flushed = p.flush();
-    const releaseAll = setInterval(() => {
-      for (const r of sink.releases.splice(0)) r();
-    }, 2);
-    await flushed;
-    clearInterval(releaseAll);
-    expect(p.durableOffset).toBe(8);
-
-    // One batch at a time (a sink that is not pipelined): the queue is what batches its writes; only the
-    // high-water mark stops reading.
-    const one = new RecordingSink('one');
-    one.hold = true;
-    const oneSignals: boolean[] = [];
-    const q = new Pipeline([one], {
-      logger: silentLogger(),
-      maxBatchEvents: 2,
-      lingerMs: 1,
-      highWaterEvents: 1000,
-      onBackpressure: (paused) => oneSignals.push(paused),
-    });
-    await q.open();
-    for (let o = 1; o <= 30; o++) q.push([ev(o)], pos(o));
-    expect(oneSignals).toEqual([]);
-    one.unblock();
-    await q.flush();
-  });
-
   it('stops at a sink failure without writing or acknowledging anything after it', async () => {
     const sink = new RecordingSink('a');
     const errors: Error[] = [];
