@@ -309,6 +309,53 @@ describe('NdjsonWriter writes the bytes encodeEventLine writes', () => {
       );
   });
 
+  it('finds a byte that needs escaping or a UTF-8 check at any position and alignment of a long string', () => {
+    // Long strings are scanned four bytes at a time from a 4-byte boundary of the underlying memory: every position
+    // of the one special byte, at every alignment, in the words and in the bytes before and after them. The plain
+    // neighbours 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7e are the values next to each limit of the word tests.
+    const specials = [
+      [0x00],
+      [0x1f],
+      [0x22],
+      [0x5c],
+      [0x7f],
+      [0x80],
+      [0xff],
+      [0xc3, 0xa9],
+      [0xe2, 0x82, 0xac],
+    ];
+    const plain = [0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7e, 0x78];
+    // Not from Buffer's pool: offset 0 of its own memory, so `align` is the alignment.
+    const backing = Buffer.alloc(256);
+    const set = (v: Buffer) =>
+      same(
+        normalizeCommand([Buffer.from('SET'), Buffer.from('k'), v], {
+          db: 0,
+          replid: REPLID,
+          offset: 1,
+          ts: 1,
+        })[0]!,
+      );
+    let n = 0;
+    for (const len of [47, 48, 49, 64, 67, 130]) {
+      for (let align = 0; align < 4; align++) {
+        const value = backing.subarray(align, align + len);
+        for (let i = 0; i < len; i++) value[i] = plain[(i * 5 + align) % plain.length]!;
+        set(value);
+        for (const sp of specials) {
+          for (let at = 0; at + sp.length <= len; at++) {
+            const saved = Buffer.from(value.subarray(at, at + sp.length));
+            value.set(sp, at);
+            set(value);
+            value.set(saved, at);
+            n++;
+          }
+        }
+      }
+    }
+    expect(n).toBeGreaterThan(10_000);
+  });
+
   it('does not reuse a snapshot prefix of another replid at the same offset', () => {
     const w = new NdjsonWriter(16);
     const key = {
