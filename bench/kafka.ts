@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -39,6 +39,7 @@ import { mixedRdb } from './rdbFixture.js';
  *    queued, like redtail's pipeline while the previous batch is in flight.
  *
  * Uses KAFKA_BROKERS, else the scripts/kafka.sh broker (started, and stopped at the end, when not running).
+ * A complete run (not BENCH_ONLY, not profiled) appends its summary lines to bench/results.md.
  */
 
 const { Kafka, logLevel, CompressionTypes } = kafkajs;
@@ -89,6 +90,35 @@ function cpuSeconds(pid: number): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** Every summary line printed, appended to bench/results.md when the run completes. */
+const printed: string[] = [];
+function say(line: string): void {
+  console.log(line);
+  printed.push(line);
+}
+
+/** A bench/results.md section: when, the machine, versions and the lines printed. */
+function appendResults(list: string[]): void {
+  const redis = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
+  const env = Object.entries(process.env)
+    .filter(([k]) => k.startsWith('BENCH_'))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  const section = [
+    `## bench:kafka ${new Date().toISOString()}`,
+    '',
+    `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'} (shared machine: figures under load are noisy)`,
+    `- versions: Node ${process.version}, kafkajs 2.2.4 with redtail's encoder, Kafka 4.4.0 at ${list.join(',')}, ${redis}`,
+    `- settings: ${env || 'defaults'}`,
+    '',
+    '```',
+    ...printed,
+    '```',
+    '',
+  ].join('\n');
+  appendFileSync(join(repoRoot, 'bench', 'results.md'), `\n${section}`);
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -504,7 +534,7 @@ async function benchRedtail(
     const eventsPerSec = events / seconds;
     const cpuPerM = ((cpuSeconds(redtail.pid ?? 0) - cpu0) / events) * 1e6;
     const eventsPerTxn = events / Math.max(1, (await countRecords(kafka, `bench-${id}.offsets`)) - txns0);
-    console.log(
+    say(
       `redtail stream: ${fmt(eventsPerSec)} events/s, ${cpuPerM.toFixed(2)} CPU s per million events, ` +
         `${fmt(eventsPerTxn)} events per transaction`,
     );
@@ -543,7 +573,7 @@ async function benchRedtail(
     await lc.call('WAIT', '1', '0');
     await sleep(1000);
     const l = await consumer.stop();
-    console.log(
+    say(
       `redtail latency at ${fmt(rate)} events/s (${LATENCY_CONSUMER} consumer): ${fmt(l.samples)} samples, ` +
         `p50 ${l.p50.toFixed(1)} p90 ${l.p90.toFixed(1)} p99 ${l.p99.toFixed(1)} p99.9 ${l.p999.toFixed(1)} ` +
         `max ${l.max.toFixed(1)} ms (load average ${loadavg()[0]?.toFixed(2)})`,
@@ -605,7 +635,7 @@ async function snapshotPhase(
   }
   const keysPerSec = keys / ((performance.now() - spawnedAt) / 1000);
   const cpuPerM = (cpuSeconds(redtail.pid ?? 0) / keys) * 1e6;
-  console.log(
+  say(
     `redtail snapshot${SNAPSHOT_RDB ? " (bench:rdb's RDB)" : ''}: ${fmt(keys)} keys, ${fmt(keysPerSec)} keys/s from ` +
       `its start to committed, ${cpuPerM.toFixed(2)} CPU s per million keys (incl. start-up)`,
   );
@@ -643,7 +673,7 @@ async function burstPhase(port: number, pid: number): Promise<BurstFigures> {
     catchUpS: (t2 - t1) / 1000,
     cpuPerM: ((cpuSeconds(pid) - cpu0) / events) * 1e6,
   };
-  console.log(
+  say(
     `redtail burst (redis-benchmark -P 32 -n ${fmt(BURST_N)} -t ${BURST_TESTS}): ${fmt(events)} events, ` +
       `master ${fmt(events / ((t1 - t0) / 1000))} commands/s; redtail ${fmt(figures.eventsPerSec)} events/s ` +
       `into Kafka, caught up ${figures.catchUpS.toFixed(2)} s after the burst, ` +
@@ -924,7 +954,7 @@ async function benchReference(
   const consumer = await latencyProbe(kafka, brokersList, [topic]);
   consumer.begin();
   const lat = await runReferenceChild({ ...base, mode: 'latency', seconds: LATENCY_SECONDS });
-  console.log(
+  say(
     `reference loop: throughput phase ${fmt(tput.events / tput.txns)} records per transaction, ` +
       `${tput.txnMs.toFixed(1)} ms each; latency phase ${fmt(lat.events / lat.txns)} records, ${lat.txnMs.toFixed(1)} ms each`,
   );
@@ -985,7 +1015,7 @@ async function benchSnapshotRefs(
       },
       java: { keysPerSec: java.records / java.seconds, cpuPerM: (java.cpuSeconds / java.records) * 1e6 },
     };
-    console.log(
+    say(
       `snapshot references, ${fmt(SNAPSHOT_KEYS)} records of redtail's snapshot values: bare client loop ` +
         `${fmt(refs.bare.keysPerSec)}/s (${bare.txns} transactions, ${refs.bare.cpuPerM.toFixed(2)} CPU s/M), ` +
         `Java ProducerPerformance txn 100 ms ${fmt(refs.java.keysPerSec)}/s (${refs.java.cpuPerM.toFixed(2)} CPU s/M)`,
@@ -1004,7 +1034,7 @@ async function main(): Promise<void> {
   const ms = (n: number) => n.toFixed(1);
   const load0 = loadavg();
   try {
-    console.log(
+    say(
       `bench:kafka  brokers ${list.join(',')}  ${WRITERS} writers x ${PIPELINE}-SET pipelines, ${VALUE_BYTES}-byte values, ` +
         `${SECONDS} s throughput + ${LATENCY_SECONDS} s latency per side, snapshot ${SNAPSHOT_RDB ? "bench:rdb's RDB" : `${fmt(SNAPSHOT_KEYS)} keys`}, ` +
         `compression ${COMPRESSION}${COMPRESSION === 'gzip' ? ` (level ${GZIP_LEVEL})` : ''}; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
@@ -1019,7 +1049,7 @@ async function main(): Promise<void> {
     let snapRefs: SnapshotRefs | undefined;
     if (!PROFILE_DIR && process.env.BENCH_ONLY !== 'redtail' && samples.length > 0 && rt.snapshotKeysPerSec) {
       snapRefs = await benchSnapshotRefs(kafka, list, id, samples);
-      console.log(
+      say(
         `ratios of the snapshot: redtail / bare client loop ${(rt.snapshotKeysPerSec / snapRefs.bare.keysPerSec).toFixed(2)}, ` +
           `/ Java txn ${(rt.snapshotKeysPerSec / snapRefs.java.keysPerSec).toFixed(2)} (load average ${loadavg()[0]?.toFixed(2)})`,
       );
@@ -1027,9 +1057,7 @@ async function main(): Promise<void> {
     if (PROFILE_DIR || process.env.BENCH_ONLY === 'redtail' || process.env.BENCH_ONLY === 'snapshot') {
       // A profiled redtail is slower than a plain one: its figures are not compared with anything. BENCH_ONLY=redtail
       // is for A/B runs of two builds back to back.
-      console.log(
-        PROFILE_DIR ? `profile written to ${PROFILE_DIR}; references skipped` : 'references skipped',
-      );
+      say(PROFILE_DIR ? `profile written to ${PROFILE_DIR}; references skipped` : 'references skipped');
       return;
     }
     const ref = await benchReference(kafka, list, id, latencyRate);
@@ -1103,7 +1131,7 @@ async function main(): Promise<void> {
     ];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const r of rows)
-      console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+      say(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
     const ratios = {
       vsBareLoop: rt.eventsPerSec / ref.eventsPerSec,
       vsJavaTxn: rt.eventsPerSec / javaTxnRate,
@@ -1112,21 +1140,22 @@ async function main(): Promise<void> {
       burstVsBareLoop: rt.burst ? rt.burst.eventsPerSec / ref.eventsPerSec : Number.NaN,
       burstVsJavaTxn: rt.burst ? rt.burst.eventsPerSec / javaTxnRate : Number.NaN,
     };
-    console.log(
+    say(
       `ratios: redtail stream / bare client loop ${ratios.vsBareLoop.toFixed(2)}, / Java txn ${ratios.vsJavaTxn.toFixed(2)}, ` +
         `/ Java acks=all ${ratios.vsJavaPlain.toFixed(2)}; bare loop / Java txn ${ratios.bareLoopVsJavaTxn.toFixed(2)}; ` +
         `p99 latency redtail / bare loop ${(rt.p99 / ref.p99).toFixed(2)}x; events per transaction ${fmt(rt.eventsPerTxn ?? 0)}`,
     );
     if (rt.burst)
-      console.log(
+      say(
         `ratios of the burst (issue 12's load): redtail / bare client loop ${ratios.burstVsBareLoop.toFixed(2)}, ` +
           `/ Java txn ${ratios.burstVsJavaTxn.toFixed(2)}`,
       );
     const load1 = loadavg();
-    console.log(`load average at the end ${load1.map((l) => l.toFixed(2)).join(' ')}`);
+    say(`load average at the end ${load1.map((l) => l.toFixed(2)).join(' ')}`);
     console.log(
       JSON.stringify({ redtail: rt, reference: ref, javaTxn, javaPlain, snapRefs, ratios, load0, load1 }),
     );
+    appendResults(list);
   } finally {
     const admin = kafka.admin();
     await admin.connect();
