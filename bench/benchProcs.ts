@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -104,3 +105,33 @@ export function rssOf(pid: number): number {
 
 export const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/**
+ * Appends a section to bench/results.md: a title, the machine (with the load average at the start, when given, and
+ * now), the versions line, and the lines the bench printed, in a code block.
+ */
+export function appendResultsSection(
+  title: string,
+  versions: string,
+  lines: string[],
+  loadAtStart?: string,
+): void {
+  const loadNow = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  const load = loadAtStart
+    ? `load average at start ${loadAtStart}, at end ${loadNow}`
+    : `load average at end ${loadNow}`;
+  const section = [
+    `## ${title}`,
+    '',
+    `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; ${load} (shared machine: figures under load are noisy)`,
+    `- versions: ${versions}`,
+    '',
+    '```',
+    ...lines,
+    '```',
+    '',
+  ].join('\n');
+  appendFileSync(join(repoRoot, 'bench', 'results.md'), `\n${section}`);
+}

@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +13,7 @@ import { kafkajs } from '../sinks/kafka/kafkajsSeam.js';
 import { chunkMessages, type OutMessage } from '../sinks/kafka/messages.js';
 import { createJavaCompatiblePartitioner } from '../sinks/kafka/partitioner.js';
 import { freePort } from '../test/harness/ports.js';
-import { redtailArgv } from './benchProcs.js';
+import { appendResultsSection, redtailArgv } from './benchProcs.js';
 import { runJava } from './kafkaClients.js';
 import { mixedRdb } from './rdbFixture.js';
 
@@ -99,26 +99,18 @@ function say(line: string): void {
   printed.push(line);
 }
 
-/** A bench/results.md section: when, the machine, versions and the lines printed. */
+/** A bench/results.md section: when, the machine, versions, the BENCH_ settings and the lines printed. */
 function appendResults(list: string[]): void {
   const redis = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
   const env = Object.entries(process.env)
     .filter(([k]) => k.startsWith('BENCH_'))
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
-  const section = [
-    `## bench:kafka ${new Date().toISOString()}`,
-    '',
-    `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'} (shared machine: figures under load are noisy)`,
-    `- versions: Node ${process.version}, kafkajs 2.2.4 with redtail's encoder, Kafka 4.4.0 at ${list.join(',')}, ${redis}`,
-    `- settings: ${env || 'defaults'}`,
-    '',
-    '```',
-    ...printed,
-    '```',
-    '',
-  ].join('\n');
-  appendFileSync(join(repoRoot, 'bench', 'results.md'), `\n${section}`);
+  appendResultsSection(
+    `bench:kafka ${new Date().toISOString()}`,
+    `Node ${process.version}, kafkajs 2.2.4 with redtail's encoder, Kafka 4.4.0 at ${list.join(',')}, ${redis}; settings: ${env || 'defaults'}`,
+    printed,
+  );
 }
 
 const now = () => performance.timeOrigin + performance.now();

@@ -11,9 +11,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -30,7 +28,7 @@ import type { ChangeEvent, ControlEvent, SnapshotEvent } from '../src/events/Cha
 import { silentLogger } from '../src/observe/logger.js';
 import { Pipeline } from '../src/pipeline/Pipeline.js';
 import type { Sink } from '../src/pipeline/Sink.js';
-import { repoRoot } from './benchProcs.js';
+import { appendResultsSection } from './benchProcs.js';
 import { type LiveResult, liveBench } from './postgresLive.js';
 
 /** Everything printed, appended to bench/results.md at the end of the run. */
@@ -440,20 +438,12 @@ function appendResults(loadAtStart: string): void {
   const pgUrl = parsePostgresSpec(PG).connectionString;
   const pgVersion = execFileSync('psql', [pgUrl, '-Atc', 'SHOW server_version'], { encoding: 'utf8' }).trim();
   const redis = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
-  const section = [
-    `## bench:postgres ${new Date().toISOString()} (REDTAIL_BENCH_MODE=${process.env.REDTAIL_BENCH_MODE ?? 'all'})`,
-    '',
-    `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; load average at start ${loadAtStart}, at end ${loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ')} (shared machine: figures under load are noisy)`,
-    `- versions: Node ${process.version}, PostgreSQL ${pgVersion}, ${redis}`,
-    '',
-    '```',
-    ...printed,
-    '```',
-    '',
-  ].join('\n');
-  appendFileSync(join(repoRoot, 'bench', 'results.md'), `\n${section}`);
+  appendResultsSection(
+    `bench:postgres ${new Date().toISOString()} (REDTAIL_BENCH_MODE=${process.env.REDTAIL_BENCH_MODE ?? 'all'})`,
+    `Node ${process.version}, PostgreSQL ${pgVersion}, ${redis}`,
+    printed,
+    loadAtStart,
+  );
 }
 
 async function runModes(): Promise<void> {
