@@ -35,8 +35,9 @@ import { mixedRdb } from './rdbFixture.js';
  *    both sides at the same rate: every value carries the time it was written (on the master, or generated in the
  *    reference loop); a read_committed consumer computes visible time minus write time for every event; p50/p99.
  *    The consumer is Kafka's own Java consumer in a process of its own (bench/LatencyConsumer.java;
- *    BENCH_LATENCY_CONSUMER=kafkajs: a kafkajs consumer in this process, as before). The reference queues records as they are generated and each transaction takes what is
- *    queued, like redtail's pipeline while the previous batch is in flight.
+ *    BENCH_LATENCY_CONSUMER=kafkajs: a kafkajs consumer in this process, as before). The reference queues records
+ *    as they are generated and each transaction takes what is queued, like redtail's pipeline while the previous
+ *    batch is in flight.
  *
  * Uses KAFKA_BROKERS, else the scripts/kafka.sh broker (started, and stopped at the end, when not running).
  * A complete run (not BENCH_ONLY, not profiled) appends its summary lines to bench/results.md.
@@ -376,7 +377,7 @@ interface BurstFigures {
 
 interface Figures {
   burst?: BurstFigures;
-  /** Snapshot: keys of the populated master per second, from redtail's start to the last one visible. */
+  /** Snapshot: the master's keys per second, from redtail's start to all of them committed (snapshotPhase). */
   snapshotKeysPerSec?: number;
   snapshotCpuPerM?: number;
   snapshotKeys?: number;
@@ -590,13 +591,16 @@ async function benchRedtail(
   }
 }
 
-/**
- * Issue 12's load as a new user runs it: `redis-benchmark -P 32 -n BENCH_BURST_N -t set,hset,lpush,sadd,zadd,incr`
- * at full speed against the master (one event per command), with no bound on redtail's lag: what it has not taken
- * yet waits in the master's replica buffer and redtail's spool. Done when redtail's acknowledged offset (REPLCONF
- * ACK: with ack=durable, what Kafka has committed; sent as the durable position moves) reaches the master's offset
- * at the burst's end. Prints events/s from the burst's start, the catch-up after its end and CPU per million.
- */
+/** The master's replication offset, from its INFO text. */
+function masterOffset(info: string): number {
+  return Number(/master_repl_offset:(\d+)/.exec(info)?.[1] ?? -1);
+}
+
+/** The highest offset a replica (redtail: what it has made durable) acknowledged, from the master's INFO text. */
+function ackedOffset(info: string): number {
+  return Math.max(-1, ...[...info.matchAll(/slave\d+:[^\r\n]*offset=(\d+)/g)].map((m) => Number(m[1])));
+}
+
 /**
  * Times redtail's snapshot into Kafka from its start to the moment the master sees it acknowledge a write made just
  * after the fork of its sync: with ack=durable it acknowledges an offset only once Kafka committed every event up to
@@ -608,19 +612,19 @@ async function snapshotPhase(
   spawnedAt: number,
   keys: number,
 ): Promise<{ keysPerSec: number; cpuPerM: number }> {
-  const info = () => execFileSync('redis-cli', ['-p', String(port), 'INFO'], { encoding: 'utf8' });
+  // The fork shows in INFO persistence (or, once done, as an online replica); acknowledgements in INFO replication.
+  const info = (...sections: string[]) =>
+    execFileSync('redis-cli', ['-p', String(port), 'INFO', ...sections], { encoding: 'utf8' });
   const forked = (text: string) =>
     /rdb_bgsave_in_progress:1/.test(text) || /slave\d+:[^\r\n]*state=online/.test(text);
-  for (let i = 0; !forked(info()); i++) {
+  for (let i = 0; !forked(info('persistence', 'replication')); i++) {
     if (redtail.exitCode !== null) throw new Error('redtail exited before its sync started');
     if (i > 12_000) throw new Error('snapshot: the master did not start a sync for redtail within 60 s');
     await sleep(5);
   }
   execFileSync('redis-cli', ['-p', String(port), 'SET', 'bench:snapshot-marker', '1'], { stdio: 'ignore' });
-  const target = Number(/master_repl_offset:(\d+)/.exec(info())?.[1] ?? -1);
-  const acked = (text: string) =>
-    Math.max(-1, ...[...text.matchAll(/slave\d+:[^\r\n]*offset=(\d+)/g)].map((m) => Number(m[1])));
-  while (acked(info()) < target) {
+  const target = masterOffset(info('replication'));
+  while (ackedOffset(info('replication')) < target) {
     if (redtail.exitCode !== null) throw new Error('redtail exited during the snapshot');
     if (performance.now() - spawnedAt > 600_000) throw new Error('snapshot: not committed within 600 s');
     await sleep(5);
@@ -634,12 +638,16 @@ async function snapshotPhase(
   return { keysPerSec, cpuPerM };
 }
 
+/**
+ * Issue 12's load as a new user runs it: `redis-benchmark -P 32 -n BENCH_BURST_N -t set,hset,lpush,sadd,zadd,incr`
+ * at full speed against the master (one event per command), with no bound on redtail's lag: what it has not taken
+ * yet waits in the master's replica buffer and redtail's spool. Done when redtail's acknowledged offset (REPLCONF
+ * ACK: with ack=durable, what Kafka has committed; sent as the durable position moves) reaches the master's offset
+ * at the burst's end. Prints events/s from the burst's start, the catch-up after its end and CPU per million.
+ */
 async function burstPhase(port: number, pid: number): Promise<BurstFigures> {
   const info = () =>
     execFileSync('redis-cli', ['-p', String(port), 'INFO', 'replication'], { encoding: 'utf8' });
-  const masterOffset = (text: string) => Number(/master_repl_offset:(\d+)/.exec(text)?.[1] ?? -1);
-  const ackedOffset = (text: string) =>
-    Math.max(-1, ...[...text.matchAll(/slave\d+:[^\r\n]*offset=(\d+)/g)].map((m) => Number(m[1])));
   const tests = BURST_TESTS.split(',').length;
   const cpu0 = cpuSeconds(pid);
   const t0 = performance.now();

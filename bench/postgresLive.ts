@@ -147,7 +147,7 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
       }),
     );
     const url = `${opts.pg}${opts.pg.includes('?') ? '&' : '?'}schema=${schema}`;
-    // REDTAIL_BENCH_SINK_PARAMS: more of the sink's query parameters (e.g. changesAhead=false), for A/B runs of one build.
+    // REDTAIL_BENCH_SINK_PARAMS: more of the sink's query parameters (e.g. maxGroupEvents=60000), for A/B runs of one build.
     const more = process.env.REDTAIL_BENCH_SINK_PARAMS;
     const sinkUrl = more ? `${url}&${more}` : url;
     const env = { ...process.env, REDTAIL_LOG_FORMAT: 'json' };
@@ -198,8 +198,8 @@ export async function liveBench(opts: LiveOptions): Promise<LiveResult> {
     const syncStart = performance.now();
     await waitCaughtUp('redtail to sync', 600_000);
     const syncS = (performance.now() - syncStart) / 1000;
-    // redtail's pooled backends: those open now, and (read again at the end) any opened during the window, such
-    // as the second connection that copies the next group's change rows ahead (counted from 0).
+    // redtail's pooled backends: those open now, and (read again at the end) any the pool opened during the window,
+    // whose CPU then counts from 0.
     const redtailBackends = async () =>
       (
         await admin.query<{ pid: number }>(
