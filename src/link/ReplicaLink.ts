@@ -480,8 +480,9 @@ export class ReplicaLink {
   }
 
   /**
-   * The socket to the master, reading into one reused buffer (`onread`) when TCP copies are targeted; TLS sockets
-   * cannot take `onread`, so they and plain sockets without the target read through 'data' events.
+   * The socket to the master. A plaintext socket whose target copies what it keeps (`targetCopies`: the spool) reads
+   * into one reused buffer (`onread`); TLS sockets cannot take `onread`, so they, and targets that keep the chunks
+   * they are given, read through 'data' events (a new buffer per read).
    */
   private openSocket({ host, port, tls: t }: MasterAddress): net.Socket {
     const socket: net.Socket = t
